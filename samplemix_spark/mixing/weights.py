@@ -1,0 +1,151 @@
+"""Mix step: scores -> sampling weights -> integer counts -> exploded output dataset.
+
+Driver side: three global aggregates over the narrow scored table (no text)
+give min/max of q and d with the corpus size, then max p, then the softmax
+normaliser. Their values are fed back as literals into native column
+expressions (``formulas``), so executors do all per-row work with no Python UDF
+and no unpartitioned window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from samplemix_spark.config import MixingConfig, SampleMixConfig
+from samplemix_spark.errors import InputError
+from samplemix_spark.mixing import formulas
+from samplemix_spark.mixing.output import build_output, export_output
+from samplemix_spark.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MixStats:
+    """The global quantities of one mix run; stored as the one-row ``mix_run`` table."""
+
+    alpha: float
+    tau: float
+    seed: int
+    n_source_docs: int
+    source_tokens: float
+    target_tokens: float
+    n_target_docs: float
+    q_min: float
+    q_max: float
+    d_min: float
+    d_max: float
+    p_max: float
+    shifted_sum: float
+
+
+def scored_documents(store: TableStore) -> DataFrame:
+    """doc_id, domain, n_tokens with q and d attached (null where a score is missing)."""
+    documents = store.read("documents").select("doc_id", "domain", "n_tokens")
+    quality = store.read("quality").select("doc_id", F.col("quality").cast("double").alias("q"))
+    diversity = store.read("diversity").select("doc_id", F.col("diversity").cast("double").alias("d"))
+    return documents.join(quality, "doc_id", "left").join(diversity, "doc_id", "left")
+
+
+def _count_if(condition: Column) -> Column:
+    return F.sum(F.when(condition, 1).otherwise(0))
+
+
+def _source_aggregates(scored: DataFrame) -> dict:
+    row = scored.agg(
+        F.count(F.lit(1)).alias("n"), F.sum("n_tokens").cast("double").alias("tokens"),
+        F.min("q").alias("q_min"), F.max("q").alias("q_max"),
+        F.min("d").alias("d_min"), F.max("d").alias("d_max"),
+        _count_if(F.col("q").isNull()).alias("q_missing"), _count_if(F.col("d").isNull()).alias("d_missing"),
+    ).collect()[0]
+    return row.asDict()
+
+
+def _check_source(agg: dict) -> None:
+    if not agg["n"]:
+        raise InputError("the documents table is empty: nothing to mix")
+    for score, table in (("q", "quality"), ("d", "diversity")):
+        if agg[f"{score}_missing"]:
+            raise InputError(f"{agg[f'{score}_missing']} of {agg['n']} documents have no {table} score; "
+                             f"rerun `samplemix {table}` after ingest")
+        if not (math.isfinite(agg[f"{score}_min"]) and math.isfinite(agg[f"{score}_max"])):
+            raise InputError(f"the {table} table holds NaN or infinite scores")
+    if not agg["tokens"]:
+        raise InputError("the documents hold 0 tokens in total: the token budget cannot be sized")
+
+
+def target_tokens(cfg: MixingConfig, source_tokens: float) -> float:
+    """T_tgt from an absolute budget or a fraction of T_src (default: T_src)."""
+    if cfg.target_tokens is not None:
+        return float(cfg.target_tokens)
+    return (cfg.target_fraction if cfg.target_fraction is not None else 1.0) * source_tokens
+
+
+def weight_columns(bounds: dict, alpha: float) -> tuple[Column, Column, Column]:
+    """q_norm, d_norm and p(x) given the corpus min/max of q and d."""
+    q_norm = formulas.min_max_normalised(F.col("q"), bounds["q_min"], bounds["q_max"])
+    d_norm = formulas.min_max_normalised(F.col("d"), bounds["d_min"], bounds["d_max"])
+    return q_norm, d_norm, formulas.sampling_weight(q_norm, d_norm, alpha)
+
+
+def compute_stats(scored: DataFrame, cfg: MixingConfig) -> MixStats:
+    """Run the three global aggregates over the scored documents."""
+    agg = _source_aggregates(scored)
+    _check_source(agg)
+    _, _, p = weight_columns(agg, cfg.alpha)
+    p_max = scored.agg(F.max(p)).collect()[0][0]
+    shifted_sum = scored.agg(F.sum(formulas.shifted_exponent(p, p_max, cfg.tau))).collect()[0][0]
+    t_target = target_tokens(cfg, agg["tokens"])
+    stats = MixStats(
+        alpha=cfg.alpha, tau=cfg.tau, seed=cfg.seed, n_source_docs=agg["n"], source_tokens=agg["tokens"],
+        target_tokens=t_target, n_target_docs=formulas.target_documents(agg["n"], agg["tokens"], t_target),
+        q_min=agg["q_min"], q_max=agg["q_max"], d_min=agg["d_min"], d_max=agg["d_max"],
+        p_max=p_max, shifted_sum=shifted_sum,
+    )
+    return stats
+
+
+def weights_frame(scored: DataFrame, stats: MixStats) -> DataFrame:
+    """The ``weights`` table: doc_id, domain, n_tokens, q, d, q_norm, d_norm, p, c, count."""
+    q_norm, d_norm, p = weight_columns(dataclasses.asdict(stats), stats.alpha)
+    c = formulas.expected_count(p, stats.p_max, stats.tau, stats.shifted_sum, stats.n_target_docs)
+    uniform = formulas.hashed_uniform(F.col("doc_id"), stats.seed)
+    with_c = scored.select("doc_id", "domain", "n_tokens", "q", "d", q_norm.alias("q_norm"),
+                           d_norm.alias("d_norm"), p.alias("p"), c.alias("c"), uniform.alias("_u"))
+    return with_c.select("*", formulas.integer_count(F.col("c"), F.col("_u")).alias("count")).drop("_u")
+
+
+class MixStep:
+    """Compute SampleMix weights and counts, then write weights, mix_run and output."""
+
+    name = "mix"
+
+    def __init__(self, cfg: SampleMixConfig) -> None:
+        self.cfg = cfg
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        mixing = self.cfg.mixing
+        scored = scored_documents(store)
+        stats = compute_stats(scored, mixing)
+        log.info("mix: %d source docs, %.0f source tokens -> target %.0f tokens = %.1f docs "
+                 "(alpha=%s, tau=%s, seed=%s)", stats.n_source_docs, stats.source_tokens,
+                 stats.target_tokens, stats.n_target_docs, stats.alpha, stats.tau, stats.seed)
+        store.write(weights_frame(scored, stats), "weights")
+        store.write(spark.createDataFrame([dataclasses.asdict(stats)]), "mix_run")
+        store.write(build_output(store.read("weights"), store.read("documents"), mixing), "output")
+        n_output = store.read("output").count()
+        if mixing.export_format:
+            export_output(store.read("output"), mixing)
+        return {"weights": stats.n_source_docs, "output": n_output}
+
+
+def read_stats(store: TableStore) -> MixStats:
+    """The stored global quantities of the last mix run."""
+    row = store.read("mix_run").collect()[0].asDict()
+    return MixStats(**{f.name: row[f.name] for f in dataclasses.fields(MixStats)})

@@ -1,0 +1,118 @@
+"""Per-domain report: what SampleMix's per-document weights did to the domain mix.
+
+The per-domain numbers are defined once, as SQL over the ``weights`` table. The
+report stage materialises that query as ``report_domains`` and registers it as
+the view ``domain_mix``, so the table and the view cannot disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+
+from samplemix_spark.config import SampleMixConfig
+from samplemix_spark.mixing import read_stats
+from samplemix_spark.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+VIEW_NAME = "domain_mix"
+
+DOMAIN_MIX_SQL = """
+WITH per_domain AS (
+  SELECT domain,
+         COUNT(*)                                      AS source_docs,
+         SUM(n_tokens)                                 AS source_tokens,
+         SUM(CASE WHEN `count` > 0 THEN 1 ELSE 0 END)  AS selected_docs,
+         SUM(`count`)                                  AS output_docs,
+         SUM(`count` * n_tokens)                       AS output_tokens,
+         SUM(c)                                        AS expected_docs,
+         AVG(q)                                        AS mean_q,
+         AVG(d)                                        AS mean_d,
+         AVG(p)                                        AS mean_p,
+         SUM(CASE WHEN `count` = 0 THEN 1 ELSE 0 END)  AS docs_count_0,
+         SUM(CASE WHEN `count` = 1 THEN 1 ELSE 0 END)  AS docs_count_1,
+         SUM(CASE WHEN `count` = 2 THEN 1 ELSE 0 END)  AS docs_count_2,
+         SUM(CASE WHEN `count` = 3 THEN 1 ELSE 0 END)  AS docs_count_3,
+         SUM(CASE WHEN `count` >= 4 THEN 1 ELSE 0 END) AS docs_count_4plus
+  FROM {weights}
+  GROUP BY domain
+), totals AS (
+  SELECT SUM(source_tokens) AS all_source_tokens, SUM(output_tokens) AS all_output_tokens
+  FROM per_domain
+)
+SELECT per_domain.*,
+       source_tokens / all_source_tokens AS source_token_share,
+       CASE WHEN all_output_tokens > 0 THEN output_tokens / all_output_tokens END AS output_token_share
+FROM per_domain CROSS JOIN totals
+"""
+
+
+def domain_mix(spark: SparkSession, store: TableStore) -> DataFrame:
+    """The per-domain report as a live query over the weights table."""
+    return spark.sql(DOMAIN_MIX_SQL.format(weights=store.sql_ref("weights")))
+
+
+def register_domain_mix_view(spark: SparkSession, store: TableStore) -> str:
+    """Create the ``domain_mix`` view: persistent under a catalog, a session temp view otherwise."""
+    sql = DOMAIN_MIX_SQL.format(weights=store.sql_ref("weights"))
+    if store.cfg.catalog:
+        name = f"{store.cfg.catalog}.{store.cfg.prefix}{VIEW_NAME}"
+        spark.sql(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+        return name
+    spark.sql(sql).createOrReplaceTempView(VIEW_NAME)
+    return VIEW_NAME
+
+
+def summary_frame(spark: SparkSession, store: TableStore, domains: DataFrame) -> DataFrame:
+    """One row: target vs achieved tokens, the run's parameters and corpus totals."""
+    stats = read_stats(store)
+    totals = domains.agg({"output_tokens": "sum", "output_docs": "sum", "selected_docs": "sum"}).collect()[0]
+    achieved = float(totals["sum(output_tokens)"] or 0)
+    row = {
+        "target_tokens": stats.target_tokens,
+        "achieved_tokens": achieved,
+        "relative_error": (achieved - stats.target_tokens) / stats.target_tokens,
+        "alpha": stats.alpha, "tau": stats.tau, "seed": stats.seed,
+        "source_docs": stats.n_source_docs, "source_tokens": stats.source_tokens,
+        "target_docs": stats.n_target_docs,
+        "output_docs": int(totals["sum(output_docs)"] or 0),
+        "selected_docs": int(totals["sum(selected_docs)"] or 0),
+        "zero_count_share": 1.0 - int(totals["sum(selected_docs)"] or 0) / stats.n_source_docs,
+    }
+    return spark.createDataFrame([row])
+
+
+class ReportStep:
+    """Write ``report_domains`` and ``report_summary`` and register the ``domain_mix`` view."""
+
+    name = "report"
+
+    def __init__(self, cfg: SampleMixConfig) -> None:
+        self.cfg = cfg
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        store.write(domain_mix(spark, store).orderBy("domain"), "report_domains")
+        domains = store.read("report_domains")
+        store.write(summary_frame(spark, store, domains), "report_summary")
+        view = register_domain_mix_view(spark, store)
+        log.info("report: per-domain view %s", view)
+        log.info("\n%s", format_report(spark, store))
+        return {"report_domains": domains.count(), "report_summary": 1}
+
+
+def format_report(spark: SparkSession, store: TableStore) -> str:
+    """The summary and the per-domain table as text, for the terminal."""
+    summary = store.read("report_summary").collect()[0]
+    domains = store.read("report_domains").orderBy("domain").toPandas()
+    head = (f"target tokens {summary.target_tokens:,.0f}  achieved {summary.achieved_tokens:,.0f}  "
+            f"relative error {summary.relative_error:+.4%}  alpha={summary.alpha} tau={summary.tau} "
+            f"seed={summary.seed}\nsource docs {summary.source_docs:,}  output docs "
+            f"{summary.output_docs:,}  zero-count share {summary.zero_count_share:.2%}")
+    columns = ["domain", "source_docs", "source_tokens", "selected_docs", "output_docs", "output_tokens",
+               "source_token_share", "output_token_share", "mean_q", "mean_d", "mean_p", "docs_count_0",
+               "docs_count_1", "docs_count_2", "docs_count_3", "docs_count_4plus"]
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
+        return f"{head}\n{domains[columns].to_string(index=False)}"

@@ -1,0 +1,32 @@
+"""Scores that arrive with the data: the ``column`` method of quality and diversity."""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from samplemix_spark.errors import ConfigError
+from samplemix_spark.tables import TableStore
+
+
+class InputScoreStep:
+    """Copy a score column carried by ``documents`` into a table keyed by doc_id.
+
+    ``name`` is both the stage and the output table (``quality`` or ``diversity``);
+    the score column of that table has the same name. Ingest has already rejected
+    rows whose score is null, NaN or infinite.
+    """
+
+    def __init__(self, name: str, input_column: str) -> None:
+        self.name = name
+        self.input_column = input_column
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        documents = store.read("documents")
+        if self.input_column not in documents.columns:
+            raise ConfigError(f"config key '{self.name}.method': 'column' needs the documents table "
+                              f"to carry {self.input_column}; set the ingest column and rerun ingest")
+        scores = documents.select("doc_id", F.col(self.input_column).cast("double").alias(self.name),
+                                  F.lit("column").alias("method"))
+        store.write(scores, self.name)
+        return {self.name: store.read(self.name).count()}

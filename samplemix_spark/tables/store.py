@@ -1,0 +1,143 @@
+"""The one place that knows table names, format and location.
+
+A table is either a path under ``tables.warehouse`` (Delta or Parquet) or a
+catalog name ``catalog.schema.<prefix><table>`` (Unity Catalog, Glue, Hive).
+Every write is a whole-table overwrite that readers see atomically:
+
+- Delta: an overwrite is one commit, so a killed job leaves the previous version.
+- Catalog: ``saveAsTable`` in overwrite mode, a single Delta commit on Databricks.
+- Parquet (local paths only, for JVM runs without Delta jars): the data is written
+  to a staging folder and swapped in by directory renames.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from pyspark.sql import DataFrame, SparkSession
+
+from samplemix_spark.config import TablesConfig
+from samplemix_spark.errors import TableError
+
+log = logging.getLogger(__name__)
+
+# Stage outputs, in pipeline order. The producing stage is named so that a
+# missing-table error can say what to run.
+TABLES: dict[str, str] = {
+    "documents": "ingest",
+    "rejects": "ingest",
+    "quality": "quality",
+    "diversity": "diversity",
+    "weights": "mix",
+    "mix_run": "mix",
+    "output": "mix",
+    "report_domains": "report",
+    "report_summary": "report",
+}
+
+
+def _is_local(location: str) -> bool:
+    return "://" not in location or location.startswith("file://")
+
+
+def _local_path(location: str) -> Path:
+    return Path(location[len("file://"):] if location.startswith("file://") else location)
+
+
+@dataclass
+class TableStore:
+    """Reads and atomically overwrites the pipeline's tables. Driver-side only."""
+
+    spark: SparkSession
+    cfg: TablesConfig
+
+    def location(self, table: str) -> str:
+        """The path or the catalog name that holds ``table``."""
+        if table not in TABLES:
+            raise TableError(f"unknown table {table!r}; known tables: {', '.join(TABLES)}")
+        name = f"{self.cfg.prefix}{table}"
+        if self.cfg.catalog:
+            return f"{self.cfg.catalog}.{name}"
+        root = self.cfg.warehouse
+        if _is_local(root):
+            return str(_local_path(root).resolve() / name)
+        return f"{root.rstrip('/')}/{name}"
+
+    def sql_ref(self, table: str) -> str:
+        """How SQL text names ``table``: the catalog name or ``format.`path```."""
+        location = self.location(table)
+        return location if self.cfg.catalog else f"{self.cfg.format}.`{location}`"
+
+    def read(self, table: str) -> DataFrame:
+        location = self.location(table)
+        try:
+            if self.cfg.catalog:
+                df = self.spark.table(location)
+            else:
+                df = self.spark.read.format(self.cfg.format).load(location)
+            df.schema  # forces analysis, so a missing table fails here
+        except Exception as exc:  # noqa: BLE001 - engines raise different classes
+            raise TableError(f"table '{table}' not found at {location}; run "
+                             f"`samplemix {TABLES[table]}` first ({_first_line(exc)})") from exc
+        return df
+
+    def exists(self, table: str) -> bool:
+        try:
+            self.read(table)
+            return True
+        except TableError:
+            return False
+
+    def write(self, df: DataFrame, table: str, partition_by: Optional[Sequence[str]] = None) -> None:
+        """Overwrite ``table`` with ``df`` so that readers see the old or the new table, never a mix."""
+        location = self.location(table)
+        writer = df.write.mode("overwrite").format(self.cfg.format)
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        try:
+            if self.cfg.catalog:
+                writer.option("overwriteSchema", "true").saveAsTable(location)
+            elif self.cfg.format == "delta":
+                writer.option("overwriteSchema", "true").save(location)
+            else:
+                self._write_parquet_swapped(writer, location)
+        except Exception as exc:  # noqa: BLE001
+            if "delta" in str(exc).lower() and "not found" in str(exc).lower():
+                raise TableError("this engine has no Delta Lake support; add the Delta jars "
+                                 "(engine.spark_conf) or set tables.format=parquet") from exc
+            raise
+        log.info("wrote table %s -> %s", table, location)
+
+    def _write_parquet_swapped(self, writer, location: str) -> None:
+        if not _is_local(location):
+            log.warning("parquet overwrite of %s is not atomic on remote storage; use delta", location)
+            writer.save(location)
+            return
+        target = _local_path(location)
+        staging = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
+        writer.save(str(staging))
+        retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        if target.exists():
+            target.rename(retired)
+        staging.rename(target)
+        shutil.rmtree(retired, ignore_errors=True)
+
+    def register_views(self) -> list[str]:
+        """Expose every existing table to SQL under its plain name (temp views in path mode)."""
+        names = []
+        for table in TABLES:
+            if self.cfg.catalog or not self.exists(table):
+                continue
+            self.read(table).createOrReplaceTempView(f"{self.cfg.prefix}{table}")
+            names.append(f"{self.cfg.prefix}{table}")
+        return names
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
