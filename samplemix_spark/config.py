@@ -241,4 +241,9 @@ def load_config(path: Optional[str | Path] = None, overrides: tuple[str, ...] | 
         data = loaded or {}
     for assignment in overrides:
         apply_override(data, assignment)
+    return build_config(data)
+
+
+def build_config(data: dict) -> SampleMixConfig:
+    """Validate a raw config mapping (as read from YAML) into a SampleMixConfig."""
     return _build(SampleMixConfig, data, "")

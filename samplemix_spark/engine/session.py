@@ -68,6 +68,9 @@ def build_session(cfg: EngineConfig) -> SparkSession:
 
 
 def _use_driver_python_for_workers() -> None:
+    # pyspark's builder turns into a Spark Connect builder when this variable is set,
+    # e.g. inherited from a parent process that opened a Connect session.
+    os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
     # Classic PySpark starts worker processes with `python3` from PATH unless told
     # otherwise; that interpreter may lack this project's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -1,0 +1,55 @@
+"""The same jobs on classic JVM local Spark (Parquet tables) give the embedded engine's counts."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from samplemix_spark.demo.synthetic import write_corpus
+
+from .test_cli import run_pipeline_cli
+
+pytestmark = [pytest.mark.jvm,
+              pytest.mark.skipif(shutil.which("java") is None, reason="classic Spark needs Java")]
+
+JVM = ("engine.kind=jvm-local", "engine.master=local[2]", "tables.format=parquet",
+       "engine.spark_conf={spark.sql.shuffle.partitions: 3, spark.driver.memory: 2g}")
+
+
+def _sorted(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    return frame.sort_values(key).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("mixing", [("mixing.tau=0.2",), ("mixing.tau=0.01", "mixing.alpha=1.0",
+                                                          "mixing.target_fraction=3.0")])
+def test_jvm_local_counts_equal_embedded_counts(tmp_path, mixing):
+    write_corpus(tmp_path / "data", 4000, seed=21, n_files=5)
+    embedded = tmp_path / "embedded"
+    embedded.mkdir()
+    (embedded / "data").symlink_to(tmp_path / "data")
+    result = run_pipeline_cli(embedded, *mixing)
+    assert result.returncode == 0, result.stderr
+    jvm = tmp_path / "jvm"
+    jvm.mkdir()
+    (jvm / "data").symlink_to(tmp_path / "data")
+    result = run_pipeline_cli(jvm, *mixing, *JVM)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "engine: jvm-local" in result.stderr
+
+    sail_weights = _sorted(DeltaTable(str(embedded / "wh" / "weights")).to_pandas(), "doc_id")
+    jvm_weights = _sorted(pd.read_parquet(jvm / "wh" / "weights"), "doc_id")
+    assert len(sail_weights) == 4000
+    assert sail_weights["doc_id"].tolist() == jvm_weights["doc_id"].tolist()
+    assert sail_weights["n_tokens"].tolist() == jvm_weights["n_tokens"].tolist()
+    assert sail_weights["count"].tolist() == jvm_weights["count"].tolist()
+    pd.testing.assert_series_equal(sail_weights["c"], jvm_weights["c"], rtol=1e-12)
+
+    sail_output = DeltaTable(str(embedded / "wh" / "output")).to_pandas()
+    jvm_output = pd.read_parquet(jvm / "wh" / "output")
+    key = ["doc_id", "replica"]
+    pd.testing.assert_frame_equal(_sorted(sail_output, key[0]).sort_values(key).reset_index(drop=True),
+                                  _sorted(jvm_output, key[0]).sort_values(key).reset_index(drop=True),
+                                  check_dtype=False)

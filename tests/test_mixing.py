@@ -1,0 +1,156 @@
+"""Mixing: p(x), c(x) and counts against the numpy oracle; determinism; numeric extremes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import functions as F
+
+from samplemix_spark.demo.synthetic import write_corpus
+from samplemix_spark.errors import InputError
+from samplemix_spark.mixing.output import build_output
+from samplemix_spark.pipeline import run_pipeline, run_stage
+
+from . import oracle
+from .conftest import make_config, store_for, write_jsonl
+
+N_DOCS = 3000
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """The generated corpus on disk plus the raw scores keyed by the hashed doc_id."""
+    folder = tmp_path_factory.mktemp("corpus")
+    paths = write_corpus(folder, N_DOCS, seed=11, n_files=3)
+    records = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+    raw = pd.DataFrame(records)
+    raw["doc_id"] = [hashlib.sha256(t.encode()).hexdigest()[:32] for t in raw["text"]]
+    return paths, raw.set_index("doc_id")
+
+
+@pytest.fixture(scope="module")
+def scored_warehouse(spark, corpus, tmp_path_factory):
+    """A warehouse where ingest, quality and diversity have run once."""
+    warehouse = tmp_path_factory.mktemp("wh")
+    cfg = make_config(warehouse, corpus[0])
+    run_pipeline(spark, cfg, ("ingest", "quality", "diversity"))
+    return warehouse
+
+
+def _mix(spark, warehouse, corpus, **mixing):
+    cfg = make_config(warehouse, corpus[0], mixing=mixing)
+    run_stage(spark, cfg, "mix")
+    return cfg, store_for(spark, cfg).read("weights").toPandas().set_index("doc_id").sort_index()
+
+
+def _check_against_oracle(weights: pd.DataFrame, raw: pd.DataFrame, alpha, tau, target_tokens=None):
+    raw = raw.loc[weights.index]
+    n_tokens = weights["n_tokens"].to_numpy()
+    budget = target_tokens if target_tokens is not None else float(n_tokens.sum())
+    p = oracle.sampling_weights(raw["quality_score"].to_numpy(), raw["diversity_score"].to_numpy(), alpha)
+    c = oracle.expected_counts(p, n_tokens, tau, budget)
+    np.testing.assert_allclose(weights["p"].to_numpy(), p, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(weights["c"].to_numpy(), c, rtol=1e-9, atol=0)
+    counts = weights["count"].to_numpy()
+    floor = np.floor(c)
+    assert np.all((counts == floor) | (counts == floor + 1))
+    assert abs(counts.sum() - c.sum()) <= 4 * oracle.bernoulli_sigma(c) + 1e-9
+    assert np.isfinite(weights[["q_norm", "d_norm", "p", "c"]].to_numpy()).all()
+    return c
+
+
+@pytest.mark.parametrize("alpha, tau", [(0.8, 0.2), (0.8, 0.01), (0.0, 0.2), (1.0, 0.2), (0.5, 10.0)])
+def test_weights_and_counts_match_numpy_oracle(spark, scored_warehouse, corpus, alpha, tau):
+    _, weights = _mix(spark, scored_warehouse, corpus, alpha=alpha, tau=tau, seed=5)
+    assert len(weights) == N_DOCS
+    _check_against_oracle(weights, corpus[1], alpha, tau)
+
+
+def test_token_budget_absolute_and_fraction(spark, scored_warehouse, corpus):
+    _, by_fraction = _mix(spark, scored_warehouse, corpus, target_fraction=0.2)
+    source_tokens = float(by_fraction["n_tokens"].sum())
+    c = _check_against_oracle(by_fraction, corpus[1], 0.8, 0.2, target_tokens=0.2 * source_tokens)
+    assert c.sum() == pytest.approx(0.2 * N_DOCS, rel=1e-9)
+    _, absolute = _mix(spark, scored_warehouse, corpus, target_tokens=123456)
+    _check_against_oracle(absolute, corpus[1], 0.8, 0.2, target_tokens=123456)
+
+
+def test_output_repeats_each_document_count_times(spark, scored_warehouse, corpus):
+    cfg, weights = _mix(spark, scored_warehouse, corpus, tau=0.05)
+    output = store_for(spark, cfg).read("output").toPandas()
+    assert len(output) == weights["count"].sum()
+    replicas = output.groupby("doc_id")["replica"].apply(sorted)
+    selected = weights[weights["count"] > 0]
+    assert set(replicas.index) == set(selected.index)
+    for doc_id, count in selected["count"].items():
+        assert replicas[doc_id] == list(range(count))
+    assert (weights["count"] > 1).any(), "tau=0.05 should repeat some documents"
+    texts = output.drop_duplicates("doc_id").set_index("doc_id")["text"]
+    assert (texts == corpus[1].loc[texts.index, "text"]).all()
+
+
+def test_same_seed_same_counts_and_different_seed_different_counts(spark, scored_warehouse, corpus):
+    _, first = _mix(spark, scored_warehouse, corpus, seed=1)
+    _, again = _mix(spark, scored_warehouse, corpus, seed=1)
+    _, other = _mix(spark, scored_warehouse, corpus, seed=2)
+    pd.testing.assert_series_equal(first["count"], again["count"])
+    assert (first["count"] != other["count"]).sum() > 0
+    np.testing.assert_array_equal(first["c"].to_numpy(), other["c"].to_numpy())
+
+
+def test_shuffle_is_deterministic_and_scatters_copies(spark, scored_warehouse, corpus):
+    cfg, weights = _mix(spark, scored_warehouse, corpus, tau=0.05)
+    store = store_for(spark, cfg)
+
+    def ordered_ids():
+        frame = build_output(store.read("weights"), store.read("documents"), cfg.mixing)
+        return [(r.doc_id, r.replica) for r in frame.select("doc_id", "replica").collect()]
+
+    order = ordered_ids()
+    assert order == ordered_ids()
+    adjacent = sum(a[0] == b[0] for a, b in zip(order, order[1:]))
+    k = weights["count"].to_numpy()
+    unshuffled = int(np.sum(np.maximum(k - 1, 0)))  # copies written next to each other
+    random_order = float(np.sum(k * (k - 1)) / len(order))  # expected under a random permutation
+    assert unshuffled > 100
+    assert adjacent <= 3 * random_order + 10
+
+
+def _single_domain_corpus(tmp_path, texts, quality, diversity):
+    records = [{"text": t, "domain": "only", "quality_score": q, "diversity_score": d}
+               for t, q, d in zip(texts, quality, diversity)]
+    return write_jsonl(tmp_path / "src.jsonl", records)
+
+
+@pytest.mark.parametrize("tau", [0.01, 0.2])
+def test_all_equal_p_gives_uniform_counts(spark, tmp_path, tau):
+    texts = [f"document number {i} about topic {i % 7}" for i in range(200)]
+    source = _single_domain_corpus(tmp_path, texts, [3] * 200, [0.5] * 200)
+    cfg = make_config(tmp_path / "wh", [source], mixing={"tau": tau, "target_fraction": 0.5})
+    run_pipeline(spark, cfg, ("ingest", "quality", "diversity", "mix"))
+    weights = store_for(spark, cfg).read("weights").toPandas()
+    np.testing.assert_allclose(weights["c"], 100 / 200 * np.ones(200), rtol=1e-12)
+    assert (weights["p"] == 0).all()
+
+
+def test_single_document_corpus(spark, tmp_path):
+    source = _single_domain_corpus(tmp_path, ["The only document in the corpus."], [7], [0.2])
+    cfg = make_config(tmp_path / "wh", [source], mixing={"tau": 0.01, "target_fraction": 2.5})
+    run_pipeline(spark, cfg, ("ingest", "quality", "diversity", "mix"))
+    weights = store_for(spark, cfg).read("weights").toPandas()
+    assert weights["c"].tolist() == pytest.approx([2.5], rel=1e-12)
+    assert weights["count"].iloc[0] in (2, 3)
+
+
+def test_missing_scores_are_refused(spark, tmp_path, corpus):
+    cfg = make_config(tmp_path / "wh", corpus[0])
+    run_pipeline(spark, cfg, ("ingest", "quality", "diversity"))
+    store = store_for(spark, cfg)
+    partial = store.read("quality").filter(F.col("doc_id") > "8")
+    store.write(partial.toPandas().pipe(spark.createDataFrame), "quality")
+    with pytest.raises(InputError, match="have no quality score"):
+        run_stage(spark, cfg, "mix")

@@ -1,0 +1,55 @@
+"""Report: per-domain numbers agree with direct SQL over the output and documents tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from samplemix_spark.demo.synthetic import write_corpus
+from samplemix_spark.pipeline import run_pipeline
+
+from .conftest import make_config, store_for
+
+
+@pytest.fixture(scope="module")
+def reported(spark, tmp_path_factory):
+    paths = write_corpus(tmp_path_factory.mktemp("corpus"), 2000, seed=3, n_files=2)
+    cfg = make_config(tmp_path_factory.mktemp("wh"), paths, mixing={"tau": 0.1, "target_fraction": 0.7})
+    run_pipeline(spark, cfg)
+    return cfg
+
+
+def test_domain_report_matches_sql_over_output(spark, reported):
+    store = store_for(spark, reported)
+    report = store.read("report_domains").toPandas().set_index("domain").sort_index()
+    store.read("output").createOrReplaceTempView("t_output")
+    store.read("documents").createOrReplaceTempView("t_documents")
+    direct = spark.sql("""
+        SELECT o.domain, COUNT(*) AS output_docs, SUM(o.n_tokens) AS output_tokens,
+               COUNT(DISTINCT o.doc_id) AS selected_docs
+        FROM t_output o GROUP BY o.domain""").toPandas().set_index("domain").sort_index()
+    source = spark.sql("""SELECT domain, COUNT(*) AS source_docs, SUM(n_tokens) AS source_tokens
+                          FROM t_documents GROUP BY domain""").toPandas().set_index("domain").sort_index()
+    for column in ("output_docs", "output_tokens", "selected_docs"):
+        assert report[column].tolist() == direct[column].tolist(), column
+    for column in ("source_docs", "source_tokens"):
+        assert report[column].tolist() == source[column].tolist(), column
+    expected_share = direct["output_tokens"] / direct["output_tokens"].sum()
+    assert report["output_token_share"].tolist() == pytest.approx(expected_share.tolist(), rel=1e-12)
+    buckets = report[["docs_count_0", "docs_count_1", "docs_count_2", "docs_count_3", "docs_count_4plus"]]
+    assert (buckets.sum(axis=1) == report["source_docs"]).all()
+    assert (report["source_docs"] - report["docs_count_0"] == report["selected_docs"]).all()
+
+
+def test_summary_and_view(spark, reported):
+    store = store_for(spark, reported)
+    summary = store.read("report_summary").collect()[0]
+    output_tokens = store.read("output").agg({"n_tokens": "sum"}).collect()[0][0]
+    source_tokens = store.read("documents").agg({"n_tokens": "sum"}).collect()[0][0]
+    assert summary.achieved_tokens == output_tokens
+    assert summary.target_tokens == pytest.approx(0.7 * source_tokens, rel=1e-12)
+    assert summary.relative_error == pytest.approx((output_tokens - summary.target_tokens) / summary.target_tokens)
+    assert (summary.alpha, summary.tau, summary.seed) == (0.8, 0.1, 1024)
+    view = spark.sql("SELECT * FROM domain_mix ORDER BY domain").toPandas()
+    table = store.read("report_domains").toPandas().sort_values("domain").reset_index(drop=True)
+    pd.testing.assert_frame_equal(view[table.columns], table, check_dtype=False)
