@@ -140,3 +140,12 @@ def test_missing_tokenizer_fails_before_spark_work(spark, tmp_path):
     with pytest.raises(ConfigError, match="ingest.tokenizer"):
         IngestStep(cfg).run(spark, store_for(spark, cfg))
     assert not (tmp_path / "wh").exists()
+
+
+def test_delta_sources_are_read_and_stacked(spark, tmp_path):
+    for i, texts in enumerate((GOOD[:2], GOOD[2:])):
+        frame = spark.createDataFrame(pd.DataFrame([_record(t, domain=f"d{i}") for t in texts]))
+        frame.write.format("delta").save(str(tmp_path / f"src{i}"))
+    cfg = make_config(tmp_path / "wh", [tmp_path / "src*"], ingest={"format": "delta"})
+    rows = IngestStep(cfg).run(spark, store_for(spark, cfg))
+    assert rows == {"documents": 4, "rejects": 0}

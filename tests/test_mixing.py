@@ -154,3 +154,17 @@ def test_missing_scores_are_refused(spark, tmp_path, corpus):
     store.write(partial.toPandas().pipe(spark.createDataFrame), "quality")
     with pytest.raises(InputError, match="have no quality score"):
         run_stage(spark, cfg, "mix")
+
+
+@pytest.mark.parametrize("export_format", ["jsonl", "parquet"])
+def test_export_writes_every_output_row(spark, scored_warehouse, corpus, tmp_path, export_format):
+    export = tmp_path / "export"
+    cfg, weights = _mix(spark, scored_warehouse, corpus, export_format=export_format, export_path=str(export))
+    if export_format == "jsonl":
+        rows = [json.loads(line) for path in export.glob("*.json") for line in path.read_text().splitlines()]
+        exported = pd.DataFrame(rows)
+    else:
+        exported = pd.read_parquet(export)
+    assert list(exported.columns) == ["doc_id", "domain", "text", "n_tokens", "replica"]
+    assert len(exported) == weights["count"].sum()
+    assert exported.groupby("doc_id").size().to_dict() == weights.loc[weights["count"] > 0, "count"].to_dict()

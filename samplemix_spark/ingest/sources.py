@@ -8,6 +8,7 @@ empty training set.
 from __future__ import annotations
 
 import glob
+from functools import reduce
 from typing import Optional
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -40,7 +41,11 @@ def resolve_sources(sources: list[str]) -> list[str]:
 def read_sources(spark: SparkSession, cfg: IngestConfig) -> DataFrame:
     """Read every configured source into one DataFrame."""
     paths = resolve_sources(cfg.sources)
-    return spark.read.format(cfg.format).load(paths)
+    if cfg.format != "delta":
+        return spark.read.format(cfg.format).load(paths)
+    # A Delta table is one path: read each and stack them.
+    frames = [spark.read.format("delta").load(path) for path in paths]
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 
 
 def _field_type(schema: StructType, dotted: str) -> Optional[DataType]:

@@ -101,6 +101,7 @@ class TableStore:
             writer = writer.partitionBy(*partition_by)
         try:
             if self.cfg.catalog:
+                self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.cfg.catalog}")
                 writer.option("overwriteSchema", "true").saveAsTable(location)
             elif self.cfg.format == "delta":
                 writer.option("overwriteSchema", "true").save(location)
