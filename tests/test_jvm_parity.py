@@ -53,3 +53,34 @@ def test_jvm_local_counts_equal_embedded_counts(tmp_path, mixing):
     pd.testing.assert_frame_equal(_sorted(sail_output, key[0]).sort_values(key).reset_index(drop=True),
                                   _sorted(jvm_output, key[0]).sort_values(key).reset_index(drop=True),
                                   check_dtype=False)
+
+
+def test_spark_submit_runs_the_job_entry_point_on_the_existing_session(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .conftest import REPO
+
+    write_corpus(tmp_path / "data", 500, seed=4, n_files=2)
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    result = subprocess.run(
+        [str(spark_submit), "--master", "local[2]", str(REPO / "jobs" / "run_pipeline.py"),
+         "--config", str(REPO / "conf" / "local.yaml"), f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]",
+         f"--set=tables.warehouse={tmp_path}/wh", "--set=tables.format=parquet"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "engine: existing" in result.stdout + result.stderr  # spark-submit merges the streams
+    weights = pd.read_parquet(tmp_path / "wh" / "weights")
+    assert len(weights) == 500
+    assert len(pd.read_parquet(tmp_path / "wh" / "output")) == weights["count"].sum()
+
+
+def test_jvm_local_without_delta_jars_says_so(tmp_path):
+    write_corpus(tmp_path / "data", 50, seed=4, n_files=1)
+    result = run_pipeline_cli(tmp_path, "engine.kind=jvm-local", "engine.master=local[1]")
+    assert result.returncode == 2
+    assert "no Delta Lake support" in result.stderr and "tables.format=parquet" in result.stderr

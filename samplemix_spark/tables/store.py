@@ -108,7 +108,7 @@ class TableStore:
             else:
                 self._write_parquet_swapped(writer, location)
         except Exception as exc:  # noqa: BLE001
-            if "delta" in str(exc).lower() and "not found" in str(exc).lower():
+            if self.cfg.format == "delta" and "DATA_SOURCE_NOT_FOUND" in str(exc):
                 raise TableError("this engine has no Delta Lake support; add the Delta jars "
                                  "(engine.spark_conf) or set tables.format=parquet") from exc
             raise
