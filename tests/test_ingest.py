@@ -138,7 +138,7 @@ def test_missing_tokenizer_fails_before_spark_work(spark, tmp_path):
     source = write_jsonl(tmp_path / "a.jsonl", [_record(t) for t in GOOD])
     cfg = make_config(tmp_path / "wh", [source], ingest={"tokenizer": str(tmp_path / "no-such-tokenizer")})
     with pytest.raises(ConfigError, match="ingest.tokenizer"):
-        IngestStep(cfg).run(spark, store_for(spark, cfg))
+        IngestStep(cfg).check()
     assert not (tmp_path / "wh").exists()
 
 

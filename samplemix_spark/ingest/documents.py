@@ -76,9 +76,12 @@ class IngestStep:
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
 
+    def check(self) -> None:
+        tokenizer_file(self.cfg.ingest.tokenizer)
+
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        tokenizer_file(self.cfg.ingest.tokenizer)  # fail on a missing tokenizer before reading data
-        raw = map_columns(read_sources(spark, self.cfg.ingest), self.cfg.ingest)
+        ingest = self.cfg.ingest
+        raw = map_columns(read_sources(spark, ingest.sources, ingest.format), ingest)
         n_input = raw.count()
         if n_input == 0:
             raise InputError(f"ingest sources {self.cfg.ingest.sources} hold no rows")

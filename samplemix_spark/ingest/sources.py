@@ -38,11 +38,11 @@ def resolve_sources(sources: list[str]) -> list[str]:
     return resolved
 
 
-def read_sources(spark: SparkSession, cfg: IngestConfig) -> DataFrame:
-    """Read every configured source into one DataFrame."""
-    paths = resolve_sources(cfg.sources)
-    if cfg.format != "delta":
-        return spark.read.format(cfg.format).load(paths)
+def read_sources(spark: SparkSession, sources: list[str], fmt: str) -> DataFrame:
+    """Read every source (paths or globs) of format ``fmt`` into one DataFrame."""
+    paths = resolve_sources(sources)
+    if fmt != "delta":
+        return spark.read.format(fmt).load(paths)
     # A Delta table is one path: read each and stack them.
     frames = [spark.read.format("delta").load(path) for path in paths]
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)

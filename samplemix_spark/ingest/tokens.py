@@ -7,7 +7,6 @@ threads of one interpreter).
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pandas as pd
@@ -16,10 +15,8 @@ from pyspark.sql import functions as F
 from tokenizers import Tokenizer
 
 from samplemix_spark.errors import ConfigError
-from samplemix_spark.model_paths import resolve_local_path
-
-_cache: dict[str, Tokenizer] = {}
-_lock = threading.Lock()
+from samplemix_spark.models.cache import cached
+from samplemix_spark.models.paths import resolve_local_path
 
 
 def tokenizer_file(location: str) -> Path:
@@ -32,16 +29,16 @@ def tokenizer_file(location: str) -> Path:
     return path
 
 
+def _counting_tokenizer(location: str) -> Tokenizer:
+    tokenizer = Tokenizer.from_file(str(tokenizer_file(location)))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 def load_tokenizer(location: str) -> Tokenizer:
     """Load (once per process) a tokenizer that counts every token: no truncation, no padding."""
-    with _lock:
-        tokenizer = _cache.get(location)
-        if tokenizer is None:
-            tokenizer = Tokenizer.from_file(str(tokenizer_file(location)))
-            tokenizer.no_truncation()
-            tokenizer.no_padding()
-            _cache[location] = tokenizer
-    return tokenizer
+    return cached(("tokenizer", location), lambda: _counting_tokenizer(location))
 
 
 def count_tokens(texts: list[str], location: str) -> list[int]:

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 TABLES: dict[str, str] = {
     "documents": "ingest",
     "rejects": "ingest",
+    "annotations": "annotate",
+    "annotation_rejects": "annotate",
     "quality": "quality",
     "diversity": "diversity",
     "weights": "mix",

@@ -1,0 +1,128 @@
+"""Transformer text encoders loaded from local folders, shared by quality and diversity.
+
+Runs wherever it is called: on the driver for training, on executors inside
+pandas UDFs for scoring and embedding. ``transformers`` is imported eagerly at
+module import: its lazy module is not thread-safe, and the embedded engine runs
+UDFs on several threads of one interpreter. Only modules that need a model
+import this one, so the mixing path never loads torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from samplemix_spark.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+POOLING_MODES = ("auto", "mean", "cls")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_pooling(model_dir: Path, configured: str = "auto") -> str:
+    """``mean`` or ``cls``; ``auto`` follows a sentence-transformers ``1_Pooling`` config, else CLS."""
+    if configured != "auto":
+        return configured
+    pooling_config = Path(model_dir) / "1_Pooling" / "config.json"
+    if pooling_config.is_file():
+        settings = json.loads(pooling_config.read_text())
+        return "mean" if settings.get("pooling_mode_mean_tokens") else "cls"
+    return "cls"
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """Sequence representation: the first token (CLS) or the mask-weighted token mean."""
+    if mode == "cls":
+        return hidden[:, 0]
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def task_gpu_index() -> Optional[int]:
+    """The GPU Spark assigned to this task (``spark.task.resource.gpu.amount``), if any."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:  # pragma: no cover - pyspark is a dependency
+        return None
+    context = TaskContext.get()
+    if context is None:
+        return None
+    gpus = context.resources().get("gpu")
+    if gpus and gpus.addresses:
+        return int(gpus.addresses[0])
+    return context.partitionId() % torch.cuda.device_count() if torch.cuda.is_available() else None
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """CUDA when available and allowed (on the task's GPU), else CPU."""
+    if preference == "cpu" or not torch.cuda.is_available():
+        if preference == "cuda":
+            raise ConfigError("config key 'device': 'cuda' was requested but no GPU is visible")
+        return torch.device("cpu")
+    index = task_gpu_index()
+    return torch.device("cuda", index if index is not None else 0)
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA by default (fp16 on request); exact fp32 on CPU."""
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
+    """Index batches of texts of similar length, longest first, so padding stays small."""
+    order = np.argsort([-len(text) for text in texts], kind="stable")
+    for start in range(0, len(order), batch_size):
+        yield order[start:start + batch_size]
+
+
+class TextEncoder:
+    """Tokenizer + transformer + pooling. ``embed`` returns float32 numpy vectors in input order."""
+
+    def __init__(self, model_dir: Path, pooling: str = "auto", max_tokens: int = 512,
+                 device: str = "auto", precision: str = "auto") -> None:
+        self.model_dir = Path(model_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True)
+        self.pooling = resolve_pooling(self.model_dir, pooling)
+        self.max_tokens = max_tokens
+        self.device = pick_device(device)
+        self.precision = precision
+        # On CPU torch sizes its thread pool from OMP_NUM_THREADS, which classic Spark sets
+        # to spark.task.cpus for each Python worker, so tasks do not oversubscribe cores.
+        self.model.to(self.device).eval()
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def tokenize(self, texts: Sequence[str]) -> dict:
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
+                               return_tensors="pt")
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """Pooled representations of a tokenized batch (gradients follow the caller's mode)."""
+        with autocast(self.device, self.precision):
+            hidden = self.model(**batch).last_hidden_state
+        return pool(hidden.float(), batch["attention_mask"], self.pooling)
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for index in length_sorted_batches(texts, batch_size):
+            vectors = self.forward(self.tokenize([texts[i] for i in index]))
+            if normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=-1)
+            out[index] = vectors.cpu().numpy()
+        return out
