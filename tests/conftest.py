@@ -48,3 +48,27 @@ def make_config(warehouse: Path, sources: list, **sections) -> SampleMixConfig:
 
 def store_for(spark, cfg: SampleMixConfig) -> TableStore:
     return TableStore(spark, cfg.tables)
+
+
+def quality_labels(n_good: int = 90, n_bad: int = 90) -> list[dict]:
+    """Real articles labelled 6-8 and degraded pages built from other real articles labelled 0-3."""
+    from .realtext import bbc_articles, degrade
+
+    articles = bbc_articles(n_good + n_bad)
+    good = [{"text": text, "score": 6 + (len(text) > 2000) + (i % 2)} for i, text in enumerate(articles[:n_good])]
+    bad = [{"text": degrade(text, i), "score": [1, 3, 0][i % 3]} for i, text in enumerate(articles[n_good:])]
+    return good + bad
+
+
+@pytest.fixture(scope="session")
+def quality_checkpoint(spark, tmp_path_factory):
+    """A frozen-encoder ordinal checkpoint trained on real text, with its training report."""
+    from samplemix_spark.pipeline import run_stage
+
+    root = tmp_path_factory.mktemp("quality_model")
+    labels = write_jsonl(root / "labels.jsonl", quality_labels())
+    cfg = make_config(root / "wh", [labels], quality={"train": {
+        "labels": [str(labels)], "mode": "frozen", "compare": False, "max_tokens": 128,
+        "holdout_fraction": 0.25, "output": str(root / "checkpoint")}})
+    run_stage(spark, cfg, "train-quality")
+    return root / "checkpoint", json.loads((root / "checkpoint" / "metrics.json").read_text()), labels

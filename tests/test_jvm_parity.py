@@ -10,6 +10,7 @@ from deltalake import DeltaTable
 
 from samplemix_spark.demo.synthetic import write_corpus
 
+from .conftest import REPO
 from .test_cli import run_pipeline_cli
 
 pytestmark = [pytest.mark.jvm,
@@ -61,7 +62,6 @@ def test_spark_submit_runs_the_job_entry_point_on_the_existing_session(tmp_path)
     import sys
     from pathlib import Path
 
-    from .conftest import REPO
 
     write_corpus(tmp_path / "data", 500, seed=4, n_files=2)
     spark_submit = Path(sys.executable).parent / "spark-submit"
@@ -84,3 +84,40 @@ def test_jvm_local_without_delta_jars_says_so(tmp_path):
     result = run_pipeline_cli(tmp_path, "engine.kind=jvm-local", "engine.master=local[1]")
     assert result.returncode == 2
     assert "no Delta Lake support" in result.stderr and "tables.format=parquet" in result.stderr
+
+
+def test_quality_scores_on_jvm_local_equal_direct_model_and_embedded_heuristic(spark, quality_checkpoint, tmp_path):
+    import numpy as np
+
+    from samplemix_spark.pipeline import run_stage
+    from samplemix_spark.quality.scorer import QualityScorer
+
+    from .conftest import make_config, store_for, write_jsonl
+    from .realtext import ENCYCLOPEDIC, SPAM, bbc_articles
+    from .test_cli import samplemix
+
+    checkpoint, _, _ = quality_checkpoint
+    texts = ENCYCLOPEDIC + SPAM + bbc_articles(40)
+    write_jsonl(tmp_path / "data" / "docs.jsonl",
+                [{"text": t, "domain": "d", "diversity_score": 0.5, "quality_score": 0} for t in texts])
+    common = [f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
+              *[f"--set={o}" for o in JVM]]
+    for stage, method in (("ingest", "heuristic"), ("quality", "model")):
+        result = samplemix(stage, "--config", str(REPO / "conf" / "local.yaml"), *common,
+                           f"--set=quality.method={method}", f"--set=quality.model_path={checkpoint}", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    documents = pd.read_parquet(tmp_path / "jvm" / "documents")[["doc_id", "text"]]
+    jvm_model = pd.read_parquet(tmp_path / "jvm" / "quality").merge(documents, on="doc_id").set_index("text")
+    direct, expected = QualityScorer(str(checkpoint)).score(texts)
+    assert jvm_model.loc[texts, "quality"].tolist() == direct.tolist()
+    np.testing.assert_allclose(jvm_model.loc[texts, "quality_expected"], expected, rtol=1e-5)
+
+    result = samplemix("quality", "--config", str(REPO / "conf" / "local.yaml"), *common,
+                       "--set=quality.method=heuristic", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jvm_heuristic = pd.read_parquet(tmp_path / "jvm" / "quality").sort_values("doc_id").reset_index(drop=True)
+    cfg = make_config(tmp_path / "sail", [tmp_path / "data" / "docs.jsonl"], quality={"method": "heuristic"})
+    run_stage(spark, cfg, "ingest")
+    run_stage(spark, cfg, "quality")
+    sail_heuristic = store_for(spark, cfg).read("quality").toPandas().sort_values("doc_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(sail_heuristic, jvm_heuristic[sail_heuristic.columns], check_dtype=False)

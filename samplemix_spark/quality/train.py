@@ -167,7 +167,7 @@ class QualityTrainer:
         train_y = torch.tensor(labels["score"][~test].to_numpy())
         test_y = labels["score"][test].to_numpy()
         log.info("train-quality: %d training rows, %d held out", len(train_texts), len(test_texts))
-        variants, saved = [], False
+        variants, saved = [], []
         for mode in self._modes():
             for head in self._heads():
                 keep = mode == self.cfg.mode and head == "ordinal"
@@ -178,10 +178,10 @@ class QualityTrainer:
                 log.info("train-quality: %s/%s held-out %s", mode, head, _fmt(variants[-1].metrics))
                 if keep:
                     self._save(layer, encoder, mode, len(train_texts), len(test_texts))
-                    saved = True
-        assert saved
+                    saved = predicted.tolist()
         report = {"baseline_constant": constant_baseline(train_y.numpy(), test_y),
-                  "variants": [asdict(v) for v in variants], "n_train": len(train_texts), "n_test": len(test_texts)}
+                  "variants": [asdict(v) for v in variants], "n_train": len(train_texts), "n_test": len(test_texts),
+                  "saved": {"mode": self.cfg.mode, "head": "ordinal", "heldout_predictions": saved}}
         (Path(self.cfg.output) / "metrics.json").write_text(json.dumps(report, indent=2))
         return report
 
