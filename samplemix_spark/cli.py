@@ -23,7 +23,10 @@ log = logging.getLogger("samplemix_spark")
 STAGE_HELP = {
     "ingest": "read sources, count tokens, write documents and rejects",
     "quality": "write the quality table (q per doc_id)",
-    "diversity": "write the diversity table (d per doc_id)",
+    "embed": "embed every document with the diversity encoder",
+    "cluster": "fit spherical k-means centroids on a subsample (driver)",
+    "assign": "assign every document to its nearest centroid",
+    "diversity": "write cluster statistics and the diversity table (d per doc_id)",
     "mix": "compute weights and counts, write weights, mix_run and output",
     "report": "write and print the per-domain report",
     "annotate": "label documents with the quality rubric through a chat-completions endpoint",
@@ -65,10 +68,10 @@ def _configure_logging() -> None:
 def _run(args: argparse.Namespace) -> None:
     from samplemix_spark.config import load_config
     from samplemix_spark.engine import build_session
-    from samplemix_spark.pipeline import STAGES, check_steps, make_step, run_step
+    from samplemix_spark.pipeline import check_steps, make_step, pipeline_stages, run_step
 
     cfg = load_config(args.config, args.overrides)
-    stages = STAGES if args.command == "run" else () if args.command == "sql" else (args.command,)
+    stages = pipeline_stages(cfg) if args.command == "run" else () if args.command == "sql" else (args.command,)
     steps = [make_step(stage, cfg) for stage in stages]
     check_steps(steps)  # missing models, paths or keys fail here, before a session starts
     spark = build_session(cfg.engine)

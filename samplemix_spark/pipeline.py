@@ -14,10 +14,17 @@ from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
 
-# The stages of `samplemix run`, in order.
-STAGES = ("ingest", "quality", "diversity", "mix", "report")
+# Every stage, in pipeline order; `samplemix run` runs those that its methods need.
+STAGES = ("ingest", "quality", "embed", "cluster", "assign", "diversity", "mix", "report")
 # Jobs run on their own: labelling and training feed the quality model.
 EXTRA_JOBS = ("annotate", "train-quality", "score-quality")
+
+
+def pipeline_stages(cfg: SampleMixConfig) -> tuple[str, ...]:
+    """The stages `samplemix run` runs: embed/cluster/assign only for k-means diversity."""
+    if cfg.diversity.method == "kmeans":
+        return STAGES
+    return tuple(s for s in STAGES if s not in ("embed", "cluster", "assign"))
 
 
 class Step(Protocol):
@@ -38,6 +45,15 @@ def make_step(stage: str, cfg: SampleMixConfig) -> Step:
     if stage == "diversity":
         from samplemix_spark.diversity import diversity_step
         return diversity_step(cfg)
+    if stage == "embed":
+        from samplemix_spark.diversity.embed import EmbedStep
+        return EmbedStep(cfg)
+    if stage == "cluster":
+        from samplemix_spark.diversity.cluster import ClusterStep
+        return ClusterStep(cfg)
+    if stage == "assign":
+        from samplemix_spark.diversity.assign import AssignStep
+        return AssignStep(cfg)
     if stage == "mix":
         from samplemix_spark.mixing import MixStep
         return MixStep(cfg)
@@ -94,8 +110,9 @@ def run_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str) -> StageRes
     return run_step(spark, cfg, step)
 
 
-def run_pipeline(spark: SparkSession, cfg: SampleMixConfig, stages: tuple[str, ...] = STAGES) -> list[StageResult]:
-    """Check every stage, then run them in order."""
+def run_pipeline(spark: SparkSession, cfg: SampleMixConfig, stages: tuple[str, ...] | None = None) -> list[StageResult]:
+    """Check every stage, then run them in order (default: the stages of `samplemix run`)."""
+    stages = pipeline_stages(cfg) if stages is None else stages
     steps = [make_step(stage, cfg) for stage in stages]
     check_steps(steps)
     return [run_step(spark, cfg, step) for step in steps]

@@ -14,6 +14,8 @@ from samplemix_spark.config import EngineConfig, SampleMixConfig, build_config  
 from samplemix_spark.engine import build_session  # noqa: E402
 from samplemix_spark.tables import TableStore  # noqa: E402
 
+from .realtext import quality_labels  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -48,16 +50,6 @@ def make_config(warehouse: Path, sources: list, **sections) -> SampleMixConfig:
 
 def store_for(spark, cfg: SampleMixConfig) -> TableStore:
     return TableStore(spark, cfg.tables)
-
-
-def quality_labels(n_good: int = 90, n_bad: int = 90) -> list[dict]:
-    """Real articles labelled 6-8 and degraded pages built from other real articles labelled 0-3."""
-    from .realtext import bbc_articles, degrade
-
-    articles = bbc_articles(n_good + n_bad)
-    good = [{"text": text, "score": 6 + (len(text) > 2000) + (i % 2)} for i, text in enumerate(articles[:n_good])]
-    bad = [{"text": degrade(text, i), "score": [1, 3, 0][i % 3]} for i, text in enumerate(articles[n_good:])]
-    return good + bad
 
 
 @pytest.fixture(scope="session")

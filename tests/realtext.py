@@ -70,3 +70,11 @@ def degrade(article: str, style: int) -> str:
         nav = "Home | News | Sport | Weather | Login | Register | Sitemap"
         return "\n".join([nav, " ".join(words[:15]), nav, "Copyright | Privacy | Terms", nav, nav])
     return "<p>" + "</p><p>".join(" ".join(words[i:i + 3]) for i in range(0, 60, 3)) + "</p> #### ###"
+
+
+def quality_labels(n_good: int = 90, n_bad: int = 90) -> list[dict]:
+    """Real articles labelled 6-8 and degraded pages built from other real articles labelled 0-3."""
+    articles = bbc_articles(n_good + n_bad)
+    good = [{"text": text, "score": 6 + (len(text) > 2000) + (i % 2)} for i, text in enumerate(articles[:n_good])]
+    bad = [{"text": degrade(text, i), "score": [1, 3, 0][i % 3]} for i, text in enumerate(articles[n_good:])]
+    return good + bad

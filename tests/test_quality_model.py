@@ -14,7 +14,8 @@ from samplemix_spark.pipeline import run_pipeline, run_stage
 from samplemix_spark.quality.scorer import QualityScorer
 from samplemix_spark.quality.train import holdout_mask
 
-from .conftest import make_config, quality_labels, store_for, write_jsonl
+from .conftest import make_config, store_for, write_jsonl
+from .realtext import quality_labels
 
 
 def _heldout_texts(labels_path, fraction=0.25):

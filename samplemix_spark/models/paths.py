@@ -31,3 +31,10 @@ def resolve_local_path(location: str, key: str) -> Path:
     if not path.exists():
         raise ConfigError(f"config key '{key}': {location!r} does not exist ({path})")
     return path
+
+
+def portable_location(location: str) -> str:
+    """The form of ``location`` to send to executors: ``pkg:`` as is, a local path made absolute."""
+    if location.startswith(PACKAGE_SCHEME) or "://" in location:
+        return location
+    return str(Path(location).expanduser().resolve())

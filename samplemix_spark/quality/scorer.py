@@ -29,7 +29,7 @@ from samplemix_spark.config import QualityConfig, SampleMixConfig
 from samplemix_spark.errors import ConfigError
 from samplemix_spark.models.cache import cached
 from samplemix_spark.models.encoder import TextEncoder, length_sorted_batches
-from samplemix_spark.models.paths import resolve_local_path
+from samplemix_spark.models.paths import portable_location, resolve_local_path
 from samplemix_spark.quality import ordinal
 from samplemix_spark.quality.checkpoint import ENCODER_DIR, HEAD_FILE, read_checkpoint_settings
 from samplemix_spark.tables import TableStore
@@ -101,8 +101,7 @@ class ModelQuality:
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
         settings = read_checkpoint_settings(self.cfg.quality.model_path)
-        # Executors resolve the path on their own filesystem: send an absolute one.
-        quality = dataclasses.replace(self.cfg.quality, model_path=str(Path(self.cfg.quality.model_path).resolve()))
+        quality = dataclasses.replace(self.cfg.quality, model_path=portable_location(self.cfg.quality.model_path))
         scored = store.read("documents").select("doc_id", quality_column(F.col("text"), quality).alias("s"))
         store.write(scored.select("doc_id", "s.quality", "s.quality_expected", F.lit("model").alias("method"),
                                   F.lit(settings["model_id"]).alias("model_id"),

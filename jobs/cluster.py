@@ -1,0 +1,6 @@
+"""spark-submit entry point for the cluster stage: `spark-submit jobs/cluster.py --config conf/...`."""
+import sys
+
+from samplemix_spark.cli import main
+
+sys.exit(main(["cluster", *sys.argv[1:]]))

@@ -1,0 +1,6 @@
+"""spark-submit entry point for the train-quality job: `spark-submit jobs/train_quality.py --config conf/...`."""
+import sys
+
+from samplemix_spark.cli import main
+
+sys.exit(main(["train-quality", *sys.argv[1:]]))

@@ -1,0 +1,90 @@
+"""``samplemix diversity`` (kmeans): cluster compactness x separation (SPEC §2, eq. 1, App. H).
+
+For cluster j with centroid c_j (distances are cosine distances, 1 - cos):
+- compactness_j: mean distance of its members to c_j (a loose cluster scores high);
+- separation_j: mean distance from c_j to its m nearest other centroids, with
+  m = max(1, round(0.01 * k)) as in App. H (an isolated cluster scores high);
+- d(x) = compactness_j * separation_j for every x in cluster j.
+
+Edge cases, all finite: a cluster of one document has that document's distance
+as compactness; a cluster with no members gets compactness 0 (no document uses
+it); with k = 1 there is no other centroid and separation is 1, so d(x) is the
+compactness; m is capped at k - 1.
+
+Driver side: per-cluster sizes and mean distances come from one Spark
+aggregate (k rows); separation is computed with numpy from the centroids; the
+small stats table is joined back to the assignments on executors.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from samplemix_spark.config import DiversityConfig, SampleMixConfig
+from samplemix_spark.diversity.cluster import read_centroids
+from samplemix_spark.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+
+def neighbour_count(k: int, cfg: DiversityConfig) -> int:
+    """m, the number of nearest other centroids that define separation."""
+    m = cfg.neighbors if cfg.neighbors is not None else max(1, round(cfg.neighbors_fraction * k))
+    return max(1, min(m, k - 1))
+
+
+def separation(centroids: np.ndarray, m: int) -> np.ndarray:
+    """Mean cosine distance from each centroid to its m nearest other centroids (1.0 when k = 1)."""
+    k = len(centroids)
+    if k == 1:
+        return np.ones(1)
+    unit = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    distance = 1.0 - unit @ unit.T
+    np.fill_diagonal(distance, np.inf)
+    nearest = np.partition(distance, m - 1, axis=1)[:, :m]
+    return nearest.mean(axis=1)
+
+
+def cluster_statistics(sizes: pd.DataFrame, centroids: np.ndarray, cfg: DiversityConfig) -> pd.DataFrame:
+    """cluster_id, size, compactness, separation, diversity for every centroid."""
+    k = len(centroids)
+    stats = pd.DataFrame({"cluster_id": np.arange(k, dtype=np.int32)})
+    stats = stats.merge(sizes, on="cluster_id", how="left")
+    stats["size"] = stats["size"].fillna(0).astype(np.int64)
+    stats["compactness"] = stats["compactness"].fillna(0.0).astype(float)
+    stats["separation"] = separation(centroids, neighbour_count(k, cfg))
+    stats["diversity"] = stats["compactness"] * stats["separation"]
+    return stats
+
+
+def describe_sizes(sizes: pd.Series) -> str:
+    q = np.percentile(sizes, [0, 25, 50, 75, 100]) if len(sizes) else [0] * 5
+    return (f"{len(sizes)} clusters; size min {q[0]:.0f}, p25 {q[1]:.0f}, median {q[2]:.0f}, p75 {q[3]:.0f}, "
+            f"max {q[4]:.0f}; {int((sizes == 1).sum())} singletons, {int((sizes == 0).sum())} empty")
+
+
+class ClusterDiversity:
+    """Write ``cluster_stats`` and the ``diversity`` table (doc_id, diversity, cluster_id, method)."""
+
+    name = "diversity"
+
+    def __init__(self, cfg: SampleMixConfig) -> None:
+        self.cfg = cfg
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        centroids = read_centroids(store)
+        assignments = store.read("assignments")
+        sizes = assignments.groupBy("cluster_id").agg(F.count(F.lit(1)).alias("size"),
+                                                      F.avg("distance").alias("compactness")).toPandas()
+        stats = cluster_statistics(sizes, centroids, self.cfg.diversity)
+        log.info("diversity: %s", describe_sizes(stats["size"]))
+        store.write(spark.createDataFrame(stats), "cluster_stats")
+        per_cluster = store.read("cluster_stats").select("cluster_id", "diversity")
+        store.write(assignments.join(per_cluster, "cluster_id")  # k rows: engines broadcast it
+                    .select("doc_id", "diversity", "cluster_id", F.lit("kmeans").alias("method")), "diversity")
+        return {"diversity": store.read("diversity").count(), "cluster_stats": len(stats)}

