@@ -42,6 +42,7 @@ def make_config(warehouse: Path, sources: list, **sections) -> SampleMixConfig:
         "ingest": {"sources": [str(s) for s in sources], "quality_column": "quality_score",
                    "diversity_column": "diversity_score"},
         "quality": {"method": "column"},
+        "diversity": {"method": "column"},
     }
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)

