@@ -168,3 +168,18 @@ def test_cluster_size_distribution_is_printed(spark, tmp_path, caplog):
     vectors, _ = _blobs(np.random.default_rng(4))
     _cluster(spark, tmp_path, vectors, k=5)
     assert "5 clusters; size min" in caplog.text
+
+
+def test_documents_outside_the_kmeans_sample_are_assigned_too(spark, tmp_path, caplog):
+    import faiss
+
+    caplog.set_level(logging.INFO)
+    vectors, _ = _blobs(np.random.default_rng(5))
+    _, store = _cluster(spark, tmp_path, vectors, sample_size=100, k=5)
+    assert "collecting about 100 of 300 embeddings" in caplog.text
+    centroids = np.load(store.location("centroids") + ".npy")
+    assignments = store.read("assignments").toPandas().sort_values("doc_id")
+    assert len(assignments) == 300
+    index = faiss.IndexFlatIP(DIM)
+    index.add(centroids)
+    assert assignments["cluster_id"].tolist() == index.search(vectors, 1)[1][:, 0].tolist()

@@ -1,0 +1,82 @@
+"""k-means: faiss spherical k-means (what `samplemix cluster` runs) vs scikit-learn MiniBatchKMeans.
+
+    .venv/bin/python benchmarks/bench_kmeans.py --points 200000 --dim 384 --k 447 --niter 20
+
+Both fit the same unit vectors (a mixture of von Mises-like blobs, so the
+clustering has structure) with the same k and the same number of iterations:
+faiss runs ``niter`` Lloyd iterations over all points; MiniBatchKMeans runs
+``niter`` passes over the data (max_iter) in batches of 4096 with no early stop.
+scikit-learn's full-batch KMeans (Lloyd, k-means++ init) is timed too, as the
+algorithm faiss runs. Prints one JSON line with the times, the ratios and each method's mean cosine
+distance to the nearest centroid (lower is tighter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from samplemix_spark.diversity.cluster import train_kmeans  # noqa: E402
+
+
+def blobs(points: int, dim: int, centers: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((centers, dim)).astype(np.float32)
+    x = means[rng.integers(0, centers, points)] + 0.8 * rng.standard_normal((points, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def mean_distance(x: np.ndarray, centroids: np.ndarray) -> float:
+    unit = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    best = np.full(len(x), -np.inf, dtype=np.float32)
+    for start in range(0, len(x), 20000):
+        best[start:start + 20000] = (x[start:start + 20000] @ unit.T).max(axis=1)
+    return float(np.mean(1 - best))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--points", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--k", type=int, default=447)
+    parser.add_argument("--niter", type=int, default=20)
+    args = parser.parse_args()
+    x = blobs(args.points, args.dim, centers=args.k)
+
+    started = time.perf_counter()
+    faiss_centroids = train_kmeans(x, args.k, args.niter, seed=1024)
+    faiss_seconds = time.perf_counter() - started
+
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    started = time.perf_counter()
+    sk = MiniBatchKMeans(n_clusters=args.k, max_iter=args.niter, batch_size=4096, n_init=1, random_state=1024,
+                         max_no_improvement=None, tol=0.0).fit(x)
+    sklearn_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    lloyd = KMeans(n_clusters=args.k, max_iter=args.niter, n_init=1, random_state=1024, tol=0.0,
+                   algorithm="lloyd").fit(x)
+    lloyd_seconds = time.perf_counter() - started
+
+    print(json.dumps({"bench": "kmeans", "points": args.points, "dim": args.dim, "k": args.k, "niter": args.niter,
+                      "faiss_s": round(faiss_seconds, 2), "sklearn_minibatch_s": round(sklearn_seconds, 2),
+                      "speedup": round(sklearn_seconds / faiss_seconds, 1),
+                      "sklearn_lloyd_s": round(lloyd_seconds, 2), "speedup_vs_lloyd": round(lloyd_seconds / faiss_seconds, 1),
+                      "faiss_mean_distance": round(mean_distance(x, faiss_centroids), 4),
+                      "sklearn_mean_distance": round(mean_distance(x, sk.cluster_centers_.astype(np.float32)), 4),
+                      "sklearn_lloyd_mean_distance": round(mean_distance(x, lloyd.cluster_centers_.astype(np.float32)), 4),
+                      "cpus": os.cpu_count(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d")}))
+
+
+if __name__ == "__main__":
+    main()
