@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -19,6 +20,18 @@ from samplemix_spark.config import SampleMixConfig, build_config  # noqa: E402
 from samplemix_spark.engine import build_session  # noqa: E402
 from samplemix_spark.tables import TableStore  # noqa: E402
 from tests.realtext import bbc_articles  # noqa: E402
+
+
+def udf_bench_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every UDF benchmark takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--docs", type=int, default=1000)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--engine", default="embedded", choices=["embedded", "jvm-local"])
+    parser.add_argument("--partitions", type=int, default=os.cpu_count(),
+                        help="partitions of the documents table (default: one per core)")
+    return parser
 
 
 def real_texts(n: int) -> list[str]:

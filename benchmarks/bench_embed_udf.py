@@ -10,14 +10,12 @@ embeddings table); the loop embeds the same texts in input order.
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
 from pathlib import Path
 
 import torch
 
-from _common import print_result, real_texts, session_with_documents, timed
+from _common import print_result, real_texts, session_with_documents, timed, udf_bench_arguments
 from samplemix_spark.diversity.embed import EmbedStep, load_encoder
 
 
@@ -30,12 +28,7 @@ def bare_torch_loop(encoder, texts: list[str], batch_size: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--docs", type=int, default=1000)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--engine", default="embedded", choices=["embedded", "jvm-local"])
-    parser.add_argument("--partitions", type=int, default=os.cpu_count())
+    parser = udf_bench_arguments("embedding UDF vs a bare torch loop")
     parser.add_argument("--storage", default="float32", choices=["float32", "float16"])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_embed_"))

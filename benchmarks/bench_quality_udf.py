@@ -12,15 +12,13 @@ the loop scores the same texts in input order. The result line is JSON.
 
 from __future__ import annotations
 
-import argparse
-import os
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from _common import print_result, real_texts, session_with_documents, timed
+from _common import print_result, real_texts, session_with_documents, timed, udf_bench_arguments
 from samplemix_spark.config import QualityTrainConfig
 from samplemix_spark.quality import ordinal
 from samplemix_spark.quality.scorer import ModelQuality, QualityScorer
@@ -37,13 +35,7 @@ def bare_torch_loop(scorer: QualityScorer, texts: list[str], batch_size: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--docs", type=int, default=1000)
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--engine", default="embedded", choices=["embedded", "jvm-local"])
-    parser.add_argument("--partitions", type=int, default=os.cpu_count(),
-                        help="partitions of the documents table (default: one per core)")
+    parser = udf_bench_arguments("quality scoring UDF vs a bare torch loop")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_quality_"))
     checkpoint = str(work / "checkpoint")

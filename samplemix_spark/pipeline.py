@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from dataclasses import dataclass
@@ -34,42 +35,29 @@ class Step(Protocol):
         """Write the stage's tables; return rows written per table."""
 
 
+# stage or job -> (module, factory taking the config). Imported on demand, so the
+# mixing path never imports torch or faiss.
+_FACTORIES = {
+    "ingest": ("samplemix_spark.ingest", "IngestStep"),
+    "quality": ("samplemix_spark.quality", "quality_step"),
+    "embed": ("samplemix_spark.diversity.embed", "EmbedStep"),
+    "cluster": ("samplemix_spark.diversity.cluster", "ClusterStep"),
+    "assign": ("samplemix_spark.diversity.assign", "AssignStep"),
+    "diversity": ("samplemix_spark.diversity", "diversity_step"),
+    "mix": ("samplemix_spark.mixing", "MixStep"),
+    "report": ("samplemix_spark.report", "ReportStep"),
+    "annotate": ("samplemix_spark.quality.annotate", "AnnotateStep"),
+    "train-quality": ("samplemix_spark.quality.train", "TrainQualityStep"),
+    "score-quality": ("samplemix_spark.quality.scorer", "ModelQuality"),
+}
+
+
 def make_step(stage: str, cfg: SampleMixConfig) -> Step:
-    """The step object for a stage or job name; model code is imported only when asked for."""
-    if stage == "ingest":
-        from samplemix_spark.ingest import IngestStep
-        return IngestStep(cfg)
-    if stage == "quality":
-        from samplemix_spark.quality import quality_step
-        return quality_step(cfg)
-    if stage == "diversity":
-        from samplemix_spark.diversity import diversity_step
-        return diversity_step(cfg)
-    if stage == "embed":
-        from samplemix_spark.diversity.embed import EmbedStep
-        return EmbedStep(cfg)
-    if stage == "cluster":
-        from samplemix_spark.diversity.cluster import ClusterStep
-        return ClusterStep(cfg)
-    if stage == "assign":
-        from samplemix_spark.diversity.assign import AssignStep
-        return AssignStep(cfg)
-    if stage == "mix":
-        from samplemix_spark.mixing import MixStep
-        return MixStep(cfg)
-    if stage == "report":
-        from samplemix_spark.report import ReportStep
-        return ReportStep(cfg)
-    if stage == "annotate":
-        from samplemix_spark.quality.annotate import AnnotateStep
-        return AnnotateStep(cfg)
-    if stage == "train-quality":
-        from samplemix_spark.quality.train import TrainQualityStep
-        return TrainQualityStep(cfg)
-    if stage == "score-quality":
-        from samplemix_spark.quality.scorer import ModelQuality
-        return ModelQuality(cfg)
-    raise ValueError(f"unknown stage {stage!r}")
+    """The step object for a stage or job name."""
+    if stage not in _FACTORIES:
+        raise ValueError(f"unknown stage {stage!r}")
+    module, factory = _FACTORIES[stage]
+    return getattr(importlib.import_module(module), factory)(cfg)
 
 
 def check_steps(steps: list[Step]) -> None:
