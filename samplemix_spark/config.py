@@ -22,6 +22,7 @@ ENGINE_KINDS = ("auto", "embedded", "jvm-local", "remote", "existing")
 TABLE_FORMATS = ("delta", "parquet")
 SOURCE_FORMATS = ("json", "parquet", "delta")
 EXPORT_FORMATS = ("jsonl", "parquet")
+BUDGET_MODES = ("documents", "tokens")
 QUALITY_METHODS = ("column", "heuristic", "model")
 TRAIN_MODES = ("finetune", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
@@ -263,6 +264,12 @@ class MixingConfig:
 
     The token budget is ``target_tokens`` (absolute) or ``target_fraction`` of the
     source tokens; give at most one. With neither, the budget is the source size.
+
+    ``budget_mode``: ``documents`` sizes the target in documents as the paper does
+    (eq. 3), so the realised tokens drift when selected documents are longer or
+    shorter than average; ``tokens`` scales the counts so that sum c(x) n_tokens(x)
+    equals the token budget exactly. ``max_repeats`` caps each document's expected
+    count; the excess goes to uncapped documents in proportion to their weights.
     """
 
     alpha: float = 0.8
@@ -270,6 +277,8 @@ class MixingConfig:
     seed: int = 1024
     target_tokens: Optional[float] = None
     target_fraction: Optional[float] = None
+    budget_mode: str = "documents"
+    max_repeats: Optional[float] = None
     shuffle: bool = True
     export_format: Optional[str] = None
     export_path: Optional[str] = None
@@ -288,6 +297,9 @@ class MixingConfig:
             _require(value is None or (_is_number(value) and value > 0),
                      f"mixing.{key}", f"got {value!r}, expected a number > 0")
         _require(isinstance(self.shuffle, bool), "mixing.shuffle", "expected true or false")
+        _require_choice(self.budget_mode, "mixing.budget_mode", BUDGET_MODES)
+        _require(self.max_repeats is None or (_is_number(self.max_repeats) and self.max_repeats > 0),
+                 "mixing.max_repeats", f"got {self.max_repeats!r}, expected a number > 0")
         if self.export_format is not None:
             _require_choice(self.export_format, "mixing.export_format", EXPORT_FORMATS)
             _require(bool(self.export_path), "mixing.export_path",

@@ -18,13 +18,37 @@ def sampling_weights(q: np.ndarray, d: np.ndarray, alpha: float) -> np.ndarray:
     return alpha * minmax(np.asarray(d, float)) + (1 - alpha) * minmax(np.asarray(q, float))
 
 
-def expected_counts(p: np.ndarray, n_tokens: np.ndarray, tau: float, target_tokens: float) -> np.ndarray:
-    """c(x) = |D_tgt| softmax(p / tau), |D_tgt| = T_tgt / T_src * |D_src|."""
-    n_target = target_tokens / float(np.sum(n_tokens)) * len(p)
+def expected_counts(p: np.ndarray, n_tokens: np.ndarray, tau: float, target_tokens: float,
+                    budget_mode: str = "documents", cap: float | None = None) -> np.ndarray:
+    """c(x) from eq. 4, sized in documents (eq. 3) or so that sum c(x) n_tokens(x) = T_tgt.
+
+    With a cap, c(x) = min(s w(x), cap) with s chosen so the budget is still met.
+    """
+    n_tokens = np.asarray(n_tokens, float)
     logits = np.asarray(p, float) / tau
-    logits -= logits.max()
-    weights = np.exp(logits)
-    return n_target * weights / weights.sum()
+    w = np.exp(logits - logits.max())
+    if budget_mode == "documents":
+        units, target = np.ones_like(w), target_tokens / n_tokens.sum() * len(w)
+    else:
+        units, target = n_tokens, target_tokens
+    if cap is None:
+        return target * w / np.sum(w * units)
+    return np.minimum(_water_level(w, units, target, cap) * w, cap)
+
+
+def _water_level(w: np.ndarray, units: np.ndarray, target: float, cap: float) -> float:
+    """The scale s with sum min(s w, cap) units = target: cap the j largest weights for the first j that fits."""
+    order = np.argsort(-w, kind="stable")
+    ws, us = w[order], units[order]
+    capped_units = np.concatenate([[0.0], np.cumsum(us)])
+    free = np.concatenate([np.cumsum((ws * us)[::-1])[::-1], [0.0]])
+    for j in range(len(w) + 1):
+        if free[j] <= 0:
+            return np.inf
+        scale = (target - cap * capped_units[j]) / free[j]
+        if j == len(w) or scale * ws[j] <= cap:
+            return scale
+    raise AssertionError("unreachable")
 
 
 def bernoulli_sigma(c: np.ndarray) -> float:

@@ -49,15 +49,18 @@ def shifted_exponent(p: Column, p_max: float, tau: float) -> Column:
     return F.exp((p - F.lit(p_max)) / F.lit(tau))
 
 
-def expected_count(p: Column, p_max: float, tau: float, shifted_sum: float, n_target: float) -> Column:
-    """Eq. 4: c(x) = |D_tgt| * exp(p(x)/tau) / sum_j exp(p(x_j)/tau).
+def expected_count(p: Column, p_max: float, tau: float, scale: float, cap: float | None = None) -> Column:
+    """Eq. 4: c(x) = |D_tgt| * exp(p(x)/tau) / sum_j exp(p(x_j)/tau), as ``scale * exp((p - p_max)/tau)``.
 
-    ``shifted_sum`` is sum_j exp((p_j - p_max)/tau); the common factor
-    exp(p_max/tau) cancels between numerator and denominator.
+    With the paper's document budget, scale = |D_tgt| / sum_j exp((p_j - p_max)/tau): the
+    common factor exp(p_max/tau) cancels between numerator and denominator. The
+    token budget and the repetition cap only change ``scale`` (see ``budget``);
+    with a cap, c(x) = min(scale * w(x), cap).
     """
-    if not (math.isfinite(shifted_sum) and shifted_sum >= 1.0):
-        raise ValueError(f"softmax normaliser must be finite and >= 1, got {shifted_sum}")
-    return F.lit(n_target / shifted_sum) * shifted_exponent(p, p_max, tau)
+    if not (math.isfinite(scale) and scale >= 0):
+        raise ValueError(f"count scale must be finite and >= 0, got {scale}")
+    c = F.lit(scale) * shifted_exponent(p, p_max, tau)
+    return c if cap is None else F.least(c, F.lit(float(cap)))
 
 
 def hashed_uniform(doc_id: Column, seed: int) -> Column:

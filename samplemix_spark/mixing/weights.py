@@ -12,14 +12,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import typing
 from dataclasses import dataclass
+from typing import Optional
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.errors import InputError
-from samplemix_spark.mixing import formulas
+from samplemix_spark.mixing import budget, formulas
 from samplemix_spark.mixing.output import build_output, export_output
 from samplemix_spark.tables import TableStore
 
@@ -33,6 +35,8 @@ class MixStats:
     alpha: float
     tau: float
     seed: int
+    budget_mode: str
+    max_repeats: Optional[float]
     n_source_docs: int
     source_tokens: float
     target_tokens: float
@@ -42,7 +46,26 @@ class MixStats:
     d_min: float
     d_max: float
     p_max: float
-    shifted_sum: float
+    shifted_sum: float           # sum_x w(x), w = exp((p - p_max)/tau)
+    shifted_token_sum: float     # sum_x w(x) n_tokens(x)
+    scale: float                 # c(x) = min(scale * w(x), max_repeats)
+    uncapped_scale: float
+    cap_rounds: int
+    n_capped: int
+
+    def expected_tokens_uncapped(self, budget_mode: str) -> float:
+        """sum_x c(x) n_tokens(x) without a cap, had the budget been sized in ``budget_mode``."""
+        if budget_mode == "tokens":
+            return self.target_tokens
+        return self.n_target_docs / self.shifted_sum * self.shifted_token_sum
+
+
+_DDL = {int: "bigint", float: "double", str: "string", Optional[float]: "double"}
+
+
+def stats_schema() -> str:
+    hints = typing.get_type_hints(MixStats)
+    return ", ".join(f"{f.name} {_DDL[hints[f.name]]}" for f in dataclasses.fields(MixStats))
 
 
 def scored_documents(store: TableStore) -> DataFrame:
@@ -95,29 +118,39 @@ def weight_columns(bounds: dict, alpha: float) -> tuple[Column, Column, Column]:
 
 
 def compute_stats(scored: DataFrame, cfg: MixingConfig) -> MixStats:
-    """Run the three global aggregates over the scored documents."""
+    """Run the global aggregates over the scored documents and size the counts."""
     agg = _source_aggregates(scored)
     _check_source(agg)
     _, _, p = weight_columns(agg, cfg.alpha)
     p_max = scored.agg(F.max(p)).collect()[0][0]
-    shifted_sum = scored.agg(F.sum(formulas.shifted_exponent(p, p_max, cfg.tau))).collect()[0][0]
+    w = formulas.shifted_exponent(p, p_max, cfg.tau)
+    sums = scored.agg(F.sum(w).alias("w"), F.sum(w * F.col("n_tokens")).alias("wn")).collect()[0]
     t_target = target_tokens(cfg, agg["tokens"])
-    stats = MixStats(
-        alpha=cfg.alpha, tau=cfg.tau, seed=cfg.seed, n_source_docs=agg["n"], source_tokens=agg["tokens"],
-        target_tokens=t_target, n_target_docs=formulas.target_documents(agg["n"], agg["tokens"], t_target),
+    n_target = formulas.target_documents(agg["n"], agg["tokens"], t_target)
+    if cfg.max_repeats is not None:
+        budget.check_cap_reachable(cfg.max_repeats, agg["tokens"], t_target)
+    by_tokens = cfg.budget_mode == "tokens"
+    scale = budget.solve_scale(scored, w, budget.unit(cfg.budget_mode), t_target if by_tokens else n_target,
+                               float(sums["wn"] if by_tokens else sums["w"]), cfg.max_repeats)
+    return MixStats(
+        alpha=cfg.alpha, tau=cfg.tau, seed=cfg.seed, budget_mode=cfg.budget_mode, max_repeats=cfg.max_repeats,
+        n_source_docs=agg["n"], source_tokens=agg["tokens"], target_tokens=t_target, n_target_docs=n_target,
         q_min=agg["q_min"], q_max=agg["q_max"], d_min=agg["d_min"], d_max=agg["d_max"],
-        p_max=p_max, shifted_sum=shifted_sum,
+        p_max=p_max, shifted_sum=float(sums["w"]), shifted_token_sum=float(sums["wn"]),
+        scale=scale.scale, uncapped_scale=scale.uncapped_scale, cap_rounds=scale.cap_rounds,
+        n_capped=scale.n_capped,
     )
-    return stats
 
 
 def weights_frame(scored: DataFrame, stats: MixStats) -> DataFrame:
-    """The ``weights`` table: doc_id, domain, n_tokens, q, d, q_norm, d_norm, p, c, count."""
+    """The ``weights`` table: doc_id, domain, n_tokens, q, d, q_norm, d_norm, p, c, c_uncapped, count."""
     q_norm, d_norm, p = weight_columns(dataclasses.asdict(stats), stats.alpha)
-    c = formulas.expected_count(p, stats.p_max, stats.tau, stats.shifted_sum, stats.n_target_docs)
+    c = formulas.expected_count(p, stats.p_max, stats.tau, stats.scale, stats.max_repeats)
+    c_uncapped = formulas.expected_count(p, stats.p_max, stats.tau, stats.uncapped_scale)
     uniform = formulas.hashed_uniform(F.col("doc_id"), stats.seed)
     with_c = scored.select("doc_id", "domain", "n_tokens", "q", "d", q_norm.alias("q_norm"),
-                           d_norm.alias("d_norm"), p.alias("p"), c.alias("c"), uniform.alias("_u"))
+                           d_norm.alias("d_norm"), p.alias("p"), c.alias("c"), c_uncapped.alias("c_uncapped"),
+                           uniform.alias("_u"))
     return with_c.select("*", formulas.integer_count(F.col("c"), F.col("_u")).alias("count")).drop("_u")
 
 
@@ -134,10 +167,10 @@ class MixStep:
         scored = scored_documents(store)
         stats = compute_stats(scored, mixing)
         log.info("mix: %d source docs, %.0f source tokens -> target %.0f tokens = %.1f docs "
-                 "(alpha=%s, tau=%s, seed=%s)", stats.n_source_docs, stats.source_tokens,
-                 stats.target_tokens, stats.n_target_docs, stats.alpha, stats.tau, stats.seed)
+                 "(alpha=%s, tau=%s, seed=%s, budget in %s)", stats.n_source_docs, stats.source_tokens,
+                 stats.target_tokens, stats.n_target_docs, stats.alpha, stats.tau, stats.seed, stats.budget_mode)
         store.write(weights_frame(scored, stats), "weights")
-        store.write(spark.createDataFrame([dataclasses.asdict(stats)]), "mix_run")
+        store.write(spark.createDataFrame([dataclasses.astuple(stats)], stats_schema()), "mix_run")
         store.write(build_output(store.read("weights"), store.read("documents"), mixing), "output")
         n_output = store.read("output").count()
         if mixing.export_format:

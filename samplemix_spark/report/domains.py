@@ -28,6 +28,9 @@ WITH per_domain AS (
          SUM(CASE WHEN `count` > 0 THEN 1 ELSE 0 END)  AS selected_docs,
          SUM(`count`)                                  AS output_docs,
          SUM(`count` * n_tokens)                       AS output_tokens,
+         SUM(CASE WHEN `count` > 0 THEN n_tokens ELSE 0 END) AS unique_output_tokens,
+         SUM(GREATEST(c_uncapped - c, 0))              AS cap_mass_out,
+         SUM(GREATEST(c - c_uncapped, 0))              AS cap_mass_in,
          SUM(c)                                        AS expected_docs,
          AVG(q)                                        AS mean_q,
          AVG(d)                                        AS mean_d,
@@ -45,7 +48,9 @@ WITH per_domain AS (
 )
 SELECT per_domain.*,
        source_tokens / all_source_tokens AS source_token_share,
-       CASE WHEN all_output_tokens > 0 THEN output_tokens / all_output_tokens END AS output_token_share
+       CASE WHEN all_output_tokens > 0 THEN output_tokens / all_output_tokens END AS output_token_share,
+       CASE WHEN output_tokens > 0 THEN (output_tokens - unique_output_tokens) / output_tokens END
+         AS repeated_token_share
 FROM per_domain CROSS JOIN totals
 """
 
@@ -81,8 +86,20 @@ def summary_frame(spark: SparkSession, store: TableStore, domains: DataFrame) ->
         "output_docs": int(totals["sum(output_docs)"] or 0),
         "selected_docs": int(totals["sum(selected_docs)"] or 0),
         "zero_count_share": 1.0 - int(totals["sum(selected_docs)"] or 0) / stats.n_source_docs,
+        "budget_mode": stats.budget_mode, "max_repeats": stats.max_repeats,
+        "cap_rounds": stats.cap_rounds, "capped_docs": stats.n_capped,
+        # What each budget mode would give on these weights, before rounding and without a cap.
+        "expected_error_documents_mode": stats.expected_tokens_uncapped("documents") / stats.target_tokens - 1,
+        "expected_error_tokens_mode": stats.expected_tokens_uncapped("tokens") / stats.target_tokens - 1,
     }
-    return spark.createDataFrame([row])
+    schema = ", ".join(f"{key} {_ddl(value)}" for key, value in row.items())
+    return spark.createDataFrame([tuple(row.values())], schema)
+
+
+def _ddl(value) -> str:
+    if isinstance(value, str):
+        return "string"
+    return "bigint" if isinstance(value, int) and not isinstance(value, bool) else "double"
 
 
 class ReportStep:
@@ -110,9 +127,15 @@ def format_report(spark: SparkSession, store: TableStore) -> str:
     head = (f"target tokens {summary.target_tokens:,.0f}  achieved {summary.achieved_tokens:,.0f}  "
             f"relative error {summary.relative_error:+.4%}  alpha={summary.alpha} tau={summary.tau} "
             f"seed={summary.seed}\nsource docs {summary.source_docs:,}  output docs "
-            f"{summary.output_docs:,}  zero-count share {summary.zero_count_share:.2%}")
+            f"{summary.output_docs:,}  zero-count share {summary.zero_count_share:.2%}\n"
+            f"budget in {summary.budget_mode}; expected token error before rounding: documents mode "
+            f"{summary.expected_error_documents_mode:+.3%}, tokens mode {summary.expected_error_tokens_mode:+.3%}")
+    if summary.max_repeats is not None:
+        head += (f"\nmax_repeats {summary.max_repeats}: {summary.capped_docs:,} documents capped after "
+                 f"{summary.cap_rounds} rounds")
     columns = ["domain", "source_docs", "source_tokens", "selected_docs", "output_docs", "output_tokens",
-               "source_token_share", "output_token_share", "mean_q", "mean_d", "mean_p", "docs_count_0",
-               "docs_count_1", "docs_count_2", "docs_count_3", "docs_count_4plus"]
+               "source_token_share", "output_token_share", "repeated_token_share", "unique_output_tokens",
+               "mean_q", "mean_d", "mean_p", "docs_count_0", "docs_count_1", "docs_count_2", "docs_count_3",
+               "docs_count_4plus", "cap_mass_out", "cap_mass_in"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         return f"{head}\n{domains[columns].to_string(index=False)}"
