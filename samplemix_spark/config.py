@@ -280,6 +280,7 @@ class MixingConfig:
     budget_mode: str = "documents"
     max_repeats: Optional[float] = None
     shuffle: bool = True
+    output_file_mb: float = 256.0
     export_format: Optional[str] = None
     export_path: Optional[str] = None
 
@@ -298,6 +299,8 @@ class MixingConfig:
                      f"mixing.{key}", f"got {value!r}, expected a number > 0")
         _require(isinstance(self.shuffle, bool), "mixing.shuffle", "expected true or false")
         _require_choice(self.budget_mode, "mixing.budget_mode", BUDGET_MODES)
+        _require(_is_number(self.output_file_mb) and self.output_file_mb > 0, "mixing.output_file_mb",
+                 f"got {self.output_file_mb!r}, expected a number > 0")
         _require(self.max_repeats is None or (_is_number(self.max_repeats) and self.max_repeats > 0),
                  "mixing.max_repeats", f"got {self.max_repeats!r}, expected a number > 0")
         if self.export_format is not None:

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.demo.synthetic import write_corpus
 from samplemix_spark.errors import InputError
+from samplemix_spark.mixing import read_stats
 from samplemix_spark.mixing.output import build_output
 from samplemix_spark.pipeline import run_pipeline, run_stage
 
@@ -168,3 +169,21 @@ def test_export_writes_every_output_row(spark, scored_warehouse, corpus, tmp_pat
     assert list(exported.columns) == ["doc_id", "domain", "text", "n_tokens", "replica"]
     assert len(exported) == weights["count"].sum()
     assert exported.groupby("doc_id").size().to_dict() == weights.loc[weights["count"] > 0, "count"].to_dict()
+
+
+def test_output_file_count_follows_output_size(spark, scored_warehouse, corpus):
+    from deltalake import DeltaTable
+
+    from samplemix_spark.mixing.output import output_file_count
+
+    assert output_file_count(1000, 300_000, 256) == 1
+    assert output_file_count(10_000_000, 10e9, 256) == 171  # (45 GB text + 0.64 GB rows) / 256 MiB
+    assert output_file_count(1e12, 1e15, 1) == 10_000
+    cfg, weights = _mix(spark, scored_warehouse, corpus)
+    files = DeltaTable(store_for(spark, cfg).location("output")).file_uris()
+    assert len(files) == 1
+    cfg, _ = _mix(spark, scored_warehouse, corpus, output_file_mb=0.5)
+    stats = read_stats(store_for(spark, cfg))
+    planned = output_file_count(stats.expected_rows(), stats.expected_tokens(), 0.5)
+    files = DeltaTable(store_for(spark, cfg).location("output")).file_uris()
+    assert planned >= 5 and planned <= len(files) <= 2 * planned

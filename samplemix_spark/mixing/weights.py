@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.errors import InputError
 from samplemix_spark.mixing import budget, formulas
-from samplemix_spark.mixing.output import build_output, export_output
+from samplemix_spark.mixing.output import build_output, export_output, output_file_count
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,14 @@ class MixStats:
     uncapped_scale: float
     cap_rounds: int
     n_capped: int
+
+    def expected_rows(self) -> float:
+        """sum_x c(x) before the cap: the expected number of output rows, for sizing files."""
+        return self.uncapped_scale * self.shifted_sum
+
+    def expected_tokens(self) -> float:
+        """sum_x c(x) n_tokens(x) before the cap."""
+        return self.uncapped_scale * self.shifted_token_sum
 
     def expected_tokens_uncapped(self, budget_mode: str) -> float:
         """sum_x c(x) n_tokens(x) without a cap, had the budget been sized in ``budget_mode``."""
@@ -171,7 +179,8 @@ class MixStep:
                  stats.target_tokens, stats.n_target_docs, stats.alpha, stats.tau, stats.seed, stats.budget_mode)
         store.write(weights_frame(scored, stats), "weights")
         store.write(spark.createDataFrame([dataclasses.astuple(stats)], stats_schema()), "mix_run")
-        store.write(build_output(store.read("weights"), store.read("documents"), mixing), "output")
+        n_files = output_file_count(stats.expected_rows(), stats.expected_tokens(), mixing.output_file_mb)
+        store.write(build_output(store.read("weights"), store.read("documents"), mixing, n_files), "output")
         n_output = store.read("output").count()
         if mixing.export_format:
             export_output(store.read("output"), mixing)
