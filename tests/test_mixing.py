@@ -187,3 +187,20 @@ def test_output_file_count_follows_output_size(spark, scored_warehouse, corpus):
     planned = output_file_count(stats.expected_rows(), stats.expected_tokens(), 0.5)
     files = DeltaTable(store_for(spark, cfg).location("output")).file_uris()
     assert planned >= 5 and planned <= len(files) <= 2 * planned
+
+
+def test_shuffled_output_files_are_written_in_shuffle_key_order(spark, scored_warehouse, corpus):
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    cfg, weights = _mix(spark, scored_warehouse, corpus, tau=0.05, output_file_mb=0.5)
+    store = store_for(spark, cfg)
+    keyed = store.read("output").select(
+        "doc_id", "replica", F.xxhash64("doc_id", "replica", F.lit(cfg.mixing.seed)).alias("key")).toPandas()
+    key_of = dict(zip(zip(keyed["doc_id"], keyed["replica"]), keyed["key"]))
+    files = DeltaTable(store.location("output")).file_uris()
+    assert len(files) > 1
+    for path in files:
+        rows = pq.read_table(path, columns=["doc_id", "replica"]).to_pandas()
+        keys = [key_of[pair] for pair in zip(rows["doc_id"], rows["replica"])]
+        assert keys == sorted(keys), path

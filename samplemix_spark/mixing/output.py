@@ -42,11 +42,27 @@ def explode_copies(selected: DataFrame, columns: list[str]) -> DataFrame:
 
 
 def lay_out(copies: DataFrame, cfg: MixingConfig, n_files: int) -> DataFrame:
-    """Order (when shuffling) and partition the copies into ``n_files`` files."""
+    """Partition the copies into ``n_files`` files; when shuffling, in shuffle-key order.
+
+    Shuffling range-partitions by the key, so file i holds the i-th key range, and
+    sorts each partition in pandas. The sort is done by the UDF rather than by
+    ``sortWithinPartitions`` because some engines (Sail 0.7) drop a sort that
+    feeds a file write; rows leave the UDF in order and are written as they come.
+    """
     if not cfg.shuffle:
         return copies.repartition(n_files)
-    key = shuffle_key(F.col("doc_id"), F.col("replica"), cfg.seed)
-    return copies.repartitionByRange(n_files, key, "doc_id", "replica").sortWithinPartitions(key, "doc_id", "replica")
+    keyed = copies.withColumn("_key", shuffle_key(F.col("doc_id"), F.col("replica"), cfg.seed))
+    ranged = keyed.repartitionByRange(n_files, "_key", "doc_id", "replica")
+    return ranged.mapInPandas(_sort_partition, ranged.schema).drop("_key")
+
+
+def _sort_partition(batches):
+    """Executor side: the whole partition (one output file's rows) sorted by (key, doc_id, replica)."""
+    import pandas as pd
+
+    frames = list(batches)
+    if frames:
+        yield pd.concat(frames, ignore_index=True).sort_values(["_key", "doc_id", "replica"], kind="stable")
 
 
 def build_output(weights: DataFrame, documents: DataFrame, cfg: MixingConfig, n_files: int = 1) -> DataFrame:
@@ -57,11 +73,9 @@ def build_output(weights: DataFrame, documents: DataFrame, cfg: MixingConfig, n_
     return lay_out(copies, cfg, n_files)
 
 
-def export_output(output: DataFrame, cfg: MixingConfig) -> None:
+def export_output(output: DataFrame, cfg: MixingConfig, n_files: int) -> None:
     """Write the output as JSON lines or Parquet files for trainers that do not read Delta."""
-    if cfg.shuffle:
-        output = output.sortWithinPartitions(shuffle_key(F.col("doc_id"), F.col("replica"), cfg.seed))
-    writer = output.select(*OUTPUT_COLUMNS).write.mode("overwrite")
+    writer = lay_out(output.select(*OUTPUT_COLUMNS), cfg, n_files).write.mode("overwrite")
     if cfg.export_format == "jsonl":
         writer.json(cfg.export_path)
     else:

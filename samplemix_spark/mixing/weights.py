@@ -183,7 +183,7 @@ class MixStep:
         store.write(build_output(store.read("weights"), store.read("documents"), mixing, n_files), "output")
         n_output = store.read("output").count()
         if mixing.export_format:
-            export_output(store.read("output"), mixing)
+            export_output(store.read("output"), mixing, n_files)
         return {"weights": stats.n_source_docs, "output": n_output}
 
 
