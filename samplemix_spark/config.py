@@ -279,7 +279,7 @@ class MixingConfig:
     target_fraction: Optional[float] = None
     budget_mode: str = "documents"
     max_repeats: Optional[float] = None
-    shuffle: bool = True
+    shuffle: bool = False
     output_file_mb: float = 256.0
     export_format: Optional[str] = None
     export_path: Optional[str] = None

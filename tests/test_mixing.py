@@ -104,7 +104,7 @@ def test_same_seed_same_counts_and_different_seed_different_counts(spark, scored
 
 
 def test_shuffle_is_deterministic_and_scatters_copies(spark, scored_warehouse, corpus):
-    cfg, weights = _mix(spark, scored_warehouse, corpus, tau=0.05)
+    cfg, weights = _mix(spark, scored_warehouse, corpus, tau=0.05, shuffle=True)
     store = store_for(spark, cfg)
 
     def ordered_ids():
@@ -193,7 +193,7 @@ def test_shuffled_output_files_are_written_in_shuffle_key_order(spark, scored_wa
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
-    cfg, weights = _mix(spark, scored_warehouse, corpus, tau=0.05, output_file_mb=0.5)
+    cfg, weights = _mix(spark, scored_warehouse, corpus, tau=0.05, output_file_mb=0.5, shuffle=True)
     store = store_for(spark, cfg)
     keyed = store.read("output").select(
         "doc_id", "replica", F.xxhash64("doc_id", "replica", F.lit(cfg.mixing.seed)).alias("key")).toPandas()
