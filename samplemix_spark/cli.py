@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from samplemix_spark.errors import SampleMixError
+from samplemix_spark.errors import ConfigError, SampleMixError
 
 log = logging.getLogger("samplemix_spark")
 
@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     sql = sub.add_parser("sql", help="run a SQL query over the pipeline's tables and views")
     sql.add_argument("query")
     _add_config_args(sql)
+    compare = sub.add_parser("compare", help="compare finished mix runs (warehouse folders) side by side")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="warehouse folder of a finished run")
+    compare.add_argument("--names", nargs="+", help="labels for the runs (default: folder names)")
+    compare.add_argument("--out", default="out/compare", help="output folder (default: out/compare)")
+    _add_config_args(compare)
     demo = sub.add_parser("demo-data", help="write a generated corpus with q and d columns")
     demo.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
     demo.add_argument("--docs", type=int, default=20000, help="number of documents (default: 20000)")
@@ -71,7 +76,10 @@ def _run(args: argparse.Namespace) -> None:
     from samplemix_spark.pipeline import check_steps, make_step, pipeline_stages, run_step
 
     cfg = load_config(args.config, args.overrides)
-    stages = pipeline_stages(cfg) if args.command == "run" else () if args.command == "sql" else (args.command,)
+    if args.command == "run":
+        stages = pipeline_stages(cfg)
+    else:
+        stages = () if args.command in ("sql", "compare") else (args.command,)
     steps = [make_step(stage, cfg) for stage in stages]
     check_steps(steps)  # missing models, paths or keys fail here, before a session starts
     spark = build_session(cfg.engine)
@@ -80,6 +88,14 @@ def _run(args: argparse.Namespace) -> None:
         log.info("pipeline done in %.1f s", sum(r.seconds for r in results))
     elif args.command == "sql":
         _sql(spark, cfg, args.query)
+    elif args.command == "compare":
+        from pathlib import Path
+
+        from samplemix_spark.report.compare import compare_runs
+
+        if args.names and len(args.names) != len(args.runs):
+            raise ConfigError(f"--names gives {len(args.names)} labels for {len(args.runs)} runs")
+        compare_runs(spark, args.runs, cfg.tables.format, Path(args.out), args.names)
     spark.stop()
 
 

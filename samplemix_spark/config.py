@@ -23,6 +23,9 @@ TABLE_FORMATS = ("delta", "parquet")
 SOURCE_FORMATS = ("json", "parquet", "delta")
 EXPORT_FORMATS = ("jsonl", "parquet")
 BUDGET_MODES = ("documents", "tokens")
+MIX_METHODS = ("samplemix", "domain")
+DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_threshold")
+ENTROPY_KINDS = ("shannon", "conditional", "joint")
 QUALITY_METHODS = ("column", "heuristic", "model")
 TRAIN_MODES = ("finetune", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
@@ -259,6 +262,46 @@ class DiversityConfig:
 
 
 @dataclass
+class DomainWeightsConfig:
+    """Top-down baselines (SPEC §5): one weight per domain, uniform sampling inside each domain.
+
+    ``source``: ``natural`` (source token shares), ``manual`` (``manual``: domain -> weight),
+    ``entropy`` (``entropy_kind`` of each domain's tokens, normalised), ``bimix`` (fit the
+    BiMix law to ``bimix_observations`` and optimise at ``bimix_target_steps``), or
+    ``quality_threshold`` (natural shares over documents with quality >= ``quality_cut``).
+    """
+
+    source: str = "natural"
+    manual: dict = field(default_factory=dict)
+    entropy_kind: str = "conditional"
+    bimix_observations: list = field(default_factory=list)
+    bimix_format: str = "json"
+    bimix_target_steps: Optional[float] = None
+    quality_cut: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bimix_observations, str):
+            self.bimix_observations = [self.bimix_observations]
+        _require_choice(self.source, "mixing.domain_weights.source", DOMAIN_WEIGHT_SOURCES)
+        _require_choice(self.entropy_kind, "mixing.domain_weights.entropy_kind", ENTROPY_KINDS)
+        _require_choice(self.bimix_format, "mixing.domain_weights.bimix_format", SOURCE_FORMATS)
+        for domain, weight in self.manual.items():
+            _require(_is_number(weight) and weight >= 0, f"mixing.domain_weights.manual.{domain}",
+                     f"got {weight!r}, expected a number >= 0")
+        if self.source == "manual":
+            _require(bool(self.manual) and sum(self.manual.values()) > 0, "mixing.domain_weights.manual",
+                     "source 'manual' needs domain weights with a positive sum")
+        if self.source == "bimix":
+            _require(bool(self.bimix_observations), "mixing.domain_weights.bimix_observations",
+                     "source 'bimix' needs the proxy-run observations")
+            _require(_is_number(self.bimix_target_steps) and self.bimix_target_steps > 0,
+                     "mixing.domain_weights.bimix_target_steps", "source 'bimix' needs a step count > 0")
+        if self.source == "quality_threshold":
+            _require(_is_number(self.quality_cut), "mixing.domain_weights.quality_cut",
+                     "source 'quality_threshold' needs a quality cut")
+
+
+@dataclass
 class MixingConfig:
     """SampleMix weighting (SPEC §3): p = alpha*d + (1-alpha)*q, softmax at temperature tau.
 
@@ -279,6 +322,8 @@ class MixingConfig:
     target_fraction: Optional[float] = None
     budget_mode: str = "documents"
     max_repeats: Optional[float] = None
+    method: str = "samplemix"
+    domain_weights: DomainWeightsConfig = field(default_factory=DomainWeightsConfig)
     shuffle: bool = False
     output_file_mb: float = 256.0
     export_format: Optional[str] = None
@@ -299,6 +344,9 @@ class MixingConfig:
                      f"mixing.{key}", f"got {value!r}, expected a number > 0")
         _require(isinstance(self.shuffle, bool), "mixing.shuffle", "expected true or false")
         _require_choice(self.budget_mode, "mixing.budget_mode", BUDGET_MODES)
+        _require_choice(self.method, "mixing.method", MIX_METHODS)
+        _require(self.method == "samplemix" or self.max_repeats is None, "mixing.max_repeats",
+                 "the repetition cap applies to mixing.method 'samplemix' only")
         _require(_is_number(self.output_file_mb) and self.output_file_mb > 0, "mixing.output_file_mb",
                  f"got {self.output_file_mb!r}, expected a number > 0")
         _require(self.max_repeats is None or (_is_number(self.max_repeats) and self.max_repeats > 0),

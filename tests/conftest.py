@@ -65,3 +65,15 @@ def quality_checkpoint(spark, tmp_path_factory):
         "holdout_fraction": 0.25, "output": str(root / "checkpoint")}})
     run_stage(spark, cfg, "train-quality")
     return root / "checkpoint", json.loads((root / "checkpoint" / "metrics.json").read_text()), labels
+
+
+def write_scored_tables(spark, cfg: SampleMixConfig, frame) -> None:
+    """Write documents, quality and diversity tables from a pandas frame (doc_id, domain, text,
+    n_tokens, quality, diversity), staged through Parquet so large frames stay off the wire."""
+    path = f"{cfg.tables.warehouse}_scored_source.parquet"
+    frame.to_parquet(path)
+    source = spark.read.parquet(path)
+    store = store_for(spark, cfg)
+    store.write(source.select("doc_id", "domain", "text", "n_tokens"), "documents")
+    store.write(source.select("doc_id", "quality"), "quality")
+    store.write(source.select("doc_id", "diversity"), "diversity")

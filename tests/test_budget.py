@@ -10,7 +10,7 @@ from samplemix_spark.errors import ConfigError
 from samplemix_spark.pipeline import run_stage
 
 from . import oracle
-from .conftest import make_config, store_for
+from .conftest import make_config, store_for, write_scored_tables
 
 N_DOCS = 200_000
 
@@ -24,12 +24,7 @@ def _length_correlated_tables(spark, cfg, n_docs: int, seed: int = 0) -> pd.Data
     frame = pd.DataFrame({"doc_id": [f"d{i:07d}" for i in range(n_docs)],
                           "domain": np.where(n_tokens > 1000, "long", "short"), "text": "",
                           "n_tokens": n_tokens.astype(np.int64), "quality": quality, "diversity": diversity})
-    frame.to_parquet(cfg_path := f"{cfg.tables.warehouse}_src.parquet")
-    source = spark.read.parquet(cfg_path)
-    store = store_for(spark, cfg)
-    store.write(source.select("doc_id", "domain", "text", "n_tokens"), "documents")
-    store.write(source.select("doc_id", "quality"), "quality")
-    store.write(source.select("doc_id", "diversity"), "diversity")
+    write_scored_tables(spark, cfg, frame)
     return frame.set_index("doc_id")
 
 

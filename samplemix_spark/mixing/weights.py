@@ -52,14 +52,16 @@ class MixStats:
     uncapped_scale: float
     cap_rounds: int
     n_capped: int
+    method: str = "samplemix"
+    domain_weights: str = ""     # JSON domain -> weight, for the domain-weight baselines
 
     def expected_rows(self) -> float:
         """sum_x c(x) before the cap: the expected number of output rows, for sizing files."""
-        return self.uncapped_scale * self.shifted_sum
+        return self.n_target_docs if self.method == "domain" else self.uncapped_scale * self.shifted_sum
 
     def expected_tokens(self) -> float:
         """sum_x c(x) n_tokens(x) before the cap."""
-        return self.uncapped_scale * self.shifted_token_sum
+        return self.target_tokens if self.method == "domain" else self.uncapped_scale * self.shifted_token_sum
 
     def expected_tokens_uncapped(self, budget_mode: str) -> float:
         """sum_x c(x) n_tokens(x) without a cap, had the budget been sized in ``budget_mode``."""
@@ -150,11 +152,17 @@ def compute_stats(scored: DataFrame, cfg: MixingConfig) -> MixStats:
     )
 
 
-def weights_frame(scored: DataFrame, stats: MixStats) -> DataFrame:
-    """The ``weights`` table: doc_id, domain, n_tokens, q, d, q_norm, d_norm, p, c, c_uncapped, count."""
+def weights_frame(scored: DataFrame, stats: MixStats, c: Optional[Column] = None) -> DataFrame:
+    """The ``weights`` table: doc_id, domain, n_tokens, q, d, q_norm, d_norm, p, c, c_uncapped, count.
+
+    ``c`` replaces SampleMix's expected count (the domain-weight baselines); p is kept for comparison.
+    """
     q_norm, d_norm, p = weight_columns(dataclasses.asdict(stats), stats.alpha)
-    c = formulas.expected_count(p, stats.p_max, stats.tau, stats.scale, stats.max_repeats)
-    c_uncapped = formulas.expected_count(p, stats.p_max, stats.tau, stats.uncapped_scale)
+    if c is None:
+        c = formulas.expected_count(p, stats.p_max, stats.tau, stats.scale, stats.max_repeats)
+        c_uncapped = formulas.expected_count(p, stats.p_max, stats.tau, stats.uncapped_scale)
+    else:
+        c_uncapped = c
     uniform = formulas.hashed_uniform(F.col("doc_id"), stats.seed)
     with_c = scored.select("doc_id", "domain", "n_tokens", "q", "d", q_norm.alias("q_norm"),
                            d_norm.alias("d_norm"), p.alias("p"), c.alias("c"), c_uncapped.alias("c_uncapped"),
@@ -174,10 +182,17 @@ class MixStep:
         mixing = self.cfg.mixing
         scored = scored_documents(store)
         stats = compute_stats(scored, mixing)
+        c = None
+        if mixing.method == "domain":
+            from samplemix_spark.mixing.baselines.sampler import domain_count_column, domain_factors, weights_json
+
+            weights, factors, eligible = domain_factors(spark, store, self.cfg, scored, stats.target_tokens)
+            c = domain_count_column(factors, eligible)
+            stats = dataclasses.replace(stats, method="domain", domain_weights=weights_json(weights))
         log.info("mix: %d source docs, %.0f source tokens -> target %.0f tokens = %.1f docs "
                  "(alpha=%s, tau=%s, seed=%s, budget in %s)", stats.n_source_docs, stats.source_tokens,
                  stats.target_tokens, stats.n_target_docs, stats.alpha, stats.tau, stats.seed, stats.budget_mode)
-        store.write(weights_frame(scored, stats), "weights")
+        store.write(weights_frame(scored, stats, c), "weights")
         store.write(spark.createDataFrame([dataclasses.astuple(stats)], stats_schema()), "mix_run")
         n_files = output_file_count(stats.expected_rows(), stats.expected_tokens(), mixing.output_file_mb)
         store.write(build_output(store.read("weights"), store.read("documents"), mixing, n_files), "output")

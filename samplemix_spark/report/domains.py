@@ -86,6 +86,7 @@ def summary_frame(spark: SparkSession, store: TableStore, domains: DataFrame) ->
         "output_docs": int(totals["sum(output_docs)"] or 0),
         "selected_docs": int(totals["sum(selected_docs)"] or 0),
         "zero_count_share": 1.0 - int(totals["sum(selected_docs)"] or 0) / stats.n_source_docs,
+        "method": stats.method, "domain_weights": stats.domain_weights,
         "budget_mode": stats.budget_mode, "max_repeats": stats.max_repeats,
         "cap_rounds": stats.cap_rounds, "capped_docs": stats.n_capped,
         # What each budget mode would give on these weights, before rounding and without a cap.
