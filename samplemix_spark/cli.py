@@ -44,7 +44,9 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samplemix", description="SampleMix data mixing on Spark")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_config_args(sub.add_parser("run", help="run every stage in order"))
+    run = sub.add_parser("run", help="run every stage in order, skipping stages that are up to date")
+    run.add_argument("--force", action="store_true", help="rerun every stage, even if up to date")
+    _add_config_args(run)
     for stage, text in STAGE_HELP.items():
         _add_config_args(sub.add_parser(stage, help=text))
     sql = sub.add_parser("sql", help="run a SQL query over the pipeline's tables and views")
@@ -73,19 +75,20 @@ def _configure_logging() -> None:
 def _run(args: argparse.Namespace) -> None:
     from samplemix_spark.config import load_config
     from samplemix_spark.engine import build_session
-    from samplemix_spark.pipeline import check_steps, make_step, pipeline_stages, run_step
+    from samplemix_spark.pipeline import execute, plan, run_step
 
     cfg = load_config(args.config, args.overrides)
     if args.command == "run":
-        stages = pipeline_stages(cfg)
+        planned = plan(cfg)
     else:
-        stages = () if args.command in ("sql", "compare") else (args.command,)
-    steps = [make_step(stage, cfg) for stage in stages]
-    check_steps(steps)  # missing models, paths or keys fail here, before a session starts
-    spark = build_session(cfg.engine)
-    results = [run_step(spark, cfg, step) for step in steps]
+        planned = plan(cfg, () if args.command in ("sql", "compare") else (args.command,))
+    spark = build_session(cfg.engine)  # checks passed: missing models, paths or keys fail before this
     if args.command == "run":
+        results = execute(spark, cfg, planned, resume=not args.force)
         log.info("pipeline done in %.1f s", sum(r.seconds for r in results))
+    elif args.command not in ("sql", "compare"):
+        for _, step in planned:  # an explicit stage command always runs
+            run_step(spark, cfg, step)
     elif args.command == "sql":
         _sql(spark, cfg, args.query)
     elif args.command == "compare":

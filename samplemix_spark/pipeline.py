@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.state import StageState, stage_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +99,40 @@ def run_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str) -> StageRes
     return run_step(spark, cfg, step)
 
 
-def run_pipeline(spark: SparkSession, cfg: SampleMixConfig, stages: tuple[str, ...] | None = None) -> list[StageResult]:
-    """Check every stage, then run them in order (default: the stages of `samplemix run`)."""
+# The table whose presence shows that a stage finished (with its recorded fingerprint).
+STAGE_OUTPUT = {"ingest": "documents", "quality": "quality", "embed": "embeddings", "cluster": "centroids",
+                "assign": "assignments", "diversity": "diversity", "mix": "output", "report": "report_summary"}
+
+
+def plan(cfg: SampleMixConfig, stages: tuple[str, ...] | None = None) -> list[tuple[str, Step]]:
+    """The (stage, step) pairs to run, each checked; fails before any Spark work."""
     stages = pipeline_stages(cfg) if stages is None else stages
     steps = [make_step(stage, cfg) for stage in stages]
     check_steps(steps)
-    return [run_step(spark, cfg, step) for step in steps]
+    return list(zip(stages, steps))
+
+
+def execute(spark: SparkSession, cfg: SampleMixConfig, planned: list[tuple[str, Step]],
+            resume: bool = False) -> list[StageResult]:
+    """Run the planned stages in order, recording each one's fingerprint when it finishes.
+
+    With ``resume``, a stage whose recorded fingerprint matches (same config
+    section, same upstream, same source files) and whose output exists is skipped.
+    """
+    state = StageState(spark, TableStore(spark, cfg.tables))
+    results, previous = [], None
+    for stage, step in planned:
+        current = stage_fingerprint(stage, cfg, previous)
+        previous = current
+        if resume and state.is_current(stage, current, [STAGE_OUTPUT[stage]]):
+            log.info("stage %s: up to date, skipped (--force reruns it)", stage)
+            continue
+        results.append(run_step(spark, cfg, step))
+        state.record(stage, current)
+    return results
+
+
+def run_pipeline(spark: SparkSession, cfg: SampleMixConfig, stages: tuple[str, ...] | None = None,
+                 resume: bool = False) -> list[StageResult]:
+    """Check every stage, then run them in order (default: the stages of `samplemix run`)."""
+    return execute(spark, cfg, plan(cfg, stages), resume)

@@ -12,6 +12,7 @@ and domain, so the choice does not depend on file order or partitioning.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -68,6 +69,20 @@ def flag_rows(raw: DataFrame, cfg: SampleMixConfig) -> DataFrame:
     return valid.unionByName(flagged.filter(F.col("reason").isNotNull()))
 
 
+@contextlib.contextmanager
+def _unreadable_input(sources: list[str]):
+    """Turn an engine's decoding failure into an error that names the problem."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - engines raise different classes
+        if "utf-8" in str(exc).lower():
+            # JVM Spark reads such bytes as U+FFFD; Sail's JSON reader refuses the file.
+            raise InputError(f"ingest sources {sources} contain bytes that are not valid UTF-8 "
+                             "(re-encode them as UTF-8, or read them on JVM Spark, which replaces them "
+                             "with U+FFFD)") from exc
+        raise
+
+
 class IngestStep:
     """Read the sources, count tokens, split rows into documents and rejects."""
 
@@ -81,8 +96,12 @@ class IngestStep:
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
         ingest = self.cfg.ingest
-        raw = map_columns(read_sources(spark, ingest.sources, ingest.format), ingest)
-        n_input = raw.count()
+        with _unreadable_input(ingest.sources):  # reading happens here, before any table is written
+            source = read_sources(spark, ingest.sources, ingest.format)
+            if not source.columns:  # an empty file has no schema to map
+                raise InputError(f"ingest sources {ingest.sources} hold no rows")
+            raw = map_columns(source, ingest)
+            n_input = raw.count()
         if n_input == 0:
             raise InputError(f"ingest sources {self.cfg.ingest.sources} hold no rows")
         flagged = flag_rows(raw, self.cfg)

@@ -44,6 +44,7 @@ TABLES: dict[str, str] = {
     "output": "mix",
     "report_domains": "report",
     "report_summary": "report",
+    "stage_runs": "run",
 }
 
 
