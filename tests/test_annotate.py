@@ -52,6 +52,8 @@ class FakeEndpoint(BaseHTTPRequestHandler):
             return self._reply(429, headers={"Retry-After": "0"})
         if marker == "SERVER_ERROR":
             return self._reply(500)
+        if marker == "UNAUTHORIZED":
+            return self._reply(401)
         if marker == "MALFORMED_ONCE" and n == 1:
             return self._reply(200, "Sure! Here is my rating: seven out of ten")
         if marker == "ALWAYS_BAD":
@@ -83,11 +85,12 @@ def test_valid_malformed_rate_limited_and_failing_answers(spark, tmp_path, endpo
     caplog.set_level(logging.DEBUG)
     docs = [f"VALID document number {i} about rivers." for i in range(6)] + [
         "MALFORMED_ONCE a document about mountains.", "RATE_LIMITED a document about lakes.",
-        "ALWAYS_BAD a document about deserts.", "SERVER_ERROR a document about forests."]
+        "ALWAYS_BAD a document about deserts.", "SERVER_ERROR a document about forests.",
+        "UNAUTHORIZED a document about glaciers."]
     cfg = _config(tmp_path, endpoint, docs)
     run_stage(spark, cfg, "ingest")
     rows = run_stage(spark, cfg, "annotate").rows
-    assert rows == {"annotations": 8, "annotation_rejects": 2}
+    assert rows == {"annotations": 8, "annotation_rejects": 3}
 
     store = store_for(spark, cfg)
     annotations = store.read("annotations").toPandas().set_index("text")
@@ -96,8 +99,8 @@ def test_valid_malformed_rate_limited_and_failing_answers(spark, tmp_path, endpo
     assert annotations.loc["MALFORMED_ONCE a document about mountains.", "attempts"] == 2
     assert annotations.loc["RATE_LIMITED a document about lakes.", "attempts"] == 3
     assert annotations["response_sha256"].str.len().eq(64).all()
-    assert sorted(rejects["reason"]) == ["http_500", "score_mismatch"]
-    assert (rejects["attempts"] == 3).all()
+    assert sorted(rejects["reason"]) == ["http_401", "http_500", "score_mismatch"]
+    assert rejects.set_index("reason")["attempts"].to_dict() == {"http_401": 1, "http_500": 3, "score_mismatch": 3}
     assert FakeEndpoint.auth == {f"Bearer {SECRET}"}
 
     # The key reaches the endpoint and nothing else: no log line, output or table holds it.
@@ -117,6 +120,22 @@ def test_annotations_train_the_evaluator_directly(spark, tmp_path, endpoint, mon
     run_stage(spark, cfg, "annotate")
     labels = load_labels(spark, store_for(spark, cfg), QualityTrainConfig(labels=["table:annotations"]))
     assert len(labels) == 25 and (labels["score"] == 7).all()
+
+
+def test_failures_never_carry_the_key(spark, tmp_path, monkeypatch, caplog):
+    from samplemix_spark.quality.annotate import AnnotateStep
+
+    monkeypatch.setenv("SAMPLEMIX_ANNOTATE_API_KEY", SECRET)
+    caplog.set_level(logging.DEBUG)
+    cfg = _config(tmp_path, "http://127.0.0.1:9/v1", ["VALID but the endpoint is down"])  # nothing listens
+    run_stage(spark, cfg, "ingest")
+    run_stage(spark, cfg, "annotate")
+    rejects = store_for(spark, cfg).read("annotation_rejects").toPandas()
+    assert rejects["reason"].str.startswith("network_error").all()
+    broken = _config(tmp_path / "b", None, ["VALID"])
+    with pytest.raises(ConfigError) as raised:
+        AnnotateStep(broken).check()
+    assert SECRET not in str(raised.value) + caplog.text + rejects.to_csv()
 
 
 def test_missing_key_is_refused_without_showing_any_key(tmp_path, endpoint, monkeypatch):
