@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
-# Build the wheel and collect what a cluster run uploads: dist/samplemix_spark-*.whl,
-# dist/bundle/jobs/*.py (spark-submit entry points) and dist/bundle/conf/*.yaml.
+# Build what a cluster run uploads:
+#   dist/samplemix_spark-*.whl      the library (Databricks: a job library; EMR: inside the packed env)
+#   dist/bundle/jobs/*.py            spark-submit entry points
+#   dist/bundle/conf/*.yaml          configs
+# With --emr, also dist/pyenv.tar.gz: a packed Python environment with the wheel and its
+# dependencies, for `spark-submit --archives pyenv.tar.gz#environment` (see emr/steps.json).
 set -euo pipefail
 cd "$(dirname "$0")"
+python="${PYTHON:-python3}"
 rm -rf dist
-python3 -m pip wheel --no-deps --wheel-dir dist .
+"$python" -m pip wheel --no-deps --wheel-dir dist .
 mkdir -p dist/bundle
 cp -r jobs conf dist/bundle/
-echo "built: $(ls dist/*.whl); upload dist/bundle/jobs and dist/bundle/conf next to it"
+if [[ "${1:-}" == "--emr" ]]; then
+  "$python" -m venv dist/pyenv
+  dist/pyenv/bin/pip install -q dist/samplemix_spark-*.whl venv-pack
+  dist/pyenv/bin/venv-pack -p dist/pyenv -o dist/pyenv.tar.gz
+  rm -rf dist/pyenv
+fi
+echo "built: $(ls dist/*.whl)"

@@ -1,0 +1,41 @@
+"""Deployment files parse and point at entry points and configs that exist."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import yaml
+
+from samplemix_spark.config import load_config
+
+from .conftest import REPO
+
+
+def test_databricks_bundle_tasks_reference_existing_jobs_in_pipeline_order():
+    bundle = yaml.safe_load((REPO / "databricks.yml").read_text())
+    assert bundle["bundle"]["name"] == "samplemix-spark"
+    job = yaml.safe_load((REPO / "resources" / "samplemix_job.yml").read_text())["resources"]["jobs"]["samplemix"]
+    clusters = {c["job_cluster_key"] for c in job["job_clusters"]}
+    previous = None
+    for task in job["tasks"]:
+        assert task["job_cluster_key"] in clusters
+        assert (REPO / "resources" / task["spark_python_task"]["python_file"]).resolve().is_file()
+        assert [d["task_key"] for d in task.get("depends_on", [])] == ([previous] if previous else [])
+        previous = task["task_key"]
+    gpu_tasks = {t["task_key"] for t in job["tasks"] if t["job_cluster_key"] == "gpu"}
+    assert gpu_tasks == {"quality", "embed"}
+    load_config(REPO / "conf" / "databricks.yaml")
+
+
+def test_emr_step_runs_an_existing_job_with_the_packed_environment():
+    steps = json.loads((REPO / "emr" / "steps.json").read_text())
+    args = steps[0]["HadoopJarStep"]["Args"]
+    assert args[0] == "spark-submit" and any(a.endswith("#environment") for a in args)
+    job = next(a for a in args if a.endswith(".py")).rsplit("/", 1)[1]
+    assert (REPO / "jobs" / job).is_file()
+    load_config(REPO / "conf" / "emr.yaml")
+
+
+def test_build_script_is_valid_bash():
+    assert subprocess.run(["bash", "-n", str(REPO / "build.sh")]).returncode == 0
