@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--names", nargs="+", help="labels for the runs (default: folder names)")
     compare.add_argument("--out", default="out/compare", help="output folder (default: out/compare)")
     _add_config_args(compare)
+    sweep = sub.add_parser("sweep", help="domain mix over a grid of alpha, tau and budgets, from stored scores")
+    sweep.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.2, 0.5, 0.8, 1.0])
+    sweep.add_argument("--taus", nargs="+", type=float, default=[0.2])
+    sweep.add_argument("--fractions", nargs="+", type=float, default=[0.2, 1.0],
+                       help="token budgets as fractions of the source tokens")
+    sweep.add_argument("--out", default="out/sweep", help="folder for sweep.png (default: out/sweep)")
+    _add_config_args(sweep)
     demo = sub.add_parser("demo-data", help="write a generated corpus with q and d columns")
     demo.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
     demo.add_argument("--docs", type=int, default=20000, help="number of documents (default: 20000)")
@@ -81,16 +88,24 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "run":
         planned = plan(cfg)
     else:
-        planned = plan(cfg, () if args.command in ("sql", "compare") else (args.command,))
+        planned = plan(cfg, () if args.command in ("sql", "compare", "sweep") else (args.command,))
     spark = build_session(cfg.engine)  # checks passed: missing models, paths or keys fail before this
     if args.command == "run":
         results = execute(spark, cfg, planned, resume=not args.force)
         log.info("pipeline done in %.1f s", sum(r.seconds for r in results))
-    elif args.command not in ("sql", "compare"):
+    elif args.command not in ("sql", "compare", "sweep"):
         for _, step in planned:  # an explicit stage command always runs
             run_step(spark, cfg, step)
     elif args.command == "sql":
         _sql(spark, cfg, args.query)
+    elif args.command == "sweep":
+        from pathlib import Path
+
+        from samplemix_spark.report.sweep import run_sweep
+        from samplemix_spark.tables import TableStore
+
+        run_sweep(spark, TableStore(spark, cfg.tables), cfg.mixing, args.alphas, args.taus, args.fractions,
+                  Path(args.out))
     elif args.command == "compare":
         from pathlib import Path
 

@@ -45,6 +45,7 @@ TABLES: dict[str, str] = {
     "report_domains": "report",
     "report_summary": "report",
     "stage_runs": "run",
+    "sweep": "sweep",
 }
 
 
