@@ -48,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun every stage, even if up to date")
     _add_config_args(run)
     for stage, text in STAGE_HELP.items():
-        _add_config_args(sub.add_parser(stage, help=text))
+        stage_parser = sub.add_parser(stage, help=text)
+        _add_config_args(stage_parser)
+        if stage == "report":
+            stage_parser.add_argument("--html", help="also write a page with the figures, e.g. out/report.html")
     sql = sub.add_parser("sql", help="run a SQL query over the pipeline's tables and views")
     sql.add_argument("query")
     _add_config_args(sql)
@@ -96,6 +99,13 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command not in ("sql", "compare", "sweep"):
         for _, step in planned:  # an explicit stage command always runs
             run_step(spark, cfg, step)
+        if args.command == "report" and args.html:
+            from pathlib import Path
+
+            from samplemix_spark.report.html import write_html
+            from samplemix_spark.tables import TableStore
+
+            log.info("report: wrote %s", write_html(spark, TableStore(spark, cfg.tables), Path(args.html)))
     elif args.command == "sql":
         _sql(spark, cfg, args.query)
     elif args.command == "sweep":

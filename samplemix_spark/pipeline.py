@@ -128,7 +128,7 @@ def execute(spark: SparkSession, cfg: SampleMixConfig, planned: list[tuple[str, 
             log.info("stage %s: up to date, skipped (--force reruns it)", stage)
             continue
         results.append(run_step(spark, cfg, step))
-        state.record(stage, current)
+        state.record(stage, current, results[-1].seconds)
     return results
 
 

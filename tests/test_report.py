@@ -53,3 +53,18 @@ def test_summary_and_view(spark, reported):
     view = spark.sql("SELECT * FROM domain_mix ORDER BY domain").toPandas()
     table = store.read("report_domains").toPandas().sort_values("domain").reset_index(drop=True)
     pd.testing.assert_frame_equal(view[table.columns], table, check_dtype=False)
+
+
+def test_html_report_has_summary_table_and_figures(spark, reported, tmp_path):
+    from samplemix_spark.report.html import write_html
+
+    store = store_for(spark, reported)
+    page = write_html(spark, store, tmp_path / "report.html").read_text()
+    summary = store.read("report_summary").collect()[0]
+    assert f"{summary.target_tokens:,.0f}" in page and f"{summary.achieved_tokens:,.0f}" in page
+    assert page.count('src="data:image/png;base64,') == 4
+    for name in ("quality_by_domain", "diversity_by_domain", "token_shares", "counts"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    assert "<li>mix:" in page  # time per stage from stage_runs
+    for domain in store.read("report_domains").toPandas()["domain"]:
+        assert f"<td>{domain}</td>" in page

@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import MixingConfig, SampleMixConfig
-from samplemix_spark.errors import InputError
+from samplemix_spark.errors import InputError, TableError
 from samplemix_spark.mixing import budget, formulas
 from samplemix_spark.mixing.output import build_output, export_output, output_file_count
 from samplemix_spark.tables import TableStore
@@ -205,4 +205,9 @@ class MixStep:
 def read_stats(store: TableStore) -> MixStats:
     """The stored global quantities of the last mix run."""
     row = store.read("mix_run").collect()[0].asDict()
-    return MixStats(**{f.name: row[f.name] for f in dataclasses.fields(MixStats)})
+    missing = [f.name for f in dataclasses.fields(MixStats)
+               if f.name not in row and f.default is dataclasses.MISSING]
+    if missing:
+        raise TableError(f"the mix_run table lacks {', '.join(missing)}: it was written by an older "
+                         "version; rerun `samplemix mix`")
+    return MixStats(**{f.name: row[f.name] for f in dataclasses.fields(MixStats) if f.name in row})

@@ -23,7 +23,7 @@ from pyspark.sql import SparkSession
 from samplemix_spark.tables.store import TableStore
 
 STATE_TABLE = "stage_runs"
-SCHEMA = "stage string, fingerprint string, finished_at string"
+SCHEMA = "stage string, fingerprint string, finished_at string, seconds double"
 
 
 def source_signature(sources: list[str]) -> list:
@@ -58,15 +58,19 @@ class StageState:
         self.store = store
 
     def recorded(self) -> dict[str, str]:
+        """stage -> fingerprint of its last finished run."""
+        return {stage: row[1] for stage, row in self._rows().items()}
+
+    def _rows(self) -> dict[str, tuple]:
         if not self.store.exists(STATE_TABLE):
             return {}
-        return {row["stage"]: row["fingerprint"] for row in self.store.read(STATE_TABLE).collect()}
+        rows = [row.asDict() for row in self.store.read(STATE_TABLE).collect()]
+        return {r["stage"]: (r["stage"], r["fingerprint"], r["finished_at"], r.get("seconds")) for r in rows}
 
-    def record(self, stage: str, stage_fingerprint: str) -> None:
-        rows = {**self.recorded(), stage: stage_fingerprint}
+    def record(self, stage: str, stage_fingerprint: str, seconds: float) -> None:
         finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        frame = self.spark.createDataFrame([(s, f, finished) for s, f in sorted(rows.items())], SCHEMA)
-        self.store.write(frame, STATE_TABLE)
+        rows = {**self._rows(), stage: (stage, stage_fingerprint, finished, float(seconds))}
+        self.store.write(self.spark.createDataFrame([rows[s] for s in sorted(rows)], SCHEMA), STATE_TABLE)
 
     def is_current(self, stage: str, stage_fingerprint: str, tables: list[str]) -> bool:
         return self.recorded().get(stage) == stage_fingerprint and all(self.store.exists(t) for t in tables)

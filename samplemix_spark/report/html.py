@@ -1,0 +1,107 @@
+"""``samplemix report --html out/report.html``: one self-contained page with the run's figures.
+
+Driver side: small aggregates of the report tables and samples of the weights
+table are collected and drawn with matplotlib; the PNGs are embedded in the
+page and also written next to it. Figures follow the paper: quality and
+diversity per domain (Figure 3), domain token shares before and after mixing
+(Figure 13), the distribution of counts and the mean p per count (Figures 14/15),
+and the cluster sizes when k-means ran.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from samplemix_spark.tables import TableStore
+
+SAMPLE_ROWS = 200_000
+
+
+def _figure(path: Path, draw) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    draw(ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return f'<img alt="{path.stem}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
+
+
+def _scores_by_domain(weights: pd.DataFrame, column: str):
+    def draw(ax):
+        domains = sorted(weights["domain"].unique())
+        ax.boxplot([weights.loc[weights["domain"] == d, column] for d in domains], tick_labels=domains)
+        ax.set_title(f"{'Quality' if column == 'q' else 'Diversity'} per domain")
+    return draw
+
+
+def _shares(domains: pd.DataFrame):
+    def draw(ax):
+        domains.set_index("domain")[["source_token_share", "output_token_share"]].plot.bar(ax=ax)
+        ax.set_title("Domain token share before and after mixing")
+    return draw
+
+
+def _counts(per_count: pd.DataFrame):
+    labels = [str(c) if c < 6 else "6+" for c in per_count["count"]]
+
+    def draw(ax):
+        ax.bar(labels, per_count["docs"], color="tab:blue")
+        ax.set_ylabel("documents")
+        twin = ax.twinx()
+        twin.plot(labels, per_count["mean_p"], color="tab:red", marker="o")
+        twin.set_ylabel("mean p")
+        ax.set_title("Sampling counts and mean p per count")
+    return draw
+
+
+def _clusters(sizes: pd.DataFrame):
+    def draw(ax):
+        ax.hist(sizes["size"], bins=min(50, max(5, len(sizes) // 2)))
+        ax.set_title(f"Cluster sizes (k = {len(sizes)})")
+    return draw
+
+
+def write_html(spark: SparkSession, store: TableStore, path: Path) -> Path:
+    """Write the report page and its PNGs; returns the page's path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = store.read("report_summary").toPandas().iloc[0]
+    domains = store.read("report_domains").toPandas().sort_values("domain")
+    weights = store.read("weights")
+    sample = weights.select("domain", "q", "d").limit(SAMPLE_ROWS).toPandas()
+    per_count = (weights.groupBy(F.least(F.col("count"), F.lit(6)).alias("count"))
+                 .agg(F.count(F.lit(1)).alias("docs"), F.avg("p").alias("mean_p")).toPandas().sort_values("count"))
+    figures = [_figure(path.with_name("quality_by_domain.png"), _scores_by_domain(sample, "q")),
+               _figure(path.with_name("diversity_by_domain.png"), _scores_by_domain(sample, "d")),
+               _figure(path.with_name("token_shares.png"), _shares(domains)),
+               _figure(path.with_name("counts.png"), _counts(per_count))]
+    if store.exists("cluster_stats"):
+        figures.append(_figure(path.with_name("cluster_sizes.png"), _clusters(store.read("cluster_stats").toPandas())))
+    stages = store.read("stage_runs").toPandas() if store.exists("stage_runs") else pd.DataFrame()
+    timing = "".join(f"<li>{html.escape(r.stage)}: {r.seconds:.1f} s</li>" for r in stages.itertuples()
+                     if r.seconds == r.seconds)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>SampleMix report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}</style></head><body>
+<h1>SampleMix run</h1>
+<p><b>Target tokens</b> {summary.target_tokens:,.0f} &middot; <b>achieved</b> {summary.achieved_tokens:,.0f}
+({summary.relative_error:+.3%}) &middot; alpha {summary.alpha} &middot; tau {summary.tau} &middot;
+seed {summary.seed} &middot; budget in {html.escape(str(summary.budget_mode))}</p>
+<p>Source documents {summary.source_docs:,} &middot; output documents {summary.output_docs:,} &middot;
+zero-count share {summary.zero_count_share:.2%}</p>
+<h2>Time per stage</h2><ul>{timing or "<li>not recorded</li>"}</ul>
+<h2>Per domain</h2>{domains.to_html(index=False, float_format=lambda v: f"{v:.4f}")}
+<h2>Figures</h2>{"".join(figures)}
+</body></html>"""
+    path.write_text(page)
+    return path
