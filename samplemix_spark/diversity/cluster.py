@@ -73,8 +73,8 @@ def centroids_frame(spark: SparkSession, centroids: np.ndarray) -> DataFrame:
     rows_per_chunk = max(1, _CHUNK_BYTES // max(1, centroids.shape[1] * 4))
     frames = []
     for start in range(0, len(centroids), rows_per_chunk):
-        chunk = pd.DataFrame({"cluster_id": np.arange(start, min(start + rows_per_chunk, len(centroids)), dtype=np.int32),
-                              "centroid": list(centroids[start:start + rows_per_chunk])})
+        ids = np.arange(start, min(start + rows_per_chunk, len(centroids)), dtype=np.int32)
+        chunk = pd.DataFrame({"cluster_id": ids, "centroid": list(centroids[start:start + rows_per_chunk])})
         frames.append(spark.createDataFrame(chunk, "cluster_id int, centroid array<float>"))
     result = frames[0]
     for frame in frames[1:]:

@@ -30,7 +30,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import QualityTrainConfig, SampleMixConfig
 from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.ingest.sources import read_sources
-from samplemix_spark.models.encoder import TextEncoder, length_sorted_batches
+from samplemix_spark.models.encoder import TextEncoder
 from samplemix_spark.models.paths import resolve_local_path
 from samplemix_spark.quality import ordinal
 from samplemix_spark.quality.checkpoint import CHECKPOINT_CONFIG, HEAD_FILE, ENCODER_DIR

@@ -57,8 +57,9 @@ def run_sweep(spark: SparkSession, store: TableStore, base: MixingConfig, alphas
             repeated_token_share=per_domain["repeated_tokens"].sum() / total if total else 0.0,
             total_unique_docs=per_domain["unique_docs"].sum())
         rows.append(per_domain)
+        first = per_domain.iloc[0]
         log.info("sweep: alpha=%s tau=%s fraction=%s: zero-count %.1f%%, repeated tokens %.1f%%", alpha, tau,
-                 fraction, 100 * per_domain["zero_count_share"].iloc[0], 100 * per_domain["repeated_token_share"].iloc[0])
+                 fraction, 100 * first["zero_count_share"], 100 * first["repeated_token_share"])
     table = pd.concat(rows, ignore_index=True)
     columns = ["alpha", "tau", "target_fraction", "domain", "source_docs", "unique_docs", "output_tokens",
                "output_token_share", "zero_count_share", "repeated_token_share", "total_unique_docs"]
