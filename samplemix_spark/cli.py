@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
     demo.add_argument("--docs", type=int, default=20000, help="number of documents (default: 20000)")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--real", action="store_true",
+                      help="real text from installed packages instead of generated text (see demo/real.py)")
+    demo.add_argument("--max-per-domain", type=int, default=2500, help="with --real: documents per domain")
+    demo.add_argument("--npm-dir", default=".", help="with --real: folder whose node_modules holds npm sources")
     return parser
 
 
@@ -142,7 +146,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
     try:
-        if args.command == "demo-data":
+        if args.command == "demo-data" and args.real:
+            from samplemix_spark.demo.real import write_real_corpus
+
+            written = write_real_corpus(args.out, args.max_per_domain, args.npm_dir)
+            log.info("wrote %d real documents in %d domains under %s", sum(written.values()), len(written), args.out)
+        elif args.command == "demo-data":
             from samplemix_spark.demo.synthetic import write_corpus
 
             paths = write_corpus(args.out, args.docs, args.seed)
