@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 from samplemix_spark.errors import ConfigError, SampleMixError
@@ -104,8 +105,6 @@ def _run(args: argparse.Namespace) -> None:
         for _, step in planned:  # an explicit stage command always runs
             run_step(spark, cfg, step)
         if args.command == "report" and args.html:
-            from pathlib import Path
-
             from samplemix_spark.report.html import write_html
             from samplemix_spark.tables import TableStore
 
@@ -113,16 +112,12 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "sql":
         _sql(spark, cfg, args.query)
     elif args.command == "sweep":
-        from pathlib import Path
-
         from samplemix_spark.report.sweep import run_sweep
         from samplemix_spark.tables import TableStore
 
         run_sweep(spark, TableStore(spark, cfg.tables), cfg.mixing, args.alphas, args.taus, args.fractions,
                   Path(args.out))
     elif args.command == "compare":
-        from pathlib import Path
-
         from samplemix_spark.report.compare import compare_runs
 
         if args.names and len(args.names) != len(args.runs):

@@ -65,6 +65,7 @@ SYSTEM_PROMPT = (
 ANNOTATION_SCHEMA = ("doc_id string, text string, " + ", ".join(f"{d} int" for d in DIMENSIONS)
                      + ", score int, model string, response_sha256 string, status string, reason string, "
                        "attempts int")
+ANNOTATION_COLUMNS = [part.strip().split(" ")[0] for part in ANNOTATION_SCHEMA.split(",")]
 
 
 class InvalidAnswer(Exception):
@@ -178,13 +179,9 @@ def annotate_batches(cfg: AnnotateConfig):
         with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
             for batch in batches:
                 results = pool.map(client.annotate, batch["doc_id"], batch["text"])
-                yield pd.DataFrame([r.row(cfg.model) for r in results], columns=_columns())
+                yield pd.DataFrame([r.row(cfg.model) for r in results], columns=ANNOTATION_COLUMNS)
 
     return run
-
-
-def _columns() -> list[str]:
-    return [part.strip().split(" ")[0] for part in ANNOTATION_SCHEMA.split(",")]
 
 
 class AnnotateStep:

@@ -85,9 +85,11 @@ def write_html(spark: SparkSession, store: TableStore, path: Path) -> Path:
                _figure(path.with_name("diversity_by_domain.png"), _scores_by_domain(sample, "d")),
                _figure(path.with_name("token_shares.png"), _shares(domains)),
                _figure(path.with_name("counts.png"), _counts(per_count))]
-    if store.exists("cluster_stats"):
-        figures.append(_figure(path.with_name("cluster_sizes.png"), _clusters(store.read("cluster_stats").toPandas())))
-    stages = store.read("stage_runs").toPandas() if store.exists("stage_runs") else pd.DataFrame()
+    cluster_stats = store.read_if_exists("cluster_stats")
+    if cluster_stats is not None:
+        figures.append(_figure(path.with_name("cluster_sizes.png"), _clusters(cluster_stats.toPandas())))
+    stage_runs = store.read_if_exists("stage_runs")
+    stages = stage_runs.toPandas() if stage_runs is not None else pd.DataFrame()
     timing = "".join(f"<li>{html.escape(r.stage)}: {r.seconds:.1f} s</li>" for r in stages.itertuples()
                      if r.seconds == r.seconds)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>SampleMix report</title>

@@ -62,9 +62,10 @@ class StageState:
         return {stage: row[1] for stage, row in self._rows().items()}
 
     def _rows(self) -> dict[str, tuple]:
-        if not self.store.exists(STATE_TABLE):
+        table = self.store.read_if_exists(STATE_TABLE)
+        if table is None:
             return {}
-        rows = [row.asDict() for row in self.store.read(STATE_TABLE).collect()]
+        rows = [row.asDict() for row in table.collect()]
         return {r["stage"]: (r["stage"], r["fingerprint"], r["finished_at"], r.get("seconds")) for r in rows}
 
     def record(self, stage: str, stage_fingerprint: str, seconds: float) -> None:

@@ -94,12 +94,15 @@ class TableStore:
                              f"`samplemix {TABLES[table]}` first ({_first_line(exc)})") from exc
         return df
 
-    def exists(self, table: str) -> bool:
+    def read_if_exists(self, table: str) -> Optional[DataFrame]:
+        """The table, or None when it has not been written yet."""
         try:
-            self.read(table)
-            return True
+            return self.read(table)
         except TableError:
-            return False
+            return None
+
+    def exists(self, table: str) -> bool:
+        return self.read_if_exists(table) is not None
 
     def write(self, df: DataFrame, table: str, partition_by: Optional[Sequence[str]] = None) -> None:
         """Overwrite ``table`` with ``df`` so that readers see the old or the new table, never a mix."""
@@ -139,11 +142,11 @@ class TableStore:
     def register_views(self) -> list[str]:
         """Expose every existing table to SQL under its plain name (temp views in path mode)."""
         names = []
-        for table in TABLES:
-            if self.cfg.catalog or not self.exists(table):
-                continue
-            self.read(table).createOrReplaceTempView(f"{self.cfg.prefix}{table}")
-            names.append(f"{self.cfg.prefix}{table}")
+        for table in [] if self.cfg.catalog else TABLES:
+            frame = self.read_if_exists(table)
+            if frame is not None:
+                frame.createOrReplaceTempView(f"{self.cfg.prefix}{table}")
+                names.append(f"{self.cfg.prefix}{table}")
         return names
 
 
