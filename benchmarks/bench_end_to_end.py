@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/bench_end_to_end.py --corpus generated --sizes 20000 100000
     .venv/bin/python benchmarks/bench_end_to_end.py --corpus bbc --sizes 500 2000
 
-``generated``: the quick start's corpus with precomputed scores (conf/local.yaml,
-column methods). ``bbc``: real BBC News articles with the heuristic quality
-scorer and k-means diversity (all-MiniLM-L6-v2 at 128 tokens). Each size runs
+``generated``: the generated corpus with precomputed scores (conf/synthetic.yaml,
+column methods). ``bbc``: real BBC News articles with the quick start's methods
+(conf/local.yaml: heuristic quality, k-means diversity), all-MiniLM-L6-v2 at 128 tokens. Each size runs
 as its own `samplemix run` process; the stage times are read from its log. The
 result line gives per-stage seconds at both sizes and the growth exponent
 log(t2/t1) / log(n2/n1) (1.0 = linear).
@@ -34,6 +34,9 @@ from tests.realtext import bbc_articles  # noqa: E402
 STAGE_LINE = re.compile(r"stage (\S+): .* in ([0-9.]+) s")
 
 
+CONFIGS = {"generated": "synthetic.yaml", "bbc": "local.yaml"}
+
+
 def prepare(corpus: str, n: int, folder: Path) -> list[str]:
     """Write the corpus; return the --set overrides that point the run at it."""
     if corpus == "generated":
@@ -42,15 +45,14 @@ def prepare(corpus: str, n: int, folder: Path) -> list[str]:
     articles = bbc_articles(2225)
     records = [{"text": f"{articles[i % len(articles)]}\n({i})", "domain": "news"} for i in range(n)]
     write_jsonl(folder / "data" / "bbc.jsonl", records)
-    return ["quality.method=heuristic", "diversity.method=kmeans", "diversity.max_tokens=128",
-            "ingest.quality_column=null", "ingest.diversity_column=null"]
+    return ["diversity.max_tokens=128"]
 
 
 def run(corpus: str, n: int) -> dict[str, float]:
     folder = Path(tempfile.mkdtemp(prefix=f"bench_e2e_{n}_"))
     overrides = prepare(corpus, n, folder) + [f"ingest.sources=[{folder}/data/*.jsonl]",
                                               f"tables.warehouse={folder}/wh"]
-    command = [sys.executable, "-m", "samplemix_spark.cli", "run", "--config", str(REPO / "conf" / "local.yaml"),
+    command = [sys.executable, "-m", "samplemix_spark.cli", "run", "--config", str(REPO / "conf" / CONFIGS[corpus]),
                *[f"--set={o}" for o in overrides]]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=folder,

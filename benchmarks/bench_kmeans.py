@@ -71,10 +71,12 @@ def main() -> None:
     print(json.dumps({"bench": "kmeans", "points": args.points, "dim": args.dim, "k": args.k, "niter": args.niter,
                       "faiss_s": round(faiss_seconds, 2), "sklearn_minibatch_s": round(sklearn_seconds, 2),
                       "speedup": round(sklearn_seconds / faiss_seconds, 1),
-                      "sklearn_lloyd_s": round(lloyd_seconds, 2), "speedup_vs_lloyd": round(lloyd_seconds / faiss_seconds, 1),
+                      "sklearn_lloyd_s": round(lloyd_seconds, 2),
+                      "speedup_vs_lloyd": round(lloyd_seconds / faiss_seconds, 1),
                       "faiss_mean_distance": round(mean_distance(x, faiss_centroids), 4),
                       "sklearn_mean_distance": round(mean_distance(x, sk.cluster_centers_.astype(np.float32)), 4),
-                      "sklearn_lloyd_mean_distance": round(mean_distance(x, lloyd.cluster_centers_.astype(np.float32)), 4),
+                      "sklearn_lloyd_mean_distance": round(
+                          mean_distance(x, lloyd.cluster_centers_.astype(np.float32)), 4),
                       "cpus": os.cpu_count(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d")}))
 
 

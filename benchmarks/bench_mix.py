@@ -128,7 +128,8 @@ def main() -> None:
     alpha, tau, seed = 0.8, 0.2, 1024
     ref_seconds, math_seconds, ref_rows = reference(input_path, work / "reference.parquet", alpha, tau, seed)
     spark_seconds, rows, n_files = spark_mix(args.engine, input_path, work, alpha, tau, seed, args.shuffle)
-    print(json.dumps({"bench": "mix", "engine": args.engine, "docs": args.docs, "shuffle": args.shuffle, "output_rows": rows,
+    print(json.dumps({"bench": "mix", "engine": args.engine, "docs": args.docs, "shuffle": args.shuffle,
+                      "output_rows": rows,
                       "reference_rows": ref_rows, "output_files": n_files, "spark_s": round(spark_seconds, 2),
                       "reference_s": round(ref_seconds, 2), "numpy_math_s": round(math_seconds, 2),
                       "ratio": round(spark_seconds / ref_seconds, 2), "cpus": os.cpu_count(),

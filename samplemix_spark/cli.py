@@ -3,7 +3,8 @@
     samplemix run --config conf/local.yaml [--set mixing.alpha=0.5 ...]
     samplemix ingest|quality|diversity|mix|report --config ...
     samplemix sql "SELECT * FROM domain_mix" --config ...
-    samplemix demo-data --out data/demo --docs 20000
+    samplemix demo-data [--max-per-domain 2500]     # real text from installed packages
+    samplemix demo-data --synthetic --docs 20000    # generated text with q and d columns
 
 The same function serves spark-submit: ``jobs/*.py`` call ``main`` with the stage name.
 """
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from samplemix_spark.demo.real import DEFAULT_NPM_DIR
 from samplemix_spark.errors import ConfigError, SampleMixError
 
 log = logging.getLogger("samplemix_spark")
@@ -68,14 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="token budgets as fractions of the source tokens")
     sweep.add_argument("--out", default="out/sweep", help="folder for sweep.png (default: out/sweep)")
     _add_config_args(sweep)
-    demo = sub.add_parser("demo-data", help="write a generated corpus with q and d columns")
-    demo.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
-    demo.add_argument("--docs", type=int, default=20000, help="number of documents (default: 20000)")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--real", action="store_true",
-                      help="real text from installed packages instead of generated text (see demo/real.py)")
-    demo.add_argument("--max-per-domain", type=int, default=2500, help="with --real: documents per domain")
-    demo.add_argument("--npm-dir", default=".", help="with --real: folder whose node_modules holds npm sources")
+    demo = sub.add_parser("demo-data", help="write the demo corpus: real text (default) or generated")
+    demo.add_argument("--out", help="output folder (default: data/demo, with --synthetic data/synthetic)")
+    demo.add_argument("--max-per-domain", type=int, default=2500,
+                      help="real text: documents per domain, spread over each source (default: 2500)")
+    demo.add_argument("--npm-dir", default=DEFAULT_NPM_DIR,
+                      help=f"real text: folder whose node_modules holds the npm sources (default: {DEFAULT_NPM_DIR})")
+    demo.add_argument("--synthetic", action="store_true",
+                      help="generated text with precomputed q and d columns (conf/synthetic.yaml reads it)")
+    demo.add_argument("--docs", type=int, default=20000, help="--synthetic: number of documents (default: 20000)")
+    demo.add_argument("--seed", type=int, default=7, help="--synthetic: generator seed")
     return parser
 
 
@@ -83,7 +87,7 @@ def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s samplemix %(message)s", datefmt="%H:%M:%S")
     # The embedded engine logs through RUST_LOG; its shutdown notice is not a warning for users.
     os.environ.setdefault("RUST_LOG", "warn,sail_common::actor=error")
-    for noisy in ("py4j", "pyspark"):
+    for noisy in ("py4j", "pyspark", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -137,20 +141,27 @@ def _sql(spark, cfg, query: str) -> None:
     print(spark.sql(query).toPandas().to_string(index=False))
 
 
+def _demo_data(args: argparse.Namespace) -> None:
+    if args.synthetic:
+        from samplemix_spark.demo.synthetic import write_corpus
+
+        out = args.out or "data/synthetic"
+        paths = write_corpus(out, args.docs, args.seed)
+        log.info("wrote %d generated documents to %d files under %s", args.docs, len(paths), out)
+        return
+    from samplemix_spark.demo.real import write_real_corpus
+
+    out = args.out or "data/demo"
+    written = write_real_corpus(out, args.max_per_domain, args.npm_dir)
+    log.info("wrote %d real documents in %d domains under %s", sum(written.values()), len(written), out)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
     try:
-        if args.command == "demo-data" and args.real:
-            from samplemix_spark.demo.real import write_real_corpus
-
-            written = write_real_corpus(args.out, args.max_per_domain, args.npm_dir)
-            log.info("wrote %d real documents in %d domains under %s", sum(written.values()), len(written), args.out)
-        elif args.command == "demo-data":
-            from samplemix_spark.demo.synthetic import write_corpus
-
-            paths = write_corpus(args.out, args.docs, args.seed)
-            log.info("wrote %d generated documents to %d files under %s", args.docs, len(paths), args.out)
+        if args.command == "demo-data":
+            _demo_data(args)
         else:
             _run(args)
     except SampleMixError as exc:

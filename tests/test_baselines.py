@@ -105,7 +105,8 @@ def test_entropies_equal_hand_computed_values(spark, tmp_path):
 
 def test_entropy_weights_in_a_mix_run(spark, tmp_path):
     texts = {"x": ["a b a b", "a b a c"], "y": ["a b c d", "d c b a"]}
-    records = [{"text": t, "domain": d, "quality_score": 1, "diversity_score": 0.5} for d, ts in texts.items() for t in ts]
+    records = [{"text": t, "domain": d, "quality_score": 1, "diversity_score": 0.5}
+               for d, ts in texts.items() for t in ts]
     source = write_jsonl(tmp_path / "docs.jsonl", records)
     cfg = make_config(tmp_path / "wh", [source], mixing={"method": "domain", "domain_weights": {
         "source": "entropy", "entropy_kind": "shannon"}})

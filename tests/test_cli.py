@@ -21,13 +21,13 @@ def samplemix(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def run_pipeline_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     sets = [f"--set={o}" for o in (f"ingest.sources=[{tmp_path}/data/*.jsonl]",
                                    f"tables.warehouse={tmp_path}/wh", *overrides)]
-    return samplemix("run", "--config", str(REPO / "conf" / "local.yaml"), *sets, cwd=tmp_path)
+    return samplemix("run", "--config", str(REPO / "conf" / "synthetic.yaml"), *sets, cwd=tmp_path)
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("cli")
-    made = samplemix("demo-data", "--out", "data", "--docs", "1500", cwd=tmp_path)
+    made = samplemix("demo-data", "--synthetic", "--out", "data", "--docs", "1500", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     result = run_pipeline_cli(tmp_path)
     assert result.returncode == 0, result.stderr
@@ -50,7 +50,7 @@ def test_run_writes_delta_tables_that_open_without_spark(demo_run):
 def test_sql_command_reads_tables_and_view(demo_run):
     tmp_path, _ = demo_run
     result = samplemix("sql", "SELECT SUM(output_docs) AS n FROM domain_mix", "--config",
-                       str(REPO / "conf" / "local.yaml"), f"--set=tables.warehouse={tmp_path}/wh", cwd=tmp_path)
+                       str(REPO / "conf" / "synthetic.yaml"), f"--set=tables.warehouse={tmp_path}/wh", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     n_output = len(DeltaTable(str(tmp_path / "wh" / "output")).to_pandas())
     assert result.stdout.split()[-1] == str(n_output)

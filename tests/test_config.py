@@ -10,7 +10,7 @@ from samplemix_spark.errors import ConfigError
 from .conftest import REPO
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "databricks.yaml", "emr.yaml"])
+@pytest.mark.parametrize("name", ["local.yaml", "synthetic.yaml", "databricks.yaml", "emr.yaml"])
 def test_shipped_configs_load(name):
     cfg = load_config(REPO / "conf" / name)
     assert cfg.mixing.alpha == 0.8 and cfg.mixing.tau == 0.2

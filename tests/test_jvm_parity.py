@@ -72,7 +72,7 @@ def test_spark_submit_runs_the_job_entry_point_on_the_existing_session(tmp_path)
     env.pop("SPARK_CONNECT_MODE_ENABLED", None)
     result = subprocess.run(
         [str(spark_submit), "--master", "local[2]", str(REPO / "jobs" / "run_pipeline.py"),
-         "--config", str(REPO / "conf" / "local.yaml"), f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]",
+         "--config", str(REPO / "conf" / "synthetic.yaml"), f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]",
          f"--set=tables.warehouse={tmp_path}/wh", "--set=tables.format=parquet"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -106,7 +106,7 @@ def test_quality_scores_on_jvm_local_equal_direct_model_and_embedded_heuristic(s
     common = [f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
               *[f"--set={o}" for o in JVM]]
     for stage, method in (("ingest", "heuristic"), ("quality", "model")):
-        result = samplemix(stage, "--config", str(REPO / "conf" / "local.yaml"), *common,
+        result = samplemix(stage, "--config", str(REPO / "conf" / "synthetic.yaml"), *common,
                            f"--set=quality.method={method}", f"--set=quality.model_path={checkpoint}", cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-3000:]
     documents = pd.read_parquet(tmp_path / "jvm" / "documents")[["doc_id", "text"]]
@@ -115,7 +115,7 @@ def test_quality_scores_on_jvm_local_equal_direct_model_and_embedded_heuristic(s
     assert jvm_model.loc[texts, "quality"].tolist() == direct.tolist()
     np.testing.assert_allclose(jvm_model.loc[texts, "quality_expected"], expected, rtol=1e-5)
 
-    result = samplemix("quality", "--config", str(REPO / "conf" / "local.yaml"), *common,
+    result = samplemix("quality", "--config", str(REPO / "conf" / "synthetic.yaml"), *common,
                        "--set=quality.method=heuristic", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     jvm_heuristic = pd.read_parquet(tmp_path / "jvm" / "quality").sort_values("doc_id").reset_index(drop=True)
@@ -143,7 +143,7 @@ def test_embedding_and_assignment_on_jvm_local_equal_direct_computation(tmp_path
     common = [f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
               "--set=diversity.method=kmeans", "--set=diversity.max_tokens=64", "--set=ingest.diversity_column=null",
               *[f"--set={o}" for o in JVM]]
-    result = samplemix("run", "--config", str(REPO / "conf" / "local.yaml"), *common, cwd=tmp_path)
+    result = samplemix("run", "--config", str(REPO / "conf" / "synthetic.yaml"), *common, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     for stage in ("embed", "cluster", "assign", "diversity", "mix"):
         assert f"stage {stage}:" in result.stderr

@@ -49,7 +49,8 @@ def reference_run(tmp_path_factory):
 def _kill_during(root: Path, marker: str, delay: float) -> None:
     sets = [f"--set=ingest.sources=[{root}/data/*.jsonl]", f"--set=tables.warehouse={root}/wh"]
     process = subprocess.Popen([sys.executable, "-m", "samplemix_spark.cli", "run", "--config",
-                                str(REPO / "conf" / "local.yaml"), *sets], cwd=root, stderr=subprocess.PIPE, text=True)
+                                str(REPO / "conf" / "synthetic.yaml"), *sets],
+                               cwd=root, stderr=subprocess.PIPE, text=True)
     for line in process.stderr:
         if marker in line:
             time.sleep(delay)
@@ -83,7 +84,8 @@ def test_rerun_without_force_changes_nothing_and_force_reruns(reference_run):
     after = _versions(reference_run / "wh")
     assert after["documents"] == before["documents"] and after["weights"] > before["weights"]
     forced = subprocess.run([sys.executable, "-m", "samplemix_spark.cli", "run", "--force", "--config",
-                             str(REPO / "conf" / "local.yaml"), f"--set=ingest.sources=[{reference_run}/data/*.jsonl]",
+                             str(REPO / "conf" / "synthetic.yaml"),
+                             f"--set=ingest.sources=[{reference_run}/data/*.jsonl]",
                              f"--set=tables.warehouse={reference_run}/wh"], cwd=reference_run,
                             capture_output=True, text=True, timeout=600)
     assert forced.returncode == 0 and "up to date" not in forced.stderr

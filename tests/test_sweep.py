@@ -32,5 +32,8 @@ def test_sweep_matches_mix_runs_and_the_papers_budget_effect(spark, tmp_path):
     run_stage(spark, mixed, "mix")
     weights = store.read("weights").toPandas()
     direct = (weights["count"] * weights["n_tokens"]).groupby(weights["domain"]).sum()
-    swept = table[(table["alpha"] == 0.8) & (table["target_fraction"] == 1.0)].set_index("domain")["output_tokens"]
-    assert swept.sort_index().tolist() == pytest.approx(direct.sort_index().tolist())
+    swept = table[(table["alpha"] == 0.8) & (table["target_fraction"] == 1.0)].set_index("domain").sort_index()
+    assert swept["output_tokens"].tolist() == pytest.approx(direct.sort_index().tolist())
+    repeated = (weights["count"] > 1).groupby(weights["domain"]).sum().sort_index()
+    assert swept["repeated_docs"].tolist() == repeated.tolist()
+    assert swept["repeated_doc_share"].iloc[0] == pytest.approx((weights["count"] > 1).mean())

@@ -18,10 +18,13 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer
+from transformers.utils import logging as transformers_logging
 
 from samplemix_spark.errors import ConfigError
 
 log = logging.getLogger(__name__)
+# One progress bar per executor process per model says nothing useful in a job's log.
+transformers_logging.disable_progress_bar()
 
 POOLING_MODES = ("auto", "mean", "cls")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

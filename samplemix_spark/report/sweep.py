@@ -4,7 +4,8 @@ The paper recommends tuning alpha per dataset (lower-quality corpora prefer a
 smaller alpha). This reuses the stored documents, quality and diversity tables:
 no rescoring and no output is written, only the counts each grid point would
 give. Per grid point and domain: output token share, and per grid point the
-zero-count share, the share of repeated output tokens and the unique documents.
+zero-count share, the share of documents with count > 1, the share of repeated
+output tokens and the unique documents.
 
 Driver side: for each grid point the three global aggregates of the mix stage
 run, then one aggregate groups the resulting counts by domain. Writes the
@@ -36,6 +37,7 @@ def sweep_point(scored, cfg: MixingConfig) -> pd.DataFrame:
     return weights.groupBy("domain").agg(
         F.count(F.lit(1)).alias("source_docs"),
         F.sum(F.when(F.col("count") > 0, 1).otherwise(0)).alias("unique_docs"),
+        F.sum(F.when(F.col("count") > 1, 1).otherwise(0)).alias("repeated_docs"),
         F.sum(tokens).cast("double").alias("output_tokens"),
         F.sum(F.greatest(F.col("count") - 1, F.lit(0)) * F.col("n_tokens")).cast("double").alias("repeated_tokens"),
     ).toPandas()
@@ -54,15 +56,18 @@ def run_sweep(spark: SparkSession, store: TableStore, base: MixingConfig, alphas
             alpha=alpha, tau=tau, target_fraction=fraction,
             output_token_share=per_domain["output_tokens"] / total if total else 0.0,
             zero_count_share=1 - per_domain["unique_docs"].sum() / per_domain["source_docs"].sum(),
+            repeated_doc_share=per_domain["repeated_docs"].sum() / per_domain["source_docs"].sum(),
             repeated_token_share=per_domain["repeated_tokens"].sum() / total if total else 0.0,
             total_unique_docs=per_domain["unique_docs"].sum())
         rows.append(per_domain)
         first = per_domain.iloc[0]
-        log.info("sweep: alpha=%s tau=%s fraction=%s: zero-count %.1f%%, repeated tokens %.1f%%", alpha, tau,
-                 fraction, 100 * first["zero_count_share"], 100 * first["repeated_token_share"])
+        log.info("sweep: alpha=%s tau=%s fraction=%s: zero-count %.1f%%, count > 1 %.1f%%, repeated tokens %.1f%%",
+                 alpha, tau, fraction, 100 * first["zero_count_share"], 100 * first["repeated_doc_share"],
+                 100 * first["repeated_token_share"])
     table = pd.concat(rows, ignore_index=True)
-    columns = ["alpha", "tau", "target_fraction", "domain", "source_docs", "unique_docs", "output_tokens",
-               "output_token_share", "zero_count_share", "repeated_token_share", "total_unique_docs"]
+    columns = ["alpha", "tau", "target_fraction", "domain", "source_docs", "unique_docs", "repeated_docs",
+               "output_tokens", "output_token_share", "zero_count_share", "repeated_doc_share", "repeated_token_share",
+               "total_unique_docs"]
     table = table[columns]
     store.write(spark.createDataFrame(table), "sweep")
     out.mkdir(parents=True, exist_ok=True)
