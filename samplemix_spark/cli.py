@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run every stage in order, skipping stages that are up to date")
     run.add_argument("--force", action="store_true", help="rerun every stage, even if up to date")
+    run.add_argument("--incremental", action="store_true",
+                     help="refresh: ingest, score and embed only documents with a new doc_id, assign them to the "
+                          "stored centroids, recompute diversity, weights and counts over the whole corpus")
+    run.add_argument("--recluster", action="store_true",
+                     help="with --incremental: fit new centroids even below diversity.recluster_share")
     _add_config_args(run)
     for stage, text in STAGE_HELP.items():
         stage_parser = sub.add_parser(stage, help=text)
@@ -97,12 +102,21 @@ def _run(args: argparse.Namespace) -> None:
     from samplemix_spark.pipeline import execute, plan, run_step
 
     cfg = load_config(args.config, args.overrides)
+    if args.command == "run" and args.incremental and args.force:
+        raise ConfigError("--incremental and --force do not go together: --force reruns every stage in full")
+    if args.command == "run" and args.recluster and not args.incremental:
+        raise ConfigError("--recluster applies to --incremental runs; a full run always fits new centroids")
     if args.command == "run":
         planned = plan(cfg)
     else:
         planned = plan(cfg, () if args.command in ("sql", "compare", "sweep") else (args.command,))
     spark = build_session(cfg.engine)  # checks passed: missing models, paths or keys fail before this
-    if args.command == "run":
+    if args.command == "run" and args.incremental:
+        from samplemix_spark.refresh import run_incremental
+
+        results = run_incremental(spark, cfg, recluster=args.recluster, planned=planned)
+        log.info("refresh done in %.1f s", sum(r.seconds for r in results))
+    elif args.command == "run":
         results = execute(spark, cfg, planned, resume=not args.force)
         log.info("pipeline done in %.1f s", sum(r.seconds for r in results))
     elif args.command not in ("sql", "compare", "sweep"):

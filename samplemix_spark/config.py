@@ -226,7 +226,9 @@ class DiversityConfig:
 
     ``k`` defaults to round(sqrt(N)) for N embedded documents, capped by ``k_max``;
     separation uses the m = max(1, round(neighbors_fraction * k)) nearest other
-    centroids unless ``neighbors`` is set.
+    centroids unless ``neighbors`` is set. ``samplemix run --incremental`` assigns new
+    documents to the stored centroids and fits new ones only when new documents
+    are more than ``recluster_share`` of the corpus (or with ``--recluster``).
     """
 
     method: str = "kmeans"
@@ -245,9 +247,12 @@ class DiversityConfig:
     neighbors_fraction: float = 0.01
     neighbors: Optional[int] = None
     centroids_path: Optional[str] = None
+    recluster_share: float = 0.2
 
     def __post_init__(self) -> None:
         _require_choice(self.method, "diversity.method", DIVERSITY_METHODS)
+        _require(_is_number(self.recluster_share) and 0 < self.recluster_share <= 1,
+                 "diversity.recluster_share", f"got {self.recluster_share!r}, expected a number in (0, 1]")
         _require_choice(self.pooling, "diversity.pooling", POOLINGS)
         _require_choice(self.device, "diversity.device", DEVICES)
         _require_choice(self.precision, "diversity.precision", PRECISIONS)

@@ -6,7 +6,7 @@ import importlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Optional, Protocol
 
 from pyspark.sql import SparkSession
 
@@ -82,12 +82,13 @@ class StageResult:
         return f"stage {self.stage}: {written} in {self.seconds:.1f} s ({rate:,.0f} rows/s)"
 
 
-def run_step(spark: SparkSession, cfg: SampleMixConfig, step: Step) -> StageResult:
-    """Run one step on the driver; its Spark work runs wherever ``spark`` sends it."""
+def run_step(spark: SparkSession, cfg: SampleMixConfig, step: Step,
+             work: Optional[Callable[[SparkSession, TableStore], dict[str, int]]] = None) -> StageResult:
+    """Run one step (or ``work`` in its name) on the driver; its Spark work runs wherever ``spark`` sends it."""
     store = TableStore(spark, cfg.tables)
     log.info("stage %s: started", step.name)
     started = time.perf_counter()
-    rows = step.run(spark, store)
+    rows = (work or step.run)(spark, store)
     result = StageResult(step.name, rows, time.perf_counter() - started)
     log.info(result.describe())
     return result
@@ -120,16 +121,23 @@ def execute(spark: SparkSession, cfg: SampleMixConfig, planned: list[tuple[str, 
     section, same upstream, same source files) and whose output exists is skipped.
     """
     state = StageState(spark, TableStore(spark, cfg.tables))
-    results, previous = [], None
-    for stage, step in planned:
-        current = stage_fingerprint(stage, cfg, previous)
-        previous = current
+    results = []
+    for (stage, step), current in zip(planned, fingerprints(cfg, [stage for stage, _ in planned])):
         if resume and state.is_current(stage, current, [STAGE_OUTPUT[stage]]):
             log.info("stage %s: up to date, skipped (--force reruns it)", stage)
             continue
         results.append(run_step(spark, cfg, step))
         state.record(stage, current, results[-1].seconds)
     return results
+
+
+def fingerprints(cfg: SampleMixConfig, stages: list[str]) -> list[str]:
+    """Each stage's fingerprint, chained through the stages before it."""
+    chain, previous = [], None
+    for stage in stages:
+        previous = stage_fingerprint(stage, cfg, previous)
+        chain.append(previous)
+    return chain
 
 
 def run_pipeline(spark: SparkSession, cfg: SampleMixConfig, stages: tuple[str, ...] | None = None,

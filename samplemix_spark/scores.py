@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.errors import ConfigError
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.per_document import run_per_document
 
 
 class InputScoreStep:
@@ -17,16 +18,19 @@ class InputScoreStep:
     rows whose score is null, NaN or infinite.
     """
 
+    source = "documents"
+
     def __init__(self, name: str, input_column: str) -> None:
         self.name = name
+        self.output = name
         self.input_column = input_column
 
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        documents = store.read("documents")
-        if self.input_column not in documents.columns:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
+        if self.input_column not in rows.columns:
             raise ConfigError(f"config key '{self.name}.method': 'column' needs the documents table "
                               f"to carry {self.input_column}; set the ingest column and rerun ingest")
-        scores = documents.select("doc_id", F.col(self.input_column).cast("double").alias(self.name),
-                                  F.lit("column").alias("method"))
-        store.write(scores, self.name)
-        return {self.name: store.read(self.name).count()}
+        return rows.select("doc_id", F.col(self.input_column).cast("double").alias(self.name),
+                           F.lit("column").alias("method"))
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        return run_per_document(spark, store, self)

@@ -67,3 +67,11 @@ def test_missing_source_exits_with_message(tmp_path):
     result = run_pipeline_cli(tmp_path)
     assert result.returncode == 2
     assert "matches no file" in result.stderr
+
+
+@pytest.mark.parametrize("flags, message", [(["--incremental", "--force"], "do not go together"),
+                                            (["--recluster"], "--recluster applies to --incremental")])
+def test_run_refuses_contradictory_refresh_flags(tmp_path, flags, message):
+    result = samplemix("run", *flags, "--config", str(REPO / "conf" / "synthetic.yaml"),
+                       f"--set=tables.warehouse={tmp_path}/wh", cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

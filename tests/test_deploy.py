@@ -28,6 +28,18 @@ def test_databricks_bundle_tasks_reference_existing_jobs_in_pipeline_order():
     load_config(REPO / "conf" / "databricks.yaml")
 
 
+def test_databricks_refresh_job_runs_the_incremental_pipeline_on_a_schedule():
+    from samplemix_spark.cli import build_parser
+
+    job = yaml.safe_load((REPO / "resources" / "samplemix_job.yml").read_text())["resources"]["jobs"]
+    refresh = job["samplemix_refresh"]
+    assert refresh["schedule"]["quartz_cron_expression"] and refresh["max_concurrent_runs"] == 1
+    (task,) = refresh["tasks"]
+    assert (REPO / "resources" / task["spark_python_task"]["python_file"]).resolve().name == "run_pipeline.py"
+    args = build_parser().parse_args(["run", *task["spark_python_task"]["parameters"]])
+    assert args.incremental and not args.force
+
+
 def test_emr_step_runs_an_existing_job_with_the_packed_environment():
     steps = json.loads((REPO / "emr" / "steps.json").read_text())
     args = steps[0]["HadoopJarStep"]["Args"]

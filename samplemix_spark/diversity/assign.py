@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.diversity.cluster import read_centroids
@@ -29,6 +29,7 @@ from samplemix_spark.diversity.embed import embedding_columns, embedding_matrix
 from samplemix_spark.errors import InputError
 from samplemix_spark.models.cache import cached
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.per_document import run_per_document
 
 log = logging.getLogger(__name__)
 
@@ -76,17 +77,19 @@ class AssignStep:
     """Write ``assignments``: doc_id, cluster_id, distance (cosine distance to the centroid)."""
 
     name = "assign"
+    source, output = "embeddings", "assignments"
 
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
 
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
         centroids = read_centroids(store)
         check_dimensions(store, centroids)
         if centroids.nbytes > _CLOSURE_WARN_BYTES:
             log.warning("assign: %.0f MiB of centroids travel in the UDF closure; the Spark Connect message "
                         "cap is 128 MiB", centroids.nbytes / 2**20)
-        embeddings = store.read("embeddings")
-        vectors = embeddings.select("doc_id", *embedding_columns(embeddings))
-        store.write(vectors.mapInPandas(assign_batches(centroids), ASSIGNMENT_SCHEMA), "assignments")
-        return {"assignments": store.read("assignments").count()}
+        vectors = rows.select("doc_id", *embedding_columns(rows))
+        return vectors.mapInPandas(assign_batches(centroids), ASSIGNMENT_SCHEMA)
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        return run_per_document(spark, store, self)

@@ -24,6 +24,7 @@ from samplemix_spark.config import DiversityConfig, SampleMixConfig
 from samplemix_spark.models.cache import cached
 from samplemix_spark.models.paths import portable_location, resolve_local_path
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.per_document import run_per_document
 
 
 def load_encoder(cfg: DiversityConfig):
@@ -68,6 +69,7 @@ class EmbedStep:
     """Write ``embeddings``: doc_id, embedding (or embedding_f16)."""
 
     name = "embed"
+    source, output = "documents", "embeddings"
 
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
@@ -75,10 +77,10 @@ class EmbedStep:
     def check(self) -> None:
         resolve_local_path(self.cfg.diversity.encoder, "diversity.encoder")
 
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
         diversity = dataclasses.replace(self.cfg.diversity, encoder=portable_location(self.cfg.diversity.encoder))
         column = "embedding_f16" if diversity.storage == "float16" else "embedding"
-        documents = store.read("documents")
-        store.write(documents.select("doc_id", embedding_column(F.col("text"), diversity).alias(column)),
-                    "embeddings")
-        return {"embeddings": store.read("embeddings").count()}
+        return rows.select("doc_id", embedding_column(F.col("text"), diversity).alias(column))
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        return run_per_document(spark, store, self)

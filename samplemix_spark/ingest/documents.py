@@ -95,6 +95,49 @@ class IngestStep:
         tokenizer_file(self.cfg.ingest.tokenizer)
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        flagged, n_input = self._flagged(spark)
+        store.write(self._documents(flagged.filter(F.col("reason").isNull())), "documents")
+        n_rejects = self._write_rejects(flagged, store)
+        n_docs = store.read("documents").count()
+        log.info("ingest: %d input rows = %d documents + %d rejects", n_input, n_docs, n_rejects)
+        _check_conservation(n_input, n_docs + n_rejects, f"{n_docs} kept + {n_rejects} rejected")
+        if n_docs == 0:
+            raise InputError(f"ingest kept no documents: all {n_input} rows were rejected; "
+                             "see the rejects table for reasons")
+        return {"documents": n_docs, "rejects": n_rejects}
+
+    def run_increment(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        """Add only documents whose doc_id is not stored yet; list them in the ``increment`` table.
+
+        Rows are checked and de-duplicated over all current sources exactly as a
+        full ingest does, and the rejects table is rebuilt the same way. A kept
+        row whose doc_id is stored is counted as already stored; if its text or
+        domain differs from the stored version, the stored version stays (a
+        warning says how many; ``samplemix run --force`` takes the new ones).
+        The increment is written first and merged with any increment a killed
+        refresh left behind, so its documents are scored on the next try.
+        """
+        flagged, n_input = self._flagged(spark)
+        kept = flagged.filter(F.col("reason").isNull())
+        stored = store.read("documents")
+        new = kept.join(stored.select("doc_id"), "doc_id", "left_anti")
+        n_kept, n_new = kept.count(), new.count()  # before the writes below add the new rows to `stored`
+        n_seen = n_kept - n_new
+        _warn_if_changed(kept, stored)
+        pending = store.read_if_exists("increment")
+        new_ids = new.select("doc_id") if pending is None else new.select("doc_id").unionByName(pending)
+        store.write(new_ids.distinct(), "increment")
+        store.write(stored.unionByName(self._documents(new)), "documents")
+        n_rejects = self._write_rejects(flagged, store)
+        log.info("ingest: %d input rows = %d new documents + %d already stored + %d rejects",
+                 n_input, n_new, n_seen, n_rejects)
+        _check_conservation(n_input, n_new + n_seen + n_rejects,
+                            f"{n_new} new + {n_seen} already stored + {n_rejects} rejected")
+        return {"increment": store.read("increment").count(), "documents": store.read("documents").count(),
+                "rejects": n_rejects}
+
+    def _flagged(self, spark: SparkSession) -> tuple[DataFrame, int]:
+        """Source rows with doc_id and reason, and how many there are."""
         ingest = self.cfg.ingest
         with _unreadable_input(ingest.sources):  # reading happens here, before any table is written
             source = read_sources(spark, ingest.sources, ingest.format)
@@ -103,25 +146,35 @@ class IngestStep:
             raw = map_columns(source, ingest)
             n_input = raw.count()
         if n_input == 0:
-            raise InputError(f"ingest sources {self.cfg.ingest.sources} hold no rows")
-        flagged = flag_rows(raw, self.cfg)
-        store.write(self._documents(flagged), "documents")
-        store.write(flagged.filter(F.col("reason").isNotNull())
-                    .select("reason", "doc_id", "domain", "text"), "rejects")
-        n_docs, n_rejects = store.read("documents").count(), store.read("rejects").count()
-        log.info("ingest: %d input rows = %d documents + %d rejects", n_input, n_docs, n_rejects)
-        if n_docs + n_rejects != n_input:
-            raise InputError(f"ingest lost rows: {n_input} in, {n_docs} kept + {n_rejects} rejected")
-        if n_docs == 0:
-            raise InputError(f"ingest kept no documents: all {n_input} rows were rejected; "
-                             "see the rejects table for reasons")
-        return {"documents": n_docs, "rejects": n_rejects}
+            raise InputError(f"ingest sources {ingest.sources} hold no rows")
+        return flag_rows(raw, self.cfg), n_input
 
-    def _documents(self, flagged: DataFrame) -> DataFrame:
+    @staticmethod
+    def _write_rejects(flagged: DataFrame, store: TableStore) -> int:
+        store.write(flagged.filter(F.col("reason").isNotNull()).select("reason", "doc_id", "domain", "text"),
+                    "rejects")
+        return store.read("rejects").count()
+
+    def _documents(self, kept: DataFrame) -> DataFrame:
         columns = [F.col("doc_id"), F.col("domain"), F.col("text"),
                    token_count_column(F.col("text"), self.cfg.ingest.tokenizer).alias("n_tokens")]
         if self.cfg.ingest.quality_column:
             columns.append(F.col("q_input"))
         if self.cfg.ingest.diversity_column:
             columns.append(F.col("d_input"))
-        return flagged.filter(F.col("reason").isNull()).select(*columns)
+        return kept.select(*columns)
+
+
+def _warn_if_changed(kept: DataFrame, stored: DataFrame) -> None:
+    old = stored.select("doc_id", F.col("domain").alias("_stored_domain"), F.sha2("text", 256).alias("_stored_hash"))
+    changed = (kept.join(old, "doc_id")
+               .filter((F.col("domain") != F.col("_stored_domain")) | (F.col("_text_hash") != F.col("_stored_hash")))
+               .count())
+    if changed:
+        log.warning("ingest: %d stored documents have a different text or domain in the sources now; "
+                    "the refresh keeps the stored versions (samplemix run --force ingests the new ones)", changed)
+
+
+def _check_conservation(n_input: int, n_accounted: int, detail: str) -> None:
+    if n_accounted != n_input:
+        raise InputError(f"ingest lost rows: {n_input} in, {detail}")

@@ -28,6 +28,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.per_document import run_per_document
 
 STOP_WORDS = (
     "a", "about", "after", "all", "also", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can",
@@ -118,10 +119,13 @@ class HeuristicQuality:
     """Write the quality table from text statistics."""
 
     name = "quality"
+    source, output = "documents", "quality"
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
+        return score_frame(rows)
+
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        store.write(score_frame(store.read("documents")), "quality")
-        return {"quality": store.read("quality").count()}
+        return run_per_document(spark, store, self)

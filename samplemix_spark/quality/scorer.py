@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 import torch
-from pyspark.sql import Column, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import QualityConfig, SampleMixConfig
@@ -33,6 +33,7 @@ from samplemix_spark.models.paths import portable_location, resolve_local_path
 from samplemix_spark.quality import ordinal
 from samplemix_spark.quality.checkpoint import ENCODER_DIR, HEAD_FILE, read_checkpoint_settings
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.per_document import run_per_document
 
 
 class QualityScorer:
@@ -89,6 +90,7 @@ class ModelQuality:
     """Write the quality table with the ordinal evaluator's scores."""
 
     name = "quality"
+    source, output = "documents", "quality"
 
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
@@ -99,11 +101,13 @@ class ModelQuality:
                               "written by `samplemix train-quality`")
         read_checkpoint_settings(self.cfg.quality.model_path)
 
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
         settings = read_checkpoint_settings(self.cfg.quality.model_path)
         quality = dataclasses.replace(self.cfg.quality, model_path=portable_location(self.cfg.quality.model_path))
-        scored = store.read("documents").select("doc_id", quality_column(F.col("text"), quality).alias("s"))
-        store.write(scored.select("doc_id", "s.quality", "s.quality_expected", F.lit("model").alias("method"),
-                                  F.lit(settings["model_id"]).alias("model_id"),
-                                  F.lit(settings["model_version"]).alias("model_version")), "quality")
-        return {"quality": store.read("quality").count()}
+        scored = rows.select("doc_id", quality_column(F.col("text"), quality).alias("s"))
+        return scored.select("doc_id", "s.quality", "s.quality_expected", F.lit("model").alias("method"),
+                             F.lit(settings["model_id"]).alias("model_id"),
+                             F.lit(settings["model_version"]).alias("model_version"))
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        return run_per_document(spark, store, self)

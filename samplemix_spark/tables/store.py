@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 TABLES: dict[str, str] = {
     "documents": "ingest",
     "rejects": "ingest",
+    "increment": "run --incremental",
     "annotations": "annotate",
     "annotation_rejects": "annotate",
     "quality": "quality",

@@ -1,0 +1,43 @@
+"""Stages that compute one row per document: the whole table, or only new documents.
+
+Quality, embed, assign and the ``column`` score methods each turn one row of
+their source table into one row of their output table, independently of every
+other row. ``run_per_document`` writes the output for every source row, or, for
+a refresh, for the documents listed in ``only`` while keeping the stored rows of
+all other documents. Either way the table is replaced in one atomic overwrite,
+so a killed refresh leaves the previous table and can simply run again.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Protocol
+
+from pyspark.sql import DataFrame, SparkSession
+
+from samplemix_spark.tables.store import TableStore
+
+
+class PerDocumentStep(Protocol):
+    name: str
+    source: str  # table read, keyed by doc_id
+    output: str  # table written, keyed by doc_id
+
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
+        """The output rows for these source rows (built on the driver, run on executors)."""
+
+
+def run_per_document(spark: SparkSession, store: TableStore, step: PerDocumentStep,
+                     only: Optional[DataFrame] = None) -> dict[str, int]:
+    """Write ``step.output`` for every source row, or with ``only`` (doc_id) for those rows alone."""
+    source = store.read(step.source)
+    if only is None:
+        store.write(step.transform(spark, store, source), step.output)
+    else:
+        fresh = step.transform(spark, store, source.join(only, "doc_id", "left_semi"))
+        kept = store.read(step.output).join(only, "doc_id", "left_anti")
+        store.write(kept.unionByName(fresh), step.output)
+    return {step.output: store.read(step.output).count()}
+
+
+def is_per_document(step: object) -> bool:
+    return callable(getattr(step, "transform", None)) and hasattr(step, "output")

@@ -1,0 +1,160 @@
+"""``samplemix run --incremental``: a refresh gives the tables of a full run over the union.
+
+Real BBC articles and degraded copies of them, the heuristic quality scorer and
+MiniLM + faiss k-means diversity. The reference is an independent full run over
+old and new sources together; where the refresh keeps the stored centroids, the
+reference is given the same centroids before it assigns.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samplemix_spark.diversity.embed import embedding_matrix
+from samplemix_spark.pipeline import run_pipeline
+from samplemix_spark.refresh import run_incremental
+
+from .conftest import make_config, store_for, write_jsonl
+from .realtext import bbc_articles, degrade
+
+CATEGORIES = ("business", "entertainment", "politics", "sport", "tech")
+ARTICLES = bbc_articles(330)
+# Tables a refresh must reproduce, with the columns that identify a row.
+KEYED = {"documents": ["doc_id"], "rejects": ["reason", "doc_id", "text"], "quality": ["doc_id"],
+         "assignments": ["doc_id"], "diversity": ["doc_id"], "weights": ["doc_id"], "cluster_stats": ["cluster_id"],
+         "report_domains": ["domain"], "output": ["doc_id", "replica"], "centroids": ["cluster_id"]}
+
+
+def _records(first: int, last: int) -> list[dict]:
+    """News articles first..last-1 by category, and every fifth one degraded into spam."""
+    rows = [{"text": ARTICLES[i], "domain": CATEGORIES[i % 5]} for i in range(first, last)]
+    return rows + [{"text": degrade(ARTICLES[i], i), "domain": "spam"} for i in range(first, last, 5)]
+
+
+def _config(warehouse, sources):
+    return make_config(warehouse, sources, quality={"method": "heuristic"},
+                       diversity={"method": "kmeans", "max_tokens": 32, "k": 6, "niter": 10},
+                       ingest={"quality_column": None, "diversity_column": None})
+
+
+def _frame(store, table: str) -> pd.DataFrame:
+    frame = store.read(table).toPandas()
+    return frame.sort_values(KEYED.get(table, ["doc_id"])).reset_index(drop=True)
+
+
+def _assert_same_tables(refreshed, reference) -> None:
+    for table, key in KEYED.items():
+        a, b = _frame(refreshed, table), _frame(reference, table)
+        assert list(a[key].itertuples(index=False)) == list(b[key].itertuples(index=False)), table
+        pd.testing.assert_frame_equal(a, b[a.columns], check_exact=False, rtol=1e-5, obj=table)
+    a, b = _frame(refreshed, "embeddings"), _frame(reference, "embeddings")
+    assert list(a["doc_id"]) == list(b["doc_id"])
+    np.testing.assert_allclose(embedding_matrix(a), embedding_matrix(b), atol=1e-5)
+
+
+@pytest.fixture()
+def first_run(spark, tmp_path):
+    """A full run over the old source; the new source lands beside it afterwards."""
+    old = write_jsonl(tmp_path / "src" / "a.jsonl", _records(0, 250))
+    cfg = _config(tmp_path / "refresh", [tmp_path / "src" / "*.jsonl"])
+    run_pipeline(spark, cfg)
+    return cfg, old
+
+
+def _land(tmp_path, name: str, records: list[dict]) -> None:
+    write_jsonl(tmp_path / "src" / name, records)
+
+
+def _reference(spark, tmp_path, centroids_from=None):
+    """A full run over every source; with ``centroids_from``, those centroids instead of fitting."""
+    cfg = _config(tmp_path / "reference", [tmp_path / "src" / "*.jsonl"])
+    if centroids_from is None:
+        run_pipeline(spark, cfg)
+        return store_for(spark, cfg)
+    run_pipeline(spark, cfg, ("ingest", "quality", "embed"))
+    store_for(spark, cfg).write(centroids_from.read("centroids"), "centroids")
+    run_pipeline(spark, cfg, ("assign", "diversity", "mix", "report"))
+    return store_for(spark, cfg)
+
+
+def test_refresh_equals_a_full_run_over_the_union_with_the_same_centroids(spark, tmp_path, first_run, caplog):
+    cfg, old = first_run
+    store = store_for(spark, cfg)
+    centroids_before = _frame(store, "centroids")
+    # 40 new articles and 8 spam pages (14% of the corpus), an old article delivered again and an empty row.
+    _land(tmp_path, "b.jsonl", _records(250, 290) + [{"text": ARTICLES[3], "domain": CATEGORIES[3]},
+                                                      {"text": "  ", "domain": "tech"}])
+    n_before = store.read("documents").count()
+    caplog.set_level(logging.INFO)
+    results = run_incremental(spark, cfg)
+    assert "assigning them to the stored centroids" in caplog.text
+    counted = re.search(r"ingest: (\d+) input rows = (\d+) new documents \+ (\d+) already stored \+ (\d+) rejects",
+                        caplog.text)
+    n_input, n_new, n_seen, n_rejects = map(int, counted.groups())
+    assert n_input == 300 + 48 + 2 and n_seen == n_before
+    assert n_new == store.read("documents").count() - n_before == 48
+    assert n_rejects == store.read("rejects").count() and n_input == n_new + n_seen + n_rejects
+    assert "cluster" not in {r.stage for r in results}
+    pd.testing.assert_frame_equal(_frame(store, "centroids"), centroids_before)
+    assert store.read("increment").count() == 0
+    _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
+
+
+def test_large_refresh_reclusters_and_equals_a_plain_full_run(spark, tmp_path, first_run, caplog):
+    cfg, _ = first_run
+    _land(tmp_path, "b.jsonl", _records(250, 330))  # 96 new of 396: above the 20% threshold
+    caplog.set_level(logging.INFO)
+    run_incremental(spark, cfg)
+    assert "re-clustering (new documents are 24.2% of the corpus" in caplog.text
+    _assert_same_tables(store_for(spark, cfg), _reference(spark, tmp_path))
+
+
+def test_refresh_without_new_documents_writes_nothing(spark, tmp_path, first_run, caplog):
+    from deltalake import DeltaTable
+
+    cfg, _ = first_run
+    store = store_for(spark, cfg)
+    versions = {t: DeltaTable(store.location(t)).version() for t in ("quality", "embeddings", "weights", "output")}
+    caplog.set_level(logging.INFO)
+    results = run_incremental(spark, cfg)
+    assert "no new documents" in caplog.text and [r.stage for r in results] == ["ingest"]
+    assert versions == {t: DeltaTable(store.location(t)).version() for t in versions}
+
+
+def test_refresh_killed_after_ingest_scores_the_pending_documents_next_time(spark, tmp_path, first_run):
+    from samplemix_spark.ingest import IngestStep
+
+    cfg, _ = first_run
+    store = store_for(spark, cfg)
+    _land(tmp_path, "b.jsonl", _records(250, 290))
+    IngestStep(cfg).run_increment(spark, store)  # a refresh that stopped after its ingest
+    assert store.read("increment").count() == 48
+    run_incremental(spark, cfg)  # finds no new doc_id in the sources, but the pending increment
+    _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
+
+
+def test_incremental_on_an_empty_warehouse_is_a_full_run(spark, tmp_path):
+    write_jsonl(tmp_path / "src" / "a.jsonl", _records(0, 60))
+    cfg = _config(tmp_path / "refresh", [tmp_path / "src" / "*.jsonl"])
+    results = run_incremental(spark, cfg)
+    assert [r.stage for r in results] == ["ingest", "quality", "embed", "cluster", "assign", "diversity", "mix",
+                                          "report"]
+    assert store_for(spark, cfg).read("weights").count() == 72
+
+
+def test_a_document_changed_in_the_source_keeps_its_stored_version_with_a_warning(spark, tmp_path, first_run,
+                                                                                  caplog):
+    cfg, _ = first_run
+    store = store_for(spark, cfg)
+    _land(tmp_path, "b.jsonl", [{"text": ARTICLES[3], "domain": "politics"}])  # same text, another domain
+    caplog.set_level(logging.INFO)
+    run_incremental(spark, cfg)
+    assert "1 stored documents have a different text or domain" in caplog.text
+    assert "no new documents" in caplog.text
+    domains = store.read("documents").toPandas().set_index("text")["domain"]
+    assert domains[ARTICLES[3]] == CATEGORIES[3]
