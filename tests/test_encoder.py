@@ -55,3 +55,23 @@ def test_embeddings_match_sentence_transformers():
     model.max_seq_length = 128
     reference = model.encode(texts, normalize_embeddings=True)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("max_tokens", [8, 64, 256])
+def test_tokenize_cuts_long_texts_without_changing_the_ids(max_tokens):
+    from .realtext import bbc_articles
+
+    encoder = TextEncoder(resolve_local_path(MINILM, "diversity.encoder"), max_tokens=max_tokens)
+    articles = bbc_articles(40)
+    texts = [*articles, " ".join(articles),                # long prose
+             "x" * 150 + " " + "y" * 5000,                 # very long words: one [UNK] each
+             " ".join(["a" * 120] * 400),                  # the cut cannot fill the window
+             "no-whitespace-" * 2000, "", "short text"]
+    exact = encoder.tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt")
+    for start in range(0, len(texts), 7):  # batches with and without a text that needs the whole-text path
+        fast = encoder.tokenize(texts[start:start + 7])
+        rows = slice(start, start + 7)
+        width = fast["input_ids"].shape[1]
+        assert torch.equal(fast["input_ids"], exact["input_ids"][rows, :width])
+        assert torch.equal(fast["attention_mask"], exact["attention_mask"][rows, :width])
+        assert int(exact["attention_mask"][rows, width:].sum()) == 0

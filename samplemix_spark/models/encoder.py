@@ -89,6 +89,18 @@ def length_sorted_batches(texts: Sequence[str], batch_size: int) -> Iterator[np.
         yield order[start:start + batch_size]
 
 
+# A token covers at most this many characters in all but pathological text (see tokenize).
+CHARS_PER_TOKEN = 16
+
+
+def _cut_at_whitespace(text: str, limit: int) -> str:
+    """``text`` up to the last whitespace before ``limit`` characters (the same object if shorter)."""
+    if len(text) <= limit:
+        return text
+    cut = max(text.rfind(" ", 0, limit), text.rfind("\n", 0, limit))
+    return text[:cut] if cut > 0 else text
+
+
 class TextEncoder:
     """Tokenizer + transformer + pooling. ``embed`` returns float32 numpy vectors in input order."""
 
@@ -110,9 +122,23 @@ class TextEncoder:
         return int(self.model.config.hidden_size)
 
     def tokenize(self, texts: Sequence[str]) -> dict:
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
-                               return_tensors="pt")
+        """Token ids of the first ``max_tokens`` tokens of each text, padded to the batch's longest.
+
+        Tokenizing a whole 70,000-character document to keep 128 tokens costs more
+        than the GPU forward pass, so each text is first cut at a whitespace near
+        ``CHARS_PER_TOKEN * max_tokens`` characters. A word-splitting tokenizer
+        gives the cut text the same leading tokens; a text whose cut did not fill
+        the window (very long words) is tokenized whole, so the ids are exact.
+        """
+        cut = [_cut_at_whitespace(text, CHARS_PER_TOKEN * self.max_tokens) for text in texts]
+        batch = self._encode(cut)
+        filled = batch["attention_mask"].sum(dim=1) >= self.max_tokens
+        if any(c is not t and not f for c, t, f in zip(cut, texts, filled.tolist())):
+            batch = self._encode(list(texts))
         return {key: value.to(self.device) for key, value in batch.items()}
+
+    def _encode(self, texts: list[str]) -> dict:
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Pooled representations of a tokenized batch (gradients follow the caller's mode)."""
