@@ -62,15 +62,21 @@ def run_incremental(spark: SparkSession, cfg: SampleMixConfig, recluster: bool =
     n_new, n_docs = increment.count(), store.read("documents").count()
     if n_new == 0 and not recluster:
         log.info("refresh: no new documents; every table is current")
-        return results
-    refit = "cluster" in steps and recluster_needed(n_new, n_docs, cfg, recluster)
-    for stage, step in planned[1:]:
-        results.extend(_refresh_stage(spark, cfg, stage, step, increment, refit))
-    store.write(increment.limit(0), "increment")
+    else:
+        refit = "cluster" in steps and recluster_needed(n_new, n_docs, cfg, recluster)
+        for stage, step in planned[1:]:
+            results.extend(_refresh_stage(spark, cfg, stage, step, increment, refit))
+        store.write(increment.limit(0), "increment")
+    _record_current(spark, store, cfg, planned, results)
+    return results
+
+
+def _record_current(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
+                    planned: list[tuple[str, Step]], results: list[StageResult]) -> None:
+    """Record every stage as current for these sources, so a plain `samplemix run` skips them."""
     state, seconds = StageState(spark, store), {r.stage: r.seconds for r in results}
     for (stage, _), current in zip(planned, fingerprints(cfg, [stage for stage, _ in planned])):
         state.record(stage, current, seconds.get(stage, 0.0))
-    return results
 
 
 def _refresh_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str, step: Step, increment,

@@ -10,7 +10,6 @@ same run then feeds the report page, the budget sweep and the notebook.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -100,21 +99,17 @@ def test_full_budget_drops_documents_and_a_fifth_rarely_repeats(quickstart):
     assert point.loc[0.2, "repeated_doc_share"] < point.loc[1.0, "repeated_doc_share"] / 5
 
 
-def test_inspection_notebook_runs_top_to_bottom(quickstart, tmp_path):
+def test_inspection_notebook_runs_top_to_bottom(quickstart, tmp_path, monkeypatch):
     import nbformat
     from nbclient import NotebookClient
 
     root, _ = quickstart
     notebook = nbformat.read(REPO / "notebooks" / "inspect_mix.ipynb", as_version=4)
-    env = {"SAMPLEMIX_CONFIG": str(REPO / "conf" / "local.yaml"), "SAMPLEMIX_WAREHOUSE": str(root / "warehouse")}
-    previous = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
-    finally:
-        for key, value in previous.items():
-            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    # The kernel inherits this process's environment.
+    monkeypatch.setenv("SAMPLEMIX_CONFIG", str(REPO / "conf" / "local.yaml"))
+    monkeypatch.setenv("SAMPLEMIX_WAREHOUSE", str(root / "warehouse"))
+    NotebookClient(notebook, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)

@@ -103,6 +103,8 @@ def test_refresh_equals_a_full_run_over_the_union_with_the_same_centroids(spark,
     pd.testing.assert_frame_equal(_frame(store, "centroids"), centroids_before)
     assert store.read("increment").count() == 0
     _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
+    # A plain run afterwards finds every stage current for these sources.
+    assert run_pipeline(spark, cfg, resume=True) == []
 
 
 def test_large_refresh_reclusters_and_equals_a_plain_full_run(spark, tmp_path, first_run, caplog):
