@@ -30,7 +30,7 @@ from pyspark.sql import SparkSession
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.pipeline import STAGE_OUTPUT, StageResult, Step, execute, fingerprints, plan, run_step
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.per_document import is_per_document, run_per_document
+from samplemix_spark.tables.per_document import PerDocumentStep, run_per_document
 from samplemix_spark.tables.state import StageState
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,10 @@ def run_incremental(spark: SparkSession, cfg: SampleMixConfig, recluster: bool =
 def _record_current(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
                     planned: list[tuple[str, Step]], results: list[StageResult]) -> None:
     """Record every stage as current for these sources, so a plain `samplemix run` skips them."""
-    state, seconds = StageState(spark, store), {r.stage: r.seconds for r in results}
-    for (stage, _), current in zip(planned, fingerprints(cfg, [stage for stage, _ in planned])):
-        state.record(stage, current, seconds.get(stage, 0.0))
+    seconds = {r.stage: r.seconds for r in results}
+    stages = [stage for stage, _ in planned]
+    StageState(spark, store).record_many({stage: (current, seconds.get(stage, 0.0))
+                                          for stage, current in zip(stages, fingerprints(cfg, stages))})
 
 
 def _refresh_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str, step: Step, increment,
@@ -84,6 +85,6 @@ def _refresh_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str, step: 
     if stage == "cluster" and not refit:
         log.info("stage cluster: kept the stored centroids")
         return []
-    if is_per_document(step) and not (stage == "assign" and refit):
+    if isinstance(step, PerDocumentStep) and not (stage == "assign" and refit):
         return [run_step(spark, cfg, step, lambda s, store: run_per_document(s, store, step, increment))]
     return [run_step(spark, cfg, step)]

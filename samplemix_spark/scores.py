@@ -7,10 +7,10 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.errors import ConfigError
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.per_document import run_per_document
+from samplemix_spark.tables.per_document import PerDocumentStep
 
 
-class InputScoreStep:
+class InputScoreStep(PerDocumentStep):
     """Copy a score column carried by ``documents`` into a table keyed by doc_id.
 
     ``name`` is both the stage and the output table (``quality`` or ``diversity``);
@@ -31,6 +31,3 @@ class InputScoreStep:
                               f"to carry {self.input_column}; set the ingest column and rerun ingest")
         return rows.select("doc_id", F.col(self.input_column).cast("double").alias(self.name),
                            F.lit("column").alias("method"))
-
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        return run_per_document(spark, store, self)

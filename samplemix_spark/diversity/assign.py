@@ -29,7 +29,7 @@ from samplemix_spark.diversity.embed import embedding_columns, embedding_matrix
 from samplemix_spark.errors import InputError
 from samplemix_spark.models.cache import cached
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.per_document import run_per_document
+from samplemix_spark.tables.per_document import PerDocumentStep
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def check_dimensions(store: TableStore, centroids: np.ndarray) -> None:
                          f"{centroids.shape[1]}: the encoder changed since `samplemix cluster`; re-run it")
 
 
-class AssignStep:
+class AssignStep(PerDocumentStep):
     """Write ``assignments``: doc_id, cluster_id, distance (cosine distance to the centroid)."""
 
     name = "assign"
@@ -90,6 +90,3 @@ class AssignStep:
                         "cap is 128 MiB", centroids.nbytes / 2**20)
         vectors = rows.select("doc_id", *embedding_columns(rows))
         return vectors.mapInPandas(assign_batches(centroids), ASSIGNMENT_SCHEMA)
-
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        return run_per_document(spark, store, self)

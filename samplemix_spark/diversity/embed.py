@@ -24,7 +24,7 @@ from samplemix_spark.config import DiversityConfig, SampleMixConfig
 from samplemix_spark.models.cache import cached
 from samplemix_spark.models.paths import portable_location, resolve_local_path
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.per_document import run_per_document
+from samplemix_spark.tables.per_document import PerDocumentStep
 
 
 def load_encoder(cfg: DiversityConfig):
@@ -65,7 +65,7 @@ def embedding_columns(embeddings: DataFrame) -> list[str]:
     return ["embedding_f16"] if "embedding_f16" in embeddings.columns else ["embedding"]
 
 
-class EmbedStep:
+class EmbedStep(PerDocumentStep):
     """Write ``embeddings``: doc_id, embedding (or embedding_f16)."""
 
     name = "embed"
@@ -81,6 +81,3 @@ class EmbedStep:
         diversity = dataclasses.replace(self.cfg.diversity, encoder=portable_location(self.cfg.diversity.encoder))
         column = "embedding_f16" if diversity.storage == "float16" else "embedding"
         return rows.select("doc_id", embedding_column(F.col("text"), diversity).alias(column))
-
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        return run_per_document(spark, store, self)

@@ -121,9 +121,7 @@ class IngestStep:
         kept = flagged.filter(F.col("reason").isNull())
         stored = store.read("documents")
         new = kept.join(stored.select("doc_id"), "doc_id", "left_anti")
-        n_kept, n_new = kept.count(), new.count()  # before the writes below add the new rows to `stored`
-        n_seen = n_kept - n_new
-        _warn_if_changed(kept, stored)
+        n_new, n_seen = _count_new_and_stored(kept, stored)  # before the writes below add the new rows
         pending = store.read_if_exists("increment")
         new_ids = new.select("doc_id") if pending is None else new.select("doc_id").unionByName(pending)
         store.write(new_ids.distinct(), "increment")
@@ -165,14 +163,19 @@ class IngestStep:
         return kept.select(*columns)
 
 
-def _warn_if_changed(kept: DataFrame, stored: DataFrame) -> None:
+def _count_new_and_stored(kept: DataFrame, stored: DataFrame) -> tuple[int, int]:
+    """Kept rows whose doc_id is new and whose doc_id is stored, in one pass; warns about changed ones."""
     old = stored.select("doc_id", F.col("domain").alias("_stored_domain"), F.sha2("text", 256).alias("_stored_hash"))
-    changed = (kept.join(old, "doc_id")
-               .filter((F.col("domain") != F.col("_stored_domain")) | (F.col("_text_hash") != F.col("_stored_hash")))
-               .count())
-    if changed:
+    is_new = F.col("_stored_hash").isNull()
+    changed = ~is_new & ((F.col("domain") != F.col("_stored_domain")) | (F.col("_text_hash") != F.col("_stored_hash")))
+    counts = kept.join(old, "doc_id", "left").agg(
+        F.count(F.lit(1)).alias("kept"), F.sum(is_new.cast("long")).alias("new"),
+        F.sum(changed.cast("long")).alias("changed")).first()
+    n_new, n_changed = int(counts["new"] or 0), int(counts["changed"] or 0)
+    if n_changed:
         log.warning("ingest: %d stored documents have a different text or domain in the sources now; "
-                    "the refresh keeps the stored versions (samplemix run --force ingests the new ones)", changed)
+                    "the refresh keeps the stored versions (samplemix run --force ingests the new ones)", n_changed)
+    return n_new, int(counts["kept"]) - n_new
 
 
 def _check_conservation(n_input: int, n_accounted: int, detail: str) -> None:

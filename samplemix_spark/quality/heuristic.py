@@ -28,7 +28,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.per_document import run_per_document
+from samplemix_spark.tables.per_document import PerDocumentStep
 
 STOP_WORDS = (
     "a", "about", "after", "all", "also", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can",
@@ -115,7 +115,7 @@ def score_frame(documents: DataFrame) -> DataFrame:
                                *signals)
 
 
-class HeuristicQuality:
+class HeuristicQuality(PerDocumentStep):
     """Write the quality table from text statistics."""
 
     name = "quality"
@@ -126,6 +126,3 @@ class HeuristicQuality:
 
     def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
         return score_frame(rows)
-
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        return run_per_document(spark, store, self)

@@ -33,7 +33,7 @@ from samplemix_spark.models.paths import portable_location, resolve_local_path
 from samplemix_spark.quality import ordinal
 from samplemix_spark.quality.checkpoint import ENCODER_DIR, HEAD_FILE, read_checkpoint_settings
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.per_document import run_per_document
+from samplemix_spark.tables.per_document import PerDocumentStep
 
 
 class QualityScorer:
@@ -86,7 +86,7 @@ def quality_column(text: Column, cfg: QualityConfig) -> Column:
     return score(text)
 
 
-class ModelQuality:
+class ModelQuality(PerDocumentStep):
     """Write the quality table with the ordinal evaluator's scores."""
 
     name = "quality"
@@ -108,6 +108,3 @@ class ModelQuality:
         return scored.select("doc_id", "s.quality", "s.quality_expected", F.lit("model").alias("method"),
                              F.lit(settings["model_id"]).alias("model_id"),
                              F.lit(settings["model_version"]).alias("model_version"))
-
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        return run_per_document(spark, store, self)

@@ -10,20 +10,26 @@ so a killed refresh leaves the previous table and can simply run again.
 
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession
 
 from samplemix_spark.tables.store import TableStore
 
 
-class PerDocumentStep(Protocol):
+class PerDocumentStep:
+    """Base of the per-document steps: ``run`` writes ``output`` from every row of ``source``."""
+
     name: str
     source: str  # table read, keyed by doc_id
     output: str  # table written, keyed by doc_id
 
     def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
         """The output rows for these source rows (built on the driver, run on executors)."""
+        raise NotImplementedError
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        return run_per_document(spark, store, self)
 
 
 def run_per_document(spark: SparkSession, store: TableStore, step: PerDocumentStep,
@@ -38,6 +44,3 @@ def run_per_document(spark: SparkSession, store: TableStore, step: PerDocumentSt
         store.write(kept.unionByName(fresh), step.output)
     return {step.output: store.read(step.output).count()}
 
-
-def is_per_document(step: object) -> bool:
-    return callable(getattr(step, "transform", None)) and hasattr(step, "output")

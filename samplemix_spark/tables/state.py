@@ -69,8 +69,12 @@ class StageState:
         return {r["stage"]: (r["stage"], r["fingerprint"], r["finished_at"], r.get("seconds")) for r in rows}
 
     def record(self, stage: str, stage_fingerprint: str, seconds: float) -> None:
+        self.record_many({stage: (stage_fingerprint, seconds)})
+
+    def record_many(self, runs: dict[str, tuple[str, float]]) -> None:
+        """Record stage -> (fingerprint, seconds) for several stages in one write."""
         finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        rows = {**self._rows(), stage: (stage, stage_fingerprint, finished, float(seconds))}
+        rows = {**self._rows(), **{stage: (stage, fp, finished, float(sec)) for stage, (fp, sec) in runs.items()}}
         self.store.write(self.spark.createDataFrame([rows[s] for s in sorted(rows)], SCHEMA), STATE_TABLE)
 
     def is_current(self, stage: str, stage_fingerprint: str, tables: list[str]) -> bool:
