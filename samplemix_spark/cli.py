@@ -15,6 +15,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -22,6 +23,7 @@ from samplemix_spark.demo.real import DEFAULT_NPM_DIR
 from samplemix_spark.errors import ConfigError, SampleMixError
 
 log = logging.getLogger("samplemix_spark")
+DEBUG_ENV = "SAMPLEMIX_DEBUG"
 
 STAGE_HELP = {
     "ingest": "read sources, count tokens, write documents and rejects",
@@ -85,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="generated text with precomputed q and d columns (conf/synthetic.yaml reads it)")
     demo.add_argument("--docs", type=int, default=20000, help="--synthetic: number of documents (default: 20000)")
     demo.add_argument("--seed", type=int, default=7, help="--synthetic: generator seed")
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help=f"show the full traceback of a failure (or set {DEBUG_ENV}=1)")
     return parser
 
 
@@ -170,8 +175,15 @@ def _demo_data(args: argparse.Namespace) -> None:
     log.info("wrote %d real documents in %d domains under %s", sum(written.values()), len(written), out)
 
 
+def _one_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(exc).__name__
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run a command; a failure prints one line and exits non-zero (2: input or config, 1: anything else)."""
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get(DEBUG_ENV, "") not in ("", "0")
     _configure_logging()
     try:
         if args.command == "demo-data":
@@ -179,8 +191,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             _run(args)
     except SampleMixError as exc:
-        print(f"samplemix: error: {exc}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"samplemix: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, the traceback on request
+        if debug:
+            traceback.print_exc()
+        first = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
+        print(f"samplemix: error: {type(exc).__name__}: {first} (run with --debug or {DEBUG_ENV}=1 for the "
+              "traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

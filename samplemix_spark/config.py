@@ -92,6 +92,8 @@ class IngestConfig:
     quality_column: Optional[str] = None
     diversity_column: Optional[str] = None
     tokenizer: str = DEFAULT_TOKENIZER
+    # Above this share of rejected rows the input is taken to be misread (wrong format or mapping).
+    max_reject_share: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, str):
@@ -99,6 +101,9 @@ class IngestConfig:
         _require_choice(self.format, "ingest.format", SOURCE_FORMATS)
         for key in ("text_column", "domain_column", "tokenizer"):
             _require(bool(getattr(self, key)), f"ingest.{key}", "must not be empty")
+        _require(isinstance(self.max_reject_share, (int, float)) and not isinstance(self.max_reject_share, bool)
+                 and 0 < self.max_reject_share <= 1, "ingest.max_reject_share",
+                 f"got {self.max_reject_share!r}, expected a number in (0, 1]")
 
 
 def _require_positive_int(value: Any, key: str) -> None:

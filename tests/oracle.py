@@ -55,3 +55,19 @@ def bernoulli_sigma(c: np.ndarray) -> float:
     """Standard deviation of sum(count) when count = floor(c) + Bernoulli(frac(c))."""
     frac = c - np.floor(c)
     return float(np.sqrt(np.sum(frac * (1 - frac))))
+
+
+def spark_xxhash64_uniform(doc_id: str, seed: int) -> float:
+    """The uniform of ``xxhash64(doc_id, seed)``, recomputed with the xxhash package.
+
+    Spark hashes its arguments in turn, each with the previous hash as seed,
+    starting from 42: the UTF-8 bytes of the string, then the 32-bit seed as four
+    little-endian bytes. The top 53 bits of the (unsigned) result make the uniform.
+    """
+    import struct
+
+    import xxhash
+
+    first = xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=42)
+    second = xxhash.xxh64_intdigest(struct.pack("<i", seed), seed=first)
+    return (second >> 11) / float(2**53)

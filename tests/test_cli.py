@@ -75,3 +75,22 @@ def test_run_refuses_contradictory_refresh_flags(tmp_path, flags, message):
     result = samplemix("run", *flags, "--config", str(REPO / "conf" / "synthetic.yaml"),
                        f"--set=tables.warehouse={tmp_path}/wh", cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_failures_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "table.jsonl").write_text("id,text\n1,a comma-separated file\n")
+    args = ("ingest", "--config", str(REPO / "conf" / "local.yaml"),
+            f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/wh")
+    plain = samplemix(*args, cwd=tmp_path)
+    assert plain.returncode == 2
+    errors = [line for line in plain.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [f"samplemix: error: source file {tmp_path}/data/table.jsonl: none of its 2 lines is a "
+                      "JSON object (is it JSON Lines?)"]
+    assert "Traceback" not in plain.stderr and not (tmp_path / "wh").exists()
+    debug = samplemix(*args, "--debug", cwd=tmp_path)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+    assert debug.stderr.strip().splitlines()[-1] == errors[0]
+    bad_key = samplemix("mix", "--config", str(REPO / "conf" / "local.yaml"), "--set=mixing.tau=-1", cwd=tmp_path)
+    assert bad_key.returncode == 2 and bad_key.stderr.strip().splitlines() == [
+        "samplemix: error: config key 'mixing.tau': got -1.0, expected a number > 0"]

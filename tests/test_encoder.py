@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from samplemix_spark.errors import ConfigError
-from samplemix_spark.models.encoder import (TextEncoder, autocast, length_sorted_batches, pick_device, pool,
+from samplemix_spark.models.encoder import (TextEncoder, autocast, pick_device, pool,
                                             resolve_pooling, task_gpu_index)
 from samplemix_spark.models.paths import resolve_local_path
 
@@ -27,11 +27,26 @@ def test_pooling_follows_the_model_folder(tmp_path):
     assert resolve_pooling(tmp_path, "mean") == "mean"
 
 
-def test_length_sorted_batches_cover_every_text_once():
-    texts = ["a" * n for n in (5, 1, 9, 3, 7, 2, 8)]
-    batches = list(length_sorted_batches(texts, 3))
-    assert sorted(np.concatenate(batches).tolist()) == list(range(7))
-    assert [len(texts[i]) for i in batches[0]] == [9, 8, 7]
+def test_batches_cover_every_text_once_padded_to_its_own_length_bucket():
+    encoder = TextEncoder(resolve_local_path(MINILM, "test"), max_tokens=128)
+    texts = ["word " * n for n in (5, 1, 90, 30, 70, 2, 300)]
+    batches = list(encoder.batches(texts, 2))
+    assert sorted(np.concatenate([index for index, _ in batches]).tolist()) == list(range(len(texts)))
+    for index, batch in batches:
+        n_tokens = [min(128, len(encoder.tokenizer(texts[i])["input_ids"])) for i in index]
+        assert batch["input_ids"].shape[1] == encoder.bucket(max(n_tokens)) == encoder.bucket(min(n_tokens))
+    assert [encoder.bucket(n) for n in (1, 32, 33, 127, 500)] == [32, 32, 64, 128, 128]
+
+
+def test_a_vector_does_not_depend_on_its_batch_mates_or_batch_size():
+    from .realtext import ENCYCLOPEDIC, SPAM
+
+    encoder = TextEncoder(resolve_local_path(MINILM, "test"), max_tokens=64)
+    texts = ENCYCLOPEDIC + SPAM + ["short text", "x " * 300]
+    together = encoder.embed(texts, batch_size=32, normalize=True)
+    reordered = encoder.embed(texts[::-1], batch_size=3, normalize=True)[::-1]
+    alone = np.concatenate([encoder.embed([text], normalize=True) for text in texts])
+    assert np.array_equal(together, reordered) and np.array_equal(together, alone)  # bit for bit
 
 
 def test_cpu_device_and_no_autocast_without_gpu():

@@ -43,7 +43,7 @@ def test_bad_rows_are_rejected_with_reasons_and_rows_are_conserved(spark, tmp_pa
         _record("blank domain", domain="  "),
     ]
     source = write_jsonl(tmp_path / "src" / "a.jsonl", records)
-    cfg = make_config(tmp_path / "wh", [source])
+    cfg = make_config(tmp_path / "wh", [source], ingest={"max_reject_share": 1.0})
     rows = IngestStep(cfg).run(spark, store_for(spark, cfg))
 
     store = store_for(spark, cfg)

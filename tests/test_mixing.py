@@ -103,6 +103,16 @@ def test_same_seed_same_counts_and_different_seed_different_counts(spark, scored
     np.testing.assert_array_equal(first["c"].to_numpy(), other["c"].to_numpy())
 
 
+@pytest.mark.parametrize("seed", [1024, 7])
+def test_every_count_is_floor_plus_the_hashed_bernoulli_draw(spark, scored_warehouse, corpus, seed):
+    _, weights = _mix(spark, scored_warehouse, corpus, seed=seed, tau=0.05)
+    c = weights["c"].to_numpy()
+    uniform = np.array([oracle.spark_xxhash64_uniform(doc_id, seed) for doc_id in weights.index])
+    expected = np.floor(c) + (uniform < c - np.floor(c))
+    assert 0.1 < np.mean(c - np.floor(c) > 0) and ((expected - np.floor(c)) == 1).sum() > 10  # draws matter
+    np.testing.assert_array_equal(weights["count"].to_numpy(), expected.astype(int))
+
+
 def test_shuffle_is_deterministic_and_scatters_copies(spark, scored_warehouse, corpus):
     cfg, weights = _mix(spark, scored_warehouse, corpus, tau=0.05, shuffle=True)
     store = store_for(spark, cfg)

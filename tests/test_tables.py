@@ -56,3 +56,23 @@ def test_pipeline_in_catalog_mode_creates_persistent_view(spark, tmp_path, monke
     total = spark.sql("SELECT SUM(output_docs) FROM smx_pipeline_test.a_domain_mix").collect()[0][0]
     assert total == spark.table("smx_pipeline_test.a_output").count()
     assert not (tmp_path / "unused").exists()
+
+
+def test_parquet_overwrite_swaps_in_the_new_table_and_a_failed_write_keeps_the_old(spark, tmp_path):
+    from pyspark.sql import functions as F
+
+    store = TableStore(spark, TablesConfig(warehouse=str(tmp_path), format="parquet"))
+    store.write(spark.range(10), "quality")
+    store.write(spark.range(3).selectExpr("id", "id * 2 AS doubled"), "quality")
+    assert sorted(store.read("quality").toPandas()["doubled"]) == [0, 2, 4]
+
+    def fail_midway(batches):
+        for batch in batches:
+            yield batch
+            raise RuntimeError("disk full")
+
+    failing = spark.range(1000).select(F.col("id")).mapInArrow(fail_midway, "id long")
+    with pytest.raises(Exception, match="disk full"):
+        store.write(failing, "quality")
+    assert sorted(store.read("quality").toPandas()["doubled"]) == [0, 2, 4]  # the old table, whole
+    assert [p.name for p in tmp_path.iterdir()] == ["quality"]  # no staging or retired folder left

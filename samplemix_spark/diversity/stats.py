@@ -11,9 +11,16 @@ as compactness; a cluster with no members gets compactness 0 (no document uses
 it); with k = 1 there is no other centroid and separation is 1, so d(x) is the
 compactness; m is capped at k - 1.
 
-Driver side: per-cluster sizes and mean distances come from one Spark
+Driver side: per-cluster sizes and distance sums come from one Spark
 aggregate (k rows); separation is computed with numpy from the centroids; the
 small stats table is joined back to the assignments on executors.
+
+A floating-point sum depends on the order of its terms, which differs between
+engines and partitionings. So each distance is taken in fixed point
+(floor(distance * 2^32), exact for a double in [0, 2]) and summed as a 64-bit
+integer, which is exact in any order; the mean is formed on the driver. The
+quantisation (2^-32, about 2e-10) is far below the float32 precision of the
+similarities the distances come from.
 """
 
 from __future__ import annotations
@@ -50,6 +57,19 @@ def separation(centroids: np.ndarray, m: int) -> np.ndarray:
     return nearest.mean(axis=1)
 
 
+# Fixed-point scale of distance sums: exact for 2^30 members of distance <= 2 within a signed 64-bit sum.
+_FIXED_POINT = float(2**32)
+
+
+def cluster_sizes(assignments) -> pd.DataFrame:
+    """cluster_id, size, compactness (mean member distance) from one exact, order-independent aggregate."""
+    fixed = F.floor(F.col("distance") * F.lit(_FIXED_POINT)).cast("long")
+    sizes = assignments.groupBy("cluster_id").agg(F.count(F.lit(1)).alias("size"),
+                                                  F.sum(fixed).alias("fixed_sum")).toPandas()
+    sizes["compactness"] = sizes["fixed_sum"].astype(float) / _FIXED_POINT / sizes["size"]
+    return sizes.drop(columns="fixed_sum")
+
+
 def cluster_statistics(sizes: pd.DataFrame, centroids: np.ndarray, cfg: DiversityConfig) -> pd.DataFrame:
     """cluster_id, size, compactness, separation, diversity for every centroid."""
     k = len(centroids)
@@ -79,9 +99,7 @@ class ClusterDiversity:
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
         centroids = read_centroids(store)
         assignments = store.read("assignments")
-        sizes = assignments.groupBy("cluster_id").agg(F.count(F.lit(1)).alias("size"),
-                                                      F.avg("distance").alias("compactness")).toPandas()
-        stats = cluster_statistics(sizes, centroids, self.cfg.diversity)
+        stats = cluster_statistics(cluster_sizes(assignments), centroids, self.cfg.diversity)
         log.info("diversity: %s", describe_sizes(stats["size"]))
         store.write(spark.createDataFrame(stats), "cluster_stats")
         per_cluster = store.read("cluster_stats").select("cluster_id", "diversity")

@@ -1,7 +1,13 @@
 """Ingest: raw sources -> ``documents`` table, bad rows -> ``rejects`` table.
 
 Every input row ends up in exactly one of the two tables; the step checks that
-input rows = kept + rejected and prints both counts.
+input rows = kept + rejected and prints both counts. JSONL and Parquet files are
+read by ``reader.py`` (the same rows on every engine); a line that is not JSON or
+not UTF-8 is a reject with the file and line it came from, never a failed job.
+Before any table is written, one aggregate over the flagged rows checks that
+every mapped column exists somewhere with the right type and that no more than
+``ingest.max_reject_share`` of the rows are rejected (a wrong format or column
+mapping, not bad rows).
 
 ``doc_id`` is the configured id column, or the first 128 bits of the SHA-256 of
 the text. With hashed ids a repeated text is an exact duplicate and is rejected
@@ -18,8 +24,9 @@ import logging
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from samplemix_spark.config import SampleMixConfig
+from samplemix_spark.config import IngestConfig, SampleMixConfig
 from samplemix_spark.errors import InputError
+from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
 from samplemix_spark.ingest.tokens import token_count_column, tokenizer_file
 from samplemix_spark.tables import TableStore
@@ -41,7 +48,9 @@ def _invalid_score(column: Column) -> Column:
 def reject_reason(cfg: SampleMixConfig) -> Column:
     """The first rule a row breaks, or null for a row that is kept (duplicates come later)."""
     ingest = cfg.ingest
-    reason = (F.when(F.col("text").isNull(), "null_text")
+    reason = (F.when(F.col("parse_error").isNotNull(), F.col("parse_error"))
+              .when(F.col("bad_text"), "invalid_text")
+              .when(F.col("text").isNull(), "null_text")
               .when(_is_blank(F.col("text")), "empty_text")
               .when(F.col("domain").isNull() | _is_blank(F.col("domain")), "null_domain"))
     if ingest.id_column:
@@ -70,17 +79,105 @@ def flag_rows(raw: DataFrame, cfg: SampleMixConfig) -> DataFrame:
 
 
 @contextlib.contextmanager
-def _unreadable_input(sources: list[str]):
-    """Turn an engine's decoding failure into an error that names the problem."""
+def _file_errors():
+    """Turn a reader's file-level failure, raised on an executor, into a one-line InputError."""
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - engines raise different classes
-        if "utf-8" in str(exc).lower():
-            # JVM Spark reads such bytes as U+FFFD; Sail's JSON reader refuses the file.
-            raise InputError(f"ingest sources {sources} contain bytes that are not valid UTF-8 "
-                             "(re-encode them as UTF-8, or read them on JVM Spark, which replaces them "
-                             "with U+FFFD)") from exc
-        raise
+    except Exception as exc:  # noqa: BLE001 - engines wrap executor errors in different classes
+        message = file_error_message(exc)
+        if message is None:
+            raise
+        raise InputError(message) from None
+
+
+def read_raw(spark: SparkSession, ingest: IngestConfig) -> DataFrame:
+    """Source rows mapped onto the reader's schema (``reader.RAW_SCHEMA``), for every source format."""
+    if ingest.format != "delta":
+        mapping = Mapping(ingest.text_column, ingest.domain_column, ingest.id_column,
+                          ingest.quality_column, ingest.diversity_column)
+        return read_units(spark, list_units(ingest.sources, ingest.format), mapping)
+    # Delta tables are written by Spark engines, which read them alike: their schema is checked up front.
+    mapped = map_columns(read_sources(spark, ingest.sources, "delta"), ingest)
+    present = {"has_text": True, "has_domain": True, "has_id": bool(ingest.id_column),
+               "has_q": bool(ingest.quality_column), "has_d": bool(ingest.diversity_column)}
+    columns = []
+    for field in RAW_SCHEMA:
+        if field.name in mapped.columns:
+            columns.append(F.col(field.name))
+        elif field.name in present:
+            columns.append(F.lit(present[field.name]).alias(field.name))
+        else:
+            columns.append(F.lit(False if field.name.startswith("bad_") else None)
+                           .cast(_spark_type(field.type)).alias(field.name))
+    return mapped.select(*columns)
+
+
+def _spark_type(arrow_type) -> str:
+    import pyarrow as pa
+
+    return {pa.string(): "string", pa.int64(): "long", pa.float64(): "double", pa.bool_(): "boolean"}[arrow_type]
+
+
+# What a large reject share most likely means, by its most common reason.
+_LIKELY_CAUSE = {
+    "malformed_json": "the files are not JSON Lines: check ingest.format",
+    "invalid_utf8": "the files are not UTF-8 text: check ingest.format and the files' encoding",
+    "null_text": "the text column is empty in most records: check ingest.text_column",
+    "invalid_text": "the text column holds non-text values: check ingest.text_column",
+    "empty_text": "the text column is blank in most records: check ingest.text_column",
+    "null_domain": "the domain column is missing in most records: check ingest.domain_column",
+    "null_id": "the id column is missing in most records: check ingest.id_column",
+    "duplicate_id": "most ids repeat: check that ingest.id_column names a unique id",
+    "duplicate_text": "most texts repeat: check ingest.sources for the same files listed twice",
+    "invalid_quality": "the quality column is not numeric in most records: check ingest.quality_column",
+    "invalid_diversity": "the diversity column is not numeric in most records: check ingest.diversity_column",
+}
+
+
+def check_flagged(summary: list, ingest: IngestConfig) -> int:
+    """Check column presence and the reject share from ``summarise``'s rows; returns the input row count."""
+    total = {key: sum(int(row[key] or 0) for row in summary)
+             for key in ("rows", "has_text", "bad_text", "has_domain", "has_id", "has_q", "bad_q", "has_d", "bad_d")}
+    n_input = total["rows"]
+    if n_input == 0:
+        raise InputError(f"ingest sources {ingest.sources} hold no rows")
+    fields = next((row["fields"] for row in summary if row["fields"]), None)
+    seen = f" (fields of a record: {fields})" if fields else ""
+    parsed = sum(int(row["rows"]) for row in summary if row["reason"] not in ("malformed_json", "invalid_utf8"))
+    checks = [("text_column", ingest.text_column, "has_text", "bad_text", "string"),
+              ("domain_column", ingest.domain_column, "has_domain", None, None),
+              ("id_column", ingest.id_column, "has_id", None, None),
+              ("quality_column", ingest.quality_column, "has_q", "bad_q", "numeric"),
+              ("diversity_column", ingest.diversity_column, "has_d", "bad_d", "numeric")]
+    for key, column, has, bad, expected in checks:
+        if not column or not parsed or total[has]:
+            continue
+        if bad and total[bad]:
+            raise InputError(f"config key 'ingest.{key}': column {column!r} never holds a {expected} value "
+                             f"({total[bad]} records hold another type); expected {expected}")
+        raise InputError(f"config key 'ingest.{key}': column {column!r} not found in any record of "
+                         f"the sources{seen}")
+    _check_reject_share(summary, n_input, ingest.max_reject_share)
+    return n_input
+
+
+def _check_reject_share(summary: list, n_input: int, limit: float) -> None:
+    rejected = {row["reason"]: int(row["rows"]) for row in summary if row["reason"] is not None}
+    n_rejected = sum(rejected.values())
+    if n_rejected > limit * n_input:
+        top = max(sorted(rejected), key=rejected.get)
+        raise InputError(f"ingest would reject {n_rejected} of {n_input} rows ({n_rejected / n_input:.0%}, more than "
+                         f"ingest.max_reject_share={limit}); most are {top} ({rejected[top]}): likely "
+                         f"{_LIKELY_CAUSE.get(top, 'a wrong format or column mapping')}; nothing was written")
+
+
+def summarise(flagged: DataFrame) -> list:
+    """Rows and mapped-field flags per reject reason (null = kept), in one aggregate."""
+    flags = [F.sum(F.col(name).cast("long")).alias(name)
+             for name in ("has_text", "bad_text", "has_domain", "has_id", "has_q", "bad_q", "has_d", "bad_d")]
+    with _file_errors():
+        return flagged.groupBy("reason").agg(F.count(F.lit(1)).alias("rows"), *flags,
+                                             F.max("fields").alias("fields")).collect()
 
 
 class IngestStep:
@@ -135,22 +232,17 @@ class IngestStep:
                 "rejects": n_rejects}
 
     def _flagged(self, spark: SparkSession) -> tuple[DataFrame, int]:
-        """Source rows with doc_id and reason, and how many there are."""
-        ingest = self.cfg.ingest
-        with _unreadable_input(ingest.sources):  # reading happens here, before any table is written
-            source = read_sources(spark, ingest.sources, ingest.format)
-            if not source.columns:  # an empty file has no schema to map
-                raise InputError(f"ingest sources {ingest.sources} hold no rows")
-            raw = map_columns(source, ingest)
-            n_input = raw.count()
-        if n_input == 0:
-            raise InputError(f"ingest sources {ingest.sources} hold no rows")
-        return flag_rows(raw, self.cfg), n_input
+        """Source rows with doc_id and reason, and how many there are; checked before anything is written."""
+        flagged = flag_rows(read_raw(spark, self.cfg.ingest), self.cfg)
+        return flagged, check_flagged(summarise(flagged), self.cfg.ingest)
 
     @staticmethod
     def _write_rejects(flagged: DataFrame, store: TableStore) -> int:
-        store.write(flagged.filter(F.col("reason").isNotNull()).select("reason", "doc_id", "domain", "text"),
-                    "rejects")
+        # A row that could not be parsed keeps the start of its raw line as its text.
+        text = F.coalesce(F.col("raw"), F.col("text")).alias("text")
+        rejects = flagged.filter(F.col("reason").isNotNull())
+        with _file_errors():
+            store.write(rejects.select("reason", "doc_id", "domain", text, "source_file", "source_line"), "rejects")
         return store.read("rejects").count()
 
     def _documents(self, kept: DataFrame) -> DataFrame:

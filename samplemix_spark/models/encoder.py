@@ -82,15 +82,10 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
     return torch.autocast("cuda", dtype=dtype)
 
 
-def length_sorted_batches(texts: Sequence[str], batch_size: int) -> Iterator[np.ndarray]:
-    """Index batches of texts of similar length, longest first, so padding stays small."""
-    order = np.argsort([-len(text) for text in texts], kind="stable")
-    for start in range(0, len(order), batch_size):
-        yield order[start:start + batch_size]
-
-
-# A token covers at most this many characters in all but pathological text (see tokenize).
+# A token covers at most this many characters in all but pathological text (see token_ids).
 CHARS_PER_TOKEN = 16
+# Batches are padded to a multiple of this many tokens, decided per text (see batches).
+LENGTH_BUCKET = 32
 
 
 def _cut_at_whitespace(text: str, limit: int) -> str:
@@ -121,8 +116,8 @@ class TextEncoder:
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def tokenize(self, texts: Sequence[str]) -> dict:
-        """Token ids of the first ``max_tokens`` tokens of each text, padded to the batch's longest.
+    def token_ids(self, texts: Sequence[str]) -> list[dict]:
+        """Exact encodings (ids, type ids, mask) of the first ``max_tokens`` tokens of each text, unpadded.
 
         Tokenizing a whole 70,000-character document to keep 128 tokens costs more
         than the GPU forward pass, so each text is first cut at a whitespace near
@@ -131,14 +126,47 @@ class TextEncoder:
         the window (very long words) is tokenized whole, so the ids are exact.
         """
         cut = [_cut_at_whitespace(text, CHARS_PER_TOKEN * self.max_tokens) for text in texts]
-        batch = self._encode(cut)
-        filled = batch["attention_mask"].sum(dim=1) >= self.max_tokens
-        if any(c is not t and not f for c, t, f in zip(cut, texts, filled.tolist())):
-            batch = self._encode(list(texts))
+        encodings = self._encode(cut)
+        short = [i for i, (c, t, e) in enumerate(zip(cut, texts, encodings))
+                 if c is not t and len(e["input_ids"]) < self.max_tokens]
+        for i, encoding in zip(short, self._encode([texts[i] for i in short])):
+            encodings[i] = encoding
+        return encodings
+
+    def _encode(self, texts: list[str]) -> list[dict]:
+        if not texts:
+            return []
+        batch = self.tokenizer(texts, truncation=True, max_length=self.max_tokens)
+        return [{key: values[i] for key, values in batch.items()} for i in range(len(texts))]
+
+    def padded(self, encodings: list[dict], length: Optional[int] = None) -> dict:
+        """Tensors on the model's device, padded to ``length`` (default: the longest encoding)."""
+        length = length or max(len(e["input_ids"]) for e in encodings)
+        batch = self.tokenizer.pad(encodings, padding="max_length", max_length=length, return_tensors="pt")
         return {key: value.to(self.device) for key, value in batch.items()}
 
-    def _encode(self, texts: list[str]) -> dict:
-        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt")
+    def tokenize(self, texts: Sequence[str]) -> dict:
+        """A padded batch of the texts' first ``max_tokens`` tokens (for training, where batches are fixed)."""
+        return self.padded(self.token_ids(texts))
+
+    def bucket(self, n_tokens: int) -> int:
+        """The padded length of an encoding of ``n_tokens``: the next multiple of LENGTH_BUCKET, at most max_tokens."""
+        return min(self.max_tokens, -(-n_tokens // LENGTH_BUCKET) * LENGTH_BUCKET)
+
+    def batches(self, texts: Sequence[str], batch_size: int) -> Iterator[tuple[np.ndarray, dict]]:
+        """(indices, padded batch) covering ``texts``, each batch padded to its texts' own length bucket.
+
+        A text's padded length depends only on the text, never on its batch-mates,
+        so the shapes its forward pass sees, and therefore its vector, are the
+        same whatever the partitioning or Arrow batch it arrives in.
+        """
+        encodings = self.token_ids(texts)
+        buckets = np.array([self.bucket(len(e["input_ids"])) for e in encodings])
+        for length in sorted(set(buckets.tolist()), reverse=True):
+            members = np.flatnonzero(buckets == length)
+            for start in range(0, len(members), batch_size):
+                index = members[start:start + batch_size]
+                yield index, self.padded([encodings[i] for i in index], length)
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Pooled representations of a tokenized batch (gradients follow the caller's mode)."""
@@ -149,8 +177,8 @@ class TextEncoder:
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for index in length_sorted_batches(texts, batch_size):
-            vectors = self.forward(self.tokenize([texts[i] for i in index]))
+        for index, batch in self.batches(texts, batch_size):
+            vectors = self.forward(batch)
             if normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
             out[index] = vectors.cpu().numpy()

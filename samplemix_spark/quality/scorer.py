@@ -28,7 +28,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import QualityConfig, SampleMixConfig
 from samplemix_spark.errors import ConfigError
 from samplemix_spark.models.cache import cached
-from samplemix_spark.models.encoder import TextEncoder, length_sorted_batches
+from samplemix_spark.models.encoder import TextEncoder
 from samplemix_spark.models.paths import portable_location, resolve_local_path
 from samplemix_spark.quality import ordinal
 from samplemix_spark.quality.checkpoint import ENCODER_DIR, HEAD_FILE, read_checkpoint_settings
@@ -57,8 +57,8 @@ class QualityScorer:
     def score(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         scores = np.zeros(len(texts), dtype=np.int32)
         expected = np.zeros(len(texts), dtype=np.float64)
-        for index in length_sorted_batches(texts, self.batch_size):
-            pooled = self.encoder.forward(self.encoder.tokenize([texts[i] for i in index]))
+        for index, batch in self.encoder.batches(texts, self.batch_size):
+            pooled = self.encoder.forward(batch)
             probabilities = ordinal.class_probabilities(self.head(pooled).float(), self.head_kind)
             argmax, mean = ordinal.predict(probabilities)
             scores[index] = argmax.cpu().numpy()

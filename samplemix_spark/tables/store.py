@@ -8,12 +8,21 @@ Every write is a whole-table overwrite that readers see atomically:
 - Catalog: ``saveAsTable`` in overwrite mode, a single Delta commit on Databricks.
 - Parquet (local paths only, for JVM runs without Delta jars): the data is written
   to a staging folder and swapped in by directory renames.
+
+Fault injection, for tests of the above: with ``SAMPLEMIX_FAULT_KILL_DURING_WRITE``
+set to a table name, the write of that table kills its own process (SIGKILL)
+from inside the write's data stream, after the first record batch has gone to
+the writer and before the commit. On the embedded engine the UDF runs in the
+driver's process, so the whole job dies mid-write, as in a real crash.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +34,7 @@ from samplemix_spark.config import TablesConfig
 from samplemix_spark.errors import TableError
 
 log = logging.getLogger(__name__)
+FAULT_ENV = "SAMPLEMIX_FAULT_KILL_DURING_WRITE"
 
 # Stage outputs, in pipeline order. The producing stage is named so that a
 # missing-table error can say what to run.
@@ -108,6 +118,8 @@ class TableStore:
     def write(self, df: DataFrame, table: str, partition_by: Optional[Sequence[str]] = None) -> None:
         """Overwrite ``table`` with ``df`` so that readers see the old or the new table, never a mix."""
         location = self.location(table)
+        if os.environ.get(FAULT_ENV) == table:
+            df = _killed_mid_stream(df, table)
         writer = df.write.mode("overwrite").format(self.cfg.format)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
@@ -133,7 +145,11 @@ class TableStore:
             return
         target = _local_path(location)
         staging = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
-        writer.save(str(staging))
+        try:
+            writer.save(str(staging))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # the old table is untouched
+            raise
         retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         if target.exists():
             target.rename(retired)
@@ -149,6 +165,19 @@ class TableStore:
                 frame.createOrReplaceTempView(f"{self.cfg.prefix}{table}")
                 names.append(f"{self.cfg.prefix}{table}")
         return names
+
+
+def _killed_mid_stream(df: DataFrame, table: str) -> DataFrame:
+    """``df`` passed through a function that kills its process after handing over the first batch."""
+
+    def run(batches):
+        for batch in batches:
+            yield batch
+            print(f"fault injection: killing the process during the write of table '{table}'",
+                  file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return df.mapInArrow(run, df.schema)
 
 
 def _first_line(exc: Exception) -> str:

@@ -1,0 +1,184 @@
+"""Input files of the kinds found in real data lakes, each with the result ingest must give.
+
+Shared by the embedded-engine tests and a JVM-local subprocess (``python -m
+tests.ingest_cases OUT_DIR CASE_ROOT``), so both engines ingest the same bytes
+and their results can be compared with each other and with the expectation.
+An expectation is either the documents (doc_id, domain, text) and the reject
+reasons, or a fragment of the one-line error.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ASTRAL = "Ext-B \U00020000 and \U0002a6d6, plane 14 \U000edeaf, emoji \U0001f600, BMP \u00e9\u4e2d."
+GOOD = ["Rivers carry sediment from the mountains to the sea over many centuries.",
+        "The committee published its annual report on regional water quality today.",
+        "A compiler translates source code into machine instructions for a processor.",
+        "Bread rises because yeast ferments sugars and releases carbon dioxide gas."]
+
+
+def hashed(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _line(text, domain="d", **extra) -> bytes:
+    return (json.dumps({"text": text, "domain": domain, **extra}) + "\n").encode()
+
+
+@dataclass
+class Case:
+    write: Callable[[Path], None]
+    documents: list = field(default_factory=list)  # (doc_id, domain, text)
+    rejects: dict = field(default_factory=dict)  # reason -> count
+    error: Optional[str] = None
+    ingest: dict = field(default_factory=dict)
+    source: str = "*"
+
+
+def _bytes(name: str, data: bytes) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        (folder / name).write_bytes(data)
+    return write
+
+
+def _files(**named: bytes) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        for name, data in named.items():
+            (folder / name.replace("__", ".")).write_bytes(data)
+    return write
+
+
+def _parquet(name: str, table: pa.Table) -> Callable[[Path], None]:
+    def write(folder: Path) -> None:
+        pq.write_table(table, folder / name)
+    return write
+
+
+def _write_compressed(path: Path, codec: str) -> None:
+    with pa.output_stream(str(path), compression=codec) as out:
+        out.write(GOOD_LINES)
+
+
+def _docs(texts, domain="d"):
+    return [(hashed(t), domain, t) for t in texts]
+
+
+GOOD_LINES = b"".join(_line(t) for t in GOOD)
+MALFORMED = b'{"text": "cut off in the middle, "domain": \n'
+
+CASES: dict[str, Case] = {
+    "malformed_line": Case(_bytes("a.jsonl", _line(GOOD[0]) + MALFORMED + b"".join(_line(t) for t in GOOD[1:])),
+                           _docs(GOOD), {"malformed_json": 1}),
+    "byte_order_mark": Case(_bytes("a.jsonl", b"\xef\xbb\xbf" + GOOD_LINES), _docs(GOOD)),
+    "crlf_and_blank_lines": Case(_bytes("a.jsonl", b"\r\n".join(_line(t).rstrip(b"\n") for t in GOOD)
+                                        + b"\r\n\r\n   \n"), _docs(GOOD)),
+    "lone_surrogate": Case(_bytes("a.jsonl", GOOD_LINES + b'{"text": "lone \\ud800 half", "domain": "d"}\n'),
+                           _docs(GOOD + ["lone \ufffd half"])),
+    "astral_escaped": Case(_bytes("a.jsonl", _line(ASTRAL) + GOOD_LINES), _docs([ASTRAL] + GOOD)),
+    "astral_raw_utf8": Case(_bytes("a.jsonl", (json.dumps({"text": ASTRAL, "domain": "d"}, ensure_ascii=False)
+                                               + "\n").encode() + GOOD_LINES), _docs([ASTRAL] + GOOD)),
+    "invalid_utf8_line": Case(_bytes("a.jsonl", GOOD_LINES + b'{"text": "bad \xff\xfe bytes", "domain": "d"}\n'),
+                              _docs(GOOD), {"invalid_utf8": 1}),
+    "number_and_string_ids": Case(
+        _bytes("a.jsonl", _line(GOOD[0], id=7) + _line(GOOD[1], id="7") + _line(GOOD[2], id=7.0)
+               + _line(GOOD[3], id="x")),
+        [("7", "d", min(GOOD[:2], key=lambda t: hashlib.sha256(t.encode()).hexdigest())),
+         ("7.0", "d", GOOD[2]), ("x", "d", GOOD[3])], {"duplicate_id": 1}, ingest={"id_column": "id"}),
+    "number_domain_nested": Case(
+        _bytes("a.jsonl", b"".join((json.dumps({"text": t, "meta": {"set": i % 2}}) + "\n").encode()
+                                   for i, t in enumerate(GOOD))),
+        [(hashed(t), str(i % 2), t) for i, t in enumerate(GOOD)], ingest={"domain_column": "meta.set"}),
+    "gzip": Case(_bytes("a.jsonl.gz", gzip.compress(GOOD_LINES)), _docs(GOOD)),
+    "bzip2": Case(_bytes("a.jsonl.bz2", bz2.compress(GOOD_LINES)), _docs(GOOD)),
+    "zstd": Case(lambda folder: _write_compressed(folder / "a.jsonl.zst", "zstd"), _docs(GOOD)),
+    "schema_differs_between_files": Case(
+        _files(a__jsonl=_line(GOOD[0], score=1.5) + _line(GOOD[1], score=2),
+               b__jsonl=_line(GOOD[2]) + _line(GOOD[3], score="high")),
+        _docs(GOOD[:2]), {"invalid_quality": 2}, ingest={"quality_column": "score", "max_reject_share": 1.0}),
+    "no_json_at_all": Case(_files(a__jsonl=GOOD_LINES, b__jsonl=b"id,text\n1,hello\n2,world\n"),
+                           error="b.jsonl: none of its 3 lines is a JSON object"),
+    "corrupt_gzip": Case(_bytes("a.jsonl.gz", gzip.compress(GOOD_LINES)[:40]), error="a.jsonl.gz: cannot be read"),
+    "mostly_rejected": Case(_bytes("a.jsonl", GOOD_LINES + b"".join(_line(t) for t in [""] * 5)),
+                            error="likely the text column is blank in most records"),
+    "missing_text_column": Case(_bytes("a.jsonl", GOOD_LINES), error="'ingest.text_column': column 'body' not found",
+                                ingest={"text_column": "body"}),
+    "parquet_dictionary": Case(_parquet("a.parquet", pa.table({
+        "text": pa.array(GOOD).dictionary_encode(), "domain": pa.array(["d"] * 4).dictionary_encode()})),
+        _docs(GOOD), ingest={"format": "parquet"}),
+    "parquet_large_and_view_strings": Case(_parquet("a.parquet", pa.table({
+        "text": pa.array(GOOD, pa.large_string()), "domain": pa.array(["d"] * 4, pa.string_view())})),
+        _docs(GOOD), ingest={"format": "parquet"}),
+    "parquet_binary_text": Case(_parquet("a.parquet", pa.table({
+        "text": pa.array([t.encode() for t in GOOD] + [b"bad \xff bytes"], pa.binary()),
+        "domain": ["d"] * 5})), _docs(GOOD), {"invalid_utf8": 1}, ingest={"format": "parquet"}),
+    "parquet_schema_differs": Case(
+        lambda folder: (pq.write_table(pa.table({"text": GOOD[:2], "domain": ["d"] * 2, "q": [1.0, 2.0]}),
+                                       folder / "a.parquet"),
+                        pq.write_table(pa.table({"domain": ["d"] * 2, "text": GOOD[2:]}), folder / "b.parquet")),
+        _docs(GOOD[:2]), {"invalid_quality": 2}, ingest={"format": "parquet", "quality_column": "q",
+                                                         "max_reject_share": 1.0}),
+}
+
+
+def write_cases(root: Path) -> None:
+    for name, case in CASES.items():
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        case.write(folder)
+
+
+def case_config(name: str, root: Path, warehouse: Path, engine: dict, table_format: str):
+    from samplemix_spark.config import build_config
+
+    case = CASES[name]
+    return build_config({"engine": engine, "tables": {"format": table_format, "warehouse": str(warehouse)},
+                         "ingest": {"sources": [str(root / name / case.source)], **case.ingest},
+                         "quality": {"method": "heuristic"}})
+
+
+def ingest_case(spark, name: str, root: Path, warehouse: Path, engine: dict, table_format: str) -> dict:
+    """Run ingest on one case: its documents and rejects, or its error message."""
+    from samplemix_spark.errors import SampleMixError
+    from samplemix_spark.ingest import IngestStep
+    from samplemix_spark.tables import TableStore
+
+    cfg = case_config(name, root, warehouse / name, engine, table_format)
+    store = TableStore(spark, cfg.tables)
+    try:
+        IngestStep(cfg).run(spark, store)
+    except SampleMixError as exc:
+        return {"error": str(exc), "written": (warehouse / name).exists()}
+    documents = store.read("documents").select("doc_id", "domain", "text", "n_tokens").toPandas()
+    rejects = store.read("rejects").toPandas()
+    rejects["source_file"] = rejects["source_file"].map(lambda p: Path(p).name if p else None)
+    return {"documents": sorted(map(list, documents.itertuples(index=False))),
+            "rejects": sorted(map(list, rejects[["reason", "doc_id", "domain", "text", "source_file",
+                                                 "source_line"]].itertuples(index=False)), key=repr)}
+
+
+def main(out: str, root: str) -> None:
+    """Ingest every case on classic JVM local Spark (Parquet tables) and dump the results as JSON."""
+    from samplemix_spark.config import EngineConfig
+    from samplemix_spark.engine import build_session
+
+    engine = {"kind": "jvm-local", "master": "local[2]",
+              "spark_conf": {"spark.sql.shuffle.partitions": 3, "spark.driver.memory": "2g"}}
+    spark = build_session(EngineConfig(**engine))
+    results = {name: ingest_case(spark, name, Path(root), Path(out) / "wh", engine, "parquet") for name in CASES}
+    Path(out, "results.json").write_text(json.dumps(results, default=str))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

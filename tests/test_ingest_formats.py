@@ -1,0 +1,89 @@
+"""Real data-lake files give the same documents and rejects on the embedded engine and JVM Spark.
+
+Every case of ``ingest_cases.CASES`` is ingested on the embedded engine (in this
+process) and on classic JVM local Spark (one subprocess for all cases); both must
+equal the case's expectation, which is written from the JSON and Parquet
+specifications and Python's ``json.loads``, not from either engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from .conftest import REPO
+from .ingest_cases import ASTRAL, CASES, ingest_case, write_cases
+
+EMBEDDED = {"kind": "embedded"}
+
+
+@pytest.fixture(scope="module")
+def case_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ingest_cases")
+    write_cases(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def jvm_results(case_root, tmp_path_factory):
+    if shutil.which("java") is None:
+        pytest.skip("classic Spark needs Java")
+    out = tmp_path_factory.mktemp("jvm_ingest")
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
+    result = subprocess.run([sys.executable, "-m", "tests.ingest_cases", str(out), str(case_root)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "results.json").read_text())
+
+
+def _check_expectation(name: str, result: dict) -> None:
+    case = CASES[name]
+    if case.error:
+        assert "error" in result, f"{name}: expected an error, got {result}"
+        assert case.error in result["error"], result["error"]
+        assert "\n" not in result["error"] and not result["written"]
+        return
+    assert "error" not in result, result.get("error")
+    documents = sorted(tuple(row[:3]) for row in result["documents"])
+    assert documents == sorted(case.documents)
+    assert Counter(row[0] for row in result["rejects"]) == Counter(case.rejects)
+    assert all(row[4] and row[5] for row in result["rejects"]), "rejects name their file and line"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_embedded_engine_matches_the_expectation(spark, case_root, tmp_path, name):
+    _check_expectation(name, ingest_case(spark, name, case_root, tmp_path, EMBEDDED, "delta"))
+
+
+@pytest.mark.jvm
+def test_jvm_local_matches_the_expectation_and_the_embedded_engine(spark, case_root, jvm_results, tmp_path):
+    for name in sorted(CASES):
+        _check_expectation(name, jvm_results[name])
+        embedded = json.loads(json.dumps(ingest_case(spark, name, case_root, tmp_path, EMBEDDED, "delta"),
+                                         default=str))
+        if "error" in embedded:
+            assert embedded["error"] == jvm_results[name]["error"], name
+        else:
+            assert embedded == jvm_results[name], name
+
+
+def test_malformed_line_reject_keeps_the_raw_line_file_and_line_number(spark, case_root, tmp_path):
+    result = ingest_case(spark, "malformed_line", case_root, tmp_path, EMBEDDED, "delta")
+    [(reason, doc_id, domain, text, source_file, source_line)] = result["rejects"]
+    assert (reason, doc_id, domain, source_file, source_line) == ("malformed_json", None, None, "a.jsonl", 2)
+    assert text == '{"text": "cut off in the middle, "domain": '
+
+
+def test_astral_text_equals_json_loads_escaped_and_raw(spark, case_root, tmp_path):
+    for name in ("astral_escaped", "astral_raw_utf8"):
+        raw = next((case_root / name).glob("*.jsonl")).read_bytes().splitlines()[0]
+        expected = json.loads(raw)["text"]
+        assert expected == ASTRAL
+        texts = {row[2] for row in ingest_case(spark, name, case_root, tmp_path, EMBEDDED, "delta")["documents"]}
+        assert expected in texts
