@@ -3,6 +3,7 @@
     samplemix run --config conf/local.yaml [--set mixing.alpha=0.5 ...]
     samplemix ingest|quality|diversity|mix|report --config ...
     samplemix sql "SELECT * FROM domain_mix" --config ...
+    samplemix evaluate warehouse [RUN ...] --config ...  # proxies trained on each run's output
     samplemix demo-data [--max-per-domain 2500]     # real text from installed packages
     samplemix demo-data --synthetic --docs 20000    # generated text with q and d columns
 
@@ -40,6 +41,16 @@ STAGE_HELP = {
 }
 
 
+# Commands that read finished tables instead of running a stage.
+_TOOLS = ("sql", "compare", "sweep", "evaluate")
+
+
+def _evaluate_overrides(args: argparse.Namespace) -> list[str]:
+    """``evaluate`` flags as config overrides, so they are validated like the YAML keys."""
+    flags = {"seeds": args.seeds, "preset": args.preset, "out": args.out}
+    return [f"evaluate.{key}={value}" for key, value in flags.items() if value is not None]
+
+
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML config file (default: built-in defaults)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -70,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--names", nargs="+", help="labels for the runs (default: folder names)")
     compare.add_argument("--out", default="out/compare", help="output folder (default: out/compare)")
     _add_config_args(compare)
+    evaluate = sub.add_parser("evaluate", help="train proxy models on finished mix runs and score them on the "
+                                                "held-out set (bits per byte)")
+    evaluate.add_argument("runs", nargs="+", metavar="RUN", help="warehouse folder of a finished mix run")
+    evaluate.add_argument("--names", nargs="+", help="labels for the runs (default: folder names)")
+    evaluate.add_argument("--seeds", nargs="+", type=int, help="proxy seeds (default: evaluate.seeds, 0 1)")
+    evaluate.add_argument("--preset", help="proxy size: test, cpu or gpu (default: evaluate.preset, cpu)")
+    evaluate.add_argument("--no-reference", action="store_true",
+                          help="with one RUN: do not build and train the natural-proportions reference mix")
+    evaluate.add_argument("--out", help="folder for figures and evaluate.csv (default: evaluate.out)")
+    _add_config_args(evaluate)
     sweep = sub.add_parser("sweep", help="domain mix over a grid of alpha, tau and budgets, from stored scores")
     sweep.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.2, 0.5, 0.8, 1.0])
     sweep.add_argument("--taus", nargs="+", type=float, default=[0.2])
@@ -106,7 +127,8 @@ def _run(args: argparse.Namespace) -> None:
     from samplemix_spark.engine import build_session
     from samplemix_spark.pipeline import execute, plan, run_step
 
-    cfg = load_config(args.config, args.overrides)
+    extra = _evaluate_overrides(args) if args.command == "evaluate" else []
+    cfg = load_config(args.config, [*args.overrides, *extra])
     if args.command == "run" and args.incremental and args.force:
         raise ConfigError("--incremental and --force do not go together: --force reruns every stage in full")
     if args.command == "run" and args.recluster and not args.incremental:
@@ -114,7 +136,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "run":
         planned = plan(cfg)
     else:
-        planned = plan(cfg, () if args.command in ("sql", "compare", "sweep") else (args.command,))
+        planned = plan(cfg, () if args.command in _TOOLS else (args.command,))
     spark = build_session(cfg.engine)  # checks passed: missing models, paths or keys fail before this
     if args.command == "run" and args.incremental:
         from samplemix_spark.refresh import run_incremental
@@ -124,7 +146,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "run":
         results = execute(spark, cfg, planned, resume=not args.force)
         log.info("pipeline done in %.1f s", sum(r.seconds for r in results))
-    elif args.command not in ("sql", "compare", "sweep"):
+    elif args.command not in _TOOLS:
         for _, step in planned:  # an explicit stage command always runs
             run_step(spark, cfg, step)
         if args.command == "report" and args.html:
@@ -134,6 +156,10 @@ def _run(args: argparse.Namespace) -> None:
             log.info("report: wrote %s", write_html(spark, TableStore(spark, cfg.tables), Path(args.html)))
     elif args.command == "sql":
         _sql(spark, cfg, args.query)
+    elif args.command == "evaluate":
+        from samplemix_spark.evaluation.evaluate import evaluate
+
+        evaluate(spark, cfg, args.runs, args.names, reference=not args.no_reference)
     elif args.command == "sweep":
         from samplemix_spark.report.sweep import run_sweep
         from samplemix_spark.tables import TableStore

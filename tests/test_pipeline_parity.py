@@ -40,7 +40,11 @@ def _planted(folder: Path, texts: list[str]) -> None:
              json.dumps({"text": f"half a pair LONE here, then {texts[2]}", "domain": "planted"})
              .replace("LONE", "\\udbff"),
              '{"text": "this line was cut off',
-             json.dumps({"text": f"{texts[3]} (planted)", "domain": "planted"})]
+             json.dumps({"text": f"{texts[3]} (planted)", "domain": "planted"}),
+             # A letter added in Unicode 14 (unknown to Java 17's regex) and a no-break space.
+             json.dumps({"text": f"Arabic \u0871 letter and a no-break\u00a0space. {texts[4]}", "domain": "planted"}),
+             json.dumps({"text": f"{texts[5]} (twice)", "domain": "planted"}),
+             json.dumps({"text": f"{texts[5]} (twice)", "domain": "planted"})]
     data = b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n\r\n"
     data += b'{"text": "latin-1 \xe9t\xe9", "domain": "planted"}\n'
     (folder / "planted.jsonl").write_bytes(data)
@@ -98,4 +102,4 @@ def test_counts_are_identical_and_planted_rows_are_decoded_or_rejected(runs):
     assert sum(text.endswith("\U0001f600") for text in planted) == 5
     rejects, _ = _tables(runs, "rejects")
     assert sorted(rejects.loc[rejects["source_file"].str.contains("planted"), "reason"]) == \
-        ["invalid_utf8", "malformed_json"]
+        ["duplicate_text", "invalid_utf8", "malformed_json"]

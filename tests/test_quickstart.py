@@ -53,8 +53,9 @@ def test_run_goes_through_every_stage_and_keeps_every_row(quickstart):
              for line in path.read_text().splitlines()]
     domains = {row["domain"] for row in lines}
     assert set(LOW_QUALITY + HIGH_QUALITY + ("code",)) <= domains
-    documents, rejects = _table(root, "documents"), _table(root, "rejects")
-    assert len(documents) + len(rejects) == len(lines)
+    documents, rejects, holdout = _table(root, "documents"), _table(root, "rejects"), _table(root, "holdout")
+    assert len(documents) + len(rejects) + len(holdout) == len(lines)
+    assert len(holdout) > 0 and not set(holdout["doc_id"]) & set(documents["doc_id"])
     for name in ("quality", "embeddings", "assignments", "diversity", "weights"):
         assert sorted(_table(root, name)["doc_id"]) == sorted(documents["doc_id"]), name
     output, weights = _table(root, "output"), _table(root, "weights")

@@ -132,7 +132,7 @@ def test_a_line_that_is_not_utf8_is_one_reject(spark, tmp_path):
     broken = b'{"text": "Broken \xff\xfe bytes here.", "domain": "d", "quality_score": 2, "diversity_score": 0.3}\n'
     path.write_bytes(good + broken + good.replace(b"rivers", b"lakes"))
     cfg = make_config(tmp_path / "wh", [path])
-    assert IngestStep(cfg).run(spark, store_for(spark, cfg)) == {"documents": 2, "rejects": 1}
+    assert IngestStep(cfg).run(spark, store_for(spark, cfg)) == {"documents": 2, "rejects": 1, "holdout": 0}
     [reject] = store_for(spark, cfg).read("rejects").collect()
     assert (reject["reason"], reject["source_line"]) == ("invalid_utf8", 2)
     assert reject["text"].startswith('{"text": "Broken \ufffd\ufffd bytes')

@@ -37,10 +37,32 @@ ASSIGNMENT_SCHEMA = "doc_id string, cluster_id int, distance double"
 _CLOSURE_WARN_BYTES = 64 * 1024 * 1024
 
 
-def nearest_centroids(index, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(cluster_id, cosine distance) of each vector's nearest centroid."""
-    similarity, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
-    return ids[:, 0].astype(np.int32), (1.0 - similarity[:, 0]).astype(np.float64)
+# Candidates faiss proposes per vector; the nearest is then chosen in float64.
+_CANDIDATES = 4
+
+
+def nearest_centroids(index, vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cluster_id, cosine distance) of each vector's nearest centroid.
+
+    faiss's float32 inner products depend on how many vectors share a search
+    (its matrix blocking), so its top candidates are re-scored one row at a time
+    in float64: the chosen centroid and the stored distance are then the same
+    whatever batch a vector arrives in (ties go to the lower cluster id).
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    _, candidates = index.search(vectors, min(_CANDIDATES, len(centroids)))
+    exact = np.einsum("id,ikd->ik", vectors.astype(np.float64), centroids[candidates].astype(np.float64))
+    exact[candidates < 0] = -np.inf
+    order = _best(exact, candidates)
+    rows = np.arange(len(vectors))
+    return candidates[rows, order].astype(np.int32), 1.0 - exact[rows, order]
+
+
+def _best(exact: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Per row, the column of the highest similarity, the lowest cluster id among equals."""
+    best = exact.max(axis=1, keepdims=True)
+    masked = np.where(exact == best, candidates, np.iinfo(np.int64).max)
+    return masked.argmin(axis=1)
 
 
 def build_index(centroids: np.ndarray):
@@ -58,7 +80,7 @@ def assign_batches(centroids: np.ndarray):
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         index = cached(key, lambda: build_index(centroids))
         for batch in batches:
-            cluster_id, distance = nearest_centroids(index, embedding_matrix(batch))
+            cluster_id, distance = nearest_centroids(index, embedding_matrix(batch), centroids)
             yield pd.DataFrame({"doc_id": batch["doc_id"], "cluster_id": cluster_id, "distance": distance})
 
     return run

@@ -19,6 +19,7 @@ and domain, so the choice does not depend on file order or partitioning.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -29,6 +30,7 @@ from samplemix_spark.errors import InputError
 from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
 from samplemix_spark.ingest.tokens import token_count_column, tokenizer_file
+from samplemix_spark.mixing.formulas import hashed_uniform
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -72,10 +74,46 @@ def flag_rows(raw: DataFrame, cfg: SampleMixConfig) -> DataFrame:
         reject_reason(cfg).alias("reason"),
     )
     valid = flagged.filter(F.col("reason").isNull())
-    rank = F.row_number().over(Window.partitionBy("doc_id").orderBy("_text_hash", "domain"))
+    # Ties (the same text and domain twice) are broken by where the row came from, so every
+    # engine keeps the same copy and rejects the same others.
+    rank = F.row_number().over(Window.partitionBy("doc_id").orderBy("_text_hash", "domain", "source_file",
+                                                                     "source_line"))
     duplicate = "duplicate_id" if cfg.ingest.id_column else "duplicate_text"
     valid = valid.withColumn("reason", F.when(rank > 1, F.lit(duplicate)))
     return valid.unionByName(flagged.filter(F.col("reason").isNotNull()))
+
+
+def split_holdout(flagged: DataFrame, ingest: IngestConfig) -> DataFrame:
+    """Add ``split`` ('train' or 'holdout'): a hashed share of each domain's kept rows is held out.
+
+    The choice is ``xxhash64(doc_id, holdout_seed) < holdout_fraction``, separate from
+    the mixing seed, so the held-out set does not move when mixing settings change.
+    """
+    chosen = F.col("reason").isNull() & (hashed_uniform(F.col("doc_id"), ingest.holdout_seed)
+                                         < F.lit(float(ingest.holdout_fraction)))
+    marked = flagged.withColumn("split", F.when(chosen, "holdout").otherwise("train"))
+    # With hashed ids a repeated text is already a duplicate_text reject: nothing can leak.
+    return drop_leaks(marked) if ingest.id_column and ingest.holdout_fraction else marked
+
+
+def drop_leaks(marked: DataFrame) -> DataFrame:
+    """Held-out rows whose exact text is also a training document become ``holdout_duplicate`` rejects."""
+    kept = F.col("reason").isNull()
+    train = (marked.filter(kept & (F.col("split") == "train"))
+             .select(F.col("_text_hash").alias("_train_hash")).distinct())
+    joined = marked.join(train, marked["_text_hash"] == train["_train_hash"], "left")
+    leak = kept & (F.col("split") == "holdout") & F.col("_train_hash").isNotNull()
+    return joined.withColumn("reason", F.when(leak, F.lit("holdout_duplicate")).otherwise(F.col("reason"))) \
+        .drop("_train_hash")
+
+
+def holdout_rows(flagged: DataFrame) -> DataFrame:
+    """The ``holdout`` table's rows: doc_id, domain, text."""
+    return flagged.filter(F.col("reason").isNull() & (F.col("split") == "holdout")).select("doc_id", "domain", "text")
+
+
+def training_rows(flagged: DataFrame) -> DataFrame:
+    return flagged.filter(F.col("reason").isNull() & (F.col("split") == "train"))
 
 
 @contextlib.contextmanager
@@ -193,15 +231,18 @@ class IngestStep:
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
         flagged, n_input = self._flagged(spark)
-        store.write(self._documents(flagged.filter(F.col("reason").isNull())), "documents")
+        store.write(self._documents(training_rows(flagged)), "documents")
         n_rejects = self._write_rejects(flagged, store)
+        n_holdout = self._write_holdout(flagged, store)
         n_docs = store.read("documents").count()
-        log.info("ingest: %d input rows = %d documents + %d rejects", n_input, n_docs, n_rejects)
-        _check_conservation(n_input, n_docs + n_rejects, f"{n_docs} kept + {n_rejects} rejected")
+        log.info("ingest: %d input rows = %d documents + %d rejects + %d held out", n_input, n_docs, n_rejects,
+                 n_holdout)
+        _check_conservation(n_input, n_docs + n_rejects + n_holdout,
+                            f"{n_docs} kept + {n_rejects} rejected + {n_holdout} held out")
         if n_docs == 0:
-            raise InputError(f"ingest kept no documents: all {n_input} rows were rejected; "
+            raise InputError(f"ingest kept no documents: all {n_input} rows were rejected or held out; "
                              "see the rejects table for reasons")
-        return {"documents": n_docs, "rejects": n_rejects}
+        return {"documents": n_docs, "rejects": n_rejects, "holdout": n_holdout}
 
     def run_increment(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
         """Add only documents whose doc_id is not stored yet; list them in the ``increment`` table.
@@ -215,7 +256,7 @@ class IngestStep:
         refresh left behind, so its documents are scored on the next try.
         """
         flagged, n_input = self._flagged(spark)
-        kept = flagged.filter(F.col("reason").isNull())
+        kept = training_rows(flagged)
         stored = store.read("documents")
         new = kept.join(stored.select("doc_id"), "doc_id", "left_anti")
         n_new, n_seen = _count_new_and_stored(kept, stored)  # before the writes below add the new rows
@@ -224,17 +265,38 @@ class IngestStep:
         store.write(new_ids.distinct(), "increment")
         store.write(stored.unionByName(self._documents(new)), "documents")
         n_rejects = self._write_rejects(flagged, store)
-        log.info("ingest: %d input rows = %d new documents + %d already stored + %d rejects",
-                 n_input, n_new, n_seen, n_rejects)
-        _check_conservation(n_input, n_new + n_seen + n_rejects,
-                            f"{n_new} new + {n_seen} already stored + {n_rejects} rejected")
+        n_holdout = self._write_holdout(flagged, store)
+        log.info("ingest: %d input rows = %d new documents + %d already stored + %d rejects + %d held out",
+                 n_input, n_new, n_seen, n_rejects, n_holdout)
+        _check_conservation(n_input, n_new + n_seen + n_rejects + n_holdout,
+                            f"{n_new} new + {n_seen} already stored + {n_rejects} rejected + {n_holdout} held out")
         return {"increment": store.read("increment").count(), "documents": store.read("documents").count(),
-                "rejects": n_rejects}
+                "rejects": n_rejects, "holdout": n_holdout}
 
     def _flagged(self, spark: SparkSession) -> tuple[DataFrame, int]:
-        """Source rows with doc_id and reason, and how many there are; checked before anything is written."""
-        flagged = flag_rows(read_raw(spark, self.cfg.ingest), self.cfg)
-        return flagged, check_flagged(summarise(flagged), self.cfg.ingest)
+        """Source rows with doc_id, reason and split, and how many there are; checked before anything is written.
+
+        With ``ingest.holdout_sources`` the held-out set is those sources' valid rows
+        (read with the same mapping), else a hashed ``ingest.holdout_fraction`` of the
+        sources' rows. Either way a held-out text that is also a training text is rejected.
+        """
+        ingest = self.cfg.ingest
+        flagged = flag_rows(read_raw(spark, ingest), self.cfg)
+        n_input = check_flagged(summarise(flagged), ingest)
+        if not ingest.holdout_sources:
+            return split_holdout(flagged, ingest), n_input
+        given = dataclasses.replace(ingest, sources=ingest.holdout_sources)
+        held = flag_rows(read_raw(spark, given), self.cfg)
+        n_input += check_flagged(summarise(held), given)
+        both = flagged.withColumn("split", F.lit("train")).unionByName(held.withColumn("split", F.lit("holdout")))
+        return drop_leaks(both), n_input
+
+    @staticmethod
+    def _write_holdout(flagged: DataFrame, store: TableStore) -> int:
+        """Write the held-out documents (an empty table when no split is configured, so none is stale)."""
+        with _file_errors():
+            store.write(holdout_rows(flagged), "holdout")
+        return store.read("holdout").count()
 
     @staticmethod
     def _write_rejects(flagged: DataFrame, store: TableStore) -> int:

@@ -127,7 +127,7 @@ def _strip_file_scheme(path: str) -> str:
     return path[len("file://"):] if path.startswith("file://") else path
 
 
-def _filesystem(path: str):
+def filesystem_for(path: str):
     """(pyarrow filesystem, path inside it) for a local path or a URI (s3://, gs://, hdfs://, ...)."""
     from pyarrow import fs
 
@@ -162,7 +162,7 @@ def expand_source(source: str) -> list[str]:
     """The data files a source names: a file, a folder (recursively) or a glob; local or a URI."""
     from pyarrow import fs
 
-    filesystem, path = _filesystem(source)
+    filesystem, path = filesystem_for(source)
     prefix = source[:source.index("://") + 3] if _is_remote(source) else ""
     if GLOB_CHARS & set(path):
         pattern = path.rstrip("/").split("/")
@@ -203,7 +203,7 @@ def _parquet_units(path: str) -> list[Unit]:
     """One unit per row group, so a large file is read by several tasks."""
     import pyarrow.parquet as pq
 
-    filesystem, inner = _filesystem(path)
+    filesystem, inner = filesystem_for(path)
     try:
         with filesystem.open_input_file(inner) as handle:
             n_groups = pq.ParquetFile(handle).num_row_groups
@@ -328,7 +328,7 @@ def _lines(stream, path: str) -> Iterator[bytes]:
 
 
 def _open_stream(path: str):
-    filesystem, inner = _filesystem(path)
+    filesystem, inner = filesystem_for(path)
     try:
         return filesystem.open_input_stream(inner, compression="detect")
     except (OSError, pa.ArrowException) as exc:
@@ -375,7 +375,7 @@ def read_parquet_group(path: str, row_group: int, mapping: Mapping) -> Iterator[
     """Record batches of one Parquet row group, columns mapped by name."""
     import pyarrow.parquet as pq
 
-    filesystem, inner = _filesystem(path)
+    filesystem, inner = filesystem_for(path)
     try:
         with filesystem.open_input_file(inner) as handle:
             parquet = pq.ParquetFile(handle)

@@ -54,6 +54,9 @@ class MixStats:
     n_capped: int
     method: str = "samplemix"
     domain_weights: str = ""     # JSON domain -> weight, for the domain-weight baselines
+    weights_source: str = ""     # natural | manual | entropy | bimix | quality_threshold (domain method)
+    holdout: str = ""            # fingerprint of the held-out set the documents were split from
+    inputs: str = ""             # warehouse of the documents and scores, when not this run's own
 
     def expected_rows(self) -> float:
         """sum_x c(x) before the cap: the expected number of output rows, for sizing files."""
@@ -178,24 +181,33 @@ class MixStep:
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
 
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        mixing = self.cfg.mixing
-        scored = scored_documents(store)
-        stats = compute_stats(scored, mixing)
+    def run(self, spark: SparkSession, store: TableStore, inputs: Optional[TableStore] = None) -> dict[str, int]:
+        """Mix the documents and scores of ``inputs`` (default: ``store``) and write the result to ``store``.
+
+        Another ``inputs`` store lets one scored corpus feed several mixes (the
+        baselines of an evaluation) without copying documents or scores.
+        """
+        from samplemix_spark.evaluation.holdout import fingerprint
+
+        mixing, inputs = self.cfg.mixing, inputs or store
+        scored = scored_documents(inputs)
+        stats = dataclasses.replace(compute_stats(scored, mixing), holdout=fingerprint(inputs),
+                                    inputs="" if inputs is store else inputs.location("documents").rsplit("/", 1)[0])
         c = None
         if mixing.method == "domain":
             from samplemix_spark.mixing.baselines.sampler import domain_count_column, domain_factors, weights_json
 
-            weights, factors, eligible = domain_factors(spark, store, self.cfg, scored, stats.target_tokens)
+            weights, factors, eligible = domain_factors(spark, inputs, self.cfg, scored, stats.target_tokens)
             c = domain_count_column(factors, eligible)
-            stats = dataclasses.replace(stats, method="domain", domain_weights=weights_json(weights))
+            stats = dataclasses.replace(stats, method="domain", domain_weights=weights_json(weights),
+                                        weights_source=mixing.domain_weights.source)
         log.info("mix: %d source docs, %.0f source tokens -> target %.0f tokens = %.1f docs "
                  "(alpha=%s, tau=%s, seed=%s, budget in %s)", stats.n_source_docs, stats.source_tokens,
                  stats.target_tokens, stats.n_target_docs, stats.alpha, stats.tau, stats.seed, stats.budget_mode)
         store.write(weights_frame(scored, stats, c), "weights")
         store.write(spark.createDataFrame([dataclasses.astuple(stats)], stats_schema()), "mix_run")
         n_files = output_file_count(stats.expected_rows(), stats.expected_tokens(), mixing.output_file_mb)
-        store.write(build_output(store.read("weights"), store.read("documents"), mixing, n_files), "output")
+        store.write(build_output(store.read("weights"), inputs.read("documents"), mixing, n_files), "output")
         n_output = store.read("output").count()
         if mixing.export_format:
             export_output(store.read("output"), mixing, n_files)

@@ -1,4 +1,4 @@
-"""``quality.method: heuristic``: a 0-10 quality score from text statistics.
+r"""``quality.method: heuristic``: a 0-10 quality score from text statistics.
 
 Native Spark expressions only (no Python UDF), so it runs at engine speed and
 gives the same score on every engine. Each rule awards points; the score is
@@ -17,13 +17,26 @@ their sum. The rules follow well-known web-text filters (Gopher, C4):
 
 Natural prose scores 8-10; navigation menus, keyword lists, spam and markup
 dumps lose points on several rules at once.
+
+Everything is a native Spark expression except the letter and symbol counts.
+Whether a character is a letter depends on the Unicode version of the engine's
+regex library (``\p{L}`` on Java 17 does not know letters added in Unicode 14,
+the embedded engine's does), so those two counts come from a small pandas UDF
+that classifies each distinct character of a text once with Python's
+``unicodedata``: the same interpreter, hence the same answer, on every engine.
+Whitespace is the explicit Unicode White_Space class below, not ``\s`` (ASCII
+only on the JVM).
 """
 
 from __future__ import annotations
 
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -62,23 +75,63 @@ RULES = (
 )
 
 
+# Unicode White_Space, spelled out so that every regex engine reads the same class.
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_WS = f"[{WHITESPACE}]"
+_WHITESPACE_CHARS = frozenset("\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
+                              + "".join(chr(c) for c in range(0x2000, 0x200B)))
+_ALLOWED_PUNCTUATION = frozenset(".,;:!?'\"()-")
+
+
+@lru_cache(maxsize=65536)
+def _char_class(ch: str) -> int:
+    """1 for a letter, 2 for a symbol (not a letter, number, space or common punctuation), else 0."""
+    category = unicodedata.category(ch)
+    if category[0] == "L":
+        return 1
+    if category[0] == "N" or ch in _WHITESPACE_CHARS or ch in _ALLOWED_PUNCTUATION:
+        return 0
+    return 2
+
+
+def letter_and_symbol_counts(text: Optional[str]) -> tuple[int, int]:
+    """(letters, symbols) of a text: each distinct character is classified once."""
+    letters = symbols = 0
+    for ch, n in Counter(text or "").items():
+        kind = _char_class(ch)
+        letters += n if kind == 1 else 0
+        symbols += n if kind == 2 else 0
+    return letters, symbols
+
+
+def _letters_and_symbols(text: Column) -> Column:
+    @F.pandas_udf("letters long, symbols long")
+    def counts(texts: pd.Series) -> pd.DataFrame:
+        return pd.DataFrame([letter_and_symbol_counts(t) for t in texts], columns=["letters", "symbols"],
+                            dtype="int64")
+
+    return counts(text)
+
+
 def _ratio(numerator: Column, denominator: Column) -> Column:
     return F.when(denominator > 0, numerator / denominator).otherwise(F.lit(0.0))
 
 
 def text_signals(text: Column) -> dict[str, Column]:
     """The named signals of the rule table, as column expressions over ``text``."""
-    words = F.filter(F.split(F.trim(text), r"\s+"), lambda w: w != "")
+    words = F.filter(F.split(text, f"{_WS}+"), lambda w: w != "")
     lines = F.filter(F.split(text, "\n"), lambda line: F.trim(line) != "")
     n_words = F.size(words)
     n_lines = F.size(lines)
-    non_space = F.length(F.regexp_replace(text, r"\s", ""))
-    letters = F.length(F.regexp_replace(text, r"[^\p{L}]", ""))
-    symbols = F.length(F.regexp_replace(text, r"[\p{L}\p{N}\s.,;:!?'\"()\-]", ""))
+    non_space = F.length(F.regexp_replace(text, _WS, ""))
+    counts = _letters_and_symbols(text)
+    letters, symbols = counts["letters"], counts["symbols"]
     urls = F.size(F.split(text, r"https?://|www\.")) - 1
     tags = F.size(F.split(text, r"</?[A-Za-z][^>]{0,200}>")) - 1
     punct_lines = F.size(F.filter(lines, lambda line: F.rtrim(line).rlike(r"[.!?\"')]$")))
-    stop_words = F.size(F.filter(words, lambda w: F.lower(F.regexp_replace(w, r"[^\p{L}]", "")).isin(*STOP_WORDS)))
+    # Stop words are ASCII: dropping a word's ASCII non-letters is enough, and reads alike everywhere.
+    stop_words = F.size(F.filter(words, lambda w: F.lower(F.regexp_replace(w, r"[\x00-@\[-`{-\x7f]", ""))
+                                 .isin(*STOP_WORDS)))
     return {
         "n_words": n_words,
         "mean_word_length": _ratio(non_space, n_words),

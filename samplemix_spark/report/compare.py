@@ -80,6 +80,24 @@ def plot(shares: pd.DataFrame, metrics: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def _proxy_evaluation(stores: list[TableStore], names: list[str], out: Path) -> None:
+    """Add the proxy evaluation of the compared runs (from any run's ``proxy_eval``), when there is one."""
+    from samplemix_spark.evaluation.evaluate import summarise, warehouse_of, write_figures
+
+    paths = {warehouse_of(store): name for store, name in zip(stores, names)}
+    for store in stores:
+        proxy_eval = store.read_if_exists("proxy_eval")
+        if proxy_eval is None:
+            continue
+        table = proxy_eval.toPandas()
+        table = table[table["warehouse"].isin(paths)].assign(run=lambda t: t["warehouse"].map(paths))
+        if table["run"].nunique() == len(stores):
+            write_figures(table, out)
+            summarise(table).to_csv(out / "proxy_eval.csv")
+            log.info("compare: proxy evaluation of the runs in %s", out / "proxy_eval.csv")
+            return
+
+
 def compare_runs(spark: SparkSession, runs: list[str], table_format: str, out: Path,
                  names: list[str] | None = None) -> pd.DataFrame:
     """Compare the mix runs stored under each warehouse in ``runs``; write the table and the plot."""
@@ -97,5 +115,6 @@ def compare_runs(spark: SparkSession, runs: list[str], table_format: str, out: P
     shares.to_csv(out / "domain_shares.csv")
     overlap.to_csv(out / "overlap.csv")
     plot(shares, metrics, out / "compare.png")
+    _proxy_evaluation(stores, names, out)
     log.info("compare: wrote %s\n%s\n%s\n%s", out, metrics.to_string(), shares.to_string(), overlap.to_string())
     return metrics

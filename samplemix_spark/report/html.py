@@ -23,7 +23,7 @@ from samplemix_spark.tables import TableStore
 SAMPLE_ROWS = 200_000
 
 
-def _figure(path: Path, draw) -> str:
+def save_figure(path: Path, draw) -> str:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,6 +72,21 @@ def _clusters(sizes: pd.DataFrame):
     return draw
 
 
+def _proxy_evaluation(store: TableStore, path: Path) -> str:
+    """The proxy evaluation section, when ``samplemix evaluate`` has written ``proxy_eval``."""
+    proxy_eval = store.read_if_exists("proxy_eval")
+    if proxy_eval is None:
+        return ""
+    from samplemix_spark.evaluation.evaluate import summarise, write_figures
+
+    table = proxy_eval.toPandas()
+    figures = write_figures(table, path.parent)
+    summary = summarise(table).to_html(float_format=lambda v: f"{v:.4f}")
+    return (f"<h2>Proxy evaluation</h2><p>Held-out bits per byte of byte-level proxies trained on each run's "
+            f"output (preset {html.escape(str(table['preset'].iat[0]))}, seeds "
+            f"{', '.join(map(str, sorted(table['seed'].unique())))}).</p>{summary}{''.join(figures)}")
+
+
 def write_html(spark: SparkSession, store: TableStore, path: Path) -> Path:
     """Write the report page and its PNGs; returns the page's path."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,13 +96,14 @@ def write_html(spark: SparkSession, store: TableStore, path: Path) -> Path:
     sample = weights.select("domain", "q", "d").limit(SAMPLE_ROWS).toPandas()
     per_count = (weights.groupBy(F.least(F.col("count"), F.lit(6)).alias("count"))
                  .agg(F.count(F.lit(1)).alias("docs"), F.avg("p").alias("mean_p")).toPandas().sort_values("count"))
-    figures = [_figure(path.with_name("quality_by_domain.png"), _scores_by_domain(sample, "q")),
-               _figure(path.with_name("diversity_by_domain.png"), _scores_by_domain(sample, "d")),
-               _figure(path.with_name("token_shares.png"), _shares(domains)),
-               _figure(path.with_name("counts.png"), _counts(per_count))]
+    figures = [save_figure(path.with_name("quality_by_domain.png"), _scores_by_domain(sample, "q")),
+               save_figure(path.with_name("diversity_by_domain.png"), _scores_by_domain(sample, "d")),
+               save_figure(path.with_name("token_shares.png"), _shares(domains)),
+               save_figure(path.with_name("counts.png"), _counts(per_count))]
     cluster_stats = store.read_if_exists("cluster_stats")
     if cluster_stats is not None:
-        figures.append(_figure(path.with_name("cluster_sizes.png"), _clusters(cluster_stats.toPandas())))
+        figures.append(save_figure(path.with_name("cluster_sizes.png"), _clusters(cluster_stats.toPandas())))
+    evaluation = _proxy_evaluation(store, path)
     stage_runs = store.read_if_exists("stage_runs")
     stages = stage_runs.toPandas() if stage_runs is not None else pd.DataFrame()
     timing = "".join(f"<li>{html.escape(r.stage)}: {r.seconds:.1f} s</li>" for r in stages.itertuples()
@@ -104,6 +120,7 @@ zero-count share {summary.zero_count_share:.2%}</p>
 <h2>Time per stage</h2><ul>{timing or "<li>not recorded</li>"}</ul>
 <h2>Per domain</h2>{domains.to_html(index=False, float_format=lambda v: f"{v:.4f}")}
 <h2>Figures</h2>{"".join(figures)}
+{evaluation}
 </body></html>"""
     path.write_text(page)
     return path

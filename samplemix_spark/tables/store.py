@@ -41,6 +41,7 @@ FAULT_ENV = "SAMPLEMIX_FAULT_KILL_DURING_WRITE"
 TABLES: dict[str, str] = {
     "documents": "ingest",
     "rejects": "ingest",
+    "holdout": "ingest",
     "increment": "run --incremental",
     "annotations": "annotate",
     "annotation_rejects": "annotate",
@@ -57,6 +58,7 @@ TABLES: dict[str, str] = {
     "report_summary": "report",
     "stage_runs": "run",
     "sweep": "sweep",
+    "proxy_eval": "evaluate",
 }
 
 

@@ -1,0 +1,219 @@
+"""The proxy model: a small decoder-only transformer over raw UTF-8 bytes, trained from scratch.
+
+Runs wherever a proxy job runs: on the driver (one proxy after another) or in a
+Spark task (one proxy per task). Bytes make the vocabulary 256 and the loss bits
+per byte, which no tokenizer choice can move.
+
+Deterministic on CPU: the seed fixes the initialisation and the data order, and
+the thread count is pinned for the run (``torch.set_num_threads``), so the same
+stream and seed give the same losses. On CUDA the forward pass runs in bf16
+autocast and AdamW uses its fused kernel; the trainer reports bytes/s and the
+model FLOPs utilisation against the device's peak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LN2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Model size, context, batch and the training budget in bytes."""
+
+    name: str
+    d_model: int
+    n_layer: int
+    n_head: int
+    context: int
+    batch_size: int
+    budget_bytes: int
+    learning_rate: float
+    evaluations: int = 8  # held-out evaluations over the run, the last at the final step
+    eval_bytes: int = 32768  # held-out bytes per domain
+
+
+PRESETS = {
+    # Seconds on one CPU core: for the test suite and CI.
+    "test": Preset("test", d_model=32, n_layer=1, n_head=2, context=32, batch_size=8, budget_bytes=131072,
+                   learning_rate=1e-2, evaluations=4, eval_bytes=8192),
+    # About a minute on 2 CPU cores (RegMix's proxies are ~1M parameters; this one is 0.2M).
+    "cpu": Preset("cpu", d_model=96, n_layer=2, n_head=4, context=128, batch_size=16, budget_bytes=1 << 20,
+                  learning_rate=2e-3),
+    # Tens of millions of parameters for a GPU (Olmix's swarm uses 14M): 25M here.
+    "gpu": Preset("gpu", d_model=512, n_layer=8, n_head=8, context=512, batch_size=64, budget_bytes=256 << 20,
+                  learning_rate=6e-4, eval_bytes=262144),
+}
+
+# Dense bf16 peak FLOP/s of data-centre GPUs, for model FLOPs utilisation.
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_head: int) -> None:
+        super().__init__()
+        self.n_head = n_head
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.mlp = nn.Sequential(nn.Linear(d_model, 4 * d_model), nn.GELU(), nn.Linear(4 * d_model, d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
+        attention = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(attention.transpose(1, 2).reshape(b, t, d))
+        return x + self.mlp(self.ln2(x))
+
+
+class ByteLM(nn.Module):
+    """GPT-style byte model: learned positions, pre-norm blocks, output tied to the byte embedding."""
+
+    def __init__(self, preset: Preset) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(256, preset.d_model)
+        self.position = nn.Embedding(preset.context, preset.d_model)
+        self.blocks = nn.ModuleList(Block(preset.d_model, preset.n_head) for _ in range(preset.n_layer))
+        self.ln = nn.LayerNorm(preset.d_model)
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) + self.position(torch.arange(ids.shape[1], device=ids.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.ln(x) @ self.embed.weight.T
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def flops_per_byte(model: ByteLM, preset: Preset) -> float:
+    """Training FLOPs per predicted byte: 6 N for the weights plus the attention scores."""
+    return 6.0 * model.n_params() + 12.0 * preset.n_layer * preset.context * preset.d_model
+
+
+def windows(data: np.ndarray, context: int) -> torch.Tensor:
+    """Non-overlapping (context + 1)-byte windows of a byte array: inputs and their next bytes."""
+    n = (len(data) - 1) // context
+    if n < 1:
+        raise ValueError(f"{len(data)} bytes do not fill one window of {context + 1}")
+    index = np.arange(n)[:, None] * context + np.arange(context + 1)[None, :]
+    return torch.from_numpy(data[index].astype(np.int64))
+
+
+@torch.no_grad()
+def bits_per_byte(model: ByteLM, held_out: torch.Tensor, batch_size: int, device: torch.device) -> float:
+    """Mean next-byte cross-entropy over every window of ``held_out``, in bits."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(held_out), batch_size):
+        batch = held_out[start:start + batch_size].to(device)
+        with _autocast(device):
+            logits = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, 256), batch[:, 1:].reshape(-1), reduction="sum")
+        total += float(loss)
+        count += batch[:, 1:].numel()
+    model.train()
+    return total / count / LN2
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` intra-op threads (a fixed count keeps CPU results reproducible)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class TrainResult:
+    curve: list  # (step, bytes_seen, domain, bpb)
+    steps: int
+    seconds: float
+    bytes_per_s: float
+    mfu: Optional[float]
+    n_params: int
+
+
+def _schedule(step: int, total: int, peak: float) -> float:
+    warmup = max(1, total // 20)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+
+
+def train(stream: np.ndarray, held_out: dict[str, np.ndarray], preset: Preset, seed: int, threads: int = 2,
+          device: str = "auto", log: Optional[Callable[[str], None]] = None) -> TrainResult:
+    """Train a fresh proxy on ``stream`` (uint8, budget + 1 bytes) and evaluate it on each held-out domain."""
+    chosen = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    with pinned_threads(threads):
+        torch.manual_seed(seed)
+        model = ByteLM(preset).to(chosen)
+        generator = torch.Generator().manual_seed(seed)
+        data = windows(stream, preset.context)
+        order = torch.randperm(len(data), generator=generator)
+        steps = max(1, len(data) // preset.batch_size)
+        evals = {max(1, round(steps * (i + 1) / preset.evaluations)) for i in range(preset.evaluations)}
+        held = {domain: windows(bytes_, preset.context) for domain, bytes_ in held_out.items()}
+        optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, weight_decay=0.1,
+                                      betas=(0.9, 0.95), fused=chosen.type == "cuda")
+        curve, started = [], time.perf_counter()
+        for step in range(steps):
+            for group in optimizer.param_groups:
+                group["lr"] = _schedule(step, steps, preset.learning_rate)
+            batch = data[order[step * preset.batch_size:(step + 1) * preset.batch_size]].to(chosen)
+            with _autocast(chosen):
+                logits = model(batch[:, :-1])
+            loss = F.cross_entropy(logits.float().reshape(-1, 256), batch[:, 1:].reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            if step + 1 in evals:
+                seen = (step + 1) * preset.batch_size * preset.context
+                for domain, windows_ in sorted(held.items()):
+                    curve.append((step + 1, seen, domain, bits_per_byte(model, windows_, 64, chosen)))
+                if log:
+                    log(f"step {step + 1}/{steps}: train loss {float(loss.detach()) / LN2:.3f} bpb")
+        seconds = time.perf_counter() - started
+    rate = steps * preset.batch_size * preset.context / seconds
+    return TrainResult(curve, steps, seconds, rate, _mfu(model, preset, rate, chosen), model.n_params())
+
+
+def _mfu(model: ByteLM, preset: Preset, bytes_per_s: float, device: torch.device) -> Optional[float]:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    peak = next((flops for key, flops in PEAK_BF16.items() if key in name), None)
+    return flops_per_byte(model, preset) * bytes_per_s / peak if peak else None
+
+
+def unigram_bits_per_byte(train_bytes: np.ndarray, held_out: np.ndarray) -> float:
+    """Cross-entropy of a byte-unigram model (add-one smoothed) fitted on ``train_bytes``, in bits per byte."""
+    counts = np.bincount(train_bytes, minlength=256).astype(float) + 1.0
+    log_p = np.log2(counts / counts.sum())
+    return float(-log_p[held_out[1:]].mean())

@@ -1,0 +1,132 @@
+"""A run's training bytes for a proxy: the output table's current files, in a hashed order.
+
+Driver side: ``snapshot_files`` lists the files of the table's current version
+(a Delta folder also holds files of older versions, which must not be read).
+
+Executor side (or the driver, when proxies run there): ``training_stream``
+reads ``doc_id``, ``replica`` and ``text`` from those files with pyarrow and
+orders every copy by a hash of (seed, epoch, doc_id, replica). The order does
+not depend on how the output was laid out (``mixing.shuffle``, file count), so
+a prefix of the stream is an unbiased sample of the mixture, and two runs that
+share documents read them in the same relative order. When the budget exceeds
+the output, the stream cycles through it again in a new hashed order (a new
+epoch), and says how many epochs it took.
+
+Only the rows whose hash falls under a threshold are kept while reading, so a
+large output is never held in memory whole: the threshold starts at about twice
+the budget's share of the output bytes and doubles until the budget is covered.
+The rows under a threshold are, in hash order, exactly the first rows of the
+full order, so the threshold never changes the stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from samplemix_spark.errors import TableError
+from samplemix_spark.evaluation.holdout import SEPARATOR
+from samplemix_spark.tables import TableStore
+
+log = logging.getLogger(__name__)
+_COLUMNS = ["doc_id", "replica", "text"]
+_TWO_POW_64 = float(2**64)
+
+
+def snapshot_files(store: TableStore, table: str = "output") -> list[str]:
+    """The data files of ``table``'s current version (driver side).
+
+    JVM Spark names them (``inputFiles``); the embedded engine does not, so a
+    Delta table's log is read with the ``deltalake`` package, and a Parquet table,
+    whose overwrite swaps the whole folder, is every data file in its folder.
+    """
+    frame = store.read(table)
+    files = sorted(frame.inputFiles())
+    if files:
+        return files
+    location = store.location(table)
+    if store.cfg.format == "delta":
+        try:
+            from deltalake import DeltaTable
+        except ImportError as exc:
+            raise TableError("listing a Delta table's files on this engine needs the deltalake package "
+                             "(pip install 'samplemix-spark[local]')") from exc
+        return sorted(DeltaTable(location).file_uris())
+    root = Path(location)
+    return sorted(str(p) for p in root.rglob("*.parquet") if not any(s.startswith((".", "_")) for s in p.parts[len(root.parts):]))
+
+
+def _key(seed: int, epoch: int, doc_id: str, replica: int) -> int:
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{replica}:{doc_id}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+@dataclass
+class Stream:
+    data: np.ndarray  # uint8, budget + 1 bytes
+    epochs: float     # how many times the stream went through the output
+
+
+def _read_under(files: list[str], seed: int, epoch: int, threshold: float) -> tuple[list, int]:
+    """(key, text bytes) of the rows whose key / 2^64 < threshold, and the output's total text bytes."""
+    import pyarrow.parquet as pq
+
+    from samplemix_spark.ingest.reader import filesystem_for
+
+    kept, total = [], 0
+    for path in files:
+        filesystem, inner = filesystem_for(path)
+        table = pq.read_table(inner, columns=_COLUMNS, filesystem=filesystem)
+        for doc_id, replica, text in zip(*(table.column(c).to_pylist() for c in _COLUMNS)):
+            data = text.encode("utf-8") + SEPARATOR
+            total += len(data)
+            key = _key(seed, epoch, doc_id, replica)
+            if key < threshold * _TWO_POW_64:
+                kept.append((key, doc_id, replica, data))
+    kept.sort()
+    return kept, total
+
+
+def _estimated_bytes(files: list[str]) -> int:
+    """The text column's uncompressed size from the Parquet footers: a first guess of the output's bytes."""
+    import pyarrow.parquet as pq
+
+    from samplemix_spark.ingest.reader import filesystem_for
+
+    total = 0
+    for path in files:
+        filesystem, inner = filesystem_for(path)
+        with filesystem.open_input_file(inner) as handle:
+            meta = pq.ParquetFile(handle).metadata
+        index = meta.schema.names.index("text")
+        total += sum(meta.row_group(i).column(index).total_uncompressed_size for i in range(meta.num_row_groups))
+    return total
+
+
+def _epoch_bytes(files: list[str], seed: int, epoch: int, need: int, guess: int) -> tuple[bytes, int]:
+    """Up to ``need`` bytes of one epoch's order, and the output's total bytes."""
+    threshold = min(1.0, 2.0 * need / guess) if guess else 1.0
+    while True:
+        kept, total = _read_under(files, seed, epoch, threshold)
+        if threshold >= 1.0 or sum(len(k[3]) for k in kept) >= need:
+            return b"".join(k[3] for k in kept)[:need], total
+        threshold = min(1.0, 2.0 * threshold)
+
+
+def training_stream(files: list[str], budget_bytes: int, seed: int) -> Stream:
+    """``budget_bytes + 1`` bytes of the output's copies in the seed's hashed order (see the module doc)."""
+    if not files:
+        raise TableError("the output table has no data files: the mix selected no documents")
+    need, parts, epoch, guess = budget_bytes + 1, [], 0, _estimated_bytes(files)
+    while need > 0:
+        chunk, guess = _epoch_bytes(files, seed, epoch, need, guess)
+        if not chunk:
+            raise TableError("the output table holds no text")
+        parts.append(chunk)
+        need -= len(chunk)
+        epoch += 1
+    return Stream(np.frombuffer(b"".join(parts), dtype=np.uint8), (budget_bytes + 1) / guess)

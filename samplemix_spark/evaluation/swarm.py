@@ -1,0 +1,97 @@
+"""Many proxies, one per (run, seed): on the driver one after another, or one per Spark task.
+
+Driver side: ``ProxyJob`` describes a proxy (which output files, seed, preset,
+budget) and is plain data, so it travels to an executor as JSON. ``run_local``
+trains the jobs in this process; ``run_on_spark`` builds a one-row-per-job
+DataFrame, range-partitions it so that each job gets its own task, and maps it
+through a pandas function whose closure carries the held-out bytes.
+
+Executor side: ``run_job`` reads the job's training bytes from the output
+table's files (``stream.training_stream``), trains the proxy
+(``proxy.train``) and returns only its loss curve and speed, a few rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+CURVE_SCHEMA = ("job long, step long, tokens_seen long, domain string, bpb double, seconds double, "
+                "bytes_per_s double, mfu double, n_params long, epochs double")
+
+CURVE_COLUMNS = [part.split()[0] for part in CURVE_SCHEMA.split(", ")]
+
+
+@dataclass(frozen=True)
+class ProxyJob:
+    job: int
+    run: str
+    files: tuple
+    seed: int
+    preset: str
+    budget_bytes: int
+    threads: int
+    device: str
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ProxyJob":
+        data = json.loads(text)
+        return cls(**{**data, "files": tuple(data["files"])})
+
+
+def run_job(job: ProxyJob, held_out: dict[str, bytes], say: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
+    """Train one proxy and return its curve: one row per evaluation step and held-out domain."""
+    import numpy as np
+
+    from samplemix_spark.evaluation.proxy import PRESETS, train
+    from samplemix_spark.evaluation.stream import training_stream
+
+    preset = dataclasses.replace(PRESETS[job.preset], budget_bytes=job.budget_bytes)
+    stream = training_stream(list(job.files), preset.budget_bytes, job.seed)
+    held = {domain: np.frombuffer(data, dtype=np.uint8) for domain, data in held_out.items()}
+    result = train(stream.data, held, preset, job.seed, threads=job.threads, device=job.device, log=say)
+    curve = pd.DataFrame(result.curve, columns=["step", "tokens_seen", "domain", "bpb"])
+    return curve.assign(job=job.job, seconds=result.seconds, bytes_per_s=result.bytes_per_s,
+                        mfu=result.mfu if result.mfu is not None else float("nan"), n_params=result.n_params,
+                        epochs=stream.epochs)[CURVE_COLUMNS]
+
+
+def run_local(jobs: list[ProxyJob], held_out: dict[str, bytes]) -> pd.DataFrame:
+    """Train the proxies in this process, one after another, logging progress."""
+    curves = []
+    for i, job in enumerate(jobs, 1):
+        log.info("evaluate: proxy %d/%d (run %s, seed %d)", i, len(jobs), job.run, job.seed)
+        curve = run_job(job, held_out, say=lambda line: log.info("evaluate:   %s", line))
+        log.info("evaluate:   %.0f s, %.0f bytes/s", curve["seconds"].iat[0], curve["bytes_per_s"].iat[0])
+        curves.append(curve)
+    return pd.concat(curves, ignore_index=True)
+
+
+def _train_partition(held_out: dict[str, bytes]):
+    """The executor function: train every job of the partition (normally one)."""
+
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for frame in frames:
+            for spec in frame["spec"]:
+                yield run_job(ProxyJob.from_json(spec), held_out)
+
+    return run
+
+
+def run_on_spark(spark: SparkSession, jobs: list[ProxyJob], held_out: dict[str, bytes]) -> pd.DataFrame:
+    """Train the proxies as Spark tasks, one job per task; only the curves come back."""
+    specs = spark.createDataFrame(pd.DataFrame({"job": [j.job for j in jobs], "spec": [j.to_json() for j in jobs]}))
+    spread: DataFrame = specs.repartitionByRange(len(jobs), "job")
+    log.info("evaluate: %d proxies as Spark tasks", len(jobs))
+    return spread.mapInPandas(_train_partition(held_out), CURVE_SCHEMA).toPandas()

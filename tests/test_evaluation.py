@@ -1,0 +1,245 @@
+"""Proxy evaluation: the held-out split, the training stream, the proxy and ``samplemix evaluate``.
+
+Answers known in advance: a trained proxy beats a byte-unigram model on every
+held-out domain; a mixture without code models held-out code worse; the same
+seed gives the same losses; no held-out document reaches a mix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from deltalake import DeltaTable
+
+from samplemix_spark.config import build_config
+from samplemix_spark.errors import ConfigError, InputError
+from samplemix_spark.evaluation import holdout as held
+from samplemix_spark.evaluation.evaluate import evaluate, exceeds_spread, steps_to_reach
+from samplemix_spark.evaluation.proxy import PRESETS, unigram_bits_per_byte
+from samplemix_spark.evaluation.stream import snapshot_files, training_stream
+from samplemix_spark.evaluation.swarm import ProxyJob, run_job
+from samplemix_spark.pipeline import run_stage
+
+from . import evaluation_corpus
+from .conftest import make_config, store_for
+from .test_cli import samplemix
+
+HOLDOUT = {"holdout_fraction": 0.15, "holdout_seed": 7}
+
+
+def _corpus_config(root, **sections):
+    source = evaluation_corpus.write(root / "src" / "corpus.jsonl")
+    ingest = {**HOLDOUT, **sections.pop("ingest", {})}
+    return make_config(root / "wh", [source], ingest=ingest, **sections)
+
+
+def _mix(spark, cfg, warehouse, **mixing):
+    """Mix ``cfg``'s scored documents with other settings into ``warehouse``; returns its config."""
+    variant = dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, warehouse=str(warehouse)),
+                                  mixing=build_config({"mixing": mixing}).mixing)
+    from samplemix_spark.mixing import MixStep
+
+    MixStep(variant).run(spark, store_for(spark, variant), inputs=store_for(spark, cfg))
+    return variant
+
+
+@pytest.fixture(scope="module")
+def corpus(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluation")
+    cfg = _corpus_config(root)
+    for stage in ("ingest", "quality", "diversity", "mix", "report"):
+        run_stage(spark, cfg, stage)
+    return root, cfg
+
+
+def _doc_ids(store, table: str) -> set:
+    return set(store.read(table).select("doc_id").toPandas()["doc_id"])
+
+
+def test_holdout_is_a_hashed_share_of_every_domain_and_rows_are_conserved(spark, corpus):
+    _, cfg = corpus
+    store = store_for(spark, cfg)
+    holdout = store.read("holdout").toPandas()
+    documents = store.read("documents").toPandas()
+    n_input = len(evaluation_corpus.records())
+    assert len(documents) + store.read("rejects").count() + len(holdout) == n_input
+    assert set(holdout["domain"]) == {"business", "sports", "tech", "code"}
+    assert 0.08 < len(holdout) / n_input < 0.22
+    assert not set(holdout["doc_id"]) & set(documents["doc_id"])
+    # The split is a function of doc_id and holdout_seed alone: xxhash64(doc_id, seed) -> [0, 1) < fraction.
+    from .oracle import spark_xxhash64_uniform
+
+    chosen = {d for d in set(holdout["doc_id"]) | set(documents["doc_id"])
+              if spark_xxhash64_uniform(d, HOLDOUT["holdout_seed"]) < HOLDOUT["holdout_fraction"]}
+    assert chosen == set(holdout["doc_id"])
+
+
+def test_no_held_out_document_reaches_any_mix(spark, corpus, tmp_path):
+    root, cfg = corpus
+    held_ids = _doc_ids(store_for(spark, cfg), "holdout")
+    variants = [dict(budget_mode="documents"), dict(budget_mode="tokens", target_fraction=2.0),
+                dict(method="domain"), dict(method="domain", domain_weights={"source": "entropy"}),
+                dict(method="domain", domain_weights={"source": "quality_threshold", "quality_cut": 3})]
+    for i, mixing in enumerate(variants):
+        store = store_for(spark, _mix(spark, cfg, tmp_path / f"v{i}", **mixing))
+        assert not held_ids & (_doc_ids(store, "weights") | _doc_ids(store, "output")), mixing
+
+
+def test_an_incremental_refresh_keeps_new_held_out_documents_out_of_the_mix(spark, tmp_path):
+    from samplemix_spark.refresh import run_incremental
+
+    cfg = _corpus_config(tmp_path)
+    for stage in ("ingest", "quality", "diversity", "mix"):
+        run_stage(spark, cfg, stage)
+    extra = evaluation_corpus.records(120)
+    landed = [r for r in extra if r not in evaluation_corpus.records()]
+    (tmp_path / "src" / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in landed))
+    run_incremental(spark, cfg)
+    store = store_for(spark, cfg)
+    held_ids = _doc_ids(store, "holdout")
+    assert len(held_ids) > len(evaluation_corpus.records()) * 0.08
+    assert not held_ids & (_doc_ids(store, "documents") | _doc_ids(store, "weights") | _doc_ids(store, "output"))
+
+
+def test_a_held_out_text_that_is_also_a_training_text_is_rejected(spark, tmp_path):
+    records = evaluation_corpus.records(20)
+    train = evaluation_corpus.write(tmp_path / "src" / "train.jsonl", 20)
+    given = tmp_path / "eval" / "eval.jsonl"
+    given.parent.mkdir()
+    copied = records[3]
+    fresh = {**copied, "text": copied["text"] + " Held-out edition."}
+    given.write_text("".join(json.dumps(r) + "\n" for r in (copied, fresh)))
+    cfg = make_config(tmp_path / "wh", [train], ingest={"holdout_sources": [str(given)]})
+    rows = run_stage(spark, cfg, "ingest").rows
+    store = store_for(spark, cfg)
+    reasons = store.read("rejects").toPandas()["reason"].tolist()
+    assert rows["holdout"] == 1 and rows["documents"] + len(reasons) + 1 == len(records) + 2
+    assert store.read("holdout").toPandas()["text"].tolist() == [fresh["text"]]
+    assert reasons.count("holdout_duplicate") == 1
+
+
+def test_holdout_settings_are_validated():
+    with pytest.raises(ConfigError, match="ingest.holdout_fraction"):
+        build_config({"ingest": {"holdout_fraction": 1.0}})
+    with pytest.raises(ConfigError, match="not both"):
+        build_config({"ingest": {"holdout_fraction": 0.1, "holdout_sources": ["x.jsonl"]}})
+    with pytest.raises(ConfigError, match="evaluate.preset"):
+        build_config({"evaluate": {"preset": "huge"}})
+    with pytest.raises(ConfigError, match="evaluate.seeds"):
+        build_config({"evaluate": {"seeds": [1, 1]}})
+
+
+def test_the_stream_reads_the_current_snapshot_in_an_order_the_layout_cannot_change(spark, corpus, tmp_path):
+    _, cfg = corpus
+    shuffled = store_for(spark, _mix(spark, cfg, tmp_path / "a", shuffle=True, output_file_mb=0.05))
+    plain = store_for(spark, _mix(spark, cfg, tmp_path / "b", shuffle=False))
+    files_a, files_b = snapshot_files(shuffled), snapshot_files(plain)
+    assert len(files_a) > 1 == len(files_b)
+    a, b = training_stream(files_a, 50_000, seed=3), training_stream(files_b, 50_000, seed=3)
+    assert len(a.data) == 50_001 and np.array_equal(a.data, b.data)
+    assert not np.array_equal(a.data, training_stream(files_a, 50_000, seed=4).data)
+    # A rewrite leaves the old version's files in the Delta folder; the stream must not read them.
+    _mix(spark, cfg, tmp_path / "a", shuffle=True, output_file_mb=0.05, seed=99)
+    current = snapshot_files(shuffled)
+    on_disk = list((tmp_path / "a" / "output").glob("*.parquet"))
+    assert set(current) == set(DeltaTable(str(tmp_path / "a" / "output")).file_uris()) and len(on_disk) > len(current)
+
+
+def test_the_stream_cycles_through_a_small_output_and_counts_epochs(spark, corpus):
+    _, cfg = corpus
+    files = snapshot_files(store_for(spark, cfg))
+    total = sum(len(t.encode()) + len(held.SEPARATOR)
+                for t in store_for(spark, cfg).read("output").toPandas()["text"])
+    stream = training_stream(files, int(total * 2.5), seed=0)
+    assert stream.epochs == pytest.approx(2.5, rel=1e-6)
+    first = training_stream(files, total - 1, seed=0).data
+    assert np.array_equal(stream.data[:total], first)
+    assert not np.array_equal(stream.data[total:2 * total], first)  # the next epoch has its own order
+
+
+def _job(cfg, spark, seed: int, store=None) -> ProxyJob:
+    files = tuple(snapshot_files(store or store_for(spark, cfg)))
+    return ProxyJob(0, "run", files, seed, "test", PRESETS["test"].budget_bytes, threads=2, device="cpu")
+
+
+def test_a_trained_proxy_beats_a_byte_unigram_model_on_every_held_out_domain(spark, corpus):
+    _, cfg = corpus
+    store = store_for(spark, cfg)
+    held_out = held.held_out_bytes(store, PRESETS["test"].eval_bytes)
+    job = _job(cfg, spark, seed=0)
+    curve = run_job(job, held_out)
+    final = curve[curve["step"] == curve["step"].max()].set_index("domain")["bpb"]
+    train = training_stream(list(job.files), job.budget_bytes, job.seed).data
+    for domain, data in held_out.items():
+        unigram = unigram_bits_per_byte(train, np.frombuffer(data, dtype=np.uint8))
+        assert final[domain] < unigram - 0.3, (domain, final[domain], unigram)
+
+
+def test_the_same_seed_gives_the_same_losses_on_cpu(spark, corpus):
+    _, cfg = corpus
+    held_out = held.held_out_bytes(store_for(spark, cfg), PRESETS["test"].eval_bytes)
+    first, again = run_job(_job(cfg, spark, 5), held_out), run_job(_job(cfg, spark, 5), held_out)
+    other = run_job(_job(cfg, spark, 6), held_out)
+    assert first["bpb"].tolist() == again["bpb"].tolist()
+    assert first["bpb"].tolist() != other["bpb"].tolist()
+
+
+def test_a_mixture_without_code_models_held_out_code_worse(spark, corpus, tmp_path):
+    _, cfg = corpus
+    natural = _mix(spark, cfg, tmp_path / "natural", method="domain")
+    no_code = _mix(spark, cfg, tmp_path / "no_code", method="domain", domain_weights={
+        "source": "manual", "manual": {"business": 1, "sports": 1, "tech": 1, "code": 0}})
+    ev = dataclasses.replace(cfg, evaluate=build_config({"evaluate": {
+        "preset": "test", "seeds": [0, 1], "out": str(tmp_path / "out"), "domains": ["business", "tech"]}}).evaluate)
+    summary = evaluate(spark, ev, [natural.tables.warehouse, no_code.tables.warehouse], ["natural", "no_code"])
+    table = store_for(spark, cfg).read("proxy_eval").toPandas()
+    last = table[table["step"] == table["step"].max()]
+    code = {run: last[(last["run"] == run) & (last["domain"] == "code")]["bpb"] for run in ("natural", "no_code")}
+    assert code["no_code"].mean() > code["natural"].mean() and exceeds_spread(code["no_code"], code["natural"])
+    # The macro average covers evaluate.domains only.
+    macro = table[table["domain"] == "_all"].set_index(["run", "seed", "step"])["bpb"]
+    chosen = table[table["domain"].isin(["business", "tech"])].groupby(["run", "seed", "step"])["bpb"].mean()
+    pd.testing.assert_series_equal(macro.sort_index(), chosen.sort_index(), check_names=False)
+    assert set(table["method"]) == {"domain:natural", "domain:manual"} and set(table["seed"]) == {0, 1}
+    assert summary.loc["natural", "steps_to_natural"] == steps_to_reach(table, "natural",
+                                                                        summary.loc["natural", "macro"])
+    assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 0
+    assert (tmp_path / "out" / "domain_bpb.png").stat().st_size > 0
+
+
+def test_runs_with_different_held_out_sets_are_refused(spark, corpus, tmp_path):
+    _, cfg = corpus
+    other = _corpus_config(tmp_path, ingest={"holdout_seed": 8})
+    for stage in ("ingest", "quality", "diversity", "mix"):
+        run_stage(spark, other, stage)
+    with pytest.raises(InputError, match="different held-out sets"):
+        evaluate(spark, cfg, [cfg.tables.warehouse, other.tables.warehouse], ["a", "b"])
+    none = make_config(tmp_path / "plain", [tmp_path / "src" / "corpus.jsonl"])
+    for stage in ("ingest", "quality", "diversity", "mix"):
+        run_stage(spark, none, stage)
+    with pytest.raises(InputError, match="no held-out set"):
+        evaluate(spark, cfg, [none.tables.warehouse], reference=False)
+
+
+def test_evaluate_command_judges_one_run_against_its_natural_reference(spark, corpus, tmp_path):
+    root, cfg = corpus
+    config = tmp_path / "eval.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    out = tmp_path / "out"
+    result = samplemix("evaluate", cfg.tables.warehouse, "--config", str(config), "--preset", "test",
+                       "--seeds", "0", "1", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "steps_to_natural" in result.stderr and "natural" in result.stderr
+    table = store_for(spark, cfg).read("proxy_eval").toPandas()
+    assert set(table["run"]) == {"wh", "natural"}
+    assert list(pd.read_csv(out / "evaluate.csv")["run"]) == ["natural", "wh"]
+    page = samplemix("report", "--config", str(config), "--html", str(tmp_path / "page" / "report.html"),
+                     cwd=tmp_path)
+    assert page.returncode == 0, page.stderr[-2000:]
+    assert "Proxy evaluation" in (tmp_path / "page" / "report.html").read_text()
