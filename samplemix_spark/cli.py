@@ -4,6 +4,7 @@
     samplemix ingest|quality|diversity|mix|report --config ...
     samplemix sql "SELECT * FROM domain_mix" --config ...
     samplemix evaluate warehouse [RUN ...] --config ...  # proxies trained on each run's output
+    samplemix tune --alphas 0 0.5 0.8 1 --config ...      # alpha and tau by proxy loss
     samplemix demo-data [--max-per-domain 2500]     # real text from installed packages
     samplemix demo-data --synthetic --docs 20000    # generated text with q and d columns
 
@@ -42,13 +43,19 @@ STAGE_HELP = {
 
 
 # Commands that read finished tables instead of running a stage.
-_TOOLS = ("sql", "compare", "sweep", "evaluate")
+_TOOLS = ("sql", "compare", "sweep", "evaluate", "tune")
 
 
 def _evaluate_overrides(args: argparse.Namespace) -> list[str]:
     """``evaluate`` flags as config overrides, so they are validated like the YAML keys."""
-    flags = {"seeds": args.seeds, "preset": args.preset, "out": args.out}
+    flags = {"seeds": args.seeds, "preset": args.preset}
+    if args.command == "evaluate":
+        flags["out"] = args.out
     return [f"evaluate.{key}={value}" for key, value in flags.items() if value is not None]
+
+
+def _cap(text: str) -> Optional[float]:
+    return None if text.lower() in ("none", "null") else float(text)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
                           help="with one RUN: do not build and train the natural-proportions reference mix")
     evaluate.add_argument("--out", help="folder for figures and evaluate.csv (default: evaluate.out)")
     _add_config_args(evaluate)
+    tune = sub.add_parser("tune", help="choose alpha and tau by the held-out loss of proxies trained on each "
+                                        "setting's mix")
+    tune.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.2, 0.5, 0.8, 1.0])
+    tune.add_argument("--taus", nargs="+", type=float, default=[0.2])
+    tune.add_argument("--max-repeats", nargs="+", type=_cap, default=[None], metavar="CAP",
+                      help="repetition caps to try; 'none' for no cap (default: none)")
+    tune.add_argument("--seeds", nargs="+", type=int, help="proxy seeds (default: evaluate.seeds, 0 1)")
+    tune.add_argument("--preset", help="proxy size: test, cpu or gpu (default: evaluate.preset, cpu)")
+    tune.add_argument("--out", default="out/tune", help="folder for tune.png and tune.csv (default: out/tune)")
+    tune.add_argument("--domains", action="store_true",
+                      help="search domain proportions instead: a regression of held-out loss over a proxy swarm")
+    tune.add_argument("--mixtures", type=int, default=10,
+                      help="with --domains: random mixtures added to BiMix's design (default: 10)")
+    _add_config_args(tune)
     sweep = sub.add_parser("sweep", help="domain mix over a grid of alpha, tau and budgets, from stored scores")
     sweep.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.2, 0.5, 0.8, 1.0])
     sweep.add_argument("--taus", nargs="+", type=float, default=[0.2])
@@ -127,7 +148,7 @@ def _run(args: argparse.Namespace) -> None:
     from samplemix_spark.engine import build_session
     from samplemix_spark.pipeline import execute, plan, run_step
 
-    extra = _evaluate_overrides(args) if args.command == "evaluate" else []
+    extra = _evaluate_overrides(args) if args.command in ("evaluate", "tune") else []
     cfg = load_config(args.config, [*args.overrides, *extra])
     if args.command == "run" and args.incremental and args.force:
         raise ConfigError("--incremental and --force do not go together: --force reruns every stage in full")
@@ -160,6 +181,13 @@ def _run(args: argparse.Namespace) -> None:
         from samplemix_spark.evaluation.evaluate import evaluate
 
         evaluate(spark, cfg, args.runs, args.names, reference=not args.no_reference)
+    elif args.command == "tune":
+        from samplemix_spark.evaluation.tune import grid, tune, tune_domains
+
+        if args.domains:
+            tune_domains(spark, cfg, args.mixtures, Path(args.out))
+        else:
+            tune(spark, cfg, grid(args.alphas, args.taus, args.max_repeats), Path(args.out))
     elif args.command == "sweep":
         from samplemix_spark.report.sweep import run_sweep
         from samplemix_spark.tables import TableStore
@@ -224,11 +252,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, the traceback on request
         if debug:
             traceback.print_exc()
+        missing = _missing_engine(exc)
+        if missing:
+            print(f"samplemix: error: {missing}", file=sys.stderr)
+            return 2
         first = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else ""
         print(f"samplemix: error: {type(exc).__name__}: {first} (run with --debug or {DEBUG_ENV}=1 for the "
               "traceback)", file=sys.stderr)
         return 1
     return 0
+
+
+def _missing_engine(exc: Exception) -> Optional[str]:
+    """What to install when pyspark is absent: it is an extra, since a cluster brings its own."""
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "pyspark":
+        return ("pyspark is not installed: install samplemix-spark[local] for the embedded engine, "
+                "samplemix-spark[spark] for classic Spark, or run under spark-submit, whose Spark provides it")
+    return None
 
 
 if __name__ == "__main__":

@@ -291,7 +291,9 @@ class DomainWeightsConfig:
 
     ``source``: ``natural`` (source token shares), ``manual`` (``manual``: domain -> weight),
     ``entropy`` (``entropy_kind`` of each domain's tokens, normalised), ``bimix`` (fit the
-    BiMix law to ``bimix_observations`` and optimise at ``bimix_target_steps``), or
+    BiMix law to ``bimix_observations`` and optimise at ``bimix_target_steps``; with no
+    observations file, a proxy swarm of ``evaluation.bimix_swarm`` observes the held-out
+    losses, no proportion below ``bimix_min_proportion``), or
     ``quality_threshold`` (natural shares over documents with quality >= ``quality_cut``).
     """
 
@@ -301,6 +303,7 @@ class DomainWeightsConfig:
     bimix_observations: list = field(default_factory=list)
     bimix_format: str = "json"
     bimix_target_steps: Optional[float] = None
+    bimix_min_proportion: float = 0.05
     quality_cut: Optional[float] = None
 
     def __post_init__(self) -> None:
@@ -315,11 +318,13 @@ class DomainWeightsConfig:
         if self.source == "manual":
             _require(bool(self.manual) and sum(self.manual.values()) > 0, "mixing.domain_weights.manual",
                      "source 'manual' needs domain weights with a positive sum")
-        if self.source == "bimix":
-            _require(bool(self.bimix_observations), "mixing.domain_weights.bimix_observations",
-                     "source 'bimix' needs the proxy-run observations")
+        _require(_is_number(self.bimix_min_proportion) and 0 < self.bimix_min_proportion < 0.5,
+                 "mixing.domain_weights.bimix_min_proportion",
+                 f"got {self.bimix_min_proportion!r}, expected a number in (0, 0.5)")
+        if self.source == "bimix" and (self.bimix_observations or self.bimix_target_steps is not None):
             _require(_is_number(self.bimix_target_steps) and self.bimix_target_steps > 0,
-                     "mixing.domain_weights.bimix_target_steps", "source 'bimix' needs a step count > 0")
+                     "mixing.domain_weights.bimix_target_steps",
+                     "source 'bimix' with an observations file needs a step count > 0")
         if self.source == "quality_threshold":
             _require(_is_number(self.quality_cut), "mixing.domain_weights.quality_cut",
                      "source 'quality_threshold' needs a quality cut")

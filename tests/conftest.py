@@ -17,6 +17,20 @@ from samplemix_spark.tables import TableStore  # noqa: E402
 from .realtext import quality_labels  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# pyspark 3.5 (the Spark of EMR 7 and of Databricks LTS before 17), installed beside the
+# main environment by the README's test command: `pip install --target` it, then put it
+# first on PYTHONPATH so a subprocess's classic JVM Spark is 3.5 while the test itself
+# keeps pyspark 4.
+PYSPARK35 = Path(os.environ.get("SAMPLEMIX_PYSPARK35", REPO / ".venv" / "spark35"))
+
+
+def pyspark35_env() -> dict[str, str]:
+    """The environment of a subprocess that runs classic Spark 3.5."""
+    if not (PYSPARK35 / "pyspark").is_dir():
+        pytest.fail(f"pyspark 3.5 is not installed at {PYSPARK35}: run the README's test command, or point "
+                    "SAMPLEMIX_PYSPARK35 at a `pip install --target` folder holding pyspark 3.5 and py4j")
+    path = [str(PYSPARK35), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from deltalake import DeltaTable
@@ -14,8 +15,8 @@ from .conftest import REPO
 SAMPLEMIX = [sys.executable, "-m", "samplemix_spark.cli"]
 
 
-def samplemix(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*SAMPLEMIX, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+def samplemix(*args: str, cwd: Path, env: Optional[dict] = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*SAMPLEMIX, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def run_pipeline_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -94,3 +95,13 @@ def test_failures_are_one_line_and_debug_shows_the_traceback(tmp_path):
     bad_key = samplemix("mix", "--config", str(REPO / "conf" / "local.yaml"), "--set=mixing.tau=-1", cwd=tmp_path)
     assert bad_key.returncode == 2 and bad_key.stderr.strip().splitlines() == [
         "samplemix: error: config key 'mixing.tau': got -1.0, expected a number > 0"]
+
+
+def test_without_pyspark_the_error_says_what_to_install(tmp_path):
+    # A plain `pip install samplemix-spark` has no pyspark: a cluster's Spark brings its own.
+    hide = ("import sys; sys.modules['pyspark'] = None; from samplemix_spark.cli import main; "
+            f"sys.exit(main(['run', '--config', {str(REPO / 'conf' / 'local.yaml')!r}]))")
+    done = subprocess.run([sys.executable, "-c", hide], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "samplemix: error: pyspark is not installed: install samplemix-spark[local]")

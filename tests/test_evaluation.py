@@ -210,6 +210,19 @@ def test_a_mixture_without_code_models_held_out_code_worse(spark, corpus, tmp_pa
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 0
     assert (tmp_path / "out" / "domain_bpb.png").stat().st_size > 0
 
+    # One comparison page: training-data domain shares, then the proxy evaluation of both runs.
+    from samplemix_spark.report.compare import compare_runs
+
+    compare_runs(spark, [natural.tables.warehouse, no_code.tables.warehouse], "delta", tmp_path / "cmp",
+                 ["natural", "no_code"])
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    shares = pd.read_csv(tmp_path / "cmp" / "domain_shares.csv", index_col=0)
+    assert shares.loc["code", "no_code"] == 0 and shares.loc["code", "natural"] > 0
+    for text in ("Domain token shares", "steps_to_natural", "vs_natural", f"{summary.loc['no_code', 'macro']:.4f}",
+                 'alt="learning_curves"', 'alt="domain_bpb"', 'alt="compare"'):
+        assert text in page, text
+    assert 'src="data:image/png;base64,' in page and 'src="compare.png"' not in page
+
 
 def test_runs_with_different_held_out_sets_are_refused(spark, corpus, tmp_path):
     _, cfg = corpus

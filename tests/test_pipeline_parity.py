@@ -1,4 +1,4 @@
-"""The whole quick-start pipeline gives identical tables on the embedded engine and JVM Spark.
+"""The whole quick-start pipeline gives identical tables on the embedded engine and JVM Spark 4 and 3.5.
 
 Real demo text (whose spam carries escaped astral-plane characters) plus planted
 files of the kinds real data lakes hold (a byte-order mark, CRLF, a malformed
@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from .conftest import REPO
+from .conftest import REPO, pyspark35_env
 from .ingest_cases import ASTRAL
 from .test_cli import samplemix
 from .test_quickstart import NPM_DIR
@@ -52,8 +52,13 @@ def _planted(folder: Path, texts: list[str]) -> None:
         json.dumps({"text": f"{t} \U0001f600", "domain": "planted"}) + "\n" for t in texts[4:9]).encode()))
 
 
+# Classic Spark 4 (this environment's pyspark) and Spark 3.5 (EMR 7, Databricks LTS before 17).
+RUNTIMES = ["jvm", "jvm35"]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def root(tmp_path_factory):
+    """The corpus, and the embedded engine's tables that every JVM run is compared with."""
     if not (NPM_DIR / "node_modules" / "@stdlib").is_dir():
         pytest.fail(f"the npm demo sources are not installed under {NPM_DIR}: run the README's test command")
     root = tmp_path_factory.mktemp("parity")
@@ -61,19 +66,31 @@ def runs(tmp_path_factory):
     assert made.returncode == 0, made.stderr
     news = [json.loads(line)["text"] for line in (root / "data" / "demo" / "news.jsonl").read_text().splitlines()]
     _planted(root / "data" / "planted", news[:9])
-    sources = f"--set=ingest.sources=[{root}/data/demo/*.jsonl, {root}/data/planted]"
-    common = ("run", "--config", str(REPO / "conf" / "local.yaml"), sources)
-    embedded = samplemix(*common, f"--set=tables.warehouse={root}/embedded", cwd=root)
+    embedded = samplemix(*_run(root), f"--set=tables.warehouse={root}/embedded", cwd=root)
     assert embedded.returncode == 0, embedded.stderr[-3000:]
-    jvm = samplemix(*common, f"--set=tables.warehouse={root}/jvm", *[f"--set={o}" for o in JVM], cwd=root)
-    assert jvm.returncode == 0, jvm.stderr[-3000:]
-    assert "engine: jvm-local" in jvm.stderr
     return root
 
 
-def _tables(root: Path, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _run(root: Path) -> tuple[str, ...]:
+    sources = f"--set=ingest.sources=[{root}/data/demo/*.jsonl, {root}/data/planted]"
+    return "run", "--config", str(REPO / "conf" / "local.yaml"), sources
+
+
+@pytest.fixture(scope="module", params=RUNTIMES)
+def runs(root, request):
+    runtime = request.param
+    env, version = (pyspark35_env(), "3.5.") if runtime == "jvm35" else (None, "4.")
+    jvm = samplemix(*_run(root), f"--set=tables.warehouse={root}/{runtime}", *[f"--set={o}" for o in JVM],
+                    cwd=root, env=env)
+    assert jvm.returncode == 0, jvm.stderr[-3000:]
+    assert f"engine: jvm-local (pyspark {version}" in jvm.stderr
+    return root, runtime
+
+
+def _tables(runs: tuple[Path, str], name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    root, runtime = runs
     embedded = DeltaTable(str(root / "embedded" / name)).to_pandas()
-    jvm = pd.read_parquet(root / "jvm" / name)[embedded.columns]
+    jvm = pd.read_parquet(root / runtime / name)[embedded.columns]
     key = [c for c in ("doc_id", "cluster_id", "reason", "source_file", "source_line") if c in embedded.columns]
     return tuple(frame.sort_values(key).reset_index(drop=True) for frame in (embedded, jvm))
 

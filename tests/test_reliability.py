@@ -164,3 +164,33 @@ def test_data_domain_missing_from_manual_weights_gets_none(spark, tmp_path):
     run_pipeline(spark, cfg, ("ingest", "quality", "diversity", "mix"))
     weights = store_for(spark, cfg).read("weights").toPandas()
     assert (weights.loc[weights["domain"] == "second", "count"] == 0).all()
+
+
+_IDLE_SESSION = """
+import sys, time
+from samplemix_spark.config import EngineConfig
+from samplemix_spark.engine import session
+session.SAIL_SESSION_TIMEOUT_S = int(sys.argv[1])
+spark = session.build_session(EngineConfig(kind="embedded"))
+spark.range(3).count()
+time.sleep(4)
+try:
+    spark.range(3).count()
+    print("alive")
+except Exception as exc:
+    print("ended")
+"""
+
+
+@pytest.mark.parametrize("timeout_s,expected", [(2, "ended"), (60, "alive")])
+def test_embedded_session_lives_as_long_as_its_timeout_says(timeout_s, expected):
+    env = {k: v for k, v in os.environ.items() if k != "SAIL_SPARK__SESSION_TIMEOUT_SECS"}
+    done = subprocess.run([sys.executable, "-c", _IDLE_SESSION, str(timeout_s)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == expected, done.stderr[-2000:]
+
+
+def test_embedded_session_outlives_the_longest_driver_side_stage():
+    from samplemix_spark.engine import session
+    # A proxy sweep trains on the driver for hours between Spark calls.
+    assert session.SAIL_SESSION_TIMEOUT_S >= 7 * 24 * 3600

@@ -74,7 +74,10 @@ def centroids_frame(spark: SparkSession, centroids: np.ndarray) -> DataFrame:
     frames = []
     for start in range(0, len(centroids), rows_per_chunk):
         ids = np.arange(start, min(start + rows_per_chunk, len(centroids)), dtype=np.int32)
-        chunk = pd.DataFrame({"cluster_id": ids, "centroid": list(centroids[start:start + rows_per_chunk])})
+        # Python floats, not float32 arrays: Spark 3.5's row converter refuses numpy scalars
+        # for FloatType; the values are float32 already, so the round trip is exact.
+        chunk = pd.DataFrame({"cluster_id": ids.tolist(),
+                              "centroid": centroids[start:start + rows_per_chunk].tolist()})
         frames.append(spark.createDataFrame(chunk, "cluster_id int, centroid array<float>"))
     result = frames[0]
     for frame in frames[1:]:

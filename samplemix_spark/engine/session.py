@@ -44,10 +44,16 @@ def resolve_engine_kind(kind: str) -> str:
     return "embedded"
 
 
+def pyspark_version() -> str:
+    import pyspark
+
+    return pyspark.__version__
+
+
 def build_session(cfg: EngineConfig) -> SparkSession:
     """Return a SparkSession for ``cfg``; runs on the driver."""
     kind = resolve_engine_kind(cfg.kind)
-    log.info("engine: %s", kind)
+    log.info("engine: %s (pyspark %s)", kind, pyspark_version())
     if kind == "embedded":
         builder = SparkSession.builder.remote(_embedded_url())
     elif kind == "remote":
@@ -77,6 +83,10 @@ def _use_driver_python_for_workers() -> None:
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+SAIL_SESSION_TIMEOUT_ENV = "SAIL_SPARK__SESSION_TIMEOUT_SECS"
+SAIL_SESSION_TIMEOUT_S = 30 * 24 * 3600
+
+
 def _embedded_url() -> str:
     """Start (once per process) a Sail server on loopback and return its sc:// URL."""
     global _embedded_server
@@ -87,6 +97,10 @@ def _embedded_url() -> str:
             except ImportError as exc:  # pragma: no cover - depends on the install
                 raise ConfigError("config key 'engine.kind': the embedded engine needs pysail; "
                                   "install samplemix-spark[local]") from exc
+            # Sail ends a session after 30 idle minutes by default. Proxy training and
+            # k-means run on the driver for longer than that without a Spark call, and
+            # the server belongs to this process, so the session lives as long as it.
+            os.environ.setdefault(SAIL_SESSION_TIMEOUT_ENV, str(SAIL_SESSION_TIMEOUT_S))
             server = SparkConnectServer(ip="127.0.0.1", port=0)
             server.start(background=True)
             atexit.register(server.stop)

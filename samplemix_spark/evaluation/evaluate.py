@@ -49,7 +49,9 @@ class Run:
     stats: MixStats
 
     def inputs(self) -> TableStore:
-        """The warehouse this run's documents and held-out set came from."""
+        """The warehouse this run's documents and held-out set came from (where evaluations of it go)."""
+        if not self.stats.inputs:
+            return self.store
         return TableStore(self.store.spark, dataclasses.replace(self.store.cfg, warehouse=self.stats.inputs))
 
     @property
@@ -171,7 +173,8 @@ def write_figures(proxy_eval: pd.DataFrame, out: Path) -> list[str]:
             save_figure(out / "domain_bpb.png", final_domain_bars(proxy_eval))]
 
 
-def _chosen_domains(cfg: SampleMixConfig, held_out: dict[str, bytes]) -> list[str]:
+def chosen_domains(cfg: SampleMixConfig, held_out: dict[str, bytes]) -> list[str]:
+    """The held-out domains of the macro average: ``evaluate.domains``, or all of them."""
     unknown = sorted(set(cfg.evaluate.domains) - set(held_out))
     if unknown:
         raise InputError(f"evaluate.domains names {', '.join(unknown)}, which the held-out set does not hold; "
@@ -179,7 +182,8 @@ def _chosen_domains(cfg: SampleMixConfig, held_out: dict[str, bytes]) -> list[st
     return sorted(cfg.evaluate.domains or held_out)
 
 
-def _held_out(cfg: SampleMixConfig, store: TableStore) -> dict[str, bytes]:
+def held_out_bytes(cfg: SampleMixConfig, store: TableStore) -> dict[str, bytes]:
+    """The preset's held-out bytes per domain; domains too small for one window are left out with a warning."""
     preset = PRESETS[cfg.evaluate.preset]
     texts = held.held_out_bytes(store, preset.eval_bytes)
     small = sorted(d for d, data in texts.items() if len(data) < preset.context + 1)
@@ -189,10 +193,14 @@ def _held_out(cfg: SampleMixConfig, store: TableStore) -> dict[str, bytes]:
     return {d: data for d, data in texts.items() if d not in small}
 
 
-def _executor(cfg: SampleMixConfig) -> str:
+def executor(cfg: SampleMixConfig) -> str:
+    """``local`` or ``spark``: where this config's proxies train."""
+    from samplemix_spark.engine import resolve_engine_kind
+
     if cfg.evaluate.executor != "auto":
         return cfg.evaluate.executor
-    return "local" if cfg.engine.kind in ("auto", "embedded") else "spark"
+    # The embedded engine runs Python UDFs in the driver's process: tasks would only add overhead.
+    return "local" if resolve_engine_kind(cfg.engine.kind) == "embedded" else "spark"
 
 
 def evaluate(spark: SparkSession, cfg: SampleMixConfig, warehouses: list[str], names: Optional[list[str]] = None,
@@ -205,13 +213,13 @@ def evaluate(spark: SparkSession, cfg: SampleMixConfig, warehouses: list[str], n
     runs = [open_run(spark, cfg.tables, w, n) for w, n in zip(warehouses, names)]
     if reference and len(runs) == 1:
         runs.append(natural_reference(spark, cfg, runs[0], out / "reference_natural"))
-    held_out = _held_out(cfg, check_holdout(runs))
-    domains = _chosen_domains(cfg, held_out)
+    held_out = held_out_bytes(cfg, check_holdout(runs))
+    domains = chosen_domains(cfg, held_out)
     jobs = _jobs(cfg, runs)
     log.info("evaluate: %d runs x %d seeds, preset %s, %d bytes each, held-out domains %s (macro over %s)",
              len(runs), len(cfg.evaluate.seeds), cfg.evaluate.preset, jobs[0].budget_bytes,
              ", ".join(held_out), ", ".join(domains))
-    trainer = run_local if _executor(cfg) == "local" else lambda j, h: run_on_spark(spark, j, h)
+    trainer = run_local if executor(cfg) == "local" else lambda j, h: run_on_spark(spark, j, h)
     curves = trainer(jobs, held_out)
     _log_speed(curves)
     table = proxy_eval_frame(curves, jobs, runs, domains, cfg.evaluate.preset)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
+from samplemix_spark.errors import InputError
 from samplemix_spark.tables import TableStore
 
 # Documents are joined with a blank line, as in the training stream.
@@ -29,6 +30,15 @@ def fingerprint(store: TableStore) -> str:
     row = holdout.agg(F.count(F.lit(1)).alias("n"),
                       F.sum(F.shiftrightunsigned(F.xxhash64("doc_id", "text"), 33)).alias("h")).collect()[0]
     return f"{row['n']}:{int(row['h'] or 0):x}"
+
+
+def required_fingerprint(store: TableStore, command: str) -> str:
+    """The fingerprint of a held-out set that ``command`` needs; refuses a warehouse without one."""
+    found = fingerprint(store)
+    if found == "none" or found.startswith("0:"):
+        raise InputError(f"{command} needs a held-out set: set ingest.holdout_fraction (or ingest.holdout_sources) "
+                         "and rerun ingest and the stages after it")
+    return found
 
 
 def held_out_bytes(store: TableStore, max_bytes: int) -> dict[str, bytes]:

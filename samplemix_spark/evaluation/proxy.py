@@ -14,6 +14,7 @@ model FLOPs utilisation against the device's peak.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -42,13 +43,17 @@ class Preset:
     evaluations: int = 8  # held-out evaluations over the run, the last at the final step
     eval_bytes: int = 32768  # held-out bytes per domain
 
+    def steps(self) -> int:
+        """Optimiser steps over ``budget_bytes``: one window of ``context`` bytes per row, ``batch_size`` rows."""
+        return max(1, (self.budget_bytes // self.context) // self.batch_size)
+
 
 PRESETS = {
     # Seconds on one CPU core: for the test suite and CI.
     "test": Preset("test", d_model=32, n_layer=1, n_head=2, context=32, batch_size=8, budget_bytes=131072,
                    learning_rate=1e-2, evaluations=4, eval_bytes=8192),
-    # About a minute on 2 CPU cores (RegMix's proxies are ~1M parameters; this one is 0.2M).
-    "cpu": Preset("cpu", d_model=96, n_layer=2, n_head=4, context=128, batch_size=16, budget_bytes=1 << 20,
+    # About a minute on 2 CPU cores (RegMix's proxies are ~1M parameters; this one is 0.26M).
+    "cpu": Preset("cpu", d_model=96, n_layer=2, n_head=4, context=128, batch_size=16, budget_bytes=2 << 20,
                   learning_rate=2e-3),
     # Tens of millions of parameters for a GPU (Olmix's swarm uses 14M): 25M here.
     "gpu": Preset("gpu", d_model=512, n_layer=8, n_head=8, context=512, batch_size=64, budget_bytes=256 << 20,
@@ -210,6 +215,16 @@ def _mfu(model: ByteLM, preset: Preset, bytes_per_s: float, device: torch.device
     name = torch.cuda.get_device_name(device)
     peak = next((flops for key, flops in PEAK_BF16.items() if key in name), None)
     return flops_per_byte(model, preset) * bytes_per_s / peak if peak else None
+
+
+def measured_bytes_per_s(preset: Preset, threads: int, steps: int = 3) -> float:
+    """Training bytes/s of ``preset`` on this machine, from a few steps on random bytes (for time estimates)."""
+    data = np.random.default_rng(0).integers(0, 256, (steps + 1) * preset.batch_size * preset.context + 1,
+                                             dtype=np.uint8)
+    quick = dataclasses.replace(preset, budget_bytes=len(data) - 1, evaluations=1)
+    started = time.perf_counter()
+    result = train(data, {}, quick, seed=0, threads=threads)
+    return result.steps * preset.batch_size * preset.context / (time.perf_counter() - started)
 
 
 def unigram_bits_per_byte(train_bytes: np.ndarray, held_out: np.ndarray) -> float:

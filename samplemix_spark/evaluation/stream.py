@@ -25,6 +25,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -57,7 +58,12 @@ def snapshot_files(store: TableStore, table: str = "output") -> list[str]:
                              "(pip install 'samplemix-spark[local]')") from exc
         return sorted(DeltaTable(location).file_uris())
     root = Path(location)
-    return sorted(str(p) for p in root.rglob("*.parquet") if not any(s.startswith((".", "_")) for s in p.parts[len(root.parts):]))
+    return sorted(str(p) for p in root.rglob("*.parquet") if not _hidden(p.relative_to(root)))
+
+
+def _hidden(relative: Path) -> bool:
+    """Staging folders and metadata (``.name``, ``_name``) are not part of a Parquet table."""
+    return any(part.startswith((".", "_")) for part in relative.parts)
 
 
 def _key(seed: int, epoch: int, doc_id: str, replica: int) -> int:
@@ -71,61 +77,89 @@ class Stream:
     epochs: float     # how many times the stream went through the output
 
 
-def _read_under(files: list[str], seed: int, epoch: int, threshold: float) -> tuple[list, int]:
-    """(key, text bytes) of the rows whose key / 2^64 < threshold, and the output's total text bytes."""
-    import pyarrow.parquet as pq
+@dataclass(frozen=True)
+class Copies:
+    """Where a mix's copies (doc_id, replica, text) are read from.
 
-    from samplemix_spark.ingest.reader import filesystem_for
+    Either an ``output`` table's files, or (for a candidate mix that was never
+    written out) the ``documents`` table's files with a count per doc_id: both
+    give the same copies, hence the same stream, for the same mix.
+    """
 
+    files: tuple
+    counts: Optional[dict] = None  # doc_id -> count >= 1; None: the files are an output table
+
+    def rows(self) -> Iterator[tuple[str, int, str]]:
+        import pyarrow.parquet as pq
+
+        from samplemix_spark.ingest.reader import filesystem_for
+
+        columns = _COLUMNS if self.counts is None else ["doc_id", "text"]
+        for path in self.files:
+            filesystem, inner = filesystem_for(path)
+            table = pq.read_table(inner, columns=columns, filesystem=filesystem)
+            if self.counts is None:
+                yield from zip(*(table.column(c).to_pylist() for c in _COLUMNS))
+                continue
+            for doc_id, text in zip(table.column("doc_id").to_pylist(), table.column("text").to_pylist()):
+                for replica in range(self.counts.get(doc_id, 0)):
+                    yield doc_id, replica, text
+
+    def estimated_bytes(self) -> int:
+        """The text column's uncompressed size from the Parquet footers: a first guess of the copies' bytes."""
+        import pyarrow.parquet as pq
+
+        from samplemix_spark.ingest.reader import filesystem_for
+
+        total = 0
+        for path in self.files:
+            filesystem, inner = filesystem_for(path)
+            with filesystem.open_input_file(inner) as handle:
+                meta = pq.ParquetFile(handle).metadata
+            index = meta.schema.names.index("text")
+            total += sum(meta.row_group(i).column(index).total_uncompressed_size
+                         for i in range(meta.num_row_groups))
+        if self.counts is None:
+            return total
+        return int(total * sum(self.counts.values()) / max(1, len(self.counts)))
+
+
+def _read_under(copies: Copies, seed: int, epoch: int, threshold: float) -> tuple[list, int]:
+    """(key, doc_id, replica, bytes) of the copies whose key / 2^64 < threshold, in key order, and their total bytes."""
     kept, total = [], 0
-    for path in files:
-        filesystem, inner = filesystem_for(path)
-        table = pq.read_table(inner, columns=_COLUMNS, filesystem=filesystem)
-        for doc_id, replica, text in zip(*(table.column(c).to_pylist() for c in _COLUMNS)):
-            data = text.encode("utf-8") + SEPARATOR
-            total += len(data)
-            key = _key(seed, epoch, doc_id, replica)
-            if key < threshold * _TWO_POW_64:
-                kept.append((key, doc_id, replica, data))
+    for doc_id, replica, text in copies.rows():
+        data = text.encode("utf-8") + SEPARATOR
+        total += len(data)
+        key = _key(seed, epoch, doc_id, replica)
+        if key < threshold * _TWO_POW_64:
+            kept.append((key, doc_id, replica, data))
     kept.sort()
     return kept, total
 
 
-def _estimated_bytes(files: list[str]) -> int:
-    """The text column's uncompressed size from the Parquet footers: a first guess of the output's bytes."""
-    import pyarrow.parquet as pq
-
-    from samplemix_spark.ingest.reader import filesystem_for
-
-    total = 0
-    for path in files:
-        filesystem, inner = filesystem_for(path)
-        with filesystem.open_input_file(inner) as handle:
-            meta = pq.ParquetFile(handle).metadata
-        index = meta.schema.names.index("text")
-        total += sum(meta.row_group(i).column(index).total_uncompressed_size for i in range(meta.num_row_groups))
-    return total
-
-
-def _epoch_bytes(files: list[str], seed: int, epoch: int, need: int, guess: int) -> tuple[bytes, int]:
-    """Up to ``need`` bytes of one epoch's order, and the output's total bytes."""
+def _epoch_bytes(copies: Copies, seed: int, epoch: int, need: int, guess: int) -> tuple[bytes, int]:
+    """Up to ``need`` bytes of one epoch's order, and the copies' total bytes."""
     threshold = min(1.0, 2.0 * need / guess) if guess else 1.0
     while True:
-        kept, total = _read_under(files, seed, epoch, threshold)
+        kept, total = _read_under(copies, seed, epoch, threshold)
         if threshold >= 1.0 or sum(len(k[3]) for k in kept) >= need:
             return b"".join(k[3] for k in kept)[:need], total
         threshold = min(1.0, 2.0 * threshold)
 
 
-def training_stream(files: list[str], budget_bytes: int, seed: int) -> Stream:
-    """``budget_bytes + 1`` bytes of the output's copies in the seed's hashed order (see the module doc)."""
-    if not files:
+def training_stream(copies: Copies | list[str], budget_bytes: int, seed: int) -> Stream:
+    """``budget_bytes + 1`` bytes of the copies in the seed's hashed order (see the module doc).
+
+    ``copies`` may be a list of output files.
+    """
+    copies = copies if isinstance(copies, Copies) else Copies(tuple(copies))
+    if not copies.files:
         raise TableError("the output table has no data files: the mix selected no documents")
-    need, parts, epoch, guess = budget_bytes + 1, [], 0, _estimated_bytes(files)
+    need, parts, epoch, guess = budget_bytes + 1, [], 0, copies.estimated_bytes()
     while need > 0:
-        chunk, guess = _epoch_bytes(files, seed, epoch, need, guess)
+        chunk, guess = _epoch_bytes(copies, seed, epoch, need, guess)
         if not chunk:
-            raise TableError("the output table holds no text")
+            raise TableError("the mix holds no text")
         parts.append(chunk)
         need -= len(chunk)
         epoch += 1

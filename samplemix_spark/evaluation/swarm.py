@@ -40,6 +40,18 @@ class ProxyJob:
     budget_bytes: int
     threads: int
     device: str
+    # A candidate mix that was never written out: ``files`` are the documents table's
+    # files and the counts come from these files' rows of ``candidate``.
+    counts_files: tuple = ()
+    candidate: int = -1
+
+    def copies(self):
+        """Where this job's training copies come from (executor side)."""
+        from samplemix_spark.evaluation.stream import Copies
+
+        if not self.counts_files:
+            return Copies(self.files)
+        return Copies(self.files, read_counts(self.counts_files, self.candidate))
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -47,7 +59,23 @@ class ProxyJob:
     @classmethod
     def from_json(cls, text: str) -> "ProxyJob":
         data = json.loads(text)
-        return cls(**{**data, "files": tuple(data["files"])})
+        return cls(**{**data, "files": tuple(data["files"]), "counts_files": tuple(data["counts_files"])})
+
+
+def read_counts(files: tuple, candidate: int) -> dict[str, int]:
+    """doc_id -> count of one candidate, from the ``tune_counts`` table's files (executor side)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from samplemix_spark.ingest.reader import filesystem_for
+
+    counts: dict[str, int] = {}
+    for path in files:
+        filesystem, inner = filesystem_for(path)
+        table = pq.read_table(inner, columns=["candidate", "doc_id", "count"], filesystem=filesystem)
+        table = table.filter(pc.equal(table["candidate"], candidate))
+        counts.update(zip(table["doc_id"].to_pylist(), table["count"].to_pylist()))
+    return counts
 
 
 def run_job(job: ProxyJob, held_out: dict[str, bytes], say: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
@@ -58,7 +86,7 @@ def run_job(job: ProxyJob, held_out: dict[str, bytes], say: Optional[Callable[[s
     from samplemix_spark.evaluation.stream import training_stream
 
     preset = dataclasses.replace(PRESETS[job.preset], budget_bytes=job.budget_bytes)
-    stream = training_stream(list(job.files), preset.budget_bytes, job.seed)
+    stream = training_stream(job.copies(), preset.budget_bytes, job.seed)
     held = {domain: np.frombuffer(data, dtype=np.uint8) for domain, data in held_out.items()}
     result = train(stream.data, held, preset, job.seed, threads=job.threads, device=job.device, log=say)
     curve = pd.DataFrame(result.curve, columns=["step", "tokens_seen", "domain", "bpb"])
@@ -95,3 +123,39 @@ def run_on_spark(spark: SparkSession, jobs: list[ProxyJob], held_out: dict[str, 
     spread: DataFrame = specs.repartitionByRange(len(jobs), "job")
     log.info("evaluate: %d proxies as Spark tasks", len(jobs))
     return spread.mapInPandas(_train_partition(held_out), CURVE_SCHEMA).toPandas()
+
+
+def counted_jobs(cfg, store, counts_table: str, names: list[str], finished: Callable[[int, int], bool],
+                 budget: int) -> tuple[list[ProxyJob], dict[int, tuple[int, int]]]:
+    """Proxies for candidate mixes that were never written out: one per candidate and seed not yet finished.
+
+    Each reads the documents table's current files and its candidate's rows of
+    ``counts_table`` (candidate, doc_id, count). Returns the jobs and job -> (candidate, seed).
+    """
+    from samplemix_spark.evaluation.stream import snapshot_files
+
+    documents, counts = tuple(snapshot_files(store, "documents")), tuple(snapshot_files(store, counts_table))
+    settings = cfg.evaluate
+    jobs, labels = [], {}
+    for candidate, name in enumerate(names):
+        for seed in settings.seeds:
+            if finished(candidate, seed):
+                continue
+            labels[len(jobs)] = (candidate, seed)
+            jobs.append(ProxyJob(len(jobs), name, documents, seed, settings.preset, budget, settings.threads,
+                                 settings.device, counts, candidate))
+    return jobs, labels
+
+
+def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob], held_out: dict[str, bytes],
+                    record: Callable[[pd.DataFrame], None]) -> None:
+    """Train ``jobs`` and hand each batch of curves to ``record`` as it finishes.
+
+    Locally that is after every proxy, so a killed search resumes without retraining
+    finished proxies; as Spark tasks, after the whole batch.
+    """
+    if executor == "local":
+        for job in jobs:
+            record(run_local([job], held_out))
+    elif jobs:
+        record(run_on_spark(spark, jobs, held_out))

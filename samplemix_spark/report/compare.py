@@ -6,12 +6,16 @@ corpus. Per run: domain token shares, total tokens vs target, mean q and d of
 the output (weighted by copies), the share of repeated tokens, unique documents,
 and the Jaccard overlap of every pair of runs' selected documents.
 
-Writes ``compare.csv`` (metrics x runs), ``domain_shares.csv``, ``overlap.csv``
-and ``compare.png`` into the output folder, and returns the metrics table.
+Writes ``compare.csv`` (metrics x runs), ``domain_shares.csv``, ``overlap.csv``,
+``compare.png`` and the page ``compare.html`` into the output folder, and returns
+the metrics table. When a ``proxy_eval`` table covers every compared run (``samplemix
+evaluate`` on them), the page adds per-domain held-out bpb, learning curves and
+each run's steps to the natural run's loss.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from pathlib import Path
@@ -80,22 +84,41 @@ def plot(shares: pd.DataFrame, metrics: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def _proxy_evaluation(stores: list[TableStore], names: list[str], out: Path) -> None:
-    """Add the proxy evaluation of the compared runs (from any run's ``proxy_eval``), when there is one."""
-    from samplemix_spark.evaluation.evaluate import summarise, warehouse_of, write_figures
+def _proxy_evaluation(stores: list[TableStore], names: list[str], out: Path) -> str:
+    """The proxy evaluation of the compared runs (from any run's ``proxy_eval``) as a page section, or ""."""
+    from samplemix_spark.evaluation.evaluate import summarise, warehouse_of
+    from samplemix_spark.report.html import evaluation_section
 
     paths = {warehouse_of(store): name for store, name in zip(stores, names)}
-    for store in stores:
+    # An evaluation is stored where the runs' documents live, which may be another warehouse.
+    inputs = [dataclasses.replace(store.cfg, warehouse=read_stats(store).inputs) for store in stores]
+    homes = stores + [TableStore(store.spark, cfg) for store, cfg in zip(stores, inputs) if cfg.warehouse]
+    for store in homes:
         proxy_eval = store.read_if_exists("proxy_eval")
         if proxy_eval is None:
             continue
         table = proxy_eval.toPandas()
         table = table[table["warehouse"].isin(paths)].assign(run=lambda t: t["warehouse"].map(paths))
         if table["run"].nunique() == len(stores):
-            write_figures(table, out)
             summarise(table).to_csv(out / "proxy_eval.csv")
             log.info("compare: proxy evaluation of the runs in %s", out / "proxy_eval.csv")
-            return
+            return evaluation_section(table, out)
+    return ""
+
+
+def write_page(out: Path, metrics: pd.DataFrame, shares: pd.DataFrame, overlap: pd.DataFrame, evaluation: str) -> Path:
+    """``compare.html``: the runs' training-data domain shares and totals, then their proxy evaluation."""
+    from samplemix_spark.report.html import image_tag, page
+
+    number = lambda v: f"{v:,.4f}"  # noqa: E731
+    body = (f"<h1>Mix runs compared</h1><h2>Domain token shares of each run's training data</h2>"
+            f"{shares.to_html(float_format=number)}{image_tag(out / 'compare.png')}"
+            f"<h2>Totals</h2>{metrics.to_html(float_format=number)}"
+            f"<h2>Selected-document overlap (Jaccard)</h2>{overlap.to_html(float_format=number)}"
+            f"{evaluation or '<p>No proxy evaluation covers all of these runs: run samplemix evaluate on them.</p>'}")
+    path = out / "compare.html"
+    path.write_text(page("SampleMix runs compared", body))
+    return path
 
 
 def compare_runs(spark: SparkSession, runs: list[str], table_format: str, out: Path,
@@ -115,6 +138,6 @@ def compare_runs(spark: SparkSession, runs: list[str], table_format: str, out: P
     shares.to_csv(out / "domain_shares.csv")
     overlap.to_csv(out / "overlap.csv")
     plot(shares, metrics, out / "compare.png")
-    _proxy_evaluation(stores, names, out)
+    write_page(out, metrics, shares, overlap, _proxy_evaluation(stores, names, out))
     log.info("compare: wrote %s\n%s\n%s\n%s", out, metrics.to_string(), shares.to_string(), overlap.to_string())
     return metrics

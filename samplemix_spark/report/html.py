@@ -34,6 +34,11 @@ def save_figure(path: Path, draw) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return image_tag(path)
+
+
+def image_tag(path: Path) -> str:
+    """An <img> that carries the PNG itself, so the page needs no files beside it."""
     return f'<img alt="{path.stem}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
 
 
@@ -77,14 +82,19 @@ def _proxy_evaluation(store: TableStore, path: Path) -> str:
     proxy_eval = store.read_if_exists("proxy_eval")
     if proxy_eval is None:
         return ""
+    return evaluation_section(proxy_eval.toPandas(), path.parent)
+
+
+def evaluation_section(table: pd.DataFrame, folder: Path) -> str:
+    """Per-run held-out bpb per domain, macro mean and spread, steps to natural's loss, and the curves."""
     from samplemix_spark.evaluation.evaluate import summarise, write_figures
 
-    table = proxy_eval.toPandas()
-    figures = write_figures(table, path.parent)
+    figures = write_figures(table, folder)
     summary = summarise(table).to_html(float_format=lambda v: f"{v:.4f}")
     return (f"<h2>Proxy evaluation</h2><p>Held-out bits per byte of byte-level proxies trained on each run's "
             f"output (preset {html.escape(str(table['preset'].iat[0]))}, seeds "
-            f"{', '.join(map(str, sorted(table['seed'].unique())))}).</p>{summary}{''.join(figures)}")
+            f"{', '.join(map(str, sorted(table['seed'].unique())))}); lower is better, and a difference counts "
+            f"only where <code>vs_natural</code> says it exceeds the seed spread.</p>{summary}{''.join(figures)}")
 
 
 def write_html(spark: SparkSession, store: TableStore, path: Path) -> Path:
@@ -108,10 +118,7 @@ def write_html(spark: SparkSession, store: TableStore, path: Path) -> Path:
     stages = stage_runs.toPandas() if stage_runs is not None else pd.DataFrame()
     timing = "".join(f"<li>{html.escape(r.stage)}: {r.seconds:.1f} s</li>" for r in stages.itertuples()
                      if r.seconds == r.seconds)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>SampleMix report</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}</style></head><body>
-<h1>SampleMix run</h1>
+    body = f"""<h1>SampleMix run</h1>
 <p><b>Target tokens</b> {summary.target_tokens:,.0f} &middot; <b>achieved</b> {summary.achieved_tokens:,.0f}
 ({summary.relative_error:+.3%}) &middot; alpha {summary.alpha} &middot; tau {summary.tau} &middot;
 seed {summary.seed} &middot; budget in {html.escape(str(summary.budget_mode))}</p>
@@ -120,7 +127,15 @@ zero-count share {summary.zero_count_share:.2%}</p>
 <h2>Time per stage</h2><ul>{timing or "<li>not recorded</li>"}</ul>
 <h2>Per domain</h2>{domains.to_html(index=False, float_format=lambda v: f"{v:.4f}")}
 <h2>Figures</h2>{"".join(figures)}
-{evaluation}
-</body></html>"""
-    path.write_text(page)
+{evaluation}"""
+    path.write_text(page("SampleMix report", body))
     return path
+
+
+def page(title: str, body: str) -> str:
+    """A self-contained HTML page around ``body`` (figures are embedded as data URIs)."""
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}</style></head><body>
+{body}
+</body></html>"""

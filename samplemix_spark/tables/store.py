@@ -59,6 +59,12 @@ TABLES: dict[str, str] = {
     "stage_runs": "run",
     "sweep": "sweep",
     "proxy_eval": "evaluate",
+    "tune_counts": "tune",
+    "tune": "tune",
+    "tune_regression": "tune --domains",
+    "bimix_counts": "mix (bimix swarm)",
+    "bimix_observations": "mix (bimix swarm)",
+    "bimix_fit": "mix (bimix)",
 }
 
 

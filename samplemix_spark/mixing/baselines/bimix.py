@@ -119,3 +119,10 @@ def predicted_total_loss(fits: list[DomainFit], proportions: dict[str, float], s
                          law: MixingLaw = BIMIX_LAW) -> float:
     return float(sum(law.func(np.array([f.params[n] for n in law.names]), np.array([proportions[f.domain]]),
                               np.array([steps]))[0] for f in fits))
+
+
+def fits_frame(fits: list[DomainFit], proportions: dict[str, float], steps: float) -> pd.DataFrame:
+    """The ``bimix_fit`` table: one row per domain with its law, fit quality and optimised proportion."""
+    return pd.DataFrame([{"domain": f.domain, **{k: float(v) for k, v in f.params.items()}, "r2": f.r2,
+                          "mean_relative_error": f.mean_relative_error, "n_observations": f.n,
+                          "proportion": proportions[f.domain], "target_steps": float(steps)} for f in fits])

@@ -33,6 +33,27 @@ def token_ids_column(text: Column, tokenizer: str) -> Column:
     return token_ids(text)
 
 
+def token_pairs_column(text: Column, tokenizer: str) -> Column:
+    """array<bigint> of the document's adjacent token pairs, each packed as ``a * 2^32 + b``.
+
+    Pairs are formed in the UDF: building them with ``transform`` over the id
+    arrays makes the embedded engine (Sail 0.7) panic on corpora of a few million tokens.
+    """
+
+    @F.pandas_udf("array<bigint>")
+    def token_pairs(texts: pd.Series) -> pd.Series:
+        import numpy as np
+
+        encodings = load_tokenizer(tokenizer).encode_batch(texts.tolist(), add_special_tokens=False)
+        packed = []
+        for e in encodings:
+            ids = np.asarray(e.ids, dtype=np.int64)
+            packed.append((ids[:-1] << 32) | ids[1:])
+        return pd.Series(packed)
+
+    return token_pairs(text)
+
+
 def _entropy_bits(counts: pd.DataFrame, group: str = "domain") -> pd.Series:
     """sum -p log2 p per group, from rows (group, n) of outcome counts."""
     import numpy as np
@@ -44,15 +65,13 @@ def _entropy_bits(counts: pd.DataFrame, group: str = "domain") -> pd.Series:
 
 def domain_entropies(documents: DataFrame, tokenizer: str, kind: str) -> dict[str, float]:
     """Entropy of ``kind`` for each domain, in bits."""
-    ids = documents.select("domain", token_ids_column(F.col("text"), tokenizer).alias("ids"))
     if kind == "shannon":
+        ids = documents.select("domain", token_ids_column(F.col("text"), tokenizer).alias("ids"))
         unigrams = ids.select("domain", F.explode("ids").alias("a")).groupBy("domain", "a").count()
         return _entropy_bits(unigrams.withColumnRenamed("count", "n").toPandas()).to_dict()
-    adjacent = F.transform(F.slice("ids", 1, F.size("ids") - 1),
-                           lambda token, i: F.struct(token.alias("a"), F.element_at("ids", i + 2).alias("b")))
-    pairs = ids.filter(F.size("ids") > 1).select("domain", F.explode(adjacent).alias("pair"))
-    bigrams = (pairs.select("domain", "pair.a", "pair.b").groupBy("domain", "a", "b").count()
-               .withColumnRenamed("count", "n").toPandas())
+    pairs = documents.select("domain", F.explode(token_pairs_column(F.col("text"), tokenizer)).alias("pair"))
+    bigrams = pairs.groupBy("domain", "pair").count().withColumnRenamed("count", "n").toPandas()
+    bigrams["a"] = bigrams["pair"].to_numpy() >> 32  # the first token of the pair
     joint = _entropy_bits(bigrams)
     if kind == "joint":
         return joint.to_dict()

@@ -23,7 +23,7 @@ from samplemix_spark.tables import TableStore
 log = logging.getLogger(__name__)
 
 
-def _tokens_by_domain(scored: DataFrame, eligible: Column) -> tuple[dict, dict]:
+def tokens_by_domain(scored: DataFrame, eligible: Column) -> tuple[dict, dict]:
     rows = scored.groupBy("domain").agg(
         F.sum("n_tokens").cast("double").alias("all"),
         F.sum(F.when(eligible, F.col("n_tokens")).otherwise(0)).cast("double").alias("eligible")).collect()
@@ -55,15 +55,23 @@ def resolve_weights(spark: SparkSession, store: TableStore, cfg: SampleMixConfig
         log.info("mix: %s entropy per domain (bits): %s", source.entropy_kind,
                  {d: round(h, 4) for d, h in sorted(entropies.items())})
         return _normalised({d: entropies.get(d, 0.0) for d in tokens}, "mixing.domain_weights")
-    return _bimix_weights(spark, cfg, tokens)
+    return _bimix_weights(spark, store, cfg, tokens)
 
 
-def _bimix_weights(spark: SparkSession, cfg: SampleMixConfig, tokens: dict) -> dict[str, float]:
-    from samplemix_spark.ingest.sources import read_sources
-    from samplemix_spark.mixing.baselines.bimix import fit_law, optimise_proportions
+def _bimix_weights(spark: SparkSession, store: TableStore, cfg: SampleMixConfig, tokens: dict) -> dict[str, float]:
+    """Fit the law to the observations (a file, or the proxy swarm's table) and optimise the proportions."""
+    from samplemix_spark.mixing.baselines.bimix import fit_law, fits_frame, optimise_proportions
 
     source = cfg.mixing.domain_weights
-    observations = read_sources(spark, source.bimix_observations, source.bimix_format).toPandas()
+    if source.bimix_observations:
+        from samplemix_spark.ingest.sources import read_sources
+
+        observations = read_sources(spark, source.bimix_observations, source.bimix_format).toPandas()
+        steps = float(source.bimix_target_steps)
+    else:
+        from samplemix_spark.evaluation.bimix_swarm import observe
+
+        observations, steps = observe(spark, store, cfg)
     fits = fit_law(observations)
     for fit in fits:
         log.info("mix: bimix fit %s: R2 %.4f, mean relative error %.4f%%, %s", fit.domain, fit.r2,
@@ -71,7 +79,10 @@ def _bimix_weights(spark: SparkSession, cfg: SampleMixConfig, tokens: dict) -> d
     fitted = {fit.domain for fit in fits}
     if fitted != set(tokens):
         raise InputError(f"bimix observations cover domains {sorted(fitted)} but the data has {sorted(tokens)}")
-    return optimise_proportions(fits, float(source.bimix_target_steps))
+    proportions = optimise_proportions(fits, steps)
+    log.info("mix: bimix proportions at %.0f steps: %s", steps, {d: round(r, 4) for d, r in sorted(proportions.items())})
+    store.write(spark.createDataFrame(fits_frame(fits, proportions, steps)), "bimix_fit")
+    return proportions
 
 
 def domain_count_column(factors: dict[str, float], eligible: Column) -> Column:
@@ -87,7 +98,7 @@ def domain_factors(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
     """(weights, per-document expected count of each domain, eligibility column)."""
     source = cfg.mixing.domain_weights
     eligible = F.col("q") >= F.lit(source.quality_cut) if source.source == "quality_threshold" else F.lit(True)
-    tokens, eligible_tokens = _tokens_by_domain(scored, eligible)
+    tokens, eligible_tokens = tokens_by_domain(scored, eligible)
     weights = resolve_weights(spark, store, cfg, tokens)
     starved = [d for d, w in weights.items() if w > 0 and not eligible_tokens[d] > 0]
     if starved:

@@ -1,0 +1,178 @@
+"""BiMix end to end: a proxy swarm at designed domain proportions fills ``bimix_observations``. Driver side.
+
+``mixing.domain_weights.source: bimix`` with no observations file lands here from
+the mix stage. The design, after BiMix (Ge et al., 2024: a handful of proxy runs
+at varied proportions, losses read at several step counts) and Olmix's swarms:
+
+- with D domains, D + 1 mixtures: ``uniform`` (every domain 1/D) and, per domain i,
+  ``heavy:i`` (r_i = 0.5, or 0.75 when D = 2; the other domains share the rest);
+- every proportion at least ``bimix_min_proportion`` (default 0.05): the law's
+  r^-alpha has no value at 0, and a domain the swarm never sees cannot be fitted;
+- so every domain is seen at three proportions (1/D, heavy, the others' share),
+  each at every held-out evaluation from a quarter of the proxy's training on
+  (6 of the ``cpu`` preset's 8, 3 of ``test``'s 4), once per seed.
+
+A mixture's documents are drawn by the domain-weight sampler (``baselines.sampler``)
+with the final mix's token budget, and the proxies read the documents plus the
+counts (``bimix_counts``), as ``tune`` does. The proportion recorded is the domain's
+realised byte share of that mixture (counts x document bytes), the unit the
+proxies train in; the loss is the proxy's held-out bits per byte on the domain.
+Rows go to ``bimix_observations`` after every proxy, keyed by the design, seed,
+preset, byte budget and held-out set, so a rerun of the mix stage retrains nothing.
+The optimisation's target step count is the proxy's final step at this budget,
+where ``samplemix evaluate`` later judges the mix (``bimix_target_steps`` overrides).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from samplemix_spark.config import SampleMixConfig
+from samplemix_spark.errors import ConfigError, InputError
+from samplemix_spark.evaluation import evaluate as ev
+from samplemix_spark.evaluation import holdout as held
+from samplemix_spark.evaluation.proxy import PRESETS
+from samplemix_spark.evaluation.swarm import counted_jobs, train_recording
+from samplemix_spark.tables import TableStore
+
+log = logging.getLogger(__name__)
+OBSERVATION_SCHEMA = ("domain string, proportion double, steps long, loss double, run string, design string, "
+                      "seed long, preset string, budget_bytes long, holdout string")
+OBSERVATION_COLUMNS = [part.split()[0] for part in OBSERVATION_SCHEMA.split(", ")]
+FIRST_STEP_SHARE = 0.25  # losses before a quarter of training mostly show the warm-up, not the mixture
+
+
+@dataclass(frozen=True)
+class Mixture:
+    name: str
+    proportions: dict
+
+    def key(self) -> str:
+        """The design as stable text, so that a changed floor or domain set is a new mixture."""
+        return json.dumps({d: round(r, 9) for d, r in sorted(self.proportions.items())})
+
+
+def design(domains: list[str], floor: float) -> list[Mixture]:
+    """The swarm's mixtures: uniform, then one heavy mixture per domain, every share >= ``floor``."""
+    n = len(domains)
+    if n < 2:
+        raise InputError(f"bimix fits a law across domain proportions and needs at least two domains; "
+                         f"the data has {', '.join(domains) or 'none'}")
+    if floor * n >= 1:
+        raise ConfigError(f"config key 'mixing.domain_weights.bimix_min_proportion': {floor} x {n} domains "
+                          "leaves no room to vary the proportions; use a value below 1/(number of domains)")
+    heavy = 0.75 if n == 2 else 0.5
+    rest = max(floor, (1 - heavy) / (n - 1))
+    mixtures = [Mixture("uniform", {d: 1.0 / n for d in domains})]
+    for focus in domains:
+        mixtures.append(Mixture(f"heavy:{focus}", {d: (1 - rest * (n - 1)) if d == focus else rest for d in domains}))
+    return mixtures
+
+
+def random_mixtures(domains: list[str], floor: float, n: int, seed: int) -> list[Mixture]:
+    """``n`` mixtures drawn uniformly from the simplex above ``floor`` (Dirichlet(1), then shifted)."""
+    rng = np.random.default_rng(seed)
+    free = 1 - len(domains) * floor
+    return [Mixture(f"random:{k}", dict(zip(domains, (floor + free * rng.dirichlet(np.ones(len(domains)))).tolist())))
+            for k in range(n)]
+
+
+def mixture_counts(scored: DataFrame, cfg: SampleMixConfig, mixtures: list[Mixture]) -> DataFrame:
+    """(candidate, doc_id, count) of every mixture, drawn by the domain-weight sampler at the mix's budget."""
+    from samplemix_spark.mixing.baselines.sampler import domain_count_column, tokens_by_domain
+    from samplemix_spark.mixing.weights import compute_stats, weights_frame
+
+    stats = compute_stats(scored, cfg.mixing)
+    tokens, _ = tokens_by_domain(scored, F.lit(True))
+    frames = []
+    for i, mixture in enumerate(mixtures):
+        factors = {d: r * stats.target_tokens / tokens[d] for d, r in mixture.proportions.items()}
+        weights = weights_frame(scored, stats, domain_count_column(factors, F.lit(True)))
+        frames.append(weights.filter(F.col("count") > 0).select(F.lit(i).alias("candidate"), "doc_id", "count"))
+    return functools.reduce(DataFrame.unionByName, frames)
+
+
+def realised_shares(counts: DataFrame, documents: DataFrame) -> dict[int, dict[str, float]]:
+    """candidate -> domain -> byte share of that mixture's training copies."""
+    sized = documents.select("doc_id", "domain", F.octet_length("text").alias("_bytes"))
+    totals = (counts.join(sized, "doc_id").groupBy("candidate", "domain")
+              .agg(F.sum(F.col("count") * F.col("_bytes")).cast("double").alias("bytes")).toPandas())
+    totals["share"] = totals["bytes"] / totals.groupby("candidate")["bytes"].transform("sum")
+    return {int(c): dict(zip(rows["domain"], rows["share"])) for c, rows in totals.groupby("candidate")}
+
+
+def observations_from_curves(curves: pd.DataFrame, labels: dict, shares: dict[int, dict[str, float]],
+                             mixtures: list[Mixture]) -> pd.DataFrame:
+    """Proxy curves (job, step, domain, bpb) -> observations (domain, proportion, steps, loss, run, design, seed).
+
+    ``labels``: job -> (mixture index, seed). Steps before ``FIRST_STEP_SHARE`` of the
+    proxy's training are left out.
+    """
+    final = curves.groupby("job")["step"].transform("max")
+    kept = curves[curves["step"] >= FIRST_STEP_SHARE * final]
+    rows = []
+    for row in kept.itertuples():
+        mixture, seed = labels[row.job]
+        share = shares[mixture].get(row.domain, 0.0)
+        if share > 0:  # a held-out domain with no training data here has no proportion to fit
+            rows.append((row.domain, share, int(row.step), float(row.bpb), mixtures[mixture].name,
+                         mixtures[mixture].key(), int(seed)))
+    return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS[:7])
+
+
+def _finished(store: TableStore, keep: pd.Series) -> pd.DataFrame:
+    previous = store.read_if_exists("bimix_observations")
+    if previous is None:
+        return pd.DataFrame(columns=OBSERVATION_COLUMNS)
+    rows = previous.toPandas()
+    return rows[keep(rows)]
+
+
+def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
+            extra: int = 0) -> tuple[pd.DataFrame, float]:
+    """Train the swarm that ``bimix_observations`` still lacks; return the observations and the target steps.
+
+    ``extra`` adds that many random mixtures to the design (``samplemix tune --domains``).
+    """
+    from samplemix_spark.mixing.weights import scored_documents
+
+    holdout = held.required_fingerprint(store, "mixing.domain_weights.source 'bimix' without observations")
+    settings, source = cfg.evaluate, cfg.mixing.domain_weights
+    preset, budget = settings.preset, settings.budget_bytes or PRESETS[settings.preset].budget_bytes
+    scored = scored_documents(store)
+    domains = sorted(r["domain"] for r in scored.select("domain").distinct().collect())
+    mixtures = design(domains, source.bimix_min_proportion)
+    mixtures += random_mixtures(domains, source.bimix_min_proportion, extra, cfg.mixing.seed)
+    keys = {m.key() for m in mixtures}
+    done = _finished(store, lambda r: (r["preset"] == preset) & (r["budget_bytes"] == budget)
+                     & (r["holdout"] == holdout) & r["design"].isin(keys))
+    finished = {(k, int(s)) for k, s in zip(done["design"], done["seed"])}
+    store.write(mixture_counts(scored, cfg, mixtures), "bimix_counts")
+    shares = realised_shares(store.read("bimix_counts"), store.read("documents"))
+    jobs, labels = counted_jobs(cfg, store, "bimix_counts", [m.name for m in mixtures],
+                                lambda i, seed: (mixtures[i].key(), seed) in finished, budget)
+    log.info("swarm: %d mixtures x %d seeds = %d proxies of %s bytes (%d already observed); %d to train",
+             len(mixtures), len(settings.seeds), len(mixtures) * len(settings.seeds), f"{budget:,}",
+             len(finished), len(jobs))
+    held_out = ev.held_out_bytes(cfg, store)
+    observed = [done]
+
+    def record(curves: pd.DataFrame) -> None:
+        new = observations_from_curves(curves, labels, shares, mixtures)
+        new = new.assign(preset=preset, budget_bytes=budget, holdout=holdout)
+        observed[0] = pd.concat([observed[0], new], ignore_index=True) if len(observed[0]) else new
+        store.write(spark.createDataFrame(observed[0][OBSERVATION_COLUMNS], OBSERVATION_SCHEMA),
+                    "bimix_observations")
+
+    train_recording(spark, ev.executor(cfg), jobs, held_out, record)
+    steps = source.bimix_target_steps or dataclasses.replace(PRESETS[preset], budget_bytes=budget).steps()
+    return observed[0], float(steps)

@@ -1,0 +1,107 @@
+"""``samplemix tune``: candidate mixes without output tables, a known best setting, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from samplemix_spark.config import build_config
+from samplemix_spark.evaluation.stream import Copies, snapshot_files, training_stream
+from samplemix_spark.evaluation.swarm import read_counts
+from samplemix_spark.evaluation.tune import Candidate, grid, tune
+from samplemix_spark.mixing import MixStep
+from samplemix_spark.pipeline import run_stage
+
+from . import evaluation_corpus
+from .conftest import make_config, store_for
+
+
+def _records() -> list[dict]:
+    """Code has low quality and high diversity, news the reverse: alpha = 1 mixes mostly code, alpha = 0 news."""
+    rows = evaluation_corpus.records(60)
+    for i, row in enumerate(rows):
+        code = row["domain"] == "code"
+        row["quality_score"] = (1.0 if code else 9.0) + (i % 7) / 10
+        row["diversity_score"] = (0.9 if code else 0.1) + (i % 5) / 100
+    return rows
+
+
+@pytest.fixture(scope="module")
+def scored(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune")
+    source = root / "src" / "corpus.jsonl"
+    source.parent.mkdir(parents=True)
+    source.write_text("".join(json.dumps(r) + "\n" for r in _records()))
+    cfg = make_config(root / "wh", [source], ingest={"holdout_fraction": 0.15},
+                      evaluate={"preset": "test", "seeds": [0, 1], "domains": ["code"]})
+    for stage in ("ingest", "quality", "diversity"):
+        run_stage(spark, cfg, stage)
+    return root, cfg
+
+
+def test_a_candidate_stream_equals_the_stream_of_its_written_output(spark, scored, tmp_path):
+    root, cfg = scored
+    candidate = Candidate(0.5, 0.2)
+    store = store_for(spark, cfg)
+    from samplemix_spark.evaluation.tune import candidate_counts
+    from samplemix_spark.mixing.weights import scored_documents
+
+    store.write(candidate_counts(scored_documents(store), cfg.mixing, [Candidate(1.0, 0.2), candidate]),
+                "tune_counts")
+    counts = read_counts(tuple(snapshot_files(store, "tune_counts")), 1)
+    written = dataclasses.replace(cfg, mixing=candidate.mixing(cfg.mixing),
+                                  tables=dataclasses.replace(cfg.tables, warehouse=str(tmp_path / "mix")))
+    MixStep(written).run(spark, store_for(spark, written), inputs=store)
+    output = store_for(spark, written).read("output").toPandas()
+    assert sum(counts.values()) == len(output)
+    from_counts = training_stream(Copies(tuple(snapshot_files(store, "documents")), counts), 40_000, seed=2)
+    from_output = training_stream(snapshot_files(store_for(spark, written)), 40_000, seed=2)
+    assert np.array_equal(from_counts.data, from_output.data)
+
+
+def test_tune_picks_the_setting_that_feeds_the_scored_domain_and_resumes(spark, scored, capsys, caplog):
+    root, cfg = scored
+    out = root / "out"
+    summary = tune(spark, cfg, grid([0.0, 1.0], [0.2], [None]), out)
+    chosen = summary[summary["chosen"]]
+    assert chosen["alpha"].tolist() == [1.0] and not summary["tied"].any()
+    assert capsys.readouterr().out.strip().endswith("--set mixing.alpha=1 --set mixing.tau=0.2")
+    table = store_for(spark, cfg).read("tune").toPandas()
+    assert len(table) == 2 * 2 * (len(set(table["domain"])))  # 2 settings x 2 seeds x (domains + _all)
+    macro = table[table["domain"] == "_all"]
+    assert (macro["bpb"].to_numpy() == table[table["domain"] == "code"]["bpb"].to_numpy()).all()
+    assert set(table.loc[table["chosen"], "alpha"]) == {1.0}
+    assert (out / "tune.png").stat().st_size > 0
+
+    # A rerun with one more setting trains only that setting's proxies and keeps the earlier losses.
+    again = tune(spark, cfg, grid([0.0, 0.5, 1.0], [0.2], [None]), out)
+    rerun = store_for(spark, cfg).read("tune").toPandas()
+    before = table.sort_values(["alpha", "seed", "domain"])[["alpha", "seed", "domain", "bpb"]]
+    after = rerun[rerun["alpha"] != 0.5].sort_values(["alpha", "seed", "domain"])[["alpha", "seed", "domain", "bpb"]]
+    assert before.to_numpy().tolist() == after.to_numpy().tolist()
+    assert sorted(again["alpha"]) == [0.0, 0.5, 1.0]
+    caplog.set_level(logging.INFO)
+    tune(spark, cfg, grid([0.0, 0.5, 1.0], [0.2], [None]), out)
+    assert "3 candidates x seeds = 6 proxies of 131,072 bytes (6 already done); 0 to train" in caplog.text
+
+
+def test_tune_without_a_held_out_set_is_refused(spark, tmp_path):
+    from samplemix_spark.errors import InputError
+
+    source = evaluation_corpus.write(tmp_path / "src" / "c.jsonl", 10)
+    cfg = make_config(tmp_path / "wh", [source])
+    for stage in ("ingest", "quality", "diversity"):
+        run_stage(spark, cfg, stage)
+    with pytest.raises(InputError, match="needs a held-out set"):
+        tune(spark, cfg, grid([0.5], [0.2], [None]), tmp_path / "out")
+
+
+def test_candidate_settings_are_validated():
+    from samplemix_spark.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mixing.alpha"):
+        Candidate(1.5, 0.2).mixing(build_config({}).mixing)
