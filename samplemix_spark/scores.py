@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import ConfigError
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.per_document import PerDocumentStep
@@ -25,7 +28,8 @@ class InputScoreStep(PerDocumentStep):
         self.output = name
         self.input_column = input_column
 
-    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
+                  progress: Optional[Progress] = None) -> DataFrame:
         if self.input_column not in rows.columns:
             raise ConfigError(f"config key '{self.name}.method': 'column' needs the documents table "
                               f"to carry {self.input_column}; set the ingest column and rerun ingest")

@@ -18,7 +18,7 @@ from deltalake import DeltaTable
 from samplemix_spark.config import build_config
 from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.evaluation import holdout as held
-from samplemix_spark.evaluation.evaluate import evaluate, exceeds_spread, steps_to_reach
+from samplemix_spark.evaluation.evaluate import evaluate, exceeds_spread, macro_over, steps_to_reach
 from samplemix_spark.evaluation.proxy import PRESETS, unigram_bits_per_byte
 from samplemix_spark.evaluation.stream import snapshot_files, training_stream
 from samplemix_spark.evaluation.swarm import ProxyJob, run_job
@@ -204,6 +204,11 @@ def test_a_mixture_without_code_models_held_out_code_worse(spark, corpus, tmp_pa
     macro = table[table["domain"] == "_all"].set_index(["run", "seed", "step"])["bpb"]
     chosen = table[table["domain"].isin(["business", "tech"])].groupby(["run", "seed", "step"])["bpb"].mean()
     pd.testing.assert_series_equal(macro.sort_index(), chosen.sort_index(), check_names=False)
+    # Another view of the same proxies: the macro over one domain is that domain's loss.
+    view = macro_over(table, ["tech"])
+    assert len(view) == len(table)
+    np.testing.assert_array_equal(view[view["domain"] == "_all"].sort_values(["run", "seed", "step"])["bpb"],
+                                  table[table["domain"] == "tech"].sort_values(["run", "seed", "step"])["bpb"])
     assert set(table["method"]) == {"domain:natural", "domain:manual"} and set(table["seed"]) == {0, 1}
     assert summary.loc["natural", "steps_to_natural"] == steps_to_reach(table, "natural",
                                                                         summary.loc["natural", "macro"])

@@ -118,3 +118,18 @@ def test_inspection_notebook_runs_top_to_bottom(quickstart, tmp_path, monkeypatc
         assert domain in html  # the domain_mix query and the extremes query both list every domain
     assert "highest" in html and "lowest" in html
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 5
+
+
+def test_tune_on_the_demo_corpus_prints_a_setting_from_its_grid(quickstart):
+    """`samplemix tune` as a user runs it after the quick start, with the seconds-long test preset."""
+    root, _ = quickstart
+    result = samplemix("tune", "--config", str(REPO / "conf" / "local.yaml"), "--alphas", "0", "1", "--seeds", "0",
+                       "--preset", "test", cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tune: 2 candidates x seeds = 2 proxies of 131,072 bytes (0 already done); 2 to train" in result.stderr
+    table = _table(root, "tune")
+    macro = table[table["domain"] == "_all"].set_index("alpha")["bpb"]
+    best = macro.idxmin()
+    assert result.stdout.strip().splitlines()[-1] == f"--set mixing.alpha={best:g} --set mixing.tau=0.2"
+    assert table.loc[table["alpha"] == best, "chosen"].all() and not table.loc[table["alpha"] != best, "chosen"].any()
+    assert (root / "out" / "tune" / "tune.png").stat().st_size > 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.diversity.cluster import read_centroids
 from samplemix_spark.diversity.embed import embedding_columns, embedding_matrix
+from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import InputError
 from samplemix_spark.models.cache import cached
 from samplemix_spark.tables import TableStore
@@ -73,14 +74,16 @@ def build_index(centroids: np.ndarray):
     return index
 
 
-def assign_batches(centroids: np.ndarray):
-    """The mapInPandas function; the centroids travel in its closure."""
+def assign_batches(centroids: np.ndarray, progress: Optional[Progress] = None):
+    """The mapInPandas function; the centroids and the progress counter travel in its closure."""
     key = ("centroid_index", hashlib.sha256(centroids.tobytes()).hexdigest())
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         index = cached(key, lambda: build_index(centroids))
         for batch in batches:
             cluster_id, distance = nearest_centroids(index, embedding_matrix(batch), centroids)
+            if progress is not None:
+                progress.add(len(batch))
             yield pd.DataFrame({"doc_id": batch["doc_id"], "cluster_id": cluster_id, "distance": distance})
 
     return run
@@ -100,15 +103,17 @@ class AssignStep(PerDocumentStep):
 
     name = "assign"
     source, output = "embeddings", "assignments"
+    reports_progress = True
 
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
 
-    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
+                  progress: Optional[Progress] = None) -> DataFrame:
         centroids = read_centroids(store)
         check_dimensions(store, centroids)
         if centroids.nbytes > _CLOSURE_WARN_BYTES:
             log.warning("assign: %.0f MiB of centroids travel in the UDF closure; the Spark Connect message "
                         "cap is 128 MiB", centroids.nbytes / 2**20)
         vectors = rows.select("doc_id", *embedding_columns(rows))
-        return vectors.mapInPandas(assign_batches(centroids), ASSIGNMENT_SCHEMA)
+        return vectors.mapInPandas(assign_batches(centroids, progress), ASSIGNMENT_SCHEMA)

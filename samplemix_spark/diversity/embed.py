@@ -13,7 +13,7 @@ use ``embedding_matrix`` to get float32 vectors either way.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import DiversityConfig, SampleMixConfig
+from samplemix_spark.engine.progress import Progress
 from samplemix_spark.models.cache import cached
 from samplemix_spark.models.paths import portable_location, resolve_local_path
 from samplemix_spark.tables import TableStore
@@ -36,7 +37,7 @@ def load_encoder(cfg: DiversityConfig):
                                            cfg.max_tokens, cfg.device, cfg.precision))
 
 
-def embedding_column(text: Column, cfg: DiversityConfig) -> Column:
+def embedding_column(text: Column, cfg: DiversityConfig, progress: Optional[Progress] = None) -> Column:
     """Normalised embedding of ``text`` as array<float> or float16 bytes; built on the driver."""
     half = cfg.storage == "float16"
 
@@ -44,7 +45,8 @@ def embedding_column(text: Column, cfg: DiversityConfig) -> Column:
     def embed(batches: Iterator[pd.Series]) -> Iterator[pd.Series]:
         encoder = load_encoder(cfg)
         for texts in batches:
-            vectors = encoder.embed(texts.tolist(), cfg.batch_size, normalize=True)
+            vectors = encoder.embed(texts.tolist(), cfg.batch_size, normalize=True,
+                                    on_batch=progress.add if progress else None)
             if half:
                 yield pd.Series([v.astype("<f2").tobytes() for v in vectors])
             else:
@@ -70,6 +72,7 @@ class EmbedStep(PerDocumentStep):
 
     name = "embed"
     source, output = "documents", "embeddings"
+    reports_progress = True
 
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
@@ -77,7 +80,8 @@ class EmbedStep(PerDocumentStep):
     def check(self) -> None:
         resolve_local_path(self.cfg.diversity.encoder, "diversity.encoder")
 
-    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
+                  progress: Optional[Progress] = None) -> DataFrame:
         diversity = dataclasses.replace(self.cfg.diversity, encoder=portable_location(self.cfg.diversity.encoder))
         column = "embedding_f16" if diversity.storage == "float16" else "embedding"
-        return rows.select("doc_id", embedding_column(F.col("text"), diversity).alias(column))
+        return rows.select("doc_id", embedding_column(F.col("text"), diversity, progress).alias(column))

@@ -112,6 +112,14 @@ def _with_macro(curves: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
     return pd.concat([curves, macro.assign(domain=MACRO)], ignore_index=True)
 
 
+def macro_over(proxy_eval: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
+    """``proxy_eval`` with ``_all`` recomputed over ``domains``: another view of the same proxies, no training."""
+    rest = proxy_eval[proxy_eval["domain"] != MACRO]
+    keys = [c for c in PROXY_EVAL_COLUMNS if c not in ("domain", "bpb")]
+    macro = rest[rest["domain"].isin(domains)].groupby(keys, as_index=False, dropna=False)["bpb"].mean()
+    return pd.concat([rest, macro.assign(domain=MACRO)], ignore_index=True)[PROXY_EVAL_COLUMNS]
+
+
 def proxy_eval_frame(curves: pd.DataFrame, jobs: list[ProxyJob], runs: list[Run], domains: list[str],
                      preset: str) -> pd.DataFrame:
     """The ``proxy_eval`` rows: curves labelled with their run's method and settings, plus ``_all``."""

@@ -231,6 +231,7 @@ class IngestStep:
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
         flagged, n_input = self._flagged(spark)
+        log.info("ingest: %d input rows checked; writing the tables", n_input)
         store.write(self._documents(training_rows(flagged)), "documents")
         n_rejects = self._write_rejects(flagged, store)
         n_holdout = self._write_holdout(flagged, store)
@@ -256,6 +257,7 @@ class IngestStep:
         refresh left behind, so its documents are scored on the next try.
         """
         flagged, n_input = self._flagged(spark)
+        log.info("ingest: %d input rows checked; writing the tables", n_input)
         kept = training_rows(flagged)
         stored = store.read("documents")
         new = kept.join(stored.select("doc_id"), "doc_id", "left_anti")

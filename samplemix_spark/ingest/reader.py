@@ -487,17 +487,23 @@ def read_unit(unit: Unit, mapping: Mapping) -> Iterator[pa.RecordBatch]:
 def read_units(spark, units: list[Unit], mapping: Mapping):
     """A DataFrame of RAW_SCHEMA rows over ``units``: one partition, and one task, per unit.
 
-    The closure carries the unit list and the mapping; each task looks its unit
-    up by the partition's row id, so no file content passes through the driver.
+    The closure carries the unit list, the mapping and a progress counter of
+    units read; each task looks its unit up by the partition's row id, so no
+    file content passes through the driver.
     """
     from pyspark.sql import functions as F
 
+    from samplemix_spark.engine.progress import Progress
+
     specs = [(u.path, u.fmt, u.row_group) for u in units]
+    progress = Progress("ingest", len(units), unit="files" if all(u.fmt != "parquet" for u in units)
+                        else "row groups")
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for unit_id in batch.column(0).to_pylist():
                 yield from read_unit(Unit(*specs[unit_id]), mapping)
+                progress.add(1)
 
     ids = spark.range(0, len(units), 1, max(1, len(units))).select(F.col("id").cast("int").alias("unit"))
     return ids.mapInArrow(run, RAW_DDL)

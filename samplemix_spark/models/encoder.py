@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -175,11 +175,15 @@ class TextEncoder:
         return pool(hidden.float(), batch["attention_mask"], self.pooling)
 
     @torch.inference_mode()
-    def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False) -> np.ndarray:
+    def embed(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = False,
+              on_batch: Optional[Callable[[int], object]] = None) -> np.ndarray:
+        """Vectors of ``texts``; ``on_batch(n)`` after each forward pass, for progress inside a long call."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for index, batch in self.batches(texts, batch_size):
             vectors = self.forward(batch)
             if normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=-1)
             out[index] = vectors.cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(index))
         return out

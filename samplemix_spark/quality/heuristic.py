@@ -40,6 +40,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from samplemix_spark.engine.progress import Progress
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.per_document import PerDocumentStep
 
@@ -177,5 +178,6 @@ class HeuristicQuality(PerDocumentStep):
     def __init__(self, cfg) -> None:
         self.cfg = cfg
 
-    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
+                  progress: Optional[Progress] = None) -> DataFrame:
         return score_frame(rows)

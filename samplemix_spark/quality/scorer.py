@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import QualityConfig, SampleMixConfig
+from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import ConfigError
 from samplemix_spark.models.cache import cached
 from samplemix_spark.models.encoder import TextEncoder
@@ -54,7 +55,9 @@ class QualityScorer:
         self.batch_size = batch_size
 
     @torch.inference_mode()
-    def score(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, texts: list[str], on_batch: Optional[Callable[[int], object]] = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Argmax class and expected score per text; ``on_batch(n)`` after each forward pass."""
         scores = np.zeros(len(texts), dtype=np.int32)
         expected = np.zeros(len(texts), dtype=np.float64)
         for index, batch in self.encoder.batches(texts, self.batch_size):
@@ -63,6 +66,8 @@ class QualityScorer:
             argmax, mean = ordinal.predict(probabilities)
             scores[index] = argmax.cpu().numpy()
             expected[index] = mean.cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(index))
         return scores, expected
 
 
@@ -73,14 +78,14 @@ def load_scorer(cfg: QualityConfig) -> QualityScorer:
                                              cfg.max_tokens, cfg.batch_size))
 
 
-def quality_column(text: Column, cfg: QualityConfig) -> Column:
+def quality_column(text: Column, cfg: QualityConfig, progress: Optional[Progress] = None) -> Column:
     """struct<quality:int, quality_expected:double> per document; built on the driver."""
 
     @F.pandas_udf("struct<quality:int,quality_expected:double>")
     def score(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         scorer = load_scorer(cfg)
         for texts in batches:
-            quality, expected = scorer.score(texts.tolist())
+            quality, expected = scorer.score(texts.tolist(), progress.add if progress else None)
             yield pd.DataFrame({"quality": quality, "quality_expected": expected})
 
     return score(text)
@@ -91,6 +96,7 @@ class ModelQuality(PerDocumentStep):
 
     name = "quality"
     source, output = "documents", "quality"
+    reports_progress = True
 
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
@@ -101,10 +107,11 @@ class ModelQuality(PerDocumentStep):
                               "written by `samplemix train-quality`")
         read_checkpoint_settings(self.cfg.quality.model_path)
 
-    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
+                  progress: Optional[Progress] = None) -> DataFrame:
         settings = read_checkpoint_settings(self.cfg.quality.model_path)
         quality = dataclasses.replace(self.cfg.quality, model_path=portable_location(self.cfg.quality.model_path))
-        scored = rows.select("doc_id", quality_column(F.col("text"), quality).alias("s"))
+        scored = rows.select("doc_id", quality_column(F.col("text"), quality, progress).alias("s"))
         return scored.select("doc_id", "s.quality", "s.quality_expected", F.lit("model").alias("method"),
                              F.lit(settings["model_id"]).alias("model_id"),
                              F.lit(settings["model_version"]).alias("model_version"))

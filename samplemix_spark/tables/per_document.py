@@ -14,6 +14,7 @@ from typing import Optional
 
 from pyspark.sql import DataFrame, SparkSession
 
+from samplemix_spark.engine.progress import Progress, interval_s
 from samplemix_spark.tables.store import TableStore
 
 
@@ -23,8 +24,10 @@ class PerDocumentStep:
     name: str
     source: str  # table read, keyed by doc_id
     output: str  # table written, keyed by doc_id
+    reports_progress = False  # True where a UDF does the work: it then gets a Progress over the rows
 
-    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame) -> DataFrame:
+    def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
+                  progress: Optional[Progress] = None) -> DataFrame:
         """The output rows for these source rows (built on the driver, run on executors)."""
         raise NotImplementedError
 
@@ -36,10 +39,13 @@ def run_per_document(spark: SparkSession, store: TableStore, step: PerDocumentSt
                      only: Optional[DataFrame] = None) -> dict[str, int]:
     """Write ``step.output`` for every source row, or with ``only`` (doc_id) for those rows alone."""
     source = store.read(step.source)
+    rows = source if only is None else source.join(only, "doc_id", "left_semi")
+    # Counting the rows is the lines' one extra cost, so it is skipped when they are off.
+    progress = Progress(step.name, rows.count()) if step.reports_progress and interval_s() > 0 else None
     if only is None:
-        store.write(step.transform(spark, store, source), step.output)
+        store.write(step.transform(spark, store, rows, progress), step.output)
     else:
-        fresh = step.transform(spark, store, source.join(only, "doc_id", "left_semi"))
+        fresh = step.transform(spark, store, rows, progress)
         kept = store.read(step.output).join(only, "doc_id", "left_anti")
         store.write(kept.unionByName(fresh), step.output)
     return {step.output: store.read(step.output).count()}

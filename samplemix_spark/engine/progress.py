@@ -1,0 +1,104 @@
+"""Progress lines from inside the long per-row stages: ingest's reader, embed, quality scoring, assign.
+
+Spark Connect has no accumulators and no status tracker, so the functions that
+run on executors count their own work. ``Progress`` is plain data that travels
+in a UDF's closure; each Python process keeps one counter per stage run and
+writes a line every ``interval`` seconds (``SAMPLEMIX_PROGRESS_S``, default 10):
+units done, units per second and, where the total is known to this process, the
+share done and the time left. The model stages count each forward pass, so a
+line is due even inside one large Arrow batch. The clock starts when the driver
+builds the stage; a stage shorter than the interval writes no line (its end line
+says it all).
+
+- Embedded engine: the UDFs run in the driver's own process, so the one counter
+  sees every row and the lines reach the job's log with the exact total.
+- A cluster: each executor's Python worker counts its own rows and writes its
+  lines, without a total, to that executor's stderr (the Spark UI's executor
+  log), at batch granularity; the driver's log gets the stage's start and end.
+
+A stage that reads its input again (ingest reads its sources once to check them
+and once per table it writes) starts a new count when the previous one reached
+the total.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+log = logging.getLogger("samplemix_spark")
+
+INTERVAL_ENV = "SAMPLEMIX_PROGRESS_S"
+DEFAULT_INTERVAL_S = 10.0
+_RATE_LABEL = {"documents": "docs"}
+
+
+@dataclass
+class _Counter:
+    started: float
+    last: float
+    done: int = 0
+
+
+_counters: dict[str, _Counter] = {}
+_lock = threading.Lock()
+
+
+def interval_s() -> float:
+    """Seconds between lines (``SAMPLEMIX_PROGRESS_S``; 0 turns the lines off)."""
+    return float(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL_S))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One stage run's progress; built on the driver, updated wherever its UDF runs."""
+
+    stage: str
+    total: int
+    unit: str = "documents"
+    run_id: str = field(default_factory=lambda: f"{os.getpid()}-{time.time_ns()}")
+    interval: float = field(default_factory=interval_s)
+    started: float = field(default_factory=time.time)  # wall clock: executors share it, roughly
+
+    def add(self, done: int, now: Optional[float] = None) -> Optional[str]:
+        """Count ``done`` more units; return (and write) a progress line when one is due."""
+        if self.interval <= 0:
+            return None
+        now = time.time() if now is None else now
+        with _lock:
+            counter = _counters.get(self.run_id)
+            if counter is None:
+                counter = _counters[self.run_id] = _Counter(self.started, self.started)
+            elif self.total and counter.done >= self.total:
+                counter = _counters[self.run_id] = _Counter(now, now)
+            counter.done += done
+            if now - counter.last < self.interval:
+                return None
+            counter.last = now
+            line = self._line(counter.done, now - counter.started)
+        self._write(line)
+        return line
+
+    def _in_driver(self) -> bool:
+        return os.getpid() == int(self.run_id.split("-")[0])
+
+    def _line(self, done: int, seconds: float) -> str:
+        rate = done / seconds if seconds > 0 else 0.0
+        per_second = f"{rate:,.0f} {_RATE_LABEL.get(self.unit, self.unit)}/s"
+        if not self._in_driver():  # an executor's worker sees its own rows only
+            return f"{self.stage}: {done:,} {self.unit} in this worker, {per_second}"
+        share = done / self.total if self.total else 0.0
+        left = (self.total - done) / rate if rate > 0 else float("nan")
+        return (f"{self.stage}: {done:,} of {self.total:,} {self.unit} ({share:.0%}), {per_second}, "
+                f"about {left:,.0f} s left")
+
+    def _write(self, line: str) -> None:
+        if self._in_driver():
+            log.info(line)
+        else:  # a Python worker has no logging set up; its stderr is the executor's log
+            print(f"samplemix_spark: {line}", file=sys.stderr, flush=True)
