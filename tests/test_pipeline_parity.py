@@ -6,13 +6,22 @@ line, a line that is not UTF-8, an escaped lone surrogate, astral characters
 escaped and raw, a gzip file) go through every stage of ``conf/local.yaml`` on
 both engines. The JVM run uses other partitions and Arrow batches of 7 rows, so
 equal embeddings also show that a vector does not depend on its batch-mates.
+
+Two more runs go through ``spark-submit jobs/run_pipeline.py`` to a standalone
+cluster on loopback (a master and two workers, each its own JVM): one with the
+driver's environment, one with ``build.sh --emr cpu``'s packed environment
+shipped as ``--archives ...#environment``, as an EMR step does; there pyspark
+comes from the cluster's Spark, since the packed environment has none.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +30,7 @@ import pytest
 from deltalake import DeltaTable
 
 from .conftest import REPO, pyspark35_env
+from .standalone import SPARK_SUBMIT, cluster_env, standalone_cluster
 from .ingest_cases import ASTRAL
 from .test_cli import samplemix
 from .test_quickstart import NPM_DIR
@@ -28,9 +38,9 @@ from .test_quickstart import NPM_DIR
 pytestmark = [pytest.mark.jvm, pytest.mark.skipif(shutil.which("java") is None, reason="classic Spark needs Java")]
 
 PER_DOMAIN = 40
-JVM = ("engine.kind=jvm-local", "engine.master=local[2]", "tables.format=parquet",
-       "engine.spark_conf={spark.sql.shuffle.partitions: 3, spark.driver.memory: 2g, "
-       "spark.sql.execution.arrow.maxRecordsPerBatch: 7}")
+SPARK_CONF = ("engine.spark_conf={spark.sql.shuffle.partitions: 3, spark.driver.memory: 2g, "
+              "spark.sql.execution.arrow.maxRecordsPerBatch: 7}")
+JVM = ("engine.kind=jvm-local", "engine.master=local[2]", "tables.format=parquet", SPARK_CONF)
 
 
 def _planted(folder: Path, texts: list[str]) -> None:
@@ -52,8 +62,9 @@ def _planted(folder: Path, texts: list[str]) -> None:
         json.dumps({"text": f"{t} \U0001f600", "domain": "planted"}) + "\n" for t in texts[4:9]).encode()))
 
 
-# Classic Spark 4 (this environment's pyspark) and Spark 3.5 (EMR 7, Databricks LTS before 17).
-RUNTIMES = ["jvm", "jvm35"]
+# Classic Spark 4 (this environment's pyspark) and Spark 3.5 (EMR 7, Databricks LTS before 17), local;
+# a standalone cluster, with the driver's environment and with the packed one.
+RUNTIMES = ["jvm", "jvm35", "standalone", "standalone-packed"]
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +87,51 @@ def _run(root: Path) -> tuple[str, ...]:
     return "run", "--config", str(REPO / "conf" / "local.yaml"), sources
 
 
+@pytest.fixture(scope="module")
+def packed_env(tmp_path_factory):
+    """``build.sh --emr cpu``'s archive; it must hold no pyspark."""
+    dist = tmp_path_factory.mktemp("dist")
+    built = subprocess.run(["bash", str(REPO / "build.sh"), "--emr", "cpu"], capture_output=True, text=True,
+                           env={**os.environ, "DIST": str(dist), "PYTHON": sys.executable}, timeout=1200)
+    assert built.returncode == 0, built.stderr[-3000:]
+    archive = dist / "pyenv-cpu.tar.gz"
+    listing = subprocess.run(["tar", "-tzf", str(archive)], capture_output=True, text=True, check=True).stdout
+    assert "/site-packages/torch/" in listing and "/site-packages/pyspark/" not in listing
+    return archive
+
+
+def _submit(root: Path, runtime: str, master: str, packed: Path = None) -> subprocess.CompletedProcess:
+    """``spark-submit jobs/run_pipeline.py`` to ``master``: the EMR step's command line."""
+    env = {**cluster_env(), "SAMPLEMIX_PROGRESS_S": "0.5"}
+    python = ["--conf", f"spark.pyspark.python={sys.executable}"]
+    if packed is not None:
+        python = ["--archives", f"{packed}#environment", "--conf", "spark.pyspark.python=./environment/bin/python",
+                  "--conf", f"spark.pyspark.driver.python={sys.executable}"]
+    sets = [f"--set=tables.warehouse={root}/{runtime}", "--set=tables.format=parquet", f"--set={SPARK_CONF}"]
+    # Both executors are registered before the first job, so tasks go to both workers.
+    command = [str(SPARK_SUBMIT), "--master", master, "--conf", "spark.executor.memory=1g",
+               "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0", *python,
+               str(REPO / "jobs" / "run_pipeline.py"), *_run(root)[1:], *sets]
+    return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+
+
 @pytest.fixture(scope="module", params=RUNTIMES)
 def runs(root, request):
     runtime = request.param
-    env, version = (pyspark35_env(), "3.5.") if runtime == "jvm35" else (None, "4.")
-    jvm = samplemix(*_run(root), f"--set=tables.warehouse={root}/{runtime}", *[f"--set={o}" for o in JVM],
-                    cwd=root, env=env)
-    assert jvm.returncode == 0, jvm.stderr[-3000:]
-    assert f"engine: jvm-local (pyspark {version}" in jvm.stderr
+    if runtime.startswith("standalone"):
+        packed = request.getfixturevalue("packed_env") if runtime == "standalone-packed" else None
+        with standalone_cluster(root / f"cluster-{runtime}") as master:
+            result = _submit(root, runtime, master, packed)
+        engine = "engine: existing (pyspark 4."
+    else:
+        env, version = (pyspark35_env(), "3.5.") if runtime == "jvm35" else (None, "4.")
+        result = samplemix(*_run(root), f"--set=tables.warehouse={root}/{runtime}", *[f"--set={o}" for o in JVM],
+                           cwd=root, env=env)
+        engine = f"engine: jvm-local (pyspark {version}"
+    # spark-submit merges the Python driver's stderr into its stdout.
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert engine in output
     return root, runtime
 
 
@@ -120,3 +168,16 @@ def test_counts_are_identical_and_planted_rows_are_decoded_or_rejected(runs):
     rejects, _ = _tables(runs, "rejects")
     assert sorted(rejects.loc[rejects["source_file"].str.contains("planted"), "reason"]) == \
         ["duplicate_text", "invalid_utf8", "malformed_json"]
+
+
+def test_both_workers_run_tasks_and_write_progress_to_their_executor_logs(runs):
+    root, runtime = runs
+    if not runtime.startswith("standalone"):
+        pytest.skip("a local run has no executor logs")
+    lines = {}
+    for worker in ("work0", "work1"):
+        logs = (root / f"cluster-{runtime}" / worker).glob("app-*/*/stderr")
+        lines[worker] = [line for log in logs for line in log.read_text().splitlines()
+                         if line.startswith("samplemix_spark: ") and " in this worker, " in line]
+    assert all(lines.values()), lines  # the ingest reader's file tasks go to both workers
+    assert any(": embed: " in line for worker_lines in lines.values() for line in worker_lines), lines

@@ -30,15 +30,15 @@ def test_no_lines_when_turned_off_and_worker_lines_without_a_total():
     assert Progress("embed", total=10, interval=0.0).add(10, now=100.0) is None
     worker = Progress("assign", total=100, run_id="1-0", interval=1.0, started=0.0)  # built by another process
     assert worker.add(5, now=0.5) is None
-    assert worker.add(5, now=2.0) == "assign: 10 documents in this worker, 5 docs/s"
+    assert worker.add(5, now=2.0) == "assign: 10 documents in this worker, 5.0 docs/s"
 
 
 def test_a_stage_that_reads_its_input_again_starts_a_new_count():
     progress = Progress("ingest", total=2, unit="files", interval=1.0, started=0.0)
     assert progress.add(1, now=0.5) is None
-    assert progress.add(1, now=2.0) == "ingest: 2 of 2 files (100%), 1 files/s, about 0 s left"
+    assert progress.add(1, now=2.0) == "ingest: 2 of 2 files (100%), 1.0 files/s, about 0 s left"
     assert progress.add(1, now=10.0) is None  # the second pass over the same files starts its clock here
-    assert progress.add(1, now=12.0) == "ingest: 2 of 2 files (100%), 1 files/s, about 0 s left"
+    assert progress.add(1, now=12.0) == "ingest: 2 of 2 files (100%), 1.0 files/s, about 0 s left"
 
 
 def test_long_stages_report_progress_on_the_embedded_engine(spark, tmp_path, caplog, monkeypatch,

@@ -89,7 +89,7 @@ class Progress:
 
     def _line(self, done: int, seconds: float) -> str:
         rate = done / seconds if seconds > 0 else 0.0
-        per_second = f"{rate:,.0f} {_RATE_LABEL.get(self.unit, self.unit)}/s"
+        per_second = f"{rate:,.{1 if rate < 10 else 0}f} {_RATE_LABEL.get(self.unit, self.unit)}/s"
         if not self._in_driver():  # an executor's worker sees its own rows only
             return f"{self.stage}: {done:,} {self.unit} in this worker, {per_second}"
         share = done / self.total if self.total else 0.0
