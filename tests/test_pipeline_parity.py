@@ -102,7 +102,9 @@ def packed_env(tmp_path_factory):
 
 def _submit(root: Path, runtime: str, master: str, packed: Path = None) -> subprocess.CompletedProcess:
     """``spark-submit jobs/run_pipeline.py`` to ``master``: the EMR step's command line."""
-    env = {**cluster_env(), "SAMPLEMIX_PROGRESS_S": "0.5"}
+    # SPARK_CONNECT_MODE_ENABLED: left behind by a process that opened a Connect session (this
+    # one has, for the embedded run); the job must still use spark-submit's classic session.
+    env = {**cluster_env(), "SAMPLEMIX_PROGRESS_S": "0.5", "SPARK_CONNECT_MODE_ENABLED": "1"}
     python = ["--conf", f"spark.pyspark.python={sys.executable}"]
     if packed is not None:
         python = ["--archives", f"{packed}#environment", "--conf", "spark.pyspark.python=./environment/bin/python",
@@ -181,3 +183,28 @@ def test_both_workers_run_tasks_and_write_progress_to_their_executor_logs(runs):
                          if line.startswith("samplemix_spark: ") and " in this worker, " in line]
     assert all(lines.values()), lines  # the ingest reader's file tasks go to both workers
     assert any(": embed: " in line for worker_lines in lines.values() for line in worker_lines), lines
+
+
+def test_packed_environment_carries_its_own_interpreter(packed_env, tmp_path):
+    """The archive runs where the build's Python does not exist (EMR 7's nodes have 3.9)."""
+    unpacked = tmp_path / "environment"
+    unpacked.mkdir()
+    subprocess.run(["tar", "-xzf", str(packed_env), "-C", str(unpacked)], check=True)
+    probe = ("import json, sys, torch, faiss, transformers, samplemix_spark; "
+             "print(json.dumps([sys.prefix, sys.base_prefix, [p for p in sys.path if p]]))")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    command = [str(unpacked / "bin" / "python"), "-c", probe]
+    ran = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    prefix, base_prefix, path = json.loads(ran.stdout)
+    assert prefix == base_prefix == str(unpacked)
+    assert all(entry.startswith(str(unpacked)) for entry in path), path
+    libraries = subprocess.run(["ldd", str(unpacked / "bin" / "python")], capture_output=True, text=True).stdout
+    assert sys.base_prefix not in libraries, libraries
+    # With the build's installation hidden (a private mount namespace, where the system allows one).
+    hidden = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+              f'mount -t tmpfs none "{sys.base_prefix}" && exec "$@"', "sh", *command]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0:
+        ran = subprocess.run(hidden, capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        assert json.loads(ran.stdout)[0] == str(unpacked)

@@ -64,6 +64,8 @@ def build_session(cfg: EngineConfig) -> SparkSession:
                    .config("spark.ui.enabled", "false")
                    .config("spark.sql.session.timeZone", "UTC"))
     elif kind == "existing":
+        if os.environ.get("PYSPARK_GATEWAY_PORT"):  # spark-submit: the session is a classic one
+            _drop_inherited_connect_mode()
         builder = SparkSession.builder
     else:  # config validation makes this unreachable; kept for direct callers
         raise ConfigError(f"config key 'engine.kind': unknown engine {kind!r}")
@@ -73,10 +75,14 @@ def build_session(cfg: EngineConfig) -> SparkSession:
     return builder.getOrCreate()
 
 
-def _use_driver_python_for_workers() -> None:
+def _drop_inherited_connect_mode() -> None:
     # pyspark's builder turns into a Spark Connect builder when this variable is set,
     # e.g. inherited from a parent process that opened a Connect session.
     os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+
+
+def _use_driver_python_for_workers() -> None:
+    _drop_inherited_connect_mode()
     # Classic PySpark starts worker processes with `python3` from PATH unless told
     # otherwise; that interpreter may lack this project's packages.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

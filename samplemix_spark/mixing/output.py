@@ -45,24 +45,49 @@ def lay_out(copies: DataFrame, cfg: MixingConfig, n_files: int) -> DataFrame:
     """Partition the copies into ``n_files`` files; when shuffling, in shuffle-key order.
 
     Shuffling range-partitions by the key, so file i holds the i-th key range, and
-    sorts each partition in pandas. The sort is done by the UDF rather than by
-    ``sortWithinPartitions`` because some engines (Sail 0.7) drop a sort that
-    feeds a file write; rows leave the UDF in order and are written as they come.
+    sorts each partition with Arrow compute. The sort is done by the UDF rather
+    than by ``sortWithinPartitions`` because some engines (Sail 0.7) drop a sort
+    that feeds a file write; rows leave the UDF in order and are written as they come.
     """
     if not cfg.shuffle:
         return copies.repartition(n_files)
     keyed = copies.withColumn("_key", shuffle_key(F.col("doc_id"), F.col("replica"), cfg.seed))
     ranged = keyed.repartitionByRange(n_files, "_key", "doc_id", "replica")
-    return ranged.mapInPandas(_sort_partition, ranged.schema).drop("_key")
+    return ranged.mapInArrow(_sort_partition, ranged.schema).drop("_key")
+
+
+_SORT_KEYS = [("_key", "ascending"), ("doc_id", "ascending"), ("replica", "ascending")]
+# Rows per batch handed back to the engine: bounds the memory of each take.
+_SORTED_BATCH_ROWS = 65_536
 
 
 def _sort_partition(batches):
-    """Executor side: the whole partition (one output file's rows) sorted by (key, doc_id, replica)."""
-    import pandas as pd
+    """Executor side: the whole partition (one output file's rows) sorted by (key, doc_id, replica).
 
-    frames = list(batches)
-    if frames:
-        yield pd.concat(frames, ignore_index=True).sort_values(["_key", "doc_id", "replica"], kind="stable")
+    Arrow sorts strings by UTF-8 bytes, which is code point order, and the three
+    keys are unique per row, so the order does not depend on how rows arrived.
+    Strings are widened to 64-bit offsets while the partition is one table (a
+    file's text can pass 2 GiB) and narrowed again per returned batch.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    batches = list(batches)
+    if not batches:
+        return
+    schema = batches[0].schema
+    table = pa.Table.from_batches(batches).cast(_with_large_strings(schema)).combine_chunks()
+    order = pc.sort_indices(table, sort_keys=_SORT_KEYS)
+    for start in range(0, len(order), _SORTED_BATCH_ROWS):
+        part = table.take(order.slice(start, _SORTED_BATCH_ROWS)).cast(schema)
+        yield from part.to_batches()
+
+
+def _with_large_strings(schema):
+    import pyarrow as pa
+
+    return pa.schema([field.with_type(pa.large_string()) if pa.types.is_string(field.type) else field
+                      for field in schema])
 
 
 def build_output(weights: DataFrame, documents: DataFrame, cfg: MixingConfig, n_files: int = 1) -> DataFrame:
