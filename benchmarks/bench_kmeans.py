@@ -87,14 +87,13 @@ def main() -> None:
 def mllib(x: np.ndarray, k: int, niter: int) -> dict:
     """Spark MLlib k-means on classic JVM Spark local[2]; only ``fit`` is timed."""
     os.environ.pop("SPARK_REMOTE", None)
+    import pandas as pd
     from pyspark.ml.clustering import KMeans
     from pyspark.ml.functions import array_to_vector
     from pyspark.sql import SparkSession
 
     spark = (SparkSession.builder.master("local[2]").config("spark.driver.memory", "6g")
              .config("spark.sql.execution.arrow.pyspark.enabled", "true").getOrCreate())
-    import pandas as pd
-
     frame = spark.createDataFrame(pd.DataFrame({"v": list(x.astype(np.float64))}))
     points = frame.select(array_to_vector("v").alias("features")).cache()
     points.count()

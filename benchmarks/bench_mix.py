@@ -51,14 +51,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from samplemix_spark.config import build_config  # noqa: E402
 from samplemix_spark.engine import build_session  # noqa: E402
-from samplemix_spark.mixing.output import build_output, explode_copies, lay_out, output_file_count  # noqa: E402
+from samplemix_spark.mixing.output import (OUTPUT_COLUMNS, build_output, explode_copies, lay_out,  # noqa: E402
+                                           output_file_count)
 from samplemix_spark.mixing.weights import compute_stats, weights_frame  # noqa: E402
 from samplemix_spark.tables import TableStore  # noqa: E402
 
 DOMAINS = np.array(["web", "news", "wiki", "code", "books", "forum"])
 
 
-OUTPUT_COLUMNS = ["doc_id", "domain", "text", "n_tokens"]
+DOCUMENT_COLUMNS = list(OUTPUT_COLUMNS[:-1])  # the output's columns before ``replica``
 _CHUNK_ROWS = 65_536
 
 
@@ -79,7 +80,7 @@ def write_input(path: Path, n: int, seed: int = 0, text: bool = False) -> None:
         for start in range(0, n, _CHUNK_ROWS):
             part = table.slice(start, _CHUNK_ROWS)
             texts = text_slices(stream, len(part), rng)
-            # About 4 bytes per token, as the token budget assumes.
+            # About 4 bytes per token of English text.
             tokens = pc.divide(pc.binary_length(texts), 4).cast(pa.int64())
             writer.write_table(part.set_column(4, "n_tokens", tokens).append_column("text", texts))
 
@@ -103,14 +104,10 @@ def text_slices(stream: np.ndarray, n: int, rng: np.random.Generator) -> pa.Stri
 
 def splitmix_uniform(index: np.ndarray, seed: int) -> np.ndarray:
     with np.errstate(over="ignore"):
-        return _splitmix_uniform(index, seed)
-
-
-def _splitmix_uniform(index: np.ndarray, seed: int) -> np.ndarray:
-    z = (index.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) * np.uint64(1)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
+        z = (index.astype(np.uint64) + np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15)) * np.uint64(1)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
     return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
@@ -189,7 +186,7 @@ def reference(input_path: Path, output_path: Path, alpha: float, tau: float, see
         rows, replica = rows[order], replica[order]
     math_seconds = time.perf_counter() - math_started
     if text:
-        write_copies(table.select(OUTPUT_COLUMNS), rows, replica, output_path)
+        write_copies(table.select(DOCUMENT_COLUMNS), rows, replica, output_path)
     else:
         pq.write_table(pa.table({"doc_id": table["doc_id"].take(pa.array(rows)), "replica": replica}), output_path)
     return time.perf_counter() - started, math_seconds, len(rows)
@@ -197,9 +194,8 @@ def reference(input_path: Path, output_path: Path, alpha: float, tau: float, see
 
 def write_copies(documents: pa.Table, rows: np.ndarray, replica: np.ndarray, output_path: Path) -> None:
     """Take each copy's row by index, a chunk at a time (a 64-bit-offset text column holds them all)."""
+    schema = documents.schema.append(pa.field("replica", pa.int32()))
     documents = documents.set_column(2, "text", documents["text"].cast(pa.large_string())).combine_chunks()
-    schema = pa.schema([documents.schema.field(c).with_type(pa.string()) if c == "text"
-                        else documents.schema.field(c) for c in OUTPUT_COLUMNS]).append(pa.field("replica", pa.int32()))
     with pq.ParquetWriter(output_path, schema) as writer:
         for start in range(0, len(rows), _CHUNK_ROWS):
             part = documents.take(pa.array(rows[start:start + _CHUNK_ROWS]))
