@@ -15,7 +15,8 @@
 #   cpu: CPU torch (torch==$TORCH_VERSION; where PyPI's build of it is a CUDA one, set
 #        TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu) and faiss-cpu
 #   gpu: PyPI's CUDA torch and faiss-gpu-cu12 in place of faiss-cpu
-# DIST (default dist) is the output folder; PYTHON (default python3) the interpreter to ship.
+# DIST (default dist) is the output folder; PYTHON (default python3) the interpreter to ship;
+# GZIP_LEVEL (default 1) the archive's compression level.
 set -euo pipefail
 cd "$(dirname "$0")"
 python="${PYTHON:-python3}"
@@ -60,7 +61,9 @@ cp -r jobs conf "$dist/bundle/"
 if [[ -n "$variant" ]]; then
   env="$dist/pyenv-$variant"
   copy_interpreter "$env"
-  pip=("$env/bin/python" -m pip install -q)
+  # No bytecode: 18% smaller and 28% faster to build; importing torch, transformers, faiss
+  # and the package without it took 7.8 s on a node instead of 7.4 s.
+  pip=("$env/bin/python" -m pip install -q --no-compile)
   if [[ "$variant" == "cpu" ]]; then
     "${pip[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION:-2.13.0}"
     "${pip[@]}" "$dist"/samplemix_spark-*.whl
@@ -74,7 +77,9 @@ if [[ -n "$variant" ]]; then
     echo "build.sh: pyspark got into the packed environment; it must come from the cluster" >&2
     exit 1
   fi
-  tar -C "$env" -czf "$dist/pyenv-$variant.tar.gz" .
+  # gzip -1: 2.5x faster than tar's default level 6 on this 1.9 GB tree for 12% more bytes
+  # (EMR and Spark's --archives unpack .tar.gz and .zip, not zstd); GZIP_LEVEL=9 for smallest.
+  tar -C "$env" -cf - . | gzip "-${GZIP_LEVEL:-1}" > "$dist/pyenv-$variant.tar.gz"
   rm -rf "$env"
   echo "packed: $dist/pyenv-$variant.tar.gz ($(du -h "$dist/pyenv-$variant.tar.gz" | cut -f1))"
 fi

@@ -33,6 +33,20 @@ def pyspark35_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
+# The longest modules (whole pipelines on JVM Spark and a standalone cluster) start first, so
+# that with `-n` (pytest-xdist, whole modules per worker) the short ones fill the other
+# workers meanwhile instead of leaving one long module running alone at the end.
+LONGEST_FIRST = ("test_pipeline_parity.py", "test_jvm_parity.py", "test_ingest_formats.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    def rank(item) -> int:
+        name = Path(str(item.fspath)).name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each module is kept
+
+
 @pytest.fixture(scope="session")
 def spark():
     session = build_session(EngineConfig(kind="embedded"))
