@@ -14,7 +14,7 @@
 #     cluster's own Spark version.
 #   cpu: CPU torch (torch==$TORCH_VERSION; where PyPI's build of it is a CUDA one, set
 #        TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu) and faiss-cpu
-#   gpu: PyPI's CUDA torch and faiss-gpu-cu12 in place of faiss-cpu
+#   gpu: PyPI's CUDA torch (torch==$TORCH_VERSION) and faiss-gpu-cu12 in place of faiss-cpu
 # DIST (default dist) is the output folder; PYTHON (default python3) the interpreter to ship;
 # GZIP_LEVEL (default 1) the archive's compression level.
 set -euo pipefail
@@ -68,10 +68,17 @@ if [[ -n "$variant" ]]; then
     "${pip[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION:-2.13.0}"
     "${pip[@]}" "$dist"/samplemix_spark-*.whl
   else
-    "${pip[@]}" "$dist"/samplemix_spark-*.whl
+    "${pip[@]}" "torch==${TORCH_VERSION:-2.13.0}" "$dist"/samplemix_spark-*.whl
     # Both wheels install the module `faiss`: remove the CPU one before adding the GPU one.
     "$env/bin/python" -m pip uninstall -q -y faiss-cpu
     "${pip[@]}" faiss-gpu-cu12
+    # A pip set up with a local wheel folder or index of CPU builds (torch 2.13.0+cpu outranks
+    # PyPI's 2.13.0) would silently pack a CPU torch into the GPU archive.
+    if ! "$env/bin/python" -c "import sys, torch; sys.exit(torch.version.cuda is None)"; then
+      echo "build.sh: pip installed a CPU build of torch for --emr gpu; install PyPI's CUDA build" \
+        "(without local wheel folders: env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null ./build.sh --emr gpu)" >&2
+      exit 1
+    fi
   fi
   if "$env/bin/python" -c "import pyspark" 2>/dev/null; then
     echo "build.sh: pyspark got into the packed environment; it must come from the cluster" >&2
