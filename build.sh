@@ -14,7 +14,9 @@
 #     cluster's own Spark version.
 #   cpu: CPU torch (torch==$TORCH_VERSION; where PyPI's build of it is a CUDA one, set
 #        TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu) and faiss-cpu
-#   gpu: PyPI's CUDA torch (torch==$TORCH_VERSION) and faiss-gpu-cu12 in place of faiss-cpu
+#   gpu: PyPI's CUDA torch (torch==$TORCH_VERSION; 2.13.0 is built for CUDA 13: for nodes whose
+#        driver predates CUDA 13, set TORCH_INDEX_URL to a cu12x wheel index) and faiss-gpu-cu12
+#        (which brings its own CUDA 12 runtime) in place of faiss-cpu
 # DIST (default dist) is the output folder; PYTHON (default python3) the interpreter to ship;
 # GZIP_LEVEL (default 1) the archive's compression level.
 set -euo pipefail
@@ -64,11 +66,9 @@ if [[ -n "$variant" ]]; then
   # No bytecode: 18% smaller and 28% faster to build; importing torch, transformers, faiss
   # and the package without it took 7.8 s on a node instead of 7.4 s.
   pip=("$env/bin/python" -m pip install -q --no-compile)
-  if [[ "$variant" == "cpu" ]]; then
-    "${pip[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION:-2.13.0}"
-    "${pip[@]}" "$dist"/samplemix_spark-*.whl
-  else
-    "${pip[@]}" "torch==${TORCH_VERSION:-2.13.0}" "$dist"/samplemix_spark-*.whl
+  "${pip[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==${TORCH_VERSION:-2.13.0}"
+  "${pip[@]}" "$dist"/samplemix_spark-*.whl
+  if [[ "$variant" == "gpu" ]]; then
     # Both wheels install the module `faiss`: remove the CPU one before adding the GPU one.
     "$env/bin/python" -m pip uninstall -q -y faiss-cpu
     "${pip[@]}" faiss-gpu-cu12
