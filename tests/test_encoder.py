@@ -63,7 +63,7 @@ def test_precision_choice_per_device():
     with pytest.raises(ConfigError, match="'int8' is for CPU"):
         resolve_precision("int8", cuda)
     if int8_available():
-        assert resolve_precision("int8", cpu) == resolve_precision("auto", cpu, cpu_auto="int8") == "int8"
+        assert resolve_precision("int8", cpu) == "int8"
 
 
 def test_int8_linear_against_a_numpy_oracle():

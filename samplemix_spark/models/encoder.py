@@ -73,29 +73,24 @@ def pick_device(preference: str = "auto") -> torch.device:
     return torch.device("cuda", index if index is not None else 0)
 
 
-def resolve_precision(precision: str, device: torch.device, cpu_auto: str = "fp32") -> str:
-    """What runs: on CUDA bf16 unless fp16 or fp32 is asked; on CPU fp32, or int8 (``auto`` gives ``cpu_auto``).
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """What runs: on CUDA bf16 unless fp16 or fp32 is asked; on CPU exact fp32 unless int8 is asked.
 
     bf16 and fp16 on a CPU run as fp32, so that a config written for GPU executors
-    also runs on CPU ones. int8 is CPU-only (models/int8.py); where this torch has
-    no int8 kernel, ``auto`` falls back to fp32 and an explicit ``int8`` is an error.
+    also runs on CPU ones. int8 is CPU-only and opt-in (models/int8.py).
     """
-    from samplemix_spark.models.int8 import int8_available
-
     if device.type == "cuda":
         if precision == "int8":
             raise ConfigError("precision 'int8' is for CPU executors; on a GPU use auto (bf16), fp16 or fp32")
         return "bf16" if precision == "auto" else precision
-    chosen = cpu_auto if precision == "auto" else precision
-    if chosen != "int8":
+    if precision != "int8":
         return "fp32"
-    if int8_available():
-        return "int8"
-    if precision == "int8":
+    from samplemix_spark.models.int8 import int8_available
+
+    if not int8_available():
         raise ConfigError(f"precision 'int8' needs torch's x86 int8 kernel, which torch {torch.__version__} "
                           "here lacks; use fp32")
-    log.warning("torch %s has no x86 int8 kernel: the encoder runs in fp32", torch.__version__)
-    return "fp32"
+    return "int8"
 
 
 def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
@@ -123,18 +118,18 @@ def _cut_at_whitespace(text: str, limit: int) -> str:
 class TextEncoder:
     """Tokenizer + transformer + pooling. ``embed`` returns float32 numpy vectors in input order.
 
-    ``precision`` as ``resolve_precision`` reads it; ``cpu_auto`` is what ``auto`` means on a CPU.
+    ``precision`` as ``resolve_precision`` reads it.
     """
 
     def __init__(self, model_dir: Path, pooling: str = "auto", max_tokens: int = 512,
-                 device: str = "auto", precision: str = "auto", cpu_auto: str = "fp32") -> None:
+                 device: str = "auto", precision: str = "auto") -> None:
         self.model_dir = Path(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True)
         self.pooling = resolve_pooling(self.model_dir, pooling)
         self.max_tokens = max_tokens
         self.device = pick_device(device)
-        self.precision = resolve_precision(precision, self.device, cpu_auto)
+        self.precision = resolve_precision(precision, self.device)
         if self.precision == "int8":
             from samplemix_spark.models.int8 import quantize_linear_layers
 

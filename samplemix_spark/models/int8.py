@@ -63,6 +63,7 @@ class RowwiseInt8Linear(torch.nn.Module):
 
     def __init__(self, linear: torch.nn.Linear) -> None:
         super().__init__()
+        self.kernel = _kernel()  # looked up once, not on every forward pass
         self.packed = _pack(linear.weight.detach())
         self.bias = linear.bias.detach().float() if linear.bias is not None else torch.zeros(linear.out_features)
         self.out_features = linear.out_features
@@ -70,7 +71,7 @@ class RowwiseInt8Linear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])
         magnitude = rows.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
-        product = _kernel()(rows / magnitude, ACTIVATION_SCALE, ACTIVATION_ZERO_POINT, self.packed)
+        product = self.kernel(rows / magnitude, ACTIVATION_SCALE, ACTIVATION_ZERO_POINT, self.packed)
         return torch.addcmul(self.bias, product, magnitude).reshape(*x.shape[:-1], self.out_features)
 
 
