@@ -8,7 +8,8 @@ From the quick start's scored documents (``warehouse``), mixes each method into
 ``out/evaluate_demo/<method>`` with the same token budget (the source tokens,
 ``budget_mode: tokens``), then runs ``samplemix evaluate`` on all of them: every
 run's proxies get the same byte budget, model and optimiser. Prints the summary
-and writes ``proxy_eval`` into ``warehouse`` and the figures under the out folder.
+and writes ``proxy_eval``, ``proxy_eval_docs`` and ``proxy_eval_step_docs`` into
+``warehouse`` and the figures under the out folder.
 
 ``bimix`` runs its own proxy swarm first (``evaluation.bimix_swarm``, seed
 ``--swarm-seeds``), which writes ``bimix_observations`` and ``bimix_fit`` into
@@ -29,8 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from samplemix_spark.config import build_config, load_config  # noqa: E402
 from samplemix_spark.engine import build_session  # noqa: E402
-from samplemix_spark.evaluation.evaluate import evaluate, macro_over, summarise  # noqa: E402
-from samplemix_spark.evaluation.plots import MACRO  # noqa: E402
+from samplemix_spark.evaluation.evaluate import Evaluation, evaluate, summarise  # noqa: E402
 from samplemix_spark.mixing import MixStep  # noqa: E402
 from samplemix_spark.tables import TableStore  # noqa: E402
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--swarm-seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--out", default="out/evaluate_demo")
     parser.add_argument("--summary-only", action="store_true",
-                        help="print the summaries from the stored proxy_eval without mixing or training")
+                        help="print the summaries from the stored evaluation without mixing or training")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     cfg = load_config(args.config, [f"evaluate.preset={args.preset}", f"evaluate.seeds={args.seeds}",
@@ -72,14 +72,14 @@ def main() -> None:
                                       tables=dataclasses.replace(cfg.tables, warehouse=f"{args.out}/{name}"))
         MixStep(variant).run(spark, TableStore(spark, variant.tables), inputs=scored)
         warehouses.append(variant.tables.warehouse)
-    if args.summary_only:
-        proxy_eval = scored.read("proxy_eval").toPandas()
-    else:
+    if not args.summary_only:
         evaluate(spark, cfg, warehouses, list(METHODS), reference=False)
-        proxy_eval = scored.read("proxy_eval").toPandas()
+    evaluation = Evaluation.read(scored)
+    if evaluation is None:
+        raise SystemExit(f"no per-document proxy evaluation in {cfg.tables.warehouse}: run without --summary-only")
     for title, domains in VIEWS.items():
-        view = macro_over(proxy_eval, domains or sorted(set(proxy_eval["domain"]) - {MACRO}))
-        print(f"\n{title}\n" + summarise(view).to_string(float_format=lambda v: f"{v:.4f}"))
+        summary = summarise(evaluation, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed, domains)
+        print(f"\n{title}\n" + summary.to_string(float_format=lambda v: f"{v:.4f}"))
     spark.stop()
 
 

@@ -396,6 +396,12 @@ class EvaluateConfig:
     trains on the driver one proxy after another, ``spark`` one proxy per Spark
     task; ``auto`` picks ``local`` on the embedded engine. ``threads``: torch
     threads per proxy on CPU (fixed, so CPU losses are reproducible).
+
+    Held-out scoring: every held-out document is its own sequence of at most
+    ``doc_bytes`` bytes; at the final step up to ``max_eval_docs`` per domain are
+    scored, at every evaluation step the first ``step_docs`` of them (both chosen
+    by hash). Intervals: a stratified bootstrap over documents with ``bootstrap``
+    resamples, seeded by ``bootstrap_seed``.
     """
 
     preset: str = "cpu"
@@ -406,9 +412,20 @@ class EvaluateConfig:
     device: str = "auto"
     budget_bytes: Optional[int] = None
     out: str = "out/evaluate"
+    doc_bytes: int = 4096
+    max_eval_docs: int = 2000
+    step_docs: int = 256
+    bootstrap: int = 2000
+    bootstrap_seed: int = 0
 
     def __post_init__(self) -> None:
         _require_choice(self.preset, "evaluate.preset", PROXY_PRESETS)
+        for key in ("doc_bytes", "max_eval_docs", "step_docs"):
+            _require_positive_int(getattr(self, key), f"evaluate.{key}")
+        _require(isinstance(self.bootstrap, int) and not isinstance(self.bootstrap, bool) and self.bootstrap >= 100,
+                 "evaluate.bootstrap", f"got {self.bootstrap!r}, expected an integer of at least 100 resamples")
+        _require(isinstance(self.bootstrap_seed, int) and not isinstance(self.bootstrap_seed, bool),
+                 "evaluate.bootstrap_seed", f"got {self.bootstrap_seed!r}, expected an integer")
         _require_choice(self.executor, "evaluate.executor", EVALUATE_EXECUTORS)
         _require_choice(self.device, "evaluate.device", DEVICES)
         _require(isinstance(self.seeds, list) and len(self.seeds) >= 1

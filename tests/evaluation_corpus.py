@@ -54,8 +54,8 @@ def write(path, per_domain: int = 80):
     return path
 
 
-def proxy_jobs(root) -> tuple[list, dict[str, bytes]]:
-    """Two test-preset proxy jobs over a Parquet output file written here, and held-out bytes.
+def proxy_jobs(root) -> list:
+    """Two test-preset proxy jobs over a Parquet output file and a held-out file written here.
 
     Shared by the in-process run and the JVM-local subprocess (``python -m
     tests.evaluation_corpus ROOT``), which trains the same jobs as Spark tasks.
@@ -64,6 +64,7 @@ def proxy_jobs(root) -> tuple[list, dict[str, bytes]]:
 
     import pandas as pd
 
+    from samplemix_spark.evaluation.holdout import HeldOutSpec
     from samplemix_spark.evaluation.proxy import PRESETS
     from samplemix_spark.evaluation.swarm import ProxyJob
 
@@ -73,13 +74,14 @@ def proxy_jobs(root) -> tuple[list, dict[str, bytes]]:
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame({"doc_id": [f"d{i}" for i in range(len(train))], "replica": 0,
                   "text": [r["text"] for r in train]}).to_parquet(path)
-    held_out = {}
-    for r in held:
-        held_out[r["domain"]] = held_out.get(r["domain"], b"") + r["text"].encode() + b"\n\n"
+    holdout = Path(root) / "holdout" / "part-0.parquet"
+    holdout.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"doc_id": [f"h{i}" for i in range(len(held))], "domain": [r["domain"] for r in held],
+                  "text": [r["text"] for r in held]}).to_parquet(holdout)
+    spec = HeldOutSpec((str(holdout),), doc_bytes=1024, max_docs=6, step_docs=3)
     budget = PRESETS["test"].budget_bytes // 2
-    jobs = [ProxyJob(i, "run", (str(path),), seed, "test", budget, threads=2, device="cpu")
+    return [ProxyJob(i, "run", (str(path),), seed, "test", budget, threads=2, device="cpu", held_out=spec)
             for i, seed in enumerate((0, 1))]
-    return jobs, {d: data[:PRESETS["test"].eval_bytes] for d, data in held_out.items()}
 
 
 def main(root: str) -> None:
@@ -89,8 +91,7 @@ def main(root: str) -> None:
     from samplemix_spark.evaluation.swarm import run_on_spark
 
     spark = build_session(EngineConfig(kind="jvm-local", master="local[2]"))
-    jobs, held_out = proxy_jobs(root)
-    run_on_spark(spark, jobs, held_out).to_parquet(f"{root}/spark_curves.parquet")
+    run_on_spark(spark, proxy_jobs(root)).to_parquet(f"{root}/spark_curves.parquet")
     spark.stop()
 
 

@@ -100,11 +100,18 @@ def test_bimix_without_observations_runs_its_swarm_mixes_and_evaluates(spark, co
     assert len(domains) == 4 and len(set(observations["run"])) == len(domains) + 1
     for key in set(observations["design"]):
         assert min(json.loads(key).values()) >= 0.05
-    # Realised byte shares follow the design.
+    # Realised token shares follow the design, and are exactly the sum of count x n_tokens per domain.
+    counts = store.read("bimix_counts").toPandas().merge(
+        store.read("documents").select("doc_id", "domain", "n_tokens").toPandas(), on="doc_id")
+    tokens = (counts["count"] * counts["n_tokens"]).groupby([counts["candidate"], counts["domain"]]).sum()
+    token_shares = tokens / tokens.groupby(level="candidate").transform("sum")
+    names = [m.name for m in design(domains, 0.05)]
     for (run, key), rows in observations.groupby(["run", "design"]):
         shares = rows.groupby("domain")["proportion"].first()
         designed = pd.Series(json.loads(key))
         assert (shares - designed[shares.index]).abs().max() < 0.08, run
+        expected = token_shares.loc[names.index(run)]
+        np.testing.assert_allclose(shares.to_numpy(), expected.reindex(shares.index).to_numpy(), rtol=0, atol=1e-9)
     fit = store.read("bimix_fit").toPandas()
     assert sorted(fit["domain"]) == domains and fit["r2"].notna().all()
     assert fit["target_steps"].iat[0] == 512  # the test preset's 131,072 bytes / (32 x 8)

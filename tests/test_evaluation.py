@@ -18,9 +18,11 @@ from deltalake import DeltaTable
 from samplemix_spark.config import build_config
 from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.evaluation import holdout as held
-from samplemix_spark.evaluation.evaluate import evaluate, exceeds_spread, macro_over, steps_to_reach
+from samplemix_spark.evaluation import intervals
+from samplemix_spark.evaluation.evaluate import Evaluation, evaluate, summarise
 from samplemix_spark.evaluation.proxy import PRESETS, unigram_bits_per_byte
-from samplemix_spark.evaluation.stream import snapshot_files, training_stream
+from samplemix_spark.evaluation.stream import training_stream
+from samplemix_spark.tables.files import snapshot_files
 from samplemix_spark.evaluation.swarm import ProxyJob, run_job
 from samplemix_spark.pipeline import run_stage
 
@@ -161,31 +163,96 @@ def test_the_stream_cycles_through_a_small_output_and_counts_epochs(spark, corpu
     assert not np.array_equal(stream.data[total:2 * total], first)  # the next epoch has its own order
 
 
-def _job(cfg, spark, seed: int, store=None) -> ProxyJob:
+def _spec(spark, cfg, doc_bytes: int = 4096, max_docs: int = 2000, step_docs: int = 256) -> held.HeldOutSpec:
+    return held.spec(store_for(spark, cfg), doc_bytes, max_docs, step_docs)
+
+
+def _job(cfg, spark, seed: int, store=None, spec=None) -> ProxyJob:
     files = tuple(snapshot_files(store or store_for(spark, cfg)))
-    return ProxyJob(0, "run", files, seed, "test", PRESETS["test"].budget_bytes, threads=2, device="cpu")
+    return ProxyJob(0, "run", files, seed, "test", PRESETS["test"].budget_bytes, threads=2, device="cpu",
+                    held_out=spec or _spec(spark, cfg))
+
+
+def _final_bpb(scores: pd.DataFrame) -> pd.Series:
+    last = scores[scores["step"] == scores["step"].max()].groupby("domain")[["bits", "bytes"]].sum()
+    return last["bits"] / last["bytes"]
+
+
+def test_every_held_out_document_is_scored_on_its_own_bytes(spark, corpus):
+    _, cfg = corpus
+    holdout = store_for(spark, cfg).read("holdout").toPandas()
+    spec = _spec(spark, cfg, doc_bytes=700, max_docs=9, step_docs=4)
+    docs = held.load(spec)
+    per_domain = holdout.groupby("domain")["doc_id"].apply(set)
+    for domain, chosen in docs.items():
+        # The first max_docs documents of the domain in hashed order; the step subset is their head.
+        assert len(chosen.doc_ids) == min(9, len(per_domain[domain])) and set(chosen.doc_ids) <= per_domain[domain]
+        keys = [held.doc_key(held.HOLDOUT_ORDER, d) for d in per_domain[domain]]
+        assert [held.doc_key(held.HOLDOUT_ORDER, d) for d in chosen.doc_ids] == sorted(keys)[:len(chosen.doc_ids)]
+        assert chosen.n_step == min(4, len(chosen.doc_ids))
+        texts = holdout.set_index("doc_id").loc[list(chosen.doc_ids), "text"]
+        for text, window in zip(texts, chosen.texts):
+            data = text.encode("utf-8")
+            assert window == data if len(data) <= 700 else (len(window) == 700 and window in data)
+    scores = run_job(_job(cfg, spark, 0, spec=spec))
+    final = scores[scores["step"] == scores["step"].max()]
+    steps = sorted(set(scores["step"]))
+    assert len(steps) == PRESETS["test"].evaluations
+    # Final step: every chosen document once, with its byte count; earlier steps: only the step subset.
+    assert sorted(final["doc_id"]) == sorted(d for c in docs.values() for d in c.doc_ids)
+    sizes = {d: len(t) for c in docs.values() for d, t in zip(c.doc_ids, c.texts)}
+    assert all(final["bytes"] == final["doc_id"].map(sizes)) and (final["bits"] > 0).all()
+    early = scores[scores["step"] == steps[0]]
+    assert sorted(early["doc_id"]) == sorted(d for c in docs.values() for d in c.doc_ids[:c.n_step])
+    assert early["subset"].all() and final["subset"].sum() == len(early)
+
+
+def test_padding_and_separator_bytes_are_not_scored():
+    import torch
+
+    from samplemix_spark.evaluation.proxy import ByteLM, document_bits, document_windows
+
+    preset = PRESETS["test"]
+    torch.manual_seed(0)
+    model = ByteLM(preset)
+    texts = [b"x" * 5, b"abc" * 30]
+    cut = document_windows(texts, preset.context, held.SEPARATOR)
+    assert cut.mask.sum().item() == sum(len(t) for t in texts)
+    bits = document_bits(model, cut, 4, torch.device("cpu"))
+    # A document scored alone or beside another gets the same bits: no byte of one is in the other's sum.
+    alone = [document_bits(model, document_windows([t], preset.context, held.SEPARATOR), 4, torch.device("cpu"))[0]
+             for t in texts]
+    np.testing.assert_allclose(bits, alone, rtol=1e-5)
+    # The sum equals an independent loop over the document's own bytes, each after its prefix in its window.
+    sequence = held.SEPARATOR + texts[0]
+    with torch.no_grad():
+        logits = model(torch.tensor([list(sequence[:-1])]))[0]
+        log_p = torch.log_softmax(logits.float(), dim=-1)
+    expected = -sum(log_p[i - 1, sequence[i]].item() for i in range(len(held.SEPARATOR), len(sequence))) / np.log(2)
+    assert bits[0] == pytest.approx(expected, rel=1e-5)
 
 
 def test_a_trained_proxy_beats_a_byte_unigram_model_on_every_held_out_domain(spark, corpus):
     _, cfg = corpus
-    store = store_for(spark, cfg)
-    held_out = held.held_out_bytes(store, PRESETS["test"].eval_bytes)
     job = _job(cfg, spark, seed=0)
-    curve = run_job(job, held_out)
-    final = curve[curve["step"] == curve["step"].max()].set_index("domain")["bpb"]
+    final = _final_bpb(run_job(job))
     train = training_stream(list(job.files), job.budget_bytes, job.seed).data
-    for domain, data in held_out.items():
-        unigram = unigram_bits_per_byte(train, np.frombuffer(data, dtype=np.uint8))
+    for domain, docs in held.load(job.held_out).items():
+        unigram = unigram_bits_per_byte(train, np.frombuffer(held.SEPARATOR.join(docs.texts), dtype=np.uint8))
         assert final[domain] < unigram - 0.3, (domain, final[domain], unigram)
 
 
 def test_the_same_seed_gives_the_same_losses_on_cpu(spark, corpus):
     _, cfg = corpus
-    held_out = held.held_out_bytes(store_for(spark, cfg), PRESETS["test"].eval_bytes)
-    first, again = run_job(_job(cfg, spark, 5), held_out), run_job(_job(cfg, spark, 5), held_out)
-    other = run_job(_job(cfg, spark, 6), held_out)
-    assert first["bpb"].tolist() == again["bpb"].tolist()
-    assert first["bpb"].tolist() != other["bpb"].tolist()
+    first, again = run_job(_job(cfg, spark, 5)), run_job(_job(cfg, spark, 5))
+    other = run_job(_job(cfg, spark, 6))
+    assert first["bits"].tolist() == again["bits"].tolist()
+    assert first["bits"].tolist() != other["bits"].tolist()
+
+
+def _evaluation_config(cfg, out, **settings):
+    values = {"preset": "test", "seeds": [0, 1], "out": str(out), **settings}
+    return dataclasses.replace(cfg, evaluate=build_config({"evaluate": values}).evaluate)
 
 
 def test_a_mixture_without_code_models_held_out_code_worse(spark, corpus, tmp_path):
@@ -193,25 +260,37 @@ def test_a_mixture_without_code_models_held_out_code_worse(spark, corpus, tmp_pa
     natural = _mix(spark, cfg, tmp_path / "natural", method="domain")
     no_code = _mix(spark, cfg, tmp_path / "no_code", method="domain", domain_weights={
         "source": "manual", "manual": {"business": 1, "sports": 1, "tech": 1, "code": 0}})
-    ev = dataclasses.replace(cfg, evaluate=build_config({"evaluate": {
-        "preset": "test", "seeds": [0, 1], "out": str(tmp_path / "out"), "domains": ["business", "tech"]}}).evaluate)
+    ev = _evaluation_config(cfg, tmp_path / "out", domains=["business", "tech"], max_eval_docs=12)
     summary = evaluate(spark, ev, [natural.tables.warehouse, no_code.tables.warehouse], ["natural", "no_code"])
-    table = store_for(spark, cfg).read("proxy_eval").toPandas()
-    last = table[table["step"] == table["step"].max()]
-    code = {run: last[(last["run"] == run) & (last["domain"] == "code")]["bpb"] for run in ("natural", "no_code")}
-    assert code["no_code"].mean() > code["natural"].mean() and exceeds_spread(code["no_code"], code["natural"])
+    stored = Evaluation.read(store_for(spark, cfg))
+    table, docs = stored.proxy_eval, stored.docs
+    # Every scored document has a row per run and seed: min(held-out rows, max_eval_docs) per domain.
+    holdout = store_for(spark, cfg).read("holdout").toPandas().groupby("domain").size()
+    per_run = docs.groupby(["run", "seed", "domain"]).size().unstack("domain")
+    assert (per_run == holdout.clip(upper=12)).all().all() and len(per_run) == 4
+    final = table[(table["scope"] == "all") & (table["domain"] != "_all")]
+    assert (final.set_index("domain")["docs"] == holdout.clip(upper=12).reindex(final["domain"]).to_numpy()).all()
+    assert final["bpb_lo"].le(final["bpb"]).all() and final["bpb_hi"].ge(final["bpb"]).all()
+    # A planted real difference: on held-out code, the run without code is worse, beyond its paired interval.
+    on_code = summarise(stored, domains=["code"])
+    assert on_code.loc["no_code", "vs_natural"].startswith("worse"), on_code.loc["no_code", "vs_natural"]
+    assert "2 seeds, seed variance not included" in on_code.loc["no_code", "vs_natural"]
     # The macro average covers evaluate.domains only.
-    macro = table[table["domain"] == "_all"].set_index(["run", "seed", "step"])["bpb"]
-    chosen = table[table["domain"].isin(["business", "tech"])].groupby(["run", "seed", "step"])["bpb"].mean()
+    macro = table[table["domain"] == "_all"].set_index(["run", "seed", "scope", "step"])["bpb"]
+    chosen = table[table["domain"].isin(["business", "tech"])].groupby(["run", "seed", "scope", "step"])["bpb"].mean()
     pd.testing.assert_series_equal(macro.sort_index(), chosen.sort_index(), check_names=False)
     # Another view of the same proxies: the macro over one domain is that domain's loss.
-    view = macro_over(table, ["tech"])
-    assert len(view) == len(table)
-    np.testing.assert_array_equal(view[view["domain"] == "_all"].sort_values(["run", "seed", "step"])["bpb"],
-                                  table[table["domain"] == "tech"].sort_values(["run", "seed", "step"])["bpb"])
+    view = summarise(stored, domains=["tech"])
+    np.testing.assert_allclose(view["macro"], view["tech"], rtol=1e-12)
     assert set(table["method"]) == {"domain:natural", "domain:manual"} and set(table["seed"]) == {0, 1}
-    assert summary.loc["natural", "steps_to_natural"] == steps_to_reach(table, "natural",
-                                                                        summary.loc["natural", "macro"])
+    # Steps to natural: the first step whose seed-mean per-step macro is at or below natural's final one.
+    curve = table[(table["domain"] == "_all") & (table["scope"] == "subset")].groupby(["run", "step"])["bpb"].mean()
+    target = curve["natural"].iloc[-1]
+    for run in ("natural", "no_code"):
+        reached = curve[run][curve[run] <= target + 1e-12]
+        expected = str(int(reached.index[0])) if len(reached) else "not reached"
+        assert summary.loc[run, "steps_to_natural"].split(" [")[0] == expected
+    assert (summary["evaluations"] == PRESETS["test"].evaluations).all()
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 0
     assert (tmp_path / "out" / "domain_bpb.png").stat().st_size > 0
 
@@ -227,6 +306,21 @@ def test_a_mixture_without_code_models_held_out_code_worse(spark, corpus, tmp_pa
                  'alt="learning_curves"', 'alt="domain_bpb"', 'alt="compare"'):
         assert text in page, text
     assert 'src="data:image/png;base64,' in page and 'src="compare.png"' not in page
+
+
+def test_the_same_mixture_under_two_mixing_seeds_is_tied(spark, corpus, tmp_path):
+    """A/A: only the Bernoulli draws differ, so the verdict must not claim a difference."""
+    _, cfg = corpus
+    a = _mix(spark, cfg, tmp_path / "a", seed=11)
+    b = _mix(spark, cfg, tmp_path / "b", seed=12)
+    ev = _evaluation_config(cfg, tmp_path / "out", seeds=[0, 1, 2], max_eval_docs=12)
+    evaluate(spark, ev, [a.tables.warehouse, b.tables.warehouse], ["a", "b"])
+    stored = Evaluation.read(store_for(spark, cfg))
+    scores = intervals.Scores.from_frame(stored.docs)
+    strata = intervals.strata(scores.domains, scores.domain_names())
+    difference = intervals.paired_difference(scores, "b", "a", strata)
+    assert difference.word == "tied" and difference.seed_variance, difference.describe()
+    assert "seed variance included" in difference.describe()
 
 
 def test_runs_with_different_held_out_sets_are_refused(spark, corpus, tmp_path):

@@ -104,11 +104,11 @@ def test_proxies_run_as_spark_tasks_give_the_losses_of_a_sequential_run(tmp_path
     result = subprocess.run([sys.executable, "-m", "tests.evaluation_corpus", str(tmp_path)], cwd=REPO,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs, held_out = proxy_jobs(tmp_path)
     on_spark = pd.read_parquet(tmp_path / "spark_curves.parquet")
-    sequential = run_local(jobs, held_out)
-    key = ["job", "step", "domain"]
-    assert len(sequential) == 2 * 4 * len(held_out)
-    columns = key + ["tokens_seen", "bpb", "n_params", "epochs"]
+    sequential = run_local(proxy_jobs(tmp_path))
+    key = ["job", "step", "doc_id"]
+    # Two proxies, four domains: 3 per-step documents at each of the first 3 evaluations, 6 at the last.
+    assert len(sequential) == 2 * 4 * (3 * 3 + 6)
+    columns = key + ["domain", "tokens_seen", "bytes", "bits", "subset", "n_params", "epochs"]
     pd.testing.assert_frame_equal(_sorted(on_spark, "job").sort_values(key)[columns].reset_index(drop=True),
                                   sequential.sort_values(key)[columns].reset_index(drop=True), check_dtype=False)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from samplemix_spark.config import build_config
-from samplemix_spark.evaluation.stream import Copies, snapshot_files, training_stream
+from samplemix_spark.evaluation.stream import Copies, training_stream
+from samplemix_spark.tables.files import snapshot_files
 from samplemix_spark.evaluation.swarm import read_counts
 from samplemix_spark.evaluation.tune import Candidate, grid, tune
 from samplemix_spark.mixing import MixStep
@@ -105,3 +106,28 @@ def test_candidate_settings_are_validated():
 
     with pytest.raises(ConfigError, match="mixing.alpha"):
         Candidate(1.5, 0.2).mixing(build_config({}).mixing)
+
+
+def test_tune_recomputes_the_macro_for_new_domains_and_retrains_after_a_score_change(spark, scored, caplog):
+    root, cfg = scored
+    out = root / "out_stale"
+    caplog.set_level(logging.INFO)
+    tune(spark, cfg, grid([1.0], [0.2], [None]), out)
+    # Other macro domains: nothing to train, and _all is the mean over the new domains.
+    wider = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, domains=["code", "tech"]))
+    caplog.clear()
+    tune(spark, wider, grid([1.0], [0.2], [None]), out)
+    assert "1 candidates x seeds = 2 proxies of 131,072 bytes (2 already done); 0 to train" in caplog.text
+    table = store_for(spark, cfg).read("tune").toPandas()
+    per_domain = table.pivot_table(index="seed", columns="domain", values="bpb")
+    np.testing.assert_allclose(per_domain["_all"], (per_domain["code"] + per_domain["tech"]) / 2, rtol=1e-12)
+    # A changed score table makes every stored proxy stale: it is retrained, and the log says why.
+    store = store_for(spark, cfg)
+    quality = store.read("quality").toPandas()
+    store.write(spark.createDataFrame(quality.assign(quality=quality["quality"] * 0.5)), "quality")
+    caplog.clear()
+    tune(spark, cfg, grid([1.0], [0.2], [None]), out)
+    assert "trained under other settings" in caplog.text
+    assert "(0 already done); 2 to train" in caplog.text
+    docs = store.read("tune_docs").toPandas()
+    assert docs["fingerprint"].nunique() == 1 and len(docs.drop_duplicates(["alpha", "seed"])) == 2

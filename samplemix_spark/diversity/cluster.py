@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import DiversityConfig, SampleMixConfig
 from samplemix_spark.diversity.embed import embedding_columns, embedding_matrix
 from samplemix_spark.errors import InputError
-from samplemix_spark.mixing.formulas import hashed_uniform
+from samplemix_spark.hashing import hashed_uniform
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)

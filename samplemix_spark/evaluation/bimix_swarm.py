@@ -15,10 +15,13 @@ at varied proportions, losses read at several step counts) and Olmix's swarms:
 A mixture's documents are drawn by the domain-weight sampler (``baselines.sampler``)
 with the final mix's token budget, and the proxies read the documents plus the
 counts (``bimix_counts``), as ``tune`` does. The proportion recorded is the domain's
-realised byte share of that mixture (counts x document bytes), the unit the
-proxies train in; the loss is the proxy's held-out bits per byte on the domain.
-Rows go to ``bimix_observations`` after every proxy, keyed by the design, seed,
-preset, byte budget and held-out set, so a rerun of the mix stage retrains nothing.
+realised token share of that mixture (sum of count x n_tokens, in ``ingest.tokenizer``'s
+tokens): the unit the design is drawn in and the unit the fitted proportions are
+applied in as domain weights. The loss is the proxy's held-out bits per byte on the
+domain's per-step documents.
+Rows go to ``bimix_observations`` after every proxy, keyed by the design, seed and
+a fingerprint of everything else that changes the loss (``swarm.proxy_fingerprint``),
+so a rerun of the mix stage retrains nothing that is still comparable.
 The optimisation's target step count is the proxy's final step at this budget,
 where ``samplemix evaluate`` later judges the mix (``bimix_target_steps`` overrides).
 """
@@ -41,12 +44,14 @@ from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import counted_jobs, train_recording
+from samplemix_spark.evaluation.swarm import counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
 OBSERVATION_SCHEMA = ("domain string, proportion double, steps long, loss double, run string, design string, "
-                      "seed long, preset string, budget_bytes long, holdout string")
+                      "seed long, preset string, budget_bytes long, holdout string, fingerprint string")
+# What a swarm proxy's loss does not depend on: the final mix's own method and settings.
+NOT_IN_SWARM = ("method", "alpha", "tau", "max_repeats", "domain_weights", "export_format", "export_path")
 OBSERVATION_COLUMNS = [part.split()[0] for part in OBSERVATION_SCHEMA.split(", ")]
 FIRST_STEP_SHARE = 0.25  # losses before a quarter of training mostly show the warm-up, not the mixture
 
@@ -102,12 +107,18 @@ def mixture_counts(scored: DataFrame, cfg: SampleMixConfig, mixtures: list[Mixtu
 
 
 def realised_shares(counts: DataFrame, documents: DataFrame) -> dict[int, dict[str, float]]:
-    """candidate -> domain -> byte share of that mixture's training copies."""
-    sized = documents.select("doc_id", "domain", F.octet_length("text").alias("_bytes"))
+    """candidate -> domain -> token share of that mixture's training copies (sum of count x n_tokens)."""
+    sized = documents.select("doc_id", "domain", "n_tokens")
     totals = (counts.join(sized, "doc_id").groupBy("candidate", "domain")
-              .agg(F.sum(F.col("count") * F.col("_bytes")).cast("double").alias("bytes")).toPandas())
-    totals["share"] = totals["bytes"] / totals.groupby("candidate")["bytes"].transform("sum")
+              .agg(F.sum(F.col("count") * F.col("n_tokens")).cast("double").alias("tokens")).toPandas())
+    totals["share"] = totals["tokens"] / totals.groupby("candidate")["tokens"].transform("sum")
     return {int(c): dict(zip(rows["domain"], rows["share"])) for c, rows in totals.groupby("candidate")}
+
+
+def domain_curves(scores: pd.DataFrame) -> pd.DataFrame:
+    """Trainer rows -> (job, step, domain, bpb) on each domain's per-step documents."""
+    sums = scores[scores["subset"]].groupby(["job", "step", "domain"], as_index=False)[["bits", "bytes"]].sum()
+    return sums.assign(bpb=sums["bits"] / sums["bytes"])[["job", "step", "domain", "bpb"]]
 
 
 def observations_from_curves(curves: pd.DataFrame, labels: dict, shares: dict[int, dict[str, float]],
@@ -129,12 +140,18 @@ def observations_from_curves(curves: pd.DataFrame, labels: dict, shares: dict[in
     return pd.DataFrame(rows, columns=OBSERVATION_COLUMNS[:7])
 
 
-def _finished(store: TableStore, keep: pd.Series) -> pd.DataFrame:
+def _finished(store: TableStore, fingerprint: str, designs: set) -> pd.DataFrame:
+    """Stored observations still comparable (same fingerprint) of mixtures still in the design."""
     previous = store.read_if_exists("bimix_observations")
-    if previous is None:
+    if previous is None or "fingerprint" not in previous.columns:
         return pd.DataFrame(columns=OBSERVATION_COLUMNS)
     rows = previous.toPandas()
-    return rows[keep(rows)]
+    stale = rows["fingerprint"] != fingerprint
+    if stale.any():
+        log.info("swarm: %d stored proxies were trained under other settings (mixing settings, documents or "
+                 "scores, held-out set, preset, budget, threads, device or held-out scoring changed); retraining",
+                 rows[stale].drop_duplicates(["design", "seed"]).shape[0])
+    return rows[~stale & rows["design"].isin(designs)]
 
 
 def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
@@ -153,26 +170,26 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
     mixtures = design(domains, source.bimix_min_proportion)
     mixtures += random_mixtures(domains, source.bimix_min_proportion, extra, cfg.mixing.seed)
     keys = {m.key() for m in mixtures}
-    done = _finished(store, lambda r: (r["preset"] == preset) & (r["budget_bytes"] == budget)
-                     & (r["holdout"] == holdout) & r["design"].isin(keys))
+    fingerprint = proxy_fingerprint(cfg, store, holdout, NOT_IN_SWARM)
+    done = _finished(store, fingerprint, keys)
     finished = {(k, int(s)) for k, s in zip(done["design"], done["seed"])}
     store.write(mixture_counts(scored, cfg, mixtures), "bimix_counts")
     shares = realised_shares(store.read("bimix_counts"), store.read("documents"))
+    spec = ev.held_out_spec(cfg, store)
     jobs, labels = counted_jobs(cfg, store, "bimix_counts", [m.name for m in mixtures],
-                                lambda i, seed: (mixtures[i].key(), seed) in finished, budget)
+                                lambda i, seed: (mixtures[i].key(), seed) in finished, budget, spec)
     log.info("swarm: %d mixtures x %d seeds = %d proxies of %s bytes (%d already observed); %d to train",
              len(mixtures), len(settings.seeds), len(mixtures) * len(settings.seeds), f"{budget:,}",
              len(finished), len(jobs))
-    held_out = ev.held_out_bytes(cfg, store)
     observed = [done]
 
-    def record(curves: pd.DataFrame) -> None:
-        new = observations_from_curves(curves, labels, shares, mixtures)
-        new = new.assign(preset=preset, budget_bytes=budget, holdout=holdout)
+    def record(scores: pd.DataFrame) -> None:
+        new = observations_from_curves(domain_curves(scores), labels, shares, mixtures)
+        new = new.assign(preset=preset, budget_bytes=budget, holdout=holdout, fingerprint=fingerprint)
         observed[0] = pd.concat([observed[0], new], ignore_index=True) if len(observed[0]) else new
         store.write(spark.createDataFrame(observed[0][OBSERVATION_COLUMNS], OBSERVATION_SCHEMA),
                     "bimix_observations")
 
-    train_recording(spark, ev.executor(cfg), jobs, held_out, record)
+    train_recording(spark, ev.executor(cfg), jobs, record)
     steps = source.bimix_target_steps or dataclasses.replace(PRESETS[preset], budget_bytes=budget).steps()
     return observed[0], float(steps)

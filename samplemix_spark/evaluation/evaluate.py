@@ -1,13 +1,23 @@
 """``samplemix evaluate RUN [RUN ...]``: judge finished mixes by the proxies they train. Driver side.
 
 For each run and seed a fresh byte-level proxy (``proxy``) trains on the run's
-output (``stream``) for the same byte budget, and is scored on the held-out
-set (``holdout``) at regular steps. The proxies run here one after another, or
-as Spark tasks (``swarm``). The curves go to the ``proxy_eval`` table, with
-domain ``_all`` for the macro average over ``evaluate.domains``; the summary
-gives each run's final bits per byte, the spread over seeds, and the paper's
-efficiency measure: the steps a run needs to reach the natural-proportions
-run's final macro bits per byte.
+output (``stream``) for the same byte budget, and is scored on every held-out
+document (``holdout``): the per-step subset at regular steps, all documents at
+the final step. The proxies run here one after another, or as Spark tasks
+(``swarm``). Three tables come out:
+
+- ``proxy_eval``: bits per byte per run, seed, step and domain, with ``scope``
+  ``subset`` (the per-step documents, every evaluation step: the curves) or
+  ``all`` (every scored document, final step, with its 95% interval
+  ``bpb_lo``/``bpb_hi``); domain ``_all`` is the macro over ``macro_domains``;
+  ``docs`` and ``bytes`` say what each figure rests on.
+- ``proxy_eval_docs``: the final step's bits per scored document.
+- ``proxy_eval_step_docs``: the per-step documents' bits at every evaluation step.
+
+The summary gives each run's final bits per byte with its interval, a paired
+verdict against natural proportions (``intervals``), and the paper's efficiency
+measure with its interval: the steps a run needs on the per-step documents to
+reach the natural-proportions run's final loss there.
 
 Runs are only compared on the same held-out set: every mix records the
 fingerprint of the held-out set its documents were split from, and runs with
@@ -29,17 +39,20 @@ from pyspark.sql import SparkSession
 from samplemix_spark.config import SampleMixConfig, TablesConfig
 from samplemix_spark.errors import InputError
 from samplemix_spark.evaluation import holdout as held
-from samplemix_spark.evaluation.plots import MACRO, final_domain_bars, learning_curves
+from samplemix_spark.evaluation import intervals
+from samplemix_spark.evaluation.plots import MACRO, final_domain_bars, learning_curves, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.stream import snapshot_files
 from samplemix_spark.evaluation.swarm import ProxyJob, run_local, run_on_spark
 from samplemix_spark.mixing.weights import MixStats, MixStep, read_stats
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.files import snapshot_files
 
 log = logging.getLogger(__name__)
 NATURAL = "domain:natural"
-PROXY_EVAL_COLUMNS = ["run", "warehouse", "method", "alpha", "tau", "seed", "step", "tokens_seen", "domain", "bpb",
-                      "preset", "epochs"]
+PROXY_EVAL_COLUMNS = ["run", "warehouse", "method", "alpha", "tau", "seed", "step", "tokens_seen", "domain", "scope",
+                      "docs", "bytes", "bpb", "bpb_lo", "bpb_hi", "preset", "epochs", "macro_domains"]
+DOC_COLUMNS = ["run", "seed", "doc_id", "domain", "bytes", "bits"]
+STEP_DOC_COLUMNS = ["run", "seed", "step", "doc_id", "domain", "bytes", "bits"]
 
 
 @dataclass
@@ -98,107 +111,189 @@ def check_holdout(runs: list[Run]) -> TableStore:
                      "after the mix; rerun `samplemix mix`")
 
 
-def _jobs(cfg: SampleMixConfig, runs: list[Run]) -> list[ProxyJob]:
+def held_out_spec(cfg: SampleMixConfig, store: TableStore) -> held.HeldOutSpec:
+    """The held-out documents of ``store`` as this config scores them."""
+    ev = cfg.evaluate
+    return held.spec(store, ev.doc_bytes, ev.max_eval_docs, ev.step_docs)
+
+
+def chosen_domains(cfg: SampleMixConfig, spec: held.HeldOutSpec) -> list[str]:
+    """The held-out domains of the macro average: ``evaluate.domains``, or all of them."""
+    present = held.load(spec)
+    if not present:
+        raise InputError("the held-out table holds no documents with text: nothing to score proxies on")
+    unknown = sorted(set(cfg.evaluate.domains) - set(present))
+    if unknown:
+        raise InputError(f"evaluate.domains names {', '.join(unknown)}, which the held-out set does not hold; "
+                         f"held-out domains: {', '.join(sorted(present))}")
+    return sorted(cfg.evaluate.domains or present)
+
+
+def rests_on(spec: held.HeldOutSpec) -> str:
+    """One line: per domain, how many documents and bytes its final figure rests on (and at every step)."""
+    return "; ".join(f"{domain} {len(docs.doc_ids):,} docs, {docs.n_bytes():,} bytes ({docs.n_step:,} per step)"
+                     for domain, docs in held.load(spec).items())
+
+
+def _jobs(cfg: SampleMixConfig, runs: list[Run], spec: held.HeldOutSpec) -> list[ProxyJob]:
     ev = cfg.evaluate
     budget = ev.budget_bytes or PRESETS[ev.preset].budget_bytes
     files = {run.name: tuple(snapshot_files(run.store, "output")) for run in runs}
-    return [ProxyJob(i, run.name, files[run.name], seed, ev.preset, budget, ev.threads, ev.device)
+    return [ProxyJob(i, run.name, files[run.name], seed, ev.preset, budget, ev.threads, ev.device, spec)
             for i, (run, seed) in enumerate((r, s) for r in runs for s in ev.seeds)]
 
 
-def _with_macro(curves: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
-    keys = ["run", "seed", "step", "tokens_seen"]
-    macro = curves[curves["domain"].isin(domains)].groupby(keys, as_index=False)["bpb"].mean()
-    return pd.concat([curves, macro.assign(domain=MACRO)], ignore_index=True)
+def document_tables(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(final-step bits per document, per-step documents' bits at every step) from labelled trainer rows."""
+    final = scores[scores["step"] == scores.groupby(["run", "seed"])["step"].transform("max")]
+    return (final[DOC_COLUMNS].reset_index(drop=True),
+            scores[scores["subset"]][STEP_DOC_COLUMNS].reset_index(drop=True))
 
 
-def macro_over(proxy_eval: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
-    """``proxy_eval`` with ``_all`` recomputed over ``domains``: another view of the same proxies, no training."""
-    rest = proxy_eval[proxy_eval["domain"] != MACRO]
-    keys = [c for c in PROXY_EVAL_COLUMNS if c not in ("domain", "bpb")]
-    macro = rest[rest["domain"].isin(domains)].groupby(keys, as_index=False, dropna=False)["bpb"].mean()
-    return pd.concat([rest, macro.assign(domain=MACRO)], ignore_index=True)[PROXY_EVAL_COLUMNS]
+def curve_rows(scores: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
+    """Bits per byte per (run, seed, step, domain, scope) with its docs and bytes; ``_all`` over ``domains``."""
+    keys = ["run", "seed", "step", "tokens_seen", "domain"]
+    final = scores["step"] == scores.groupby(["run", "seed"])["step"].transform("max")
+    parts = []
+    for scope, rows in (("subset", scores[scores["subset"]]), ("all", scores[final])):
+        sums = rows.groupby(keys, as_index=False).agg(docs=("doc_id", "size"), bytes=("bytes", "sum"),
+                                                      bits=("bits", "sum"))
+        parts.append(sums.assign(scope=scope, bpb=sums["bits"] / sums["bytes"]).drop(columns="bits"))
+    table = pd.concat(parts, ignore_index=True)
+    chosen = table[table["domain"].isin(domains)]
+    macro = chosen.groupby(["run", "seed", "step", "tokens_seen", "scope"], as_index=False).agg(
+        docs=("docs", "sum"), bytes=("bytes", "sum"), bpb=("bpb", "mean"))
+    return pd.concat([table, macro.assign(domain=MACRO)], ignore_index=True)
 
 
-def proxy_eval_frame(curves: pd.DataFrame, jobs: list[ProxyJob], runs: list[Run], domains: list[str],
-                     preset: str) -> pd.DataFrame:
-    """The ``proxy_eval`` rows: curves labelled with their run's method and settings, plus ``_all``."""
-    by_job = pd.DataFrame([(j.job, j.run, j.seed) for j in jobs], columns=["job", "run", "seed"])
-    labelled = curves.merge(by_job, on="job")
-    epochs = labelled.groupby("run")["epochs"].first()
-    table = _with_macro(labelled[["run", "seed", "step", "tokens_seen", "domain", "bpb"]], domains)
+def with_intervals(table: pd.DataFrame, docs: pd.DataFrame, domains: list[str], samples: int,
+                   seed: int) -> pd.DataFrame:
+    """``bpb_lo``/``bpb_hi`` on the final (``all``) rows: each seed's document-bootstrap interval."""
+    scores = intervals.Scores.from_frame(docs)
+    every = intervals.strata(scores.domains, scores.domain_names(), samples, seed)
+    chosen = [s for s in every if s.domain in domains]
+    bounds = {}
+    for run, seeds in scores.per_seed.items():
+        for s, bits in seeds.items():
+            for domain, (lo, hi) in intervals.domain_intervals(bits, scores.bytes, every).items():
+                bounds[(run, s, domain)] = (lo, hi)
+            bounds[(run, s, MACRO)] = intervals.interval(intervals.macro(bits, scores.bytes, chosen))
+    final = table["scope"] == "all"
+    keys = list(zip(table["run"], table["seed"].astype(int), table["domain"]))
+    table["bpb_lo"] = [bounds[k][0] if f else np.nan for k, f in zip(keys, final)]
+    table["bpb_hi"] = [bounds[k][1] if f else np.nan for k, f in zip(keys, final)]
+    return table
+
+
+def proxy_eval_frame(scores: pd.DataFrame, runs: list[Run], domains: list[str], cfg: SampleMixConfig) -> pd.DataFrame:
+    """The ``proxy_eval`` rows from labelled trainer rows (run, seed, ...): curves, final figures, intervals."""
+    docs, _ = document_tables(scores)
+    table = with_intervals(curve_rows(scores, domains), docs, domains, cfg.evaluate.bootstrap,
+                           cfg.evaluate.bootstrap_seed)
+    epochs = scores.groupby("run")["epochs"].first()
     info = pd.DataFrame([(r.name, warehouse_of(r.store), r.method, r.stats.alpha, r.stats.tau) for r in runs],
                         columns=["run", "warehouse", "method", "alpha", "tau"])
-    table = table.merge(info, on="run").assign(preset=preset, epochs=lambda t: t["run"].map(epochs))
-    return table[PROXY_EVAL_COLUMNS].sort_values(["run", "seed", "step", "domain"]).reset_index(drop=True)
+    table = table.merge(info, on="run").assign(preset=cfg.evaluate.preset, epochs=lambda t: t["run"].map(epochs),
+                                               macro_domains=",".join(domains))
+    return table[PROXY_EVAL_COLUMNS].sort_values(["run", "seed", "scope", "step", "domain"]).reset_index(drop=True)
 
 
-def exceeds_spread(a: pd.Series, b: pd.Series) -> bool:
-    """The difference of seed means is larger than twice the larger seed standard deviation."""
-    spread = max(a.std(ddof=1), b.std(ddof=1))
-    return bool(abs(a.mean() - b.mean()) > 2 * (0.0 if np.isnan(spread) else spread))
+@dataclass
+class Evaluation:
+    """The three tables of one proxy evaluation."""
+
+    proxy_eval: pd.DataFrame
+    docs: pd.DataFrame
+    step_docs: pd.DataFrame
+
+    @classmethod
+    def read(cls, store: TableStore) -> Optional["Evaluation"]:
+        """The stored evaluation, or None when the warehouse has none (or one from before per-document scoring)."""
+        frames = [store.read_if_exists(t) for t in ("proxy_eval", "proxy_eval_docs", "proxy_eval_step_docs")]
+        if any(f is None for f in frames) or "scope" not in frames[0].columns:
+            return None
+        return cls(*(f.toPandas() for f in frames))
+
+    def domains(self) -> list[str]:
+        return str(self.proxy_eval["macro_domains"].iat[0]).split(",")
+
+    def for_warehouses(self, names: dict[str, str]) -> "Evaluation":
+        """Only the runs mixed into these warehouses, renamed: warehouse -> name."""
+        runs = (self.proxy_eval[self.proxy_eval["warehouse"].isin(names)]
+                .drop_duplicates("run").set_index("run")["warehouse"].map(names))
+
+        def pick(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["run"].isin(runs.index)].assign(run=lambda t: t["run"].map(runs))
+        return Evaluation(pick(self.proxy_eval), pick(self.docs), pick(self.step_docs))
 
 
-def steps_to_reach(proxy_eval: pd.DataFrame, run: str, target: float) -> Optional[int]:
-    """The first evaluated step at which the run's seed-mean macro bpb is at or below ``target``."""
-    macro = proxy_eval[(proxy_eval["run"] == run) & (proxy_eval["domain"] == MACRO)]
-    curve = macro.groupby("step")["bpb"].mean().sort_index()
-    reached = curve[curve <= target + 1e-12]
-    return int(reached.index[0]) if len(reached) else None
+def _steps_to_natural(step_docs: pd.DataFrame, natural: str, domains: list[str], samples: int,
+                      seed: int) -> dict[str, tuple]:
+    """Per run: (steps, lo, hi, final step, evaluations) to reach natural's final per-step-docs macro."""
+    mean = step_docs.groupby(["domain", "doc_id", "run", "step"])["bits"].mean().unstack(["run", "step"])
+    size = step_docs.drop_duplicates(["domain", "doc_id"]).set_index(["domain", "doc_id"])["bytes"]
+    mean = mean[mean.index.get_level_values("domain").isin(domains)]
+    size = size.reindex(mean.index).to_numpy(dtype=float)
+    strata = intervals.strata(mean.index.get_level_values("domain").to_numpy(), domains, samples, seed)
+    runs = sorted(set(mean.columns.get_level_values("run")))
+    steps = {run: np.array(sorted(mean[run].columns)) for run in runs}
+    curves = {run: mean[run][list(steps[run])].to_numpy(dtype=float) for run in runs}
+    target = intervals.macro_columns(curves[natural], size, strata)[:, -1]
+    target_point = intervals.macro_columns(curves[natural], size, strata, resampled=False)[-1]
+    out = {}
+    for run in runs:
+        draws = intervals.steps_to_reach(intervals.macro_columns(curves[run], size, strata), steps[run], target)
+        point = intervals.steps_to_reach(intervals.macro_columns(curves[run], size, strata, False), steps[run],
+                                         target_point)[0]
+        out[run] = (point, *intervals.step_interval(draws), int(steps[run][-1]), len(steps[run]))
+    return out
 
 
-def summarise(proxy_eval: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: final bpb per domain (seed mean), macro mean and std, steps to natural's final macro."""
-    last = proxy_eval[proxy_eval["step"] == proxy_eval.groupby("run")["step"].transform("max")]
-    per_domain = last.pivot_table(index="run", columns="domain", values="bpb", aggfunc="mean")
-    macro = last[last["domain"] == MACRO].groupby("run")["bpb"]
-    summary = per_domain.drop(columns=MACRO).assign(macro=macro.mean(), macro_std=macro.std(ddof=1))
+def _steps_text(value: float) -> str:
+    return "not reached" if not np.isfinite(value) else f"{int(value)}"
+
+
+def _speedup_text(final: int, point: float, lo: float, hi: float) -> str:
+    def ratio(v: float) -> str:
+        return f"{final / v:.2f}x" if np.isfinite(v) and v > 0 else "-"
+    return f"{ratio(point)} [{ratio(hi)}, {ratio(lo)}]"
+
+
+def summarise(evaluation: Evaluation, samples: int = intervals.SAMPLES, seed: int = 0,
+              domains: Optional[list[str]] = None) -> pd.DataFrame:
+    """One row per run: final bpb per domain, macro with its 95% interval, docs, and against natural proportions.
+
+    ``domains`` recomputes the macro over other held-out domains (another view of
+    the same proxies, no training); by default the evaluation's own.
+    """
+    domains = domains or evaluation.domains()
+    last = evaluation.proxy_eval[evaluation.proxy_eval["scope"] == "all"]
+    per_domain = last[last["domain"] != MACRO].pivot_table(index="run", columns="domain", values="bpb",
+                                                           aggfunc="mean")
+    scores = intervals.Scores.from_frame(evaluation.docs)
+    strata = intervals.strata(scores.domains, domains, samples, seed)
+    figures = pd.DataFrame([intervals.run_interval(scores, run, strata) for run in per_domain.index],
+                           index=per_domain.index, columns=["macro", "macro_lo", "macro_hi"])
+    summary = per_domain.join(figures).assign(docs=sum(len(s.positions) for s in strata),
+                                              seeds=last.groupby("run")["seed"].nunique())
     summary.insert(0, "method", last.groupby("run")["method"].first())
     natural = last.loc[last["method"] == NATURAL, "run"].unique()
     if len(natural):
-        target = summary.loc[natural[0], "macro"]
-        final_step = int(last["step"].max())
-        steps = {run: steps_to_reach(proxy_eval, run, target) for run in summary.index}
-        summary["steps_to_natural"] = [("not reached" if s is None else s) for s in steps.values()]
-        summary["speedup"] = [(f"{final_step / s:.2f}x" if s else "-") for s in steps.values()]
-        base = macro.get_group(natural[0])
-        summary["vs_natural"] = [_verdict(macro.get_group(run), base) if run != natural[0] else "-"
-                                 for run in summary.index]
+        reach = _steps_to_natural(evaluation.step_docs, natural[0], domains, samples, seed)
+        summary["steps_to_natural"] = [f"{_steps_text(reach[r][0])} [{_steps_text(reach[r][1])}, "
+                                       f"{_steps_text(reach[r][2])}]" for r in summary.index]
+        summary["speedup"] = [_speedup_text(reach[r][3], *reach[r][:3]) for r in summary.index]
+        summary["evaluations"] = [reach[r][4] for r in summary.index]
+        summary["vs_natural"] = [intervals.paired_difference(scores, run, natural[0], strata).describe()
+                                 if run != natural[0] else "-" for run in summary.index]
     return summary
-
-
-def _verdict(run: pd.Series, natural: pd.Series) -> str:
-    better = "lower" if run.mean() < natural.mean() else "higher"
-    return f"{better}, {'exceeds' if exceeds_spread(run, natural) else 'within'} seed spread"
 
 
 def write_figures(proxy_eval: pd.DataFrame, out: Path) -> list[str]:
     """Learning curves and final per-domain bars as PNGs under ``out``; returns the page fragments."""
-    from samplemix_spark.report.html import save_figure
-
     out.mkdir(parents=True, exist_ok=True)
     return [save_figure(out / "learning_curves.png", learning_curves(proxy_eval)),
             save_figure(out / "domain_bpb.png", final_domain_bars(proxy_eval))]
-
-
-def chosen_domains(cfg: SampleMixConfig, held_out: dict[str, bytes]) -> list[str]:
-    """The held-out domains of the macro average: ``evaluate.domains``, or all of them."""
-    unknown = sorted(set(cfg.evaluate.domains) - set(held_out))
-    if unknown:
-        raise InputError(f"evaluate.domains names {', '.join(unknown)}, which the held-out set does not hold; "
-                         f"held-out domains: {', '.join(sorted(held_out))}")
-    return sorted(cfg.evaluate.domains or held_out)
-
-
-def held_out_bytes(cfg: SampleMixConfig, store: TableStore) -> dict[str, bytes]:
-    """The preset's held-out bytes per domain; domains too small for one window are left out with a warning."""
-    preset = PRESETS[cfg.evaluate.preset]
-    texts = held.held_out_bytes(store, preset.eval_bytes)
-    small = sorted(d for d, data in texts.items() if len(data) < preset.context + 1)
-    if small:
-        log.warning("evaluate: held-out domains %s hold less than one %d-byte window; left out",
-                    ", ".join(small), preset.context + 1)
-    return {d: data for d, data in texts.items() if d not in small}
 
 
 def executor(cfg: SampleMixConfig) -> str:
@@ -211,9 +306,15 @@ def executor(cfg: SampleMixConfig) -> str:
     return "local" if resolve_engine_kind(cfg.engine.kind) == "embedded" else "spark"
 
 
+def labelled(scores: pd.DataFrame, jobs: list[ProxyJob]) -> pd.DataFrame:
+    """Trainer rows with their job's run and seed."""
+    by_job = pd.DataFrame([(j.job, j.run, j.seed) for j in jobs], columns=["job", "run", "seed"])
+    return scores.merge(by_job, on="job")
+
+
 def evaluate(spark: SparkSession, cfg: SampleMixConfig, warehouses: list[str], names: Optional[list[str]] = None,
              reference: bool = True) -> pd.DataFrame:
-    """Train and score the proxies of every run; write ``proxy_eval`` and the figures; return the summary."""
+    """Train and score the proxies of every run; write the evaluation tables and figures; return the summary."""
     names = names or [Path(w).name or w for w in warehouses]
     if len(names) != len(warehouses) or len(set(names)) != len(names):
         raise InputError(f"--names needs one distinct name per run; got {names} for {len(warehouses)} runs")
@@ -221,28 +322,44 @@ def evaluate(spark: SparkSession, cfg: SampleMixConfig, warehouses: list[str], n
     runs = [open_run(spark, cfg.tables, w, n) for w, n in zip(warehouses, names)]
     if reference and len(runs) == 1:
         runs.append(natural_reference(spark, cfg, runs[0], out / "reference_natural"))
-    held_out = held_out_bytes(cfg, check_holdout(runs))
-    domains = chosen_domains(cfg, held_out)
-    jobs = _jobs(cfg, runs)
-    log.info("evaluate: %d runs x %d seeds, preset %s, %d bytes each, held-out domains %s (macro over %s)",
-             len(runs), len(cfg.evaluate.seeds), cfg.evaluate.preset, jobs[0].budget_bytes,
-             ", ".join(held_out), ", ".join(domains))
-    trainer = run_local if executor(cfg) == "local" else lambda j, h: run_on_spark(spark, j, h)
-    curves = trainer(jobs, held_out)
-    _log_speed(curves)
-    table = proxy_eval_frame(curves, jobs, runs, domains, cfg.evaluate.preset)
-    store = TableStore(spark, cfg.tables)
-    store.write(spark.createDataFrame(table), "proxy_eval")
-    summary = summarise(table)
-    write_figures(table, out)
+    spec = held_out_spec(cfg, check_holdout(runs))
+    domains = chosen_domains(cfg, spec)
+    jobs = _jobs(cfg, runs, spec)
+    log.info("evaluate: %d runs x %d seeds, preset %s, %d bytes each, macro over %s; held-out documents scored: %s",
+             len(runs), len(cfg.evaluate.seeds), cfg.evaluate.preset, jobs[0].budget_bytes, ", ".join(domains),
+             rests_on(spec))
+    scores = run_local(jobs) if executor(cfg) == "local" else run_on_spark(spark, jobs)
+    _log_speed(scores)
+    scores = labelled(scores, jobs)
+    evaluation = Evaluation(proxy_eval_frame(scores, runs, domains, cfg), *document_tables(scores))
+    write_evaluation(TableStore(spark, cfg.tables), evaluation)
+    summary = summarise(evaluation, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+    write_figures(evaluation.proxy_eval, out)
     summary.to_csv(out / "evaluate.csv")
-    log.info("evaluate: final held-out bits per byte (mean over seeds %s); figures in %s\n%s",
-             cfg.evaluate.seeds, out, summary.to_string(float_format=lambda v: f"{v:.4f}"))
+    log.info("evaluate: final held-out bits per byte (mean over seeds %s) on every scored document, 95%% intervals "
+             "over documents%s; figures in %s\n%s", cfg.evaluate.seeds,
+             " and seeds" if len(cfg.evaluate.seeds) >= intervals.MIN_SEEDS_FOR_VARIANCE
+             else " (seed variance not included: fewer than 3 seeds)", out,
+             summary.to_string(float_format=lambda v: f"{v:.4f}"))
     return summary
 
 
-def _log_speed(curves: pd.DataFrame) -> None:
-    per_job = curves.groupby("job").first()
+def write_evaluation(store: TableStore, evaluation: Evaluation) -> None:
+    spark = store.spark
+    store.write(spark.createDataFrame(evaluation.proxy_eval, PROXY_EVAL_SCHEMA), "proxy_eval")
+    store.write(spark.createDataFrame(evaluation.docs, DOCS_SCHEMA), "proxy_eval_docs")
+    store.write(spark.createDataFrame(evaluation.step_docs, STEP_DOCS_SCHEMA), "proxy_eval_step_docs")
+
+
+PROXY_EVAL_SCHEMA = ("run string, warehouse string, method string, alpha double, tau double, seed long, step long, "
+                     "tokens_seen long, domain string, scope string, docs long, bytes long, bpb double, "
+                     "bpb_lo double, bpb_hi double, preset string, epochs double, macro_domains string")
+DOCS_SCHEMA = "run string, seed long, doc_id string, domain string, bytes long, bits double"
+STEP_DOCS_SCHEMA = "run string, seed long, step long, doc_id string, domain string, bytes long, bits double"
+
+
+def _log_speed(scores: pd.DataFrame) -> None:
+    per_job = scores.groupby("job").first()
     mfu = per_job["mfu"].dropna()
     log.info("evaluate: proxy of %d parameters, %.0f bytes/s median, %.1f s median per proxy, %.2f epochs of the "
              "output%s", per_job["n_params"].iat[0], per_job["bytes_per_s"].median(), per_job["seconds"].median(),

@@ -1,18 +1,33 @@
-"""The held-out evaluation set, as the proxies see it. Driver side.
+"""The held-out evaluation set, as the proxies see it.
 
 Ingest splits the held-out documents off into the ``holdout`` table (see
-``ingest.documents.split_holdout``). Here that table becomes a fingerprint, which
-every mix run records so that runs judged on different held-out sets are
-refused, and per-domain byte strings the proxies are scored on.
+``ingest.documents.split_holdout``). On the driver that table becomes a
+fingerprint, which every mix run records so that runs judged on different
+held-out sets are refused, and a ``HeldOutSpec``: the table's current files and
+how to cut documents from them. Wherever a proxy trains (the driver or an
+executor), ``load`` reads those files with pyarrow, so held-out text never
+travels in a task closure.
+
+What a proxy is scored on, per domain: the held-out documents in a hashed order
+(``hashing.HOLDOUT_ORDER``), the first ``max_docs`` at the final step and the
+first ``step_docs`` of those at every evaluation step (the same documents for
+every run, so curves compare). Each document is its own sequence of at most
+``doc_bytes`` bytes; a longer one contributes a window that starts at an offset
+hashed from its doc_id (``hashing.HOLDOUT_WINDOW``), so a long header or preamble
+does not stand for the whole document.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Window
+import functools
+from dataclasses import dataclass
+
 from pyspark.sql import functions as F
 
 from samplemix_spark.errors import InputError
+from samplemix_spark.hashing import HOLDOUT_ORDER, HOLDOUT_WINDOW, doc_key
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.files import filesystem_for, snapshot_files
 
 # Documents are joined with a blank line, as in the training stream.
 SEPARATOR = b"\n\n"
@@ -41,17 +56,57 @@ def required_fingerprint(store: TableStore, command: str) -> str:
     return found
 
 
-def held_out_bytes(store: TableStore, max_bytes: int) -> dict[str, bytes]:
-    """Per domain, held-out texts in a fixed hashed order, joined by a blank line, up to ``max_bytes``.
+@dataclass(frozen=True)
+class HeldOutSpec:
+    """Where the held-out documents are and how many are scored: plain data, so it travels to executors."""
 
-    The running byte total is computed in Spark, so only the chosen texts reach the driver.
-    """
-    holdout = store.read("holdout").withColumn("_key", F.xxhash64("doc_id"))
-    size = F.octet_length("text") + F.lit(len(SEPARATOR))
-    ordered = Window.partitionBy("domain").orderBy("_key", "doc_id").rowsBetween(Window.unboundedPreceding, 0)
-    chosen = (holdout.withColumn("_end", F.sum(size).over(ordered))
-              .filter(F.col("_end") - size < F.lit(max_bytes))
-              .select("domain", "text", "_key", "doc_id").toPandas())
-    chosen = chosen.sort_values(["domain", "_key", "doc_id"])
-    return {domain: SEPARATOR.join(t.encode("utf-8") for t in group["text"])[:max_bytes]
-            for domain, group in chosen.groupby("domain", sort=True)}
+    files: tuple
+    doc_bytes: int = 4096
+    max_docs: int = 2000
+    step_docs: int = 256
+
+
+@dataclass(frozen=True)
+class DomainDocs:
+    """One domain's scored documents in hashed order; the first ``n_step`` are scored at every step."""
+
+    doc_ids: tuple
+    texts: tuple  # bytes, each at most doc_bytes long
+    n_step: int
+
+    def n_bytes(self, docs: int | None = None) -> int:
+        return sum(len(t) for t in self.texts[:docs])
+
+
+def spec(store: TableStore, doc_bytes: int, max_docs: int, step_docs: int) -> HeldOutSpec:
+    """The held-out table's current files and the scoring settings (driver side)."""
+    return HeldOutSpec(tuple(snapshot_files(store, "holdout")), doc_bytes, max_docs, step_docs)
+
+
+def window(doc_id: str, data: bytes, doc_bytes: int) -> bytes:
+    """The whole document, or ``doc_bytes`` of it from an offset hashed from its doc_id."""
+    if len(data) <= doc_bytes:
+        return data
+    start = doc_key(HOLDOUT_WINDOW, doc_id) % (len(data) - doc_bytes + 1)
+    return data[start:start + doc_bytes]
+
+
+@functools.lru_cache(maxsize=4)
+def load(held_out: HeldOutSpec) -> dict[str, DomainDocs]:
+    """Per domain, the documents a proxy is scored on (see the module doc). Runs where the proxy trains."""
+    import pyarrow.parquet as pq
+
+    by_domain: dict[str, list] = {}
+    for path in held_out.files:
+        filesystem, inner = filesystem_for(path)
+        table = pq.read_table(inner, columns=["doc_id", "domain", "text"], filesystem=filesystem)
+        for doc_id, domain, text in zip(*(table.column(c).to_pylist() for c in ("doc_id", "domain", "text"))):
+            if text:
+                by_domain.setdefault(domain, []).append((doc_key(HOLDOUT_ORDER, doc_id), doc_id, text))
+    chosen = {}
+    for domain, rows in sorted(by_domain.items()):
+        rows = sorted(rows)[:held_out.max_docs]
+        chosen[domain] = DomainDocs(tuple(r[1] for r in rows),
+                                    tuple(window(r[1], r[2].encode("utf-8"), held_out.doc_bytes) for r in rows),
+                                    min(held_out.step_docs, len(rows)))
+    return chosen

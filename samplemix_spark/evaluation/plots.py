@@ -1,19 +1,42 @@
-"""Figures of a proxy evaluation, drawn from the ``proxy_eval`` table (driver side).
+"""Figures: one place that draws and embeds them, for evaluation and for the report pages (driver side).
 
-Each function returns a ``draw(ax)`` callable for ``report.html.save_figure``, so
-``samplemix evaluate``, ``report --html`` and ``compare`` draw the same figures.
+``save_figure`` draws a ``draw(ax)`` callable to a PNG and returns an <img> that
+carries it. The proxy-evaluation figures are drawn from the ``proxy_eval``
+table, so ``samplemix evaluate``, ``report --html`` and ``compare`` draw the same.
 """
 
 from __future__ import annotations
+
+import base64
+from pathlib import Path
 
 import pandas as pd
 
 MACRO = "_all"
 
 
+def save_figure(path: Path, draw) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    draw(ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return image_tag(path)
+
+
+def image_tag(path: Path) -> str:
+    """An <img> that carries the PNG itself, so the page needs no files beside it."""
+    return f'<img alt="{path.stem}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
+
+
 def learning_curves(proxy_eval: pd.DataFrame):
-    """Macro bits per byte against bytes seen, one line per run (seed mean) with the seed range shaded."""
-    macro = proxy_eval[proxy_eval["domain"] == MACRO]
+    """Macro bits per byte on the step subset against bytes seen, one line per run (seed mean, range shaded)."""
+    macro = proxy_eval[(proxy_eval["domain"] == MACRO) & (proxy_eval["scope"] == "subset")]
 
     def draw(ax):
         for run, rows in macro.groupby("run", sort=True):
@@ -23,20 +46,23 @@ def learning_curves(proxy_eval: pd.DataFrame):
             ax.fill_between(x, by_step.min(), by_step.max(), alpha=0.2)
         ax.set_xlabel("training bytes seen")
         ax.set_ylabel("held-out bits per byte (macro)")
-        ax.set_title("Proxy learning curves (mean over seeds, range shaded)")
+        ax.set_title("Proxy learning curves on the per-step documents (mean over seeds, range shaded)")
         ax.legend(fontsize=7)
     return draw
 
 
 def final_domain_bars(proxy_eval: pd.DataFrame):
-    """Final-step bits per byte per held-out domain and run (seed mean, seed std as error bars)."""
-    last = proxy_eval[proxy_eval["step"] == proxy_eval.groupby("run")["step"].transform("max")]
-    grouped = last.groupby(["domain", "run"])["bpb"]
-    means, stds = grouped.mean().unstack("run"), grouped.std(ddof=1).unstack("run").fillna(0.0)
+    """Final bits per byte per held-out domain and run on every scored document, with the 95% document interval."""
+    last = proxy_eval[proxy_eval["scope"] == "all"]
+    grouped = last.groupby(["domain", "run"])
+    means = grouped["bpb"].mean().unstack("run")
+    below = (grouped["bpb"].mean() - grouped["bpb_lo"].mean()).unstack("run").fillna(0.0)
+    above = (grouped["bpb_hi"].mean() - grouped["bpb"].mean()).unstack("run").fillna(0.0)
+    errors = [[below[run].to_numpy(), above[run].to_numpy()] for run in means.columns]
 
     def draw(ax):
-        means.plot.bar(ax=ax, yerr=stds, capsize=2, rot=0)
+        means.plot.bar(ax=ax, yerr=errors, capsize=2, rot=0)
         ax.set_ylabel("held-out bits per byte")
-        ax.set_title("Final held-out bits per byte per domain")
+        ax.set_title("Final held-out bits per byte per domain (95% interval over documents)")
         ax.legend(fontsize=7)
     return draw

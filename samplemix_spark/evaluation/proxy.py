@@ -41,7 +41,6 @@ class Preset:
     budget_bytes: int
     learning_rate: float
     evaluations: int = 8  # held-out evaluations over the run, the last at the final step
-    eval_bytes: int = 32768  # held-out bytes per domain
 
     def steps(self) -> int:
         """Optimiser steps over ``budget_bytes``: one window of ``context`` bytes per row, ``batch_size`` rows."""
@@ -51,13 +50,13 @@ class Preset:
 PRESETS = {
     # Seconds on one CPU core: for the test suite and CI.
     "test": Preset("test", d_model=32, n_layer=1, n_head=2, context=32, batch_size=8, budget_bytes=131072,
-                   learning_rate=1e-2, evaluations=4, eval_bytes=8192),
+                   learning_rate=1e-2, evaluations=4),
     # About a minute on 2 CPU cores (RegMix's proxies are ~1M parameters; this one is 0.26M).
     "cpu": Preset("cpu", d_model=96, n_layer=2, n_head=4, context=128, batch_size=16, budget_bytes=2 << 20,
                   learning_rate=2e-3),
     # Tens of millions of parameters for a GPU (Olmix's swarm uses 14M): 25M here.
     "gpu": Preset("gpu", d_model=512, n_layer=8, n_head=8, context=512, batch_size=64, budget_bytes=256 << 20,
-                  learning_rate=6e-4, eval_bytes=262144),
+                  learning_rate=6e-4),
 }
 
 # Dense bf16 peak FLOP/s of data-centre GPUs, for model FLOPs utilisation.
@@ -120,20 +119,59 @@ def windows(data: np.ndarray, context: int) -> torch.Tensor:
     return torch.from_numpy(data[index].astype(np.int64))
 
 
+@dataclass(frozen=True)
+class DocumentWindows:
+    """Documents cut into (context + 1)-byte windows, each document its own sequence.
+
+    A document is read after the training stream's separator, so its first byte
+    is predicted in the context it has in training; the separator's own bytes and
+    the padding after a document's last byte are masked out of the loss.
+    ``owner`` maps every window to its document.
+    """
+
+    windows: torch.Tensor  # (n_windows, context + 1) uint8
+    mask: torch.Tensor     # (n_windows, context) float32: 1 where the target is a document byte
+    owner: np.ndarray      # (n_windows,) document index
+    n_docs: int
+
+
+def document_windows(texts, context: int, separator: bytes) -> DocumentWindows:
+    """Cut each text into windows of its own (see ``DocumentWindows``)."""
+    rows, masks, owners = [], [], []
+    offsets = np.arange(context + 1)
+    for i, text in enumerate(texts):
+        sequence = np.frombuffer(separator + text, dtype=np.uint8)
+        n_windows = -(-(len(sequence) - 1) // context)
+        padded = np.zeros(n_windows * context + 1, dtype=np.uint8)
+        padded[:len(sequence)] = sequence
+        index = np.arange(n_windows)[:, None] * context + offsets[None, :]
+        rows.append(padded[index])
+        targets = index[:, 1:]
+        masks.append((targets >= len(separator)) & (targets < len(sequence)))
+        owners.append(np.full(n_windows, i))
+    if not rows:
+        return DocumentWindows(torch.zeros((0, context + 1), dtype=torch.uint8), torch.zeros((0, context)),
+                               np.zeros(0, dtype=int), 0)
+    return DocumentWindows(torch.from_numpy(np.concatenate(rows)), torch.from_numpy(np.concatenate(masks)).float(),
+                           np.concatenate(owners), len(texts))
+
+
 @torch.no_grad()
-def bits_per_byte(model: ByteLM, held_out: torch.Tensor, batch_size: int, device: torch.device) -> float:
-    """Mean next-byte cross-entropy over every window of ``held_out``, in bits."""
+def document_bits(model: ByteLM, docs: DocumentWindows, batch_size: int, device: torch.device) -> np.ndarray:
+    """Per document, the summed next-byte cross-entropy of its bytes, in bits."""
     model.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(held_out), batch_size):
-        batch = held_out[start:start + batch_size].to(device)
+    per_window = np.zeros(len(docs.windows))
+    for start in range(0, len(docs.windows), batch_size):
+        batch = docs.windows[start:start + batch_size].to(device).long()
         with _autocast(device):
             logits = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.float().reshape(-1, 256), batch[:, 1:].reshape(-1), reduction="sum")
-        total += float(loss)
-        count += batch[:, 1:].numel()
+        loss = F.cross_entropy(logits.float().reshape(-1, 256), batch[:, 1:].reshape(-1), reduction="none")
+        masked = loss.view(batch.shape[0], -1) * docs.mask[start:start + batch_size].to(device)
+        per_window[start:start + batch.shape[0]] = masked.sum(dim=1).double().cpu().numpy()
     model.train()
-    return total / count / LN2
+    bits = np.zeros(docs.n_docs)
+    np.add.at(bits, docs.owner, per_window)
+    return bits / LN2
 
 
 def _autocast(device: torch.device):
@@ -155,12 +193,16 @@ def pinned_threads(n: int) -> Iterator[None]:
 
 @dataclass
 class TrainResult:
-    curve: list  # (step, bytes_seen, domain, bpb)
+    scores: list  # (step, bytes_seen, domain, doc_id, bytes, bits, in_step_subset)
     steps: int
     seconds: float
     bytes_per_s: float
     mfu: Optional[float]
     n_params: int
+
+
+SCORE_COLUMNS = ["step", "tokens_seen", "domain", "doc_id", "bytes", "bits", "subset"]
+EVAL_BATCH = 128
 
 
 def _schedule(step: int, total: int, peak: float) -> float:
@@ -171,9 +213,34 @@ def _schedule(step: int, total: int, peak: float) -> float:
     return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
-def train(stream: np.ndarray, held_out: dict[str, np.ndarray], preset: Preset, seed: int, threads: int = 2,
+class _Scorer:
+    """Scores the held-out documents of every domain: the step subset, or all at the final step."""
+
+    def __init__(self, held_out: dict, context: int, device: torch.device) -> None:
+        from samplemix_spark.evaluation.holdout import SEPARATOR
+
+        self.held_out, self.device = held_out, device
+        self.every = {d: document_windows(docs.texts, context, SEPARATOR) for d, docs in sorted(held_out.items())}
+        self.subset = {d: document_windows(docs.texts[:docs.n_step], context, SEPARATOR)
+                       for d, docs in sorted(held_out.items())}
+
+    def rows(self, model: ByteLM, step: int, seen: int, final: bool) -> list:
+        rows = []
+        for domain, docs in sorted(self.held_out.items()):
+            bits = document_bits(model, (self.every if final else self.subset)[domain], EVAL_BATCH, self.device)
+            rows += [(step, seen, domain, docs.doc_ids[i], len(docs.texts[i]), float(bits[i]), i < docs.n_step)
+                     for i in range(len(bits))]
+        return rows
+
+
+def train(stream: np.ndarray, held_out: dict, preset: Preset, seed: int, threads: int = 2,
           device: str = "auto", log: Optional[Callable[[str], None]] = None) -> TrainResult:
-    """Train a fresh proxy on ``stream`` (uint8, budget + 1 bytes) and evaluate it on each held-out domain."""
+    """Train a fresh proxy on ``stream`` (uint8, budget + 1 bytes) and score it on the held-out documents.
+
+    ``held_out``: domain -> ``holdout.DomainDocs``. At every evaluation step the
+    step subset is scored, at the final step every document; ``scores`` has one
+    row per scored document and step.
+    """
     chosen = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     with pinned_threads(threads):
         torch.manual_seed(seed)
@@ -183,10 +250,10 @@ def train(stream: np.ndarray, held_out: dict[str, np.ndarray], preset: Preset, s
         order = torch.randperm(len(data), generator=generator)
         steps = max(1, len(data) // preset.batch_size)
         evals = {max(1, round(steps * (i + 1) / preset.evaluations)) for i in range(preset.evaluations)}
-        held = {domain: windows(bytes_, preset.context) for domain, bytes_ in held_out.items()}
+        scorer = _Scorer(held_out, preset.context, chosen)
         optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, weight_decay=0.1,
                                       betas=(0.9, 0.95), fused=chosen.type == "cuda")
-        curve, started = [], time.perf_counter()
+        scores, started = [], time.perf_counter()
         for step in range(steps):
             for group in optimizer.param_groups:
                 group["lr"] = _schedule(step, steps, preset.learning_rate)
@@ -200,13 +267,12 @@ def train(stream: np.ndarray, held_out: dict[str, np.ndarray], preset: Preset, s
             optimizer.step()
             if step + 1 in evals:
                 seen = (step + 1) * preset.batch_size * preset.context
-                for domain, windows_ in sorted(held.items()):
-                    curve.append((step + 1, seen, domain, bits_per_byte(model, windows_, 64, chosen)))
+                scores += scorer.rows(model, step + 1, seen, final=step + 1 == steps)
                 if log:
                     log(f"step {step + 1}/{steps}: train loss {float(loss.detach()) / LN2:.3f} bpb")
         seconds = time.perf_counter() - started
     rate = steps * preset.batch_size * preset.context / seconds
-    return TrainResult(curve, steps, seconds, rate, _mfu(model, preset, rate, chosen), model.n_params())
+    return TrainResult(scores, steps, seconds, rate, _mfu(model, preset, rate, chosen), model.n_params())
 
 
 def _mfu(model: ByteLM, preset: Preset, bytes_per_s: float, device: torch.device) -> Optional[float]:

@@ -1,11 +1,9 @@
 """A run's training bytes for a proxy: the output table's current files, in a hashed order.
 
-Driver side: ``snapshot_files`` lists the files of the table's current version
-(a Delta folder also holds files of older versions, which must not be read).
-
-Executor side (or the driver, when proxies run there): ``training_stream``
-reads ``doc_id``, ``replica`` and ``text`` from those files with pyarrow and
-orders every copy by a hash of (seed, epoch, doc_id, replica). The order does
+The driver lists the files of the table's current version
+(``tables.files.snapshot_files``). Executor side (or the driver, when proxies
+run there): ``training_stream`` reads ``doc_id``, ``replica`` and ``text`` from those files with pyarrow and
+orders every copy by a hash of (seed, epoch, doc_id, replica) (``hashing.stream_key``). The order does
 not depend on how the output was laid out (``mixing.shuffle``, file count), so
 a prefix of the stream is an unbiased sample of the mixture, and two runs that
 share documents read them in the same relative order. When the budget exceeds
@@ -21,54 +19,19 @@ full order, so the threshold never changes the stream.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
 
 from samplemix_spark.errors import TableError
 from samplemix_spark.evaluation.holdout import SEPARATOR
-from samplemix_spark.tables import TableStore
+from samplemix_spark.hashing import stream_key
 
 log = logging.getLogger(__name__)
 _COLUMNS = ["doc_id", "replica", "text"]
 _TWO_POW_64 = float(2**64)
-
-
-def snapshot_files(store: TableStore, table: str = "output") -> list[str]:
-    """The data files of ``table``'s current version (driver side).
-
-    JVM Spark names them (``inputFiles``); the embedded engine does not, so a
-    Delta table's log is read with the ``deltalake`` package, and a Parquet table,
-    whose overwrite swaps the whole folder, is every data file in its folder.
-    """
-    frame = store.read(table)
-    files = sorted(frame.inputFiles())
-    if files:
-        return files
-    location = store.location(table)
-    if store.cfg.format == "delta":
-        try:
-            from deltalake import DeltaTable
-        except ImportError as exc:
-            raise TableError("listing a Delta table's files on this engine needs the deltalake package "
-                             "(pip install 'samplemix-spark[local]')") from exc
-        return sorted(DeltaTable(location).file_uris())
-    root = Path(location)
-    return sorted(str(p) for p in root.rglob("*.parquet") if not _hidden(p.relative_to(root)))
-
-
-def _hidden(relative: Path) -> bool:
-    """Staging folders and metadata (``.name``, ``_name``) are not part of a Parquet table."""
-    return any(part.startswith((".", "_")) for part in relative.parts)
-
-
-def _key(seed: int, epoch: int, doc_id: str, replica: int) -> int:
-    digest = hashlib.blake2b(f"{seed}:{epoch}:{replica}:{doc_id}".encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
 
 
 @dataclass
@@ -92,7 +55,7 @@ class Copies:
     def rows(self) -> Iterator[tuple[str, int, str]]:
         import pyarrow.parquet as pq
 
-        from samplemix_spark.ingest.reader import filesystem_for
+        from samplemix_spark.tables.files import filesystem_for
 
         columns = _COLUMNS if self.counts is None else ["doc_id", "text"]
         for path in self.files:
@@ -109,7 +72,7 @@ class Copies:
         """The text column's uncompressed size from the Parquet footers: a first guess of the copies' bytes."""
         import pyarrow.parquet as pq
 
-        from samplemix_spark.ingest.reader import filesystem_for
+        from samplemix_spark.tables.files import filesystem_for
 
         total = 0
         for path in self.files:
@@ -130,7 +93,7 @@ def _read_under(copies: Copies, seed: int, epoch: int, threshold: float) -> tupl
     for doc_id, replica, text in copies.rows():
         data = text.encode("utf-8") + SEPARATOR
         total += len(data)
-        key = _key(seed, epoch, doc_id, replica)
+        key = stream_key(seed, epoch, doc_id, replica)
         if key < threshold * _TWO_POW_64:
             kept.append((key, doc_id, replica, data))
     kept.sort()

@@ -4,11 +4,13 @@ Driver side: ``ProxyJob`` describes a proxy (which output files, seed, preset,
 budget) and is plain data, so it travels to an executor as JSON. ``run_local``
 trains the jobs in this process; ``run_on_spark`` builds a one-row-per-job
 DataFrame, range-partitions it so that each job gets its own task, and maps it
-through a pandas function whose closure carries the held-out bytes.
+through a pandas function. A job names files, never carries text, so the task
+closure stays small however large the held-out set is.
 
 Executor side: ``run_job`` reads the job's training bytes from the output
-table's files (``stream.training_stream``), trains the proxy
-(``proxy.train``) and returns only its loss curve and speed, a few rows.
+table's files (``stream.training_stream``) and its held-out documents from the
+``holdout`` table's files (``holdout.load``), trains the proxy (``proxy.train``)
+and returns one row per scored document and evaluation step, with its speed.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ from typing import Callable, Iterator, Optional
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
+from samplemix_spark.evaluation.holdout import HeldOutSpec, load
+from samplemix_spark.tables.files import filesystem_for, snapshot_files
+
 log = logging.getLogger(__name__)
 
-CURVE_SCHEMA = ("job long, step long, tokens_seen long, domain string, bpb double, seconds double, "
-                "bytes_per_s double, mfu double, n_params long, epochs double")
+CURVE_SCHEMA = ("job long, step long, tokens_seen long, domain string, doc_id string, bytes long, bits double, "
+                "subset boolean, seconds double, bytes_per_s double, mfu double, n_params long, epochs double")
 
 CURVE_COLUMNS = [part.split()[0] for part in CURVE_SCHEMA.split(", ")]
 
@@ -40,6 +45,7 @@ class ProxyJob:
     budget_bytes: int
     threads: int
     device: str
+    held_out: HeldOutSpec
     # A candidate mix that was never written out: ``files`` are the documents table's
     # files and the counts come from these files' rows of ``candidate``.
     counts_files: tuple = ()
@@ -59,15 +65,15 @@ class ProxyJob:
     @classmethod
     def from_json(cls, text: str) -> "ProxyJob":
         data = json.loads(text)
-        return cls(**{**data, "files": tuple(data["files"]), "counts_files": tuple(data["counts_files"])})
+        held_out = HeldOutSpec(**{**data["held_out"], "files": tuple(data["held_out"]["files"])})
+        return cls(**{**data, "files": tuple(data["files"]), "counts_files": tuple(data["counts_files"]),
+                      "held_out": held_out})
 
 
 def read_counts(files: tuple, candidate: int) -> dict[str, int]:
     """doc_id -> count of one candidate, from the ``tune_counts`` table's files (executor side)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-
-    from samplemix_spark.ingest.reader import filesystem_for
 
     counts: dict[str, int] = {}
     for path in files:
@@ -78,62 +84,54 @@ def read_counts(files: tuple, candidate: int) -> dict[str, int]:
     return counts
 
 
-def run_job(job: ProxyJob, held_out: dict[str, bytes], say: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
-    """Train one proxy and return its curve: one row per evaluation step and held-out domain."""
-    import numpy as np
-
-    from samplemix_spark.evaluation.proxy import PRESETS, train
+def run_job(job: ProxyJob, say: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
+    """Train one proxy; one row per scored held-out document and evaluation step (``CURVE_SCHEMA``)."""
+    from samplemix_spark.evaluation.proxy import PRESETS, SCORE_COLUMNS, train
     from samplemix_spark.evaluation.stream import training_stream
 
     preset = dataclasses.replace(PRESETS[job.preset], budget_bytes=job.budget_bytes)
     stream = training_stream(job.copies(), preset.budget_bytes, job.seed)
-    held = {domain: np.frombuffer(data, dtype=np.uint8) for domain, data in held_out.items()}
-    result = train(stream.data, held, preset, job.seed, threads=job.threads, device=job.device, log=say)
-    curve = pd.DataFrame(result.curve, columns=["step", "tokens_seen", "domain", "bpb"])
+    result = train(stream.data, load(job.held_out), preset, job.seed, threads=job.threads, device=job.device,
+                   log=say)
+    curve = pd.DataFrame(result.scores, columns=SCORE_COLUMNS)
     return curve.assign(job=job.job, seconds=result.seconds, bytes_per_s=result.bytes_per_s,
                         mfu=result.mfu if result.mfu is not None else float("nan"), n_params=result.n_params,
                         epochs=stream.epochs)[CURVE_COLUMNS]
 
 
-def run_local(jobs: list[ProxyJob], held_out: dict[str, bytes]) -> pd.DataFrame:
+def run_local(jobs: list[ProxyJob]) -> pd.DataFrame:
     """Train the proxies in this process, one after another, logging progress."""
     curves = []
     for i, job in enumerate(jobs, 1):
         log.info("evaluate: proxy %d/%d (run %s, seed %d)", i, len(jobs), job.run, job.seed)
-        curve = run_job(job, held_out, say=lambda line: log.info("evaluate:   %s", line))
+        curve = run_job(job, say=lambda line: log.info("evaluate:   %s", line))
         log.info("evaluate:   %.0f s, %.0f bytes/s", curve["seconds"].iat[0], curve["bytes_per_s"].iat[0])
         curves.append(curve)
     return pd.concat(curves, ignore_index=True)
 
 
-def _train_partition(held_out: dict[str, bytes]):
+def _train_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """The executor function: train every job of the partition (normally one)."""
-
-    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for frame in frames:
-            for spec in frame["spec"]:
-                yield run_job(ProxyJob.from_json(spec), held_out)
-
-    return run
+    for frame in frames:
+        for spec in frame["spec"]:
+            yield run_job(ProxyJob.from_json(spec))
 
 
-def run_on_spark(spark: SparkSession, jobs: list[ProxyJob], held_out: dict[str, bytes]) -> pd.DataFrame:
+def run_on_spark(spark: SparkSession, jobs: list[ProxyJob]) -> pd.DataFrame:
     """Train the proxies as Spark tasks, one job per task; only the curves come back."""
     specs = spark.createDataFrame(pd.DataFrame({"job": [j.job for j in jobs], "spec": [j.to_json() for j in jobs]}))
     spread: DataFrame = specs.repartitionByRange(len(jobs), "job")
     log.info("evaluate: %d proxies as Spark tasks", len(jobs))
-    return spread.mapInPandas(_train_partition(held_out), CURVE_SCHEMA).toPandas()
+    return spread.mapInPandas(_train_partition, CURVE_SCHEMA).toPandas()
 
 
 def counted_jobs(cfg, store, counts_table: str, names: list[str], finished: Callable[[int, int], bool],
-                 budget: int) -> tuple[list[ProxyJob], dict[int, tuple[int, int]]]:
+                 budget: int, held_out: HeldOutSpec) -> tuple[list[ProxyJob], dict[int, tuple[int, int]]]:
     """Proxies for candidate mixes that were never written out: one per candidate and seed not yet finished.
 
     Each reads the documents table's current files and its candidate's rows of
     ``counts_table`` (candidate, doc_id, count). Returns the jobs and job -> (candidate, seed).
     """
-    from samplemix_spark.evaluation.stream import snapshot_files
-
     documents, counts = tuple(snapshot_files(store, "documents")), tuple(snapshot_files(store, counts_table))
     settings = cfg.evaluate
     jobs, labels = [], {}
@@ -143,11 +141,11 @@ def counted_jobs(cfg, store, counts_table: str, names: list[str], finished: Call
                 continue
             labels[len(jobs)] = (candidate, seed)
             jobs.append(ProxyJob(len(jobs), name, documents, seed, settings.preset, budget, settings.threads,
-                                 settings.device, counts, candidate))
+                                 settings.device, held_out, counts, candidate))
     return jobs, labels
 
 
-def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob], held_out: dict[str, bytes],
+def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob],
                     record: Callable[[pd.DataFrame], None]) -> None:
     """Train ``jobs`` and hand each batch of curves to ``record`` as it finishes.
 
@@ -156,6 +154,36 @@ def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob], he
     """
     if executor == "local":
         for job in jobs:
-            record(run_local([job], held_out))
+            record(run_local([job]))
     elif jobs:
-        record(run_on_spark(spark, jobs, held_out))
+        record(run_on_spark(spark, jobs))
+
+
+def scores_fingerprint(store) -> str:
+    """Content of the documents and scores that candidate counts come from: rows and a sum of row hashes."""
+    from pyspark.sql import functions as F
+
+    from samplemix_spark.mixing.weights import scored_documents
+
+    row = scored_documents(store).agg(F.count(F.lit(1)).alias("n"), F.sum(F.shiftrightunsigned(
+        F.xxhash64("doc_id", "domain", "n_tokens", "q", "d"), 33)).alias("h")).collect()[0]
+    return f"{row['n']}:{int(row['h'] or 0):x}"
+
+
+def proxy_fingerprint(cfg, store, holdout: str, searched: tuple) -> str:
+    """Everything besides the ``searched`` mixing settings that changes a candidate proxy's loss, as one hash.
+
+    The other mixing settings, the documents and their scores, the held-out set,
+    the preset, byte budget, threads, device and the held-out scoring settings.
+    """
+    import hashlib
+
+    from samplemix_spark.evaluation.proxy import PRESETS
+
+    ev = cfg.evaluate
+    mixing = {k: v for k, v in dataclasses.asdict(cfg.mixing).items() if k not in searched}
+    parts = {"mixing": mixing, "scores": scores_fingerprint(store), "holdout": holdout, "preset": ev.preset,
+             "budget": ev.budget_bytes or PRESETS[ev.preset].budget_bytes, "threads": ev.threads,
+             "device": ev.device, "doc_bytes": ev.doc_bytes, "max_eval_docs": ev.max_eval_docs,
+             "step_docs": ev.step_docs}
+    return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()

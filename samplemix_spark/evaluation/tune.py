@@ -7,10 +7,19 @@ table's files and those counts (``stream.Copies``), which gives exactly the
 stream the candidate's ``output`` table would give. Every candidate's proxies
 get the same preset, byte budget and seeds.
 
-The candidate with the lowest seed-mean macro bpb is chosen; every other
-candidate whose difference from it does not exceed the seed spread (see
-``evaluate.exceeds_spread``) is marked tied. Results go to the ``tune`` table
-after every proxy, so a killed run resumes without retraining finished proxies.
+Every proxy is scored on every held-out document (``holdout``); the bits per
+document go to ``tune_docs`` and the per-domain figures to ``tune``, after every
+proxy, so a killed run resumes without retraining finished proxies. The macro
+``_all`` is recomputed from the per-document rows with the current
+``evaluate.domains`` on every run, never reused. The candidate with the lowest
+seed-mean macro bpb is chosen; every other candidate whose paired interval of the
+difference from it includes 0 (``intervals.paired_difference``) is marked tied.
+
+A stored proxy is reused only while it is still comparable: each row carries a
+fingerprint of everything that changes a proxy's loss besides the searched
+settings (the other mixing settings, the documents and their scores, the held-out
+set, preset, byte budget, threads, device and held-out scoring); a row under
+another fingerprint is retrained, and the log says so.
 """
 
 from __future__ import annotations
@@ -31,15 +40,19 @@ from samplemix_spark.config import MixingConfig, SampleMixConfig, build_config
 from samplemix_spark.errors import InputError
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
-from samplemix_spark.evaluation.plots import MACRO
+from samplemix_spark.evaluation import intervals
+from samplemix_spark.evaluation.plots import MACRO, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS, measured_bytes_per_s
-from samplemix_spark.evaluation.swarm import ProxyJob, counted_jobs, train_recording
+from samplemix_spark.evaluation.swarm import ProxyJob, counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.mixing.weights import compute_stats, scored_documents, weights_frame
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
 KEY = ["alpha", "tau", "max_repeats", "seed"]
-TUNE_COLUMNS = [*KEY, "domain", "bpb", "chosen", "tied", "preset", "budget_bytes", "holdout"]
+TUNE_COLUMNS = [*KEY, "domain", "docs", "bytes", "bpb", "chosen", "tied", "preset", "budget_bytes", "holdout",
+                "fingerprint"]
+DOC_COLUMNS = [*KEY, "doc_id", "domain", "bytes", "bits", "preset", "budget_bytes", "holdout", "fingerprint"]
+SEARCHED = ("alpha", "tau", "max_repeats", "method", "export_format", "export_path")
 
 
 @dataclass(frozen=True)
@@ -75,14 +88,19 @@ def candidate_counts(scored: DataFrame, base: MixingConfig, candidates: list[Can
     return functools.reduce(DataFrame.unionByName, frames)
 
 
-def _done(store: TableStore, preset: str, budget: int, holdout: str) -> pd.DataFrame:
-    """Rows of ``tune`` from an earlier run with the same preset, budget and held-out set."""
-    previous = store.read_if_exists("tune")
-    if previous is None:
-        return pd.DataFrame(columns=TUNE_COLUMNS)
+def _done(store: TableStore, fingerprint: str, wanted: set) -> pd.DataFrame:
+    """Per-document rows of ``tune_docs`` from earlier proxies that are still comparable and still wanted."""
+    previous = store.read_if_exists("tune_docs")
+    if previous is None or "fingerprint" not in previous.columns:
+        return pd.DataFrame(columns=DOC_COLUMNS)
     rows = previous.toPandas()
-    same = (rows["preset"] == preset) & (rows["budget_bytes"] == budget) & (rows["holdout"] == holdout)
-    return rows[same]
+    keys = pd.Series([_row_key(r) for _, r in rows.iterrows()], index=rows.index, dtype=object)
+    stale = rows["fingerprint"] != fingerprint
+    if stale.any():
+        log.info("tune: %d stored proxies were trained under other settings (mixing settings besides alpha, tau "
+                 "and the cap, documents or scores, held-out set, preset, budget, threads, device or held-out "
+                 "scoring changed); they are retrained where still wanted", keys[stale].nunique())
+    return rows[~stale & keys.map(lambda key: key in wanted).astype(bool)]
 
 
 _NO_CAP = -1.0  # stands for "no cap" in resume keys, where NaN would not compare equal
@@ -98,41 +116,57 @@ def _row_key(row) -> tuple:
     return float(row["alpha"]), float(row["tau"]), cap, int(row["seed"])
 
 
-def mark_choice(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Set ``chosen`` and ``tied`` on every row; return the rows and the per-candidate summary."""
+def _label(row) -> str:
+    cap = "" if pd.isna(row["max_repeats"]) else f" cap={row['max_repeats']:g}"
+    return f"alpha={row['alpha']:g} tau={row['tau']:g}{cap}"
+
+
+def domain_rows(docs: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
+    """Per candidate, seed and domain: docs, bytes, bits per byte; ``_all`` the mean over ``domains``."""
+    keys = [k for k in DOC_COLUMNS if k not in ("doc_id", "domain", "bytes", "bits")]
+    sums = docs.groupby([*keys, "domain"], dropna=False, as_index=False).agg(
+        docs=("doc_id", "size"), bytes=("bytes", "sum"), bits=("bits", "sum"))
+    sums = sums.assign(bpb=sums["bits"] / sums["bytes"]).drop(columns="bits")
+    chosen = sums[sums["domain"].isin(domains)]
+    macro = chosen.groupby(keys, dropna=False, as_index=False).agg(docs=("docs", "sum"), bytes=("bytes", "sum"),
+                                                                   bpb=("bpb", "mean"))
+    return pd.concat([sums, macro.assign(domain=MACRO)], ignore_index=True)
+
+
+def mark_choice(docs: pd.DataFrame, domains: list[str], samples: int = intervals.SAMPLES,
+                seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``tune`` rows with ``chosen`` and ``tied`` set, and the per-candidate summary with intervals."""
     setting = ["alpha", "tau", "max_repeats"]
-    results = results.assign(max_repeats=results["max_repeats"].astype(float))
-    macro = results[results["domain"] == MACRO]
-    summary = macro.groupby(setting, dropna=False)["bpb"].agg(["mean", "std", "count"]).reset_index()
-    best = summary["mean"].idxmin()
-    best_rows = _macro_of(macro, summary.loc[best])
-    summary["chosen"] = summary.index == best
-    summary["tied"] = [not s.chosen and not ev.exceeds_spread(_macro_of(macro, s), best_rows)
-                       for s in summary.itertuples()]
+    docs = docs.assign(max_repeats=docs["max_repeats"].astype(float))
+    scores = intervals.Scores.from_frame(docs.assign(run=docs.apply(_label, axis=1)))
+    strata = intervals.strata(scores.domains, domains, samples, seed)
+    summary = docs.drop_duplicates(setting)[setting].reset_index(drop=True)
+    summary["run"] = summary.apply(_label, axis=1)
+    figures = [intervals.run_interval(scores, run, strata) for run in summary["run"]]
+    summary[["mean", "lo", "hi"]] = pd.DataFrame(figures, index=summary.index)
+    summary["seeds"] = [len(scores.per_seed[run]) for run in summary["run"]]
+    summary["docs"] = sum(len(s.positions) for s in strata)
+    best = summary.loc[summary["mean"].idxmin(), "run"]
+    summary["chosen"] = summary["run"] == best
+    differences = {run: intervals.paired_difference(scores, run, best, strata) for run in summary["run"]}
+    summary["tied"] = [run != best and differences[run].word == "tied" for run in summary["run"]]
+    summary["vs_chosen"] = [differences[run].describe() if run != best else "-" for run in summary["run"]]
     flags = summary[setting + ["chosen", "tied"]]
-    marked = results.drop(columns=["chosen", "tied"], errors="ignore").merge(flags, on=setting, how="left")
-    return marked[TUNE_COLUMNS], summary
-
-
-def _macro_of(macro: pd.DataFrame, setting) -> pd.Series:
-    same_cap = (macro["max_repeats"] == setting.max_repeats) | (macro["max_repeats"].isna()
-                                                                 & pd.isna(setting.max_repeats))
-    return macro[(macro["alpha"] == setting.alpha) & (macro["tau"] == setting.tau) & same_cap]["bpb"]
+    marked = domain_rows(docs, domains).merge(flags, on=setting, how="left")
+    return marked[TUNE_COLUMNS], summary.drop(columns="run")
 
 
 def plot(summary: pd.DataFrame, path: Path) -> None:
-    """Macro bpb (seed mean, std as error bars) against alpha, one line per tau and cap."""
-    from samplemix_spark.report.html import save_figure
-
+    """Macro bpb (seed mean, 95% interval as error bars) against alpha, one line per tau and cap."""
     def draw(ax):
         for (tau, cap), rows in summary.groupby(["tau", "max_repeats"], dropna=False):
             rows = rows.sort_values("alpha")
             label = f"tau={tau:g}" + ("" if pd.isna(cap) else f", cap={cap:g}")
-            ax.errorbar(rows["alpha"], rows["mean"], yerr=rows["std"].fillna(0.0), marker="o", capsize=3,
-                        label=label)
+            errors = [(rows["mean"] - rows["lo"]).to_numpy(), (rows["hi"] - rows["mean"]).to_numpy()]
+            ax.errorbar(rows["alpha"], rows["mean"], yerr=errors, marker="o", capsize=3, label=label)
         ax.set_xlabel("alpha")
         ax.set_ylabel("held-out bits per byte (macro)")
-        ax.set_title("Proxy loss per setting (mean over seeds)")
+        ax.set_title("Proxy loss per setting (mean over seeds, 95% interval)")
         ax.legend(fontsize=7)
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,68 +183,82 @@ def _plan(n_candidates: int, jobs: list[ProxyJob], n_done: int, preset: str, thr
 
 
 def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate], out: Path) -> pd.DataFrame:
-    """Train proxies on every candidate and seed, write ``tune`` and the plot, return the per-candidate summary."""
+    """Train proxies on every candidate and seed, write ``tune``, ``tune_docs`` and the plot; return the summary."""
     if not candidates:
         raise InputError("tune needs at least one candidate setting")
     store = TableStore(spark, cfg.tables)
     holdout = held.required_fingerprint(store, "tune")
-    held_out = ev.held_out_bytes(cfg, store)
-    domains = ev.chosen_domains(cfg, held_out)
+    spec = ev.held_out_spec(cfg, store)
+    domains = ev.chosen_domains(cfg, spec)
     preset, budget = cfg.evaluate.preset, cfg.evaluate.budget_bytes or PRESETS[cfg.evaluate.preset].budget_bytes
+    fingerprint = proxy_fingerprint(cfg, store, holdout, SEARCHED)
     wanted = {_key(c, seed) for c in candidates for seed in cfg.evaluate.seeds}
-    done = _done(store, preset, budget, holdout)
-    done = done.loc[pd.Series([_row_key(r) in wanted for _, r in done.iterrows()], index=done.index, dtype=bool)]
+    done = _done(store, fingerprint, wanted)
     store.write(candidate_counts(scored_documents(store), cfg.mixing, candidates), "tune_counts")
-    finished = {_row_key(r) for _, r in done.iterrows()}
+    finished = {_row_key(r) for _, r in done.drop_duplicates(KEY).iterrows()}
     names = [f"alpha={c.alpha:g} tau={c.tau:g}" for c in candidates]
     jobs, labels = counted_jobs(cfg, store, "tune_counts", names,
-                                lambda i, seed: _key(candidates[i], seed) in finished, budget)
+                                lambda i, seed: _key(candidates[i], seed) in finished, budget, spec)
     executor = ev.executor(cfg)
     log.info(_plan(len(candidates), jobs, len(wanted) - len(jobs), preset, cfg.evaluate.threads, executor))
-    results = [done[[c for c in TUNE_COLUMNS if c not in ("chosen", "tied")]]]
+    if cfg.evaluate.preset == "cpu":
+        log.info("tune: the cpu preset is a 0.26M-parameter proxy; see docs/evaluation.md for which differences "
+                 "it can resolve")
+    log.info("tune: held-out documents scored: %s", ev.rests_on(spec))
+    results = [done[DOC_COLUMNS]]
 
-    def record(curves: pd.DataFrame) -> None:
+    def record(scores: pd.DataFrame) -> None:
         found = {job: (candidates[i], seed) for job, (i, seed) in labels.items()}
-        results[0] = _record(store, results[0], curves, found, domains, preset, budget, holdout)
+        new = _document_rows(scores, found).assign(preset=preset, budget_bytes=budget, holdout=holdout,
+                                                   fingerprint=fingerprint)[DOC_COLUMNS]
+        results[0] = pd.concat([results[0], new], ignore_index=True) if len(results[0]) else new
+        _write(store, results[0], domains, cfg)
 
-    train_recording(spark, executor, jobs, held_out, record)
-    return _finish(store, results[0], out)
+    train_recording(spark, executor, jobs, record)
+    if not jobs:
+        _write(store, results[0], domains, cfg)
+    return _finish(results[0], domains, cfg, out)
 
 
-def _record(store: TableStore, results: pd.DataFrame, curves: pd.DataFrame, labels: dict, domains: list[str],
-            preset: str, budget: int, holdout: str) -> pd.DataFrame:
-    """Add the final-step losses of ``curves`` (with ``_all``) to ``results`` and rewrite ``tune``."""
-    last = curves[curves["step"] == curves.groupby("job")["step"].transform("max")]
+def _document_rows(scores: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    """The final step's per-document bits of each job, labelled with its candidate and seed."""
+    last = scores[scores["step"] == scores.groupby("job")["step"].transform("max")]
     rows = []
     for job, group in last.groupby("job"):
         candidate, seed = labels[job]
-        losses = dict(zip(group["domain"], group["bpb"]))
-        losses[MACRO] = sum(losses[d] for d in domains) / len(domains)
-        rows += [(candidate.alpha, candidate.tau, candidate.max_repeats, seed, d, bpb, preset, budget, holdout)
-                 for d, bpb in losses.items()]
-    columns = [c for c in TUNE_COLUMNS if c not in ("chosen", "tied")]
-    new = pd.DataFrame(rows, columns=columns)
-    results = pd.concat([results, new], ignore_index=True) if len(results) else new
-    marked, _ = mark_choice(results)
-    store.write(store.spark.createDataFrame(marked, _schema()), "tune")
-    return results
+        rows.append(group[["doc_id", "domain", "bytes", "bits"]].assign(
+            alpha=candidate.alpha, tau=candidate.tau, max_repeats=candidate.max_repeats, seed=seed))
+    return pd.concat(rows, ignore_index=True)
 
 
-def _schema() -> str:
-    return ("alpha double, tau double, max_repeats double, seed long, domain string, bpb double, chosen boolean, "
-            "tied boolean, preset string, budget_bytes long, holdout string")
+def _write(store: TableStore, docs: pd.DataFrame, domains: list[str], cfg: SampleMixConfig) -> None:
+    marked, _ = mark_choice(docs, domains, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+    spark = store.spark
+    store.write(spark.createDataFrame(docs.assign(max_repeats=docs["max_repeats"].astype(float)), _DOC_SCHEMA),
+                "tune_docs")
+    store.write(spark.createDataFrame(marked, _SCHEMA), "tune")
 
 
-def _finish(store: TableStore, results: pd.DataFrame, out: Path) -> pd.DataFrame:
-    marked, summary = mark_choice(results)
+_SCHEMA = ("alpha double, tau double, max_repeats double, seed long, domain string, docs long, bytes long, "
+           "bpb double, chosen boolean, tied boolean, preset string, budget_bytes long, holdout string, "
+           "fingerprint string")
+_DOC_SCHEMA = ("alpha double, tau double, max_repeats double, seed long, doc_id string, domain string, bytes long, "
+               "bits double, preset string, budget_bytes long, holdout string, fingerprint string")
+
+
+def _finish(docs: pd.DataFrame, domains: list[str], cfg: SampleMixConfig, out: Path) -> pd.DataFrame:
+    _, summary = mark_choice(docs, domains, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
     plot(summary, out / "tune.png")
     summary.to_csv(out / "tune.csv", index=False)
     best = summary[summary["chosen"]].iloc[0]
     cap = None if pd.isna(best["max_repeats"]) else float(best["max_repeats"])
     choice = Candidate(float(best["alpha"]), float(best["tau"]), cap)
-    log.info("tune: held-out macro bits per byte per setting (mean and std over seeds)\n%s\nchosen: %s  "
-             "(%d other settings tied within the seed spread); plot %s",
-             summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"), choice.as_set(),
+    seeds = int(summary["seeds"].min())
+    log.info("tune: held-out macro bits per byte per setting over %d documents (seed mean, 95%% interval over "
+             "documents%s)\n%s\nchosen: %s  (%d other settings tied: their paired interval against it includes 0); "
+             "plot %s", int(summary["docs"].iat[0]),
+             " and seeds" if seeds >= intervals.MIN_SEEDS_FOR_VARIANCE else f"; {seeds} seed(s), seed variance "
+             "not included", summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"), choice.as_set(),
              int(summary["tied"].sum()), out / "tune.png")
     print(choice.as_set())
     return summary

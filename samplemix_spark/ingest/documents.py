@@ -30,7 +30,7 @@ from samplemix_spark.errors import InputError
 from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
 from samplemix_spark.ingest.tokens import token_count_column, tokenizer_file
-from samplemix_spark.mixing.formulas import hashed_uniform
+from samplemix_spark.hashing import hashed_uniform
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)

@@ -48,6 +48,8 @@ import pyarrow as pa
 
 from samplemix_spark.errors import InputError
 from samplemix_spark.ingest.sources import GLOB_CHARS
+from samplemix_spark.tables.files import filesystem_for as _filesystem_for
+from samplemix_spark.tables.files import is_remote
 
 RAW_CHARS = 500
 BATCH_ROWS = 4096
@@ -119,26 +121,9 @@ class Unit:
 # ---------------------------------------------------------------- driver side: listing
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def _strip_file_scheme(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
-
-
 def filesystem_for(path: str):
-    """(pyarrow filesystem, path inside it) for a local path or a URI (s3://, gs://, hdfs://, ...)."""
-    from pyarrow import fs
-
-    if not _is_remote(path):
-        return fs.LocalFileSystem(), _strip_file_scheme(path)
-    try:
-        return fs.FileSystem.from_uri(path)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        scheme = path.split("://", 1)[0]
-        raise InputError(f"ingest source {path!r}: no filesystem for scheme {scheme!r} in pyarrow ({exc}); "
-                         "use a local or mounted path, or s3://, gs://, hdfs://") from exc
+    """(pyarrow filesystem, path inside it) for an ingest source file."""
+    return _filesystem_for(path, "ingest source")
 
 
 def _hidden(name: str) -> bool:
@@ -163,7 +148,7 @@ def expand_source(source: str) -> list[str]:
     from pyarrow import fs
 
     filesystem, path = filesystem_for(source)
-    prefix = source[:source.index("://") + 3] if _is_remote(source) else ""
+    prefix = source[:source.index("://") + 3] if is_remote(source) else ""
     if GLOB_CHARS & set(path):
         pattern = path.rstrip("/").split("/")
         first_glob = next(i for i, part in enumerate(pattern) if GLOB_CHARS & set(part))

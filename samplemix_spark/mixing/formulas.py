@@ -15,9 +15,6 @@ import math
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-# 2**53: uniforms built from the top 53 bits of a 64-bit hash are exact doubles in [0, 1).
-_TWO_POW_53 = float(2**53)
-
 
 def min_max_normalised(column: Column, lo: float, hi: float) -> Column:
     """Scale ``column`` to [0, 1] over the corpus.
@@ -61,15 +58,6 @@ def expected_count(p: Column, p_max: float, tau: float, scale: float, cap: float
         raise ValueError(f"count scale must be finite and >= 0, got {scale}")
     c = F.lit(scale) * shifted_exponent(p, p_max, tau)
     return c if cap is None else F.least(c, F.lit(float(cap)))
-
-
-def hashed_uniform(doc_id: Column, seed: int) -> Column:
-    """A uniform number in [0, 1) from xxhash64(doc_id, seed).
-
-    The same document and seed give the same number on every engine, rerun and
-    partitioning. The top 53 bits of the hash fill a double's mantissa exactly.
-    """
-    return F.shiftrightunsigned(F.xxhash64(doc_id, F.lit(seed)), 11).cast("double") / F.lit(_TWO_POW_53)
 
 
 def integer_count(c: Column, uniform: Column) -> Column:

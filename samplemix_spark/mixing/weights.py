@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.errors import InputError, TableError
+from samplemix_spark.hashing import hashed_uniform
 from samplemix_spark.mixing import budget, formulas
 from samplemix_spark.mixing.output import build_output, export_output, output_file_count
 from samplemix_spark.tables import TableStore
@@ -166,7 +167,7 @@ def weights_frame(scored: DataFrame, stats: MixStats, c: Optional[Column] = None
         c_uncapped = formulas.expected_count(p, stats.p_max, stats.tau, stats.uncapped_scale)
     else:
         c_uncapped = c
-    uniform = formulas.hashed_uniform(F.col("doc_id"), stats.seed)
+    uniform = hashed_uniform(F.col("doc_id"), stats.seed)
     with_c = scored.select("doc_id", "domain", "n_tokens", "q", "d", q_norm.alias("q_norm"),
                            d_norm.alias("d_norm"), p.alias("p"), c.alias("c"), c_uncapped.alias("c_uncapped"),
                            uniform.alias("_u"))

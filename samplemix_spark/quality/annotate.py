@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.config import AnnotateConfig, SampleMixConfig
 from samplemix_spark.errors import ConfigError
-from samplemix_spark.mixing.formulas import hashed_uniform
+from samplemix_spark.hashing import hashed_uniform
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)

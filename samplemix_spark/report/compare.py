@@ -86,7 +86,7 @@ def plot(shares: pd.DataFrame, metrics: pd.DataFrame, path: Path) -> None:
 
 def _proxy_evaluation(stores: list[TableStore], names: list[str], out: Path) -> str:
     """The proxy evaluation of the compared runs (from any run's ``proxy_eval``) as a page section, or ""."""
-    from samplemix_spark.evaluation.evaluate import summarise, warehouse_of
+    from samplemix_spark.evaluation.evaluate import Evaluation, summarise, warehouse_of
     from samplemix_spark.report.html import evaluation_section
 
     paths = {warehouse_of(store): name for store, name in zip(stores, names)}
@@ -94,21 +94,21 @@ def _proxy_evaluation(stores: list[TableStore], names: list[str], out: Path) -> 
     inputs = [dataclasses.replace(store.cfg, warehouse=read_stats(store).inputs) for store in stores]
     homes = stores + [TableStore(store.spark, cfg) for store, cfg in zip(stores, inputs) if cfg.warehouse]
     for store in homes:
-        proxy_eval = store.read_if_exists("proxy_eval")
-        if proxy_eval is None:
+        stored = Evaluation.read(store)
+        if stored is None:
             continue
-        table = proxy_eval.toPandas()
-        table = table[table["warehouse"].isin(paths)].assign(run=lambda t: t["warehouse"].map(paths))
-        if table["run"].nunique() == len(stores):
-            summarise(table).to_csv(out / "proxy_eval.csv")
+        evaluation = stored.for_warehouses(paths)
+        if evaluation.proxy_eval["run"].nunique() == len(stores):
+            summarise(evaluation).to_csv(out / "proxy_eval.csv")
             log.info("compare: proxy evaluation of the runs in %s", out / "proxy_eval.csv")
-            return evaluation_section(table, out)
+            return evaluation_section(evaluation, out)
     return ""
 
 
 def write_page(out: Path, metrics: pd.DataFrame, shares: pd.DataFrame, overlap: pd.DataFrame, evaluation: str) -> Path:
     """``compare.html``: the runs' training-data domain shares and totals, then their proxy evaluation."""
-    from samplemix_spark.report.html import image_tag, page
+    from samplemix_spark.evaluation.plots import image_tag
+    from samplemix_spark.report.html import page
 
     number = lambda v: f"{v:,.4f}"  # noqa: E731
     body = (f"<h1>Mix runs compared</h1><h2>Domain token shares of each run's training data</h2>"

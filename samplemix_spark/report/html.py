@@ -10,7 +10,6 @@ and the cluster sizes when k-means ran.
 
 from __future__ import annotations
 
-import base64
 import html
 from pathlib import Path
 
@@ -18,28 +17,10 @@ import pandas as pd
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from samplemix_spark.evaluation.plots import save_figure
 from samplemix_spark.tables import TableStore
 
 SAMPLE_ROWS = 200_000
-
-
-def save_figure(path: Path, draw) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    draw(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return image_tag(path)
-
-
-def image_tag(path: Path) -> str:
-    """An <img> that carries the PNG itself, so the page needs no files beside it."""
-    return f'<img alt="{path.stem}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
 
 
 def _scores_by_domain(weights: pd.DataFrame, column: str):
@@ -78,23 +59,26 @@ def _clusters(sizes: pd.DataFrame):
 
 
 def _proxy_evaluation(store: TableStore, path: Path) -> str:
-    """The proxy evaluation section, when ``samplemix evaluate`` has written ``proxy_eval``."""
-    proxy_eval = store.read_if_exists("proxy_eval")
-    if proxy_eval is None:
-        return ""
-    return evaluation_section(proxy_eval.toPandas(), path.parent)
+    """The proxy evaluation section, when ``samplemix evaluate`` has written its tables."""
+    from samplemix_spark.evaluation.evaluate import Evaluation
+
+    evaluation = Evaluation.read(store)
+    return "" if evaluation is None else evaluation_section(evaluation, path.parent)
 
 
-def evaluation_section(table: pd.DataFrame, folder: Path) -> str:
-    """Per-run held-out bpb per domain, macro mean and spread, steps to natural's loss, and the curves."""
+def evaluation_section(evaluation, folder: Path) -> str:
+    """Per-run held-out bpb per domain, macro with its interval, the paired verdict, steps to natural's loss."""
     from samplemix_spark.evaluation.evaluate import summarise, write_figures
 
+    table = evaluation.proxy_eval
     figures = write_figures(table, folder)
-    summary = summarise(table).to_html(float_format=lambda v: f"{v:.4f}")
+    summary = summarise(evaluation).to_html(float_format=lambda v: f"{v:.4f}")
     return (f"<h2>Proxy evaluation</h2><p>Held-out bits per byte of byte-level proxies trained on each run's "
             f"output (preset {html.escape(str(table['preset'].iat[0]))}, seeds "
-            f"{', '.join(map(str, sorted(table['seed'].unique())))}); lower is better, and a difference counts "
-            f"only where <code>vs_natural</code> says it exceeds the seed spread.</p>{summary}{''.join(figures)}")
+            f"{', '.join(map(str, sorted(table['seed'].unique())))}), on every scored held-out document; lower "
+            f"is better. Intervals are 95%, over held-out documents (and seeds, with three or more), and a "
+            f"difference counts only where <code>vs_natural</code> says <code>better</code> or "
+            f"<code>worse</code>: its paired interval excludes 0.</p>{summary}{''.join(figures)}")
 
 
 def write_html(spark: SparkSession, store: TableStore, path: Path) -> Path:

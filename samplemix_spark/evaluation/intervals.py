@@ -1,0 +1,224 @@
+"""Intervals for held-out bits per byte, and paired verdicts between runs. Driver side, numpy only.
+
+Every figure is a ratio: a domain's bits per byte is the sum of its scored
+documents' bits over the sum of their bytes, and the macro is the mean of the
+chosen domains' ratios. The uncertainty that matters most on a small held-out
+set is which documents happened to be held out, so intervals come from a
+bootstrap over documents, stratified by domain (each resample draws, per
+domain, as many documents as it has, with replacement) and seeded, so the same
+tables always print the same interval.
+
+A comparison is **paired**: both runs are scored on the same resampled
+documents, so the shared difficulty of a document cancels and only the
+difference between the runs is left. Seeds are averaged per document inside
+each resample. With three or more seeds the seed-to-seed variance is added: a
+t-interval over the per-seed differences, combined with the document interval
+in quadrature (two independent error sources); with fewer seeds the verdict
+says that seed variance is not included.
+
+The input is a frame of per-document scores with columns ``run``, ``seed``,
+``doc_id``, ``domain``, ``bytes``, ``bits`` (the ``proxy_eval_docs`` table);
+every run must be scored on the same documents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+LEVEL = 0.95
+SAMPLES = 2000
+MIN_SEEDS_FOR_VARIANCE = 3
+_TAILS = (100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Seed-mean bits per document of several runs, aligned on one document order (sorted by domain, doc_id)."""
+
+    doc_ids: np.ndarray
+    domains: np.ndarray
+    bytes: np.ndarray                 # (n_docs,)
+    bits: dict                        # run -> (n_docs,) bits, mean over the run's seeds
+    per_seed: dict                    # run -> {seed: (n_docs,) bits}
+
+    @classmethod
+    def from_frame(cls, docs: pd.DataFrame) -> "Scores":
+        table = docs.pivot_table(index=["domain", "doc_id"], columns=["run", "seed"], values="bits", aggfunc="first")
+        if table.isna().any().any():
+            missing = sorted({str(run) for run, _ in table.columns[table.isna().any()]})
+            raise ValueError(f"runs {', '.join(missing)} were not scored on the same held-out documents as the "
+                             "others; rerun their evaluation")
+        size = docs.drop_duplicates(["domain", "doc_id"]).set_index(["domain", "doc_id"])["bytes"]
+        index = table.index
+        per_seed = {}
+        for run, seed in table.columns:
+            per_seed.setdefault(run, {})[int(seed)] = table[(run, seed)].to_numpy(dtype=float)
+        return cls(doc_ids=index.get_level_values("doc_id").to_numpy(),
+                   domains=index.get_level_values("domain").to_numpy(),
+                   bytes=size.reindex(index).to_numpy(dtype=float),
+                   bits={run: np.mean(list(seeds.values()), axis=0) for run, seeds in per_seed.items()},
+                   per_seed=per_seed)
+
+    def domain_names(self) -> list[str]:
+        return sorted(set(self.domains))
+
+
+@dataclass(frozen=True)
+class Stratum:
+    """One domain's documents in the bootstrap; its resample counts are drawn again on demand (bounded memory)."""
+
+    domain: str
+    positions: np.ndarray
+    seed: int
+    samples: int
+
+    def counts(self) -> np.ndarray:
+        """(samples, n) how often each document is drawn in each resample: the same on every call."""
+        n = len(self.positions)
+        draws = np.random.default_rng(self.seed).integers(0, n, size=(self.samples, n))
+        flat = draws + (np.arange(self.samples) * n)[:, None]
+        return np.bincount(flat.ravel(), minlength=self.samples * n).reshape(self.samples, n).astype(np.float32)
+
+
+def strata(domains: np.ndarray, chosen: Sequence[str], samples: int = SAMPLES, seed: int = 0) -> list[Stratum]:
+    """The stratified bootstrap over the chosen domains' documents; each domain gets its own seeded stream."""
+    seeds = np.random.SeedSequence(seed).spawn(len(chosen))
+    out = []
+    for domain, child in zip(sorted(chosen), seeds):
+        positions = np.flatnonzero(domains == domain)
+        if not len(positions):
+            raise ValueError(f"held-out domain {domain!r} has no scored documents")
+        out.append(Stratum(domain, positions, int(child.generate_state(1)[0]), samples))
+    return out
+
+
+def ratio(bits: np.ndarray, size: np.ndarray, stratum: Stratum, resampled: bool = True):
+    """Sum of bits over sum of bytes of the stratum's documents, per resample or once as scored."""
+    b, n = bits[stratum.positions], size[stratum.positions]
+    if not resampled:
+        return float(b.sum() / n.sum())
+    counts = stratum.counts()
+    return (counts @ b) / (counts @ n)
+
+
+def macro(bits: np.ndarray, size: np.ndarray, strata: list[Stratum], resampled: bool = True):
+    """Mean over the chosen domains of their bits per byte: per resample, or on the documents as scored."""
+    return np.mean([ratio(bits, size, stratum, resampled) for stratum in strata], axis=0)
+
+
+def interval(draws: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(draws, _TAILS)
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """run minus reference, in macro bits per byte (negative: the run is better)."""
+
+    estimate: float
+    lo: float
+    hi: float
+    n_docs: int
+    n_seeds: int
+    seed_variance: bool
+
+    @property
+    def word(self) -> str:
+        """``better``, ``worse`` or ``tied``: a difference counts only when its interval excludes 0."""
+        if self.hi < 0:
+            return "better"
+        if self.lo > 0:
+            return "worse"
+        return "tied"
+
+    def describe(self) -> str:
+        seeds = ("seed variance included" if self.seed_variance
+                 else f"{self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}, seed variance not included")
+        return (f"{self.word} {self.estimate:+.4f} [{self.lo:+.4f}, {self.hi:+.4f}] "
+                f"({self.n_docs} docs, {seeds})")
+
+
+def seed_half_width(differences: Sequence[float]) -> Optional[float]:
+    """Half-width of the t-interval of the mean of per-seed differences; None below three seeds."""
+    from scipy import stats
+
+    values = np.asarray(differences, dtype=float)
+    if len(values) < MIN_SEEDS_FOR_VARIANCE:
+        return None
+    return float(stats.t.ppf((1 + LEVEL) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+
+
+def combine(estimate: float, lo: float, hi: float, half_width: Optional[float]) -> tuple[float, float]:
+    """Widen a document interval by a seed half-width, each side in quadrature."""
+    if half_width is None:
+        return lo, hi
+    return (estimate - float(np.hypot(estimate - lo, half_width)),
+            estimate + float(np.hypot(hi - estimate, half_width)))
+
+
+def paired_difference(scores: Scores, run: str, reference: str, strata: list[Stratum]) -> Difference:
+    """Macro bpb of ``run`` minus ``reference`` on the same resampled documents, seeds averaged inside."""
+    a, b = scores.bits[run], scores.bits[reference]
+    estimate = float(macro(a, scores.bytes, strata, resampled=False) - macro(b, scores.bytes, strata, False))
+    lo, hi = interval(macro(a, scores.bytes, strata) - macro(b, scores.bytes, strata))
+    common = sorted(set(scores.per_seed[run]) & set(scores.per_seed[reference]))
+    per_seed = [macro(scores.per_seed[run][s], scores.bytes, strata, False)
+                - macro(scores.per_seed[reference][s], scores.bytes, strata, False) for s in common]
+    half = seed_half_width(per_seed)
+    lo, hi = combine(estimate, lo, hi, half)
+    n_docs = int(sum(len(stratum.positions) for stratum in strata))
+    return Difference(estimate, lo, hi, n_docs, min(len(scores.per_seed[run]), len(scores.per_seed[reference])),
+                      half is not None)
+
+
+def run_interval(scores: Scores, run: str, strata: list[Stratum]) -> tuple[float, float, float]:
+    """(macro, lo, hi) of one run's seed-mean macro bpb; seed variance added with three or more seeds."""
+    bits = scores.bits[run]
+    estimate = float(macro(bits, scores.bytes, strata, resampled=False))
+    lo, hi = interval(macro(bits, scores.bytes, strata))
+    per_seed = [macro(b, scores.bytes, strata, False) for b in scores.per_seed[run].values()]
+    return (estimate, *combine(estimate, lo, hi, seed_half_width(per_seed)))
+
+
+def domain_intervals(bits: np.ndarray, size: np.ndarray, strata: list[Stratum]) -> dict[str, tuple[float, float]]:
+    """Per domain, the document-bootstrap interval of its bits per byte."""
+    return {stratum.domain: interval(ratio(bits, size, stratum)) for stratum in strata}
+
+
+def steps_to_reach(curve: np.ndarray, steps: np.ndarray, target) -> np.ndarray:
+    """Per resample, the first step whose value is at or below the target; inf where none is.
+
+    ``curve``: (samples, n_steps) or (n_steps,); ``target``: (samples,) or a scalar.
+    """
+    curve = np.atleast_2d(curve)
+    target = np.broadcast_to(np.asarray(target, dtype=float), (curve.shape[0],))
+    reached = curve <= target[:, None] + 1e-12
+    first = np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
+    return np.where(first >= 0, steps[np.maximum(first, 0)].astype(float), np.inf)
+
+
+def macro_columns(bits: np.ndarray, size: np.ndarray, strata: list[Stratum], resampled: bool = True) -> np.ndarray:
+    """The macro of every column of ``bits`` (n_docs, k): (samples, k) per resample, or (k,) as scored.
+
+    One draw of each stratum's counts serves every column, so the columns (steps
+    of a curve, runs) stay paired.
+    """
+    parts = []
+    for stratum in strata:
+        b, n = bits[stratum.positions], size[stratum.positions]
+        if resampled:
+            counts = stratum.counts().astype(float)
+            parts.append((counts @ b) / (counts @ n)[:, None])
+        else:
+            parts.append(b.sum(axis=0) / n.sum())
+    return np.mean(parts, axis=0)
+
+
+def step_interval(steps: np.ndarray) -> tuple[float, float]:
+    """Percentile interval of resampled step counts, which may be inf (never reached); no interpolation."""
+    return (float(np.percentile(steps, _TAILS[0], method="lower")),
+            float(np.percentile(steps, _TAILS[1], method="higher")))

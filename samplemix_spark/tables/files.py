@@ -1,0 +1,68 @@
+"""Reaching data files with pyarrow, on the driver or on an executor.
+
+Stages that read a table's files directly (the proxy's training stream, the
+held-out documents, candidate counts) and ingest's reader open paths and URIs
+through one helper, so that a scheme pyarrow does not know fails with the same
+line everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from samplemix_spark.errors import InputError, TableError
+
+if TYPE_CHECKING:
+    from samplemix_spark.tables.store import TableStore
+
+
+def is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def strip_file_scheme(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def filesystem_for(path: str, what: str = "path"):
+    """(pyarrow filesystem, path inside it) for a local path or a URI (s3://, gs://, hdfs://, ...)."""
+    import pyarrow as pa
+    from pyarrow import fs
+
+    if not is_remote(path):
+        return fs.LocalFileSystem(), strip_file_scheme(path)
+    try:
+        return fs.FileSystem.from_uri(path)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        scheme = path.split("://", 1)[0]
+        raise InputError(f"{what} {path!r}: no filesystem for scheme {scheme!r} in pyarrow ({exc}); "
+                         "use a local or mounted path, or s3://, gs://, hdfs://") from exc
+
+
+def snapshot_files(store: "TableStore", table: str = "output") -> list[str]:
+    """The data files of ``table``'s current version (driver side).
+
+    JVM Spark names them (``inputFiles``); the embedded engine does not, so a
+    Delta table's log is read with the ``deltalake`` package, and a Parquet table,
+    whose overwrite swaps the whole folder, is every data file in its folder.
+    """
+    frame = store.read(table)
+    files = sorted(frame.inputFiles())
+    if files:
+        return files
+    location = store.location(table)
+    if store.cfg.format == "delta":
+        try:
+            from deltalake import DeltaTable
+        except ImportError as exc:
+            raise TableError("listing a Delta table's files on this engine needs the deltalake package "
+                             "(pip install 'samplemix-spark[local]')") from exc
+        return sorted(DeltaTable(location).file_uris())
+    root = Path(location)
+    return sorted(str(p) for p in root.rglob("*.parquet") if not _hidden(p.relative_to(root)))
+
+
+def _hidden(relative: Path) -> bool:
+    """Staging folders and metadata (``.name``, ``_name``) are not part of a Parquet table."""
+    return any(part.startswith((".", "_")) for part in relative.parts)
