@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 from samplemix_spark.config import build_config, load_config  # noqa: E402
 from samplemix_spark.engine import build_session  # noqa: E402
 from samplemix_spark.evaluation.evaluate import Evaluation, evaluate, summarise  # noqa: E402
-from samplemix_spark.mixing import MixStep  # noqa: E402
+from samplemix_spark.evaluation.mix_stage import mix_step  # noqa: E402
 from samplemix_spark.tables import TableStore  # noqa: E402
 
 METHODS = {
@@ -70,7 +70,7 @@ def main() -> None:
         seeds = args.swarm_seeds if name == "bimix" else args.seeds
         variant = dataclasses.replace(cfg, mixing=mixing, evaluate=dataclasses.replace(cfg.evaluate, seeds=seeds),
                                       tables=dataclasses.replace(cfg.tables, warehouse=f"{args.out}/{name}"))
-        MixStep(variant).run(spark, TableStore(spark, variant.tables), inputs=scored)
+        mix_step(variant).run(spark, TableStore(spark, variant.tables), inputs=scored)
         warehouses.append(variant.tables.warehouse)
     if not args.summary_only:
         evaluate(spark, cfg, warehouses, list(METHODS), reference=False)

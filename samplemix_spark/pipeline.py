@@ -37,7 +37,7 @@ class Step(Protocol):
 
 
 # stage or job -> (module, factory taking the config). Imported on demand, so the
-# mixing path never imports torch or faiss.
+# mixing path never imports torch or faiss (the BiMix swarm imports torch only when it trains).
 _FACTORIES = {
     "ingest": ("samplemix_spark.ingest", "IngestStep"),
     "quality": ("samplemix_spark.quality", "quality_step"),
@@ -45,7 +45,7 @@ _FACTORIES = {
     "cluster": ("samplemix_spark.diversity.cluster", "ClusterStep"),
     "assign": ("samplemix_spark.diversity.assign", "AssignStep"),
     "diversity": ("samplemix_spark.diversity", "diversity_step"),
-    "mix": ("samplemix_spark.mixing", "MixStep"),
+    "mix": ("samplemix_spark.evaluation.mix_stage", "mix_step"),
     "report": ("samplemix_spark.report", "ReportStep"),
     "annotate": ("samplemix_spark.quality.annotate", "AnnotateStep"),
     "train-quality": ("samplemix_spark.quality.train", "TrainQualityStep"),

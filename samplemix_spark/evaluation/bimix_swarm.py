@@ -1,7 +1,8 @@
 """BiMix end to end: a proxy swarm at designed domain proportions fills ``bimix_observations``. Driver side.
 
-``mixing.domain_weights.source: bimix`` with no observations file lands here from
-the mix stage. The design, after BiMix (Ge et al., 2024: a handful of proxy runs
+``mixing.domain_weights.source: bimix`` with no observations file makes the mix
+stage ``mix_stage.SwarmThenMix``: the swarm trains here, one layer above mixing,
+and the mix then reads its table. The design, after BiMix (Ge et al., 2024: a handful of proxy runs
 at varied proportions, losses read at several step counts) and Olmix's swarms:
 
 - with D domains, D + 1 mixtures: ``uniform`` (every domain 1/D) and, per domain i,
@@ -193,3 +194,4 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
     train_recording(spark, ev.executor(cfg), jobs, record)
     steps = source.bimix_target_steps or dataclasses.replace(PRESETS[preset], budget_bytes=budget).steps()
     return observed[0], float(steps)
+

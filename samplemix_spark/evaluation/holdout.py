@@ -1,12 +1,12 @@
 """The held-out evaluation set, as the proxies see it.
 
 Ingest splits the held-out documents off into the ``holdout`` table (see
-``ingest.documents.split_holdout``). On the driver that table becomes a
-fingerprint, which every mix run records so that runs judged on different
-held-out sets are refused, and a ``HeldOutSpec``: the table's current files and
-how to cut documents from them. Wherever a proxy trains (the driver or an
-executor), ``load`` reads those files with pyarrow, so held-out text never
-travels in a task closure.
+``ingest.documents.split_holdout``). Ingest also owns its fingerprint
+(``ingest.holdout.fingerprint``), which every mix run records so that runs
+judged on different held-out sets are refused. Here, on the driver, the table
+becomes a ``HeldOutSpec``: its current files and how to cut documents from them.
+Wherever a proxy trains (the driver or an executor), ``load`` reads those files
+with pyarrow, so held-out text never travels in a task closure.
 
 What a proxy is scored on, per domain: the held-out documents in a hashed order
 (``hashing.HOLDOUT_ORDER``), the first ``max_docs`` at the final step and the
@@ -22,38 +22,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from pyspark.sql import functions as F
-
-from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import HOLDOUT_ORDER, HOLDOUT_WINDOW, doc_key
+from samplemix_spark.ingest.holdout import fingerprint, required_fingerprint  # noqa: F401  (re-exported)
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import filesystem_for, snapshot_files
 
-# Documents are joined with a blank line, as in the training stream.
-SEPARATOR = b"\n\n"
-
-
-def fingerprint(store: TableStore) -> str:
-    """``rows:hash-sum`` of the held-out (doc_id, text) pairs; ``none`` when the warehouse has no held-out table.
-
-    A sum of per-row hashes does not depend on row order or partitioning. The
-    hash is shifted to 31 bits so that the sum of up to 2^32 rows cannot overflow.
-    """
-    holdout = store.read_if_exists("holdout")
-    if holdout is None:
-        return "none"
-    row = holdout.agg(F.count(F.lit(1)).alias("n"),
-                      F.sum(F.shiftrightunsigned(F.xxhash64("doc_id", "text"), 33)).alias("h")).collect()[0]
-    return f"{row['n']}:{int(row['h'] or 0):x}"
-
-
-def required_fingerprint(store: TableStore, command: str) -> str:
-    """The fingerprint of a held-out set that ``command`` needs; refuses a warehouse without one."""
-    found = fingerprint(store)
-    if found == "none" or found.startswith("0:"):
-        raise InputError(f"{command} needs a held-out set: set ingest.holdout_fraction (or ingest.holdout_sources) "
-                         "and rerun ingest and the stages after it")
-    return found
+from samplemix_spark.models.byte_lm import SEPARATOR  # noqa: F401  (read as holdout.SEPARATOR)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from samplemix_spark.errors import TableError
-from samplemix_spark.evaluation.holdout import SEPARATOR
+from samplemix_spark.models.byte_lm import SEPARATOR
 from samplemix_spark.hashing import stream_key
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,6 @@ empty training set.
 
 from __future__ import annotations
 
-import glob
 from functools import reduce
 from typing import Optional
 
@@ -17,26 +16,7 @@ from pyspark.sql.types import DataType, NumericType, StringType, StructType
 
 from samplemix_spark.config import IngestConfig
 from samplemix_spark.errors import InputError
-
-GLOB_CHARS = set("*?[")
-
-
-def resolve_sources(sources: list[str]) -> list[str]:
-    """Expand local globs and check local paths exist; remote URIs pass through unchanged."""
-    if not sources:
-        raise InputError("config key 'ingest.sources' is empty: name at least one file, folder or glob")
-    resolved: list[str] = []
-    for source in sources:
-        if "://" in source and not source.startswith("file://"):
-            resolved.append(source)
-            continue
-        local = source[len("file://"):] if source.startswith("file://") else source
-        matches = sorted(glob.glob(local)) if GLOB_CHARS & set(local) else glob.glob(glob.escape(local))
-        if not matches:
-            raise InputError(f"ingest source {source!r} matches no file")
-        resolved.extend(matches)
-    return resolved
-
+from samplemix_spark.tables.files import resolve_sources
 
 def read_sources(spark: SparkSession, sources: list[str], fmt: str) -> DataFrame:
     """Read every source (paths or globs) of format ``fmt`` into one DataFrame."""

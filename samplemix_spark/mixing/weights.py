@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.errors import InputError, TableError
 from samplemix_spark.hashing import hashed_uniform
+from samplemix_spark.ingest.holdout import fingerprint
 from samplemix_spark.mixing import budget, formulas
 from samplemix_spark.mixing.output import build_output, export_output, output_file_count
 from samplemix_spark.tables import TableStore
@@ -188,8 +189,6 @@ class MixStep:
         Another ``inputs`` store lets one scored corpus feed several mixes (the
         baselines of an evaluation) without copying documents or scores.
         """
-        from samplemix_spark.evaluation.holdout import fingerprint
-
         mixing, inputs = self.cfg.mixing, inputs or store
         scored = scored_documents(inputs)
         stats = dataclasses.replace(compute_stats(scored, mixing), holdout=fingerprint(inputs),

@@ -1,13 +1,15 @@
-"""Reaching data files with pyarrow, on the driver or on an executor.
+"""Data files: naming them, and reaching them with pyarrow on the driver or an executor.
 
 Stages that read a table's files directly (the proxy's training stream, the
 held-out documents, candidate counts) and ingest's reader open paths and URIs
 through one helper, so that a scheme pyarrow does not know fails with the same
-line everywhere.
+line everywhere. Source globs are expanded here too, for ingest and for the
+stage fingerprints (``state``) alike.
 """
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,26 @@ from samplemix_spark.errors import InputError, TableError
 
 if TYPE_CHECKING:
     from samplemix_spark.tables.store import TableStore
+
+
+GLOB_CHARS = set("*?[")
+
+
+def resolve_sources(sources: list[str]) -> list[str]:
+    """Expand local globs and check local paths exist; remote URIs pass through unchanged."""
+    if not sources:
+        raise InputError("config key 'ingest.sources' is empty: name at least one file, folder or glob")
+    resolved: list[str] = []
+    for source in sources:
+        if is_remote(source):
+            resolved.append(source)
+            continue
+        local = strip_file_scheme(source)
+        matches = sorted(glob.glob(local)) if GLOB_CHARS & set(local) else glob.glob(glob.escape(local))
+        if not matches:
+            raise InputError(f"ingest source {source!r} matches no file")
+        resolved.extend(matches)
+    return resolved
 
 
 def is_remote(path: str) -> bool:

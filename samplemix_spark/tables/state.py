@@ -20,6 +20,7 @@ from typing import Optional
 
 from pyspark.sql import SparkSession
 
+from samplemix_spark.tables.files import resolve_sources
 from samplemix_spark.tables.store import TableStore
 
 STATE_TABLE = "stage_runs"
@@ -28,8 +29,6 @@ SCHEMA = "stage string, fingerprint string, finished_at string, seconds double"
 
 def source_signature(sources: list[str]) -> list:
     """Path, size and modification time of each local source file (remote URIs by name only)."""
-    from samplemix_spark.ingest.sources import resolve_sources
-
     signature = []
     for path in resolve_sources(sources):
         if "://" in path and not path.startswith("file://"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -69,20 +70,30 @@ def _bimix_weights(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
         observations = read_sources(spark, source.bimix_observations, source.bimix_format).toPandas()
         steps = float(source.bimix_target_steps)
     else:
-        from samplemix_spark.evaluation.bimix_swarm import observe
-
-        observations, steps = observe(spark, store, cfg)
+        observations = swarm_observations(store)
+        steps = float(source.bimix_target_steps or observations["steps"].max())
     fits = fit_law(observations)
     for fit in fits:
         log.info("mix: bimix fit %s: R2 %.4f, mean relative error %.4f%%, %s", fit.domain, fit.r2,
                  100 * fit.mean_relative_error, {k: round(v, 4) for k, v in fit.params.items()})
     fitted = {fit.domain for fit in fits}
     if fitted != set(tokens):
-        raise InputError(f"bimix observations cover domains {sorted(fitted)} but the data has {sorted(tokens)}")
+        raise InputError(f"bimix observations cover domains {sorted(fitted)} "
+                         f"but the data has {sorted(tokens)}")
     proportions = optimise_proportions(fits, steps)
     log.info("mix: bimix proportions at %.0f steps: %s", steps, {d: round(r, 4) for d, r in sorted(proportions.items())})
     store.write(spark.createDataFrame(fits_frame(fits, proportions, steps)), "bimix_fit")
     return proportions
+
+
+def swarm_observations(store: TableStore) -> pd.DataFrame:
+    """The ``bimix_observations`` table the proxy swarm wrote (``evaluation.bimix_swarm``), which ran first."""
+    observations = store.read_if_exists("bimix_observations")
+    if observations is None:
+        raise InputError("mixing.domain_weights.source 'bimix' without an observations file needs the proxy "
+                         "swarm's bimix_observations table: run the mix stage through `samplemix mix` or "
+                         "`samplemix run`, which train the swarm first")
+    return observations.toPandas()
 
 
 def domain_count_column(factors: dict[str, float], eligible: Column) -> Column:
