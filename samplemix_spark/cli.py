@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "stored centroids, recompute diversity, weights and counts over the whole corpus")
     run.add_argument("--recluster", action="store_true",
                      help="with --incremental: fit new centroids even below diversity.recluster_share")
+    run.add_argument("--resplit", action="store_true",
+                     help="split the sources again under the configured ingest.holdout_* settings and refresh: "
+                          "documents that stay in training keep their scores and embeddings")
     _add_config_args(run)
     for stage, text in STAGE_HELP.items():
         stage_parser = sub.add_parser(stage, help=text)
@@ -150,19 +153,20 @@ def _run(args: argparse.Namespace) -> None:
 
     extra = _evaluate_overrides(args) if args.command in ("evaluate", "tune") else []
     cfg = load_config(args.config, [*args.overrides, *extra])
-    if args.command == "run" and args.incremental and args.force:
-        raise ConfigError("--incremental and --force do not go together: --force reruns every stage in full")
-    if args.command == "run" and args.recluster and not args.incremental:
+    if args.command == "run" and (args.incremental or args.resplit) and args.force:
+        raise ConfigError(f"--{'incremental' if args.incremental else 'resplit'} and --force do not go together: "
+                          "--force reruns every stage in full")
+    if args.command == "run" and args.recluster and not (args.incremental or args.resplit):
         raise ConfigError("--recluster applies to --incremental runs; a full run always fits new centroids")
     if args.command == "run":
         planned = plan(cfg)
     else:
         planned = plan(cfg, () if args.command in _TOOLS else (args.command,))
     spark = build_session(cfg.engine)  # checks passed: missing models, paths or keys fail before this
-    if args.command == "run" and args.incremental:
+    if args.command == "run" and (args.incremental or args.resplit):
         from samplemix_spark.refresh import run_incremental
 
-        results = run_incremental(spark, cfg, recluster=args.recluster, planned=planned)
+        results = run_incremental(spark, cfg, recluster=args.recluster, planned=planned, resplit=args.resplit)
         log.info("refresh done in %.1f s", sum(r.seconds for r in results))
     elif args.command == "run":
         results = execute(spark, cfg, planned, resume=not args.force)

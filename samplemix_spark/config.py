@@ -67,15 +67,23 @@ class EngineConfig:
 
 @dataclass
 class TablesConfig:
-    """Where stage tables live: paths under ``warehouse`` or names under ``catalog``."""
+    """Where stage tables live: paths under ``warehouse`` or names under ``catalog``.
+
+    ``hash_scheme``: how documents are hashed into the held-out split, the count
+    draw and the samples (``hashing``). ``auto`` keeps the scheme the warehouse
+    recorded (``v1`` for warehouses from before schemes were recorded) and gives a
+    new warehouse, or a rebuild with ``samplemix run --force``, the current ``v2``.
+    """
 
     format: str = "delta"
     warehouse: str = "warehouse"
     catalog: Optional[str] = None
     prefix: str = ""
+    hash_scheme: str = "auto"
 
     def __post_init__(self) -> None:
         _require_choice(self.format, "tables.format", TABLE_FORMATS)
+        _require_choice(self.hash_scheme, "tables.hash_scheme", ("auto", "v1", "v2"))
         if self.catalog is not None:
             parts = str(self.catalog).split(".")
             _require(1 <= len(parts) <= 2 and all(parts), "tables.catalog",

@@ -1,8 +1,17 @@
 """Every hash that picks documents: one module, at the bottom of the package.
 
-Spark side, ``hashed_uniform`` gives a document a uniform number in [0, 1) from
-``xxhash64(doc_id, seed)``: the same on every engine, rerun and partitioning
-(the held-out split, the count draw, the k-means sample, the annotation sample).
+Spark side, ``uniform`` gives a document a uniform number in [0, 1) for one
+purpose (``HOLDOUT_SPLIT``, ``COUNT_DRAW``, ``KMEANS_SAMPLE``,
+``ANNOTATION_SAMPLE``): the same on every engine, rerun and partitioning. Under
+hash scheme ``v2`` (every new warehouse) the purpose is hashed in with the
+document and the seed, ``xxhash64(doc_id, seed, purpose)``, so no choice of
+seeds makes two purposes pick the same documents. Scheme ``v1``,
+``xxhash64(doc_id, seed)`` for every purpose, is what warehouses written before
+``v2`` keep until they are rebuilt with ``samplemix run --force``: there, equal
+seeds make the k-means sample, the annotation sample and the extra Bernoulli
+copy fall on the same documents, and ``mixing.seed == ingest.holdout_seed``
+leaves every training document with u >= the held-out fraction (the token
+budget is then missed by about that fraction's share of the rounding).
 
 Python side (executors and the driver, no Spark), ``doc_key`` gives a document a
 64-bit key for one named purpose (``HOLDOUT_ORDER``, ``HOLDOUT_WINDOW``): the
@@ -21,17 +30,43 @@ from pyspark.sql import functions as F
 # 2**53: uniforms built from the top 53 bits of a 64-bit hash are exact doubles in [0, 1).
 _TWO_POW_53 = float(2**53)
 
+SCHEMES = ("v1", "v2")
+CURRENT_SCHEME = "v2"
+
+# Spark-side purposes (``uniform``).
+HOLDOUT_SPLIT = "holdout-split"          # which documents ingest holds out
+COUNT_DRAW = "count-draw"                # the Bernoulli draw of the extra copy
+KMEANS_SAMPLE = "kmeans-sample"          # which embeddings k-means is fitted on
+ANNOTATION_SAMPLE = "annotation-sample"  # which documents are sent for annotation
+# Python-side purposes (``doc_key``).
 HOLDOUT_ORDER = "holdout-order"    # which held-out documents are scored, and which at every evaluation step
 HOLDOUT_WINDOW = "holdout-window"  # where a long held-out document's scored window starts
+SWARM_DESIGN = "swarm-design"      # the random mixtures of a proxy swarm
+
+
+def uniform(doc_id: Column, seed: int, purpose: str, scheme: str) -> Column:
+    """A uniform number in [0, 1) for ``purpose`` under hash ``scheme`` (see the module doc).
+
+    The top 53 bits of the 64-bit hash fill a double's mantissa exactly.
+    """
+    if scheme == "v2":
+        hashed = F.xxhash64(doc_id, F.lit(seed), F.lit(purpose))
+    elif scheme == "v1":
+        hashed = F.xxhash64(doc_id, F.lit(seed))
+    else:
+        raise ValueError(f"hash scheme {scheme!r} is not one of {SCHEMES} (an 'auto' scheme must be resolved "
+                         "against the warehouse first)")
+    return F.shiftrightunsigned(hashed, 11).cast("double") / F.lit(_TWO_POW_53)
 
 
 def hashed_uniform(doc_id: Column, seed: int) -> Column:
-    """A uniform number in [0, 1) from xxhash64(doc_id, seed).
+    """Scheme v1's uniform, ``xxhash64(doc_id, seed)``, whatever the purpose."""
+    return uniform(doc_id, seed, "", "v1")
 
-    The same document and seed give the same number on every engine, rerun and
-    partitioning. The top 53 bits of the hash fill a double's mantissa exactly.
-    """
-    return F.shiftrightunsigned(F.xxhash64(doc_id, F.lit(seed)), 11).cast("double") / F.lit(_TWO_POW_53)
+
+def purpose_seed(purpose: str, seed: int) -> int:
+    """A 64-bit seed for a random generator that serves one purpose (e.g. ``SWARM_DESIGN``)."""
+    return doc_key(purpose, "", seed)
 
 
 def doc_key(purpose: str, doc_id: str, seed: int = 0) -> int:

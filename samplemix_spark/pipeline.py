@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import time
@@ -120,6 +121,7 @@ def execute(spark: SparkSession, cfg: SampleMixConfig, planned: list[tuple[str, 
     With ``resume``, a stage whose recorded fingerprint matches (same config
     section, same upstream, same source files) and whose output exists is skipped.
     """
+    cfg = with_hash_scheme(spark, cfg, rebuild=not resume)
     state = StageState(spark, TableStore(spark, cfg.tables))
     results = []
     for (stage, step), current in zip(planned, fingerprints(cfg, [stage for stage, _ in planned])):
@@ -129,6 +131,16 @@ def execute(spark: SparkSession, cfg: SampleMixConfig, planned: list[tuple[str, 
         results.append(run_step(spark, cfg, step))
         state.record(stage, current, results[-1].seconds)
     return results
+
+
+def with_hash_scheme(spark: SparkSession, cfg: SampleMixConfig, rebuild: bool = False) -> SampleMixConfig:
+    """``cfg`` with ``tables.hash_scheme`` resolved: as configured, the warehouse's, or on a rebuild the current."""
+    from samplemix_spark.hashing import CURRENT_SCHEME
+
+    if cfg.tables.hash_scheme != "auto":
+        return cfg
+    scheme = CURRENT_SCHEME if rebuild else TableStore(spark, cfg.tables).hash_scheme
+    return dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, hash_scheme=scheme))
 
 
 def fingerprints(cfg: SampleMixConfig, stages: list[str]) -> list[str]:

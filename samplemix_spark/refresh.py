@@ -28,7 +28,8 @@ from typing import Optional
 from pyspark.sql import SparkSession
 
 from samplemix_spark.config import SampleMixConfig
-from samplemix_spark.pipeline import STAGE_OUTPUT, StageResult, Step, execute, fingerprints, plan, run_step
+from samplemix_spark.pipeline import (STAGE_OUTPUT, StageResult, Step, execute, fingerprints, plan, run_step,
+                                      with_hash_scheme)
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.per_document import PerDocumentStep, run_per_document
 from samplemix_spark.tables.state import StageState
@@ -49,18 +50,25 @@ def recluster_needed(n_new: int, n_docs: int, cfg: SampleMixConfig, requested: b
 
 
 def run_incremental(spark: SparkSession, cfg: SampleMixConfig, recluster: bool = False,
-                    planned: Optional[list[tuple[str, Step]]] = None) -> list[StageResult]:
-    """Refresh the tables for documents that are new in the sources (see the module docstring)."""
+                    planned: Optional[list[tuple[str, Step]]] = None, resplit: bool = False) -> list[StageResult]:
+    """Refresh the tables for documents that are new in the sources (see the module docstring).
+
+    With ``resplit`` ingest splits the sources again under the configured held-out
+    settings (``samplemix run --resplit``): documents that moved into training are
+    scored like new ones, those now held out leave every table.
+    """
     planned = plan(cfg) if planned is None else planned
+    cfg = with_hash_scheme(spark, cfg)
     store = TableStore(spark, cfg.tables)
     if not all(store.exists(STAGE_OUTPUT[stage]) for stage, _ in planned):
         log.info("refresh: no complete earlier run in %s: running every stage", cfg.tables.warehouse)
         return execute(spark, cfg, planned, resume=True)
     steps = dict(planned)
-    results = [run_step(spark, cfg, steps["ingest"], steps["ingest"].run_increment)]
+    ingest = steps["ingest"].run_resplit if resplit else steps["ingest"].run_increment
+    results = [run_step(spark, cfg, steps["ingest"], ingest)]
     increment = store.read("increment")
     n_new, n_docs = increment.count(), store.read("documents").count()
-    if n_new == 0 and not recluster:
+    if n_new == 0 and not recluster and not resplit:
         log.info("refresh: no new documents; every table is current")
     else:
         refit = "cluster" in steps and recluster_needed(n_new, n_docs, cfg, recluster)

@@ -57,17 +57,24 @@ def bernoulli_sigma(c: np.ndarray) -> float:
     return float(np.sqrt(np.sum(frac * (1 - frac))))
 
 
-def spark_xxhash64_uniform(doc_id: str, seed: int) -> float:
-    """The uniform of ``xxhash64(doc_id, seed)``, recomputed with the xxhash package.
+# Hash scheme v2's purposes: the salt string hashed after the seed.
+HOLDOUT_SPLIT, COUNT_DRAW = "holdout-split", "count-draw"
 
-    Spark hashes its arguments in turn, each with the previous hash as seed,
-    starting from 42: the UTF-8 bytes of the string, then the 32-bit seed as four
-    little-endian bytes. The top 53 bits of the (unsigned) result make the uniform.
+
+def spark_xxhash64_uniform(doc_id: str, seed: int, purpose: str | None = None) -> float:
+    """The uniform of ``xxhash64(doc_id, seed)`` (scheme v1) or ``xxhash64(doc_id, seed, purpose)`` (v2).
+
+    Recomputed with the xxhash package. Spark hashes its arguments in turn, each
+    with the previous hash as seed, starting from 42: the UTF-8 bytes of the
+    string, then the 32-bit seed as four little-endian bytes, then the purpose's
+    UTF-8 bytes. The top 53 bits of the (unsigned) result make the uniform.
     """
     import struct
 
     import xxhash
 
-    first = xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=42)
-    second = xxhash.xxh64_intdigest(struct.pack("<i", seed), seed=first)
-    return (second >> 11) / float(2**53)
+    value = xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=42)
+    value = xxhash.xxh64_intdigest(struct.pack("<i", seed), seed=value)
+    if purpose is not None:
+        value = xxhash.xxh64_intdigest(purpose.encode("utf-8"), seed=value)
+    return (value >> 11) / float(2**53)

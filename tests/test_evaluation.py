@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -73,10 +74,10 @@ def test_holdout_is_a_hashed_share_of_every_domain_and_rows_are_conserved(spark,
     assert 0.08 < len(holdout) / n_input < 0.22
     assert not set(holdout["doc_id"]) & set(documents["doc_id"])
     # The split is a function of doc_id and holdout_seed alone: xxhash64(doc_id, seed) -> [0, 1) < fraction.
-    from .oracle import spark_xxhash64_uniform
+    from .oracle import HOLDOUT_SPLIT, spark_xxhash64_uniform
 
     chosen = {d for d in set(holdout["doc_id"]) | set(documents["doc_id"])
-              if spark_xxhash64_uniform(d, HOLDOUT["holdout_seed"]) < HOLDOUT["holdout_fraction"]}
+              if spark_xxhash64_uniform(d, HOLDOUT["holdout_seed"], HOLDOUT_SPLIT) < HOLDOUT["holdout_fraction"]}
     assert chosen == set(holdout["doc_id"])
 
 
@@ -105,6 +106,61 @@ def test_an_incremental_refresh_keeps_new_held_out_documents_out_of_the_mix(spar
     held_ids = _doc_ids(store, "holdout")
     assert len(held_ids) > len(evaluation_corpus.records()) * 0.08
     assert not held_ids & (_doc_ids(store, "documents") | _doc_ids(store, "weights") | _doc_ids(store, "output"))
+
+
+def test_a_refresh_refuses_a_changed_split_and_a_resplit_keeps_the_split_clean(spark, tmp_path, caplog):
+    from samplemix_spark.refresh import run_incremental
+
+    cfg = _corpus_config(tmp_path)
+    for stage in ("ingest", "quality", "diversity", "mix", "report"):
+        run_stage(spark, cfg, stage)
+    store = store_for(spark, cfg)
+    before = _doc_ids(store, "documents")
+    changed = dataclasses.replace(cfg, ingest=dataclasses.replace(cfg.ingest, holdout_seed=8))
+    with pytest.raises(InputError, match=r"ingest.holdout_seed 7 -> 8.*samplemix run --resplit"):
+        run_incremental(spark, changed)
+    other_scheme = dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, hash_scheme="v1"))
+    with pytest.raises(InputError, match=r"tables.hash_scheme v2 -> v1"):
+        run_incremental(spark, other_scheme)
+    assert _doc_ids(store, "documents") == before  # refused before anything was written
+
+    caplog.set_level(logging.INFO)
+    run_incremental(spark, changed, resplit=True)
+    held_ids, docs = _doc_ids(store, "holdout"), _doc_ids(store, "documents")
+    for table in ("documents", "quality", "diversity", "weights", "output"):
+        assert not held_ids & _doc_ids(store, table), table
+    # The same split as a full ingest under the new seed, and only documents new to training were scored.
+    fresh = dataclasses.replace(changed, tables=dataclasses.replace(changed.tables, warehouse=str(tmp_path / "f")))
+    run_stage(spark, fresh, "ingest")
+    assert docs == _doc_ids(store_for(spark, fresh), "documents")
+    assert held_ids == _doc_ids(store_for(spark, fresh), "holdout")
+    assert f"{len(docs - before)} documents to score" in caplog.text and docs - before
+    assert _doc_ids(store, "quality") == docs
+    # The new split is the recorded one: a plain refresh now goes through.
+    run_incremental(spark, changed)
+
+
+def test_a_refresh_never_holds_out_a_stored_training_document(spark, tmp_path):
+    from samplemix_spark.refresh import run_incremental
+
+    records = evaluation_corpus.records(20)
+    train = tmp_path / "src" / "train.jsonl"
+    given = tmp_path / "eval" / "eval.jsonl"
+    given.parent.mkdir(parents=True)
+    evaluation_corpus.write(train, 20)
+    given.write_text(json.dumps({**records[0], "text": records[0]["text"] + " Held out."}) + "\n")
+    cfg = make_config(tmp_path / "wh", [train], ingest={"holdout_sources": [str(given)]})
+    for stage in ("ingest", "quality", "diversity", "mix", "report"):
+        run_stage(spark, cfg, stage)
+    # A training document leaves the training file and lands in the held-out file: the stored copy stays.
+    moved = records[5]
+    train.write_text("".join(json.dumps(r) + "\n" for r in records if r is not moved))
+    given.write_text(given.read_text() + json.dumps(moved) + "\n")
+    run_incremental(spark, cfg)
+    store = store_for(spark, cfg)
+    assert not _doc_ids(store, "holdout") & _doc_ids(store, "documents")
+    assert store.read("holdout").count() == 1
+    assert store.read("rejects").toPandas()["reason"].tolist().count("holdout_duplicate") == 1
 
 
 def test_a_held_out_text_that_is_also_a_training_text_is_rejected(spark, tmp_path):

@@ -103,11 +103,16 @@ def test_same_seed_same_counts_and_different_seed_different_counts(spark, scored
     np.testing.assert_array_equal(first["c"].to_numpy(), other["c"].to_numpy())
 
 
-@pytest.mark.parametrize("seed", [1024, 7])
-def test_every_count_is_floor_plus_the_hashed_bernoulli_draw(spark, scored_warehouse, corpus, seed):
-    _, weights = _mix(spark, scored_warehouse, corpus, seed=seed, tau=0.05)
+@pytest.mark.parametrize("seed,scheme", [(1024, "v2"), (7, "v2"), (1024, "v1")])
+def test_every_count_is_floor_plus_the_hashed_bernoulli_draw(spark, scored_warehouse, corpus, seed, scheme):
+    cfg = make_config(scored_warehouse, corpus[0], mixing={"seed": seed, "tau": 0.05},
+                      tables={"hash_scheme": scheme})
+    run_stage(spark, cfg, "mix")
+    weights = store_for(spark, cfg).read("weights").toPandas().set_index("doc_id").sort_index()
+    assert store_for(spark, cfg).read("mix_run").collect()[0]["hash_scheme"] == scheme
     c = weights["c"].to_numpy()
-    uniform = np.array([oracle.spark_xxhash64_uniform(doc_id, seed) for doc_id in weights.index])
+    purpose = oracle.COUNT_DRAW if scheme == "v2" else None
+    uniform = np.array([oracle.spark_xxhash64_uniform(doc_id, seed, purpose) for doc_id in weights.index])
     expected = np.floor(c) + (uniform < c - np.floor(c))
     assert 0.1 < np.mean(c - np.floor(c) > 0) and ((expected - np.floor(c)) == 1).sum() > 10  # draws matter
     np.testing.assert_array_equal(weights["count"].to_numpy(), expected.astype(int))

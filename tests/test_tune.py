@@ -51,7 +51,8 @@ def test_a_candidate_stream_equals_the_stream_of_its_written_output(spark, score
     from samplemix_spark.evaluation.tune import candidate_counts
     from samplemix_spark.mixing.weights import scored_documents
 
-    store.write(candidate_counts(scored_documents(store), cfg.mixing, [Candidate(1.0, 0.2), candidate]),
+    store.write(candidate_counts(scored_documents(store), cfg.mixing, [Candidate(1.0, 0.2), candidate],
+                                 store.hash_scheme),
                 "tune_counts")
     counts = read_counts(tuple(snapshot_files(store, "tune_counts")), 1)
     written = dataclasses.replace(cfg, mixing=candidate.mixing(cfg.mixing),

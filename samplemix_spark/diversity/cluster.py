@@ -27,7 +27,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import DiversityConfig, SampleMixConfig
 from samplemix_spark.diversity.embed import embedding_columns, embedding_matrix
 from samplemix_spark.errors import InputError
-from samplemix_spark.hashing import hashed_uniform
+from samplemix_spark.hashing import KMEANS_SAMPLE, uniform
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,12 @@ def train_kmeans(vectors: np.ndarray, k: int, niter: int, seed: int) -> np.ndarr
     return centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
 
 
-def collect_sample(embeddings: DataFrame, n_docs: int, cfg: DiversityConfig) -> tuple[list[str], np.ndarray]:
+def collect_sample(embeddings: DataFrame, n_docs: int, cfg: DiversityConfig,
+                   hash_scheme: str) -> tuple[list[str], np.ndarray]:
     """doc_ids and vectors of a hashed uniform subsample, sorted by doc_id."""
     fraction = min(1.0, cfg.sample_size / n_docs)
-    sample = embeddings if fraction >= 1 else embeddings.filter(hashed_uniform(F.col("doc_id"), cfg.seed) < fraction)
+    chosen = uniform(F.col("doc_id"), cfg.seed, KMEANS_SAMPLE, hash_scheme) < fraction
+    sample = embeddings if fraction >= 1 else embeddings.filter(chosen)
     dim = len(embedding_matrix(embeddings.limit(1).toPandas())[0])
     expected_rows = int(fraction * n_docs)
     log.info("cluster: collecting about %d of %d embeddings (dim %d) to the driver: about %.1f MiB",
@@ -115,7 +117,7 @@ class ClusterStep:
         n_docs = embeddings.count()
         if n_docs == 0:
             raise InputError("the embeddings table is empty: nothing to cluster")
-        doc_ids, vectors = collect_sample(embeddings, n_docs, cfg)
+        doc_ids, vectors = collect_sample(embeddings, n_docs, cfg, store.hash_scheme)
         k = min(default_k(n_docs, cfg), len(doc_ids))
         log.info("cluster: spherical k-means, k=%d on %d vectors, %d iterations, seed %d",
                  k, len(doc_ids), cfg.niter, cfg.seed)

@@ -46,6 +46,7 @@ from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation.proxy import PRESETS
 from samplemix_spark.evaluation.swarm import counted_jobs, proxy_fingerprint, train_recording
+from samplemix_spark.hashing import SWARM_DESIGN, purpose_seed
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -86,18 +87,18 @@ def design(domains: list[str], floor: float) -> list[Mixture]:
 
 def random_mixtures(domains: list[str], floor: float, n: int, seed: int) -> list[Mixture]:
     """``n`` mixtures drawn uniformly from the simplex above ``floor`` (Dirichlet(1), then shifted)."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(purpose_seed(SWARM_DESIGN, seed))
     free = 1 - len(domains) * floor
     return [Mixture(f"random:{k}", dict(zip(domains, (floor + free * rng.dirichlet(np.ones(len(domains)))).tolist())))
             for k in range(n)]
 
 
-def mixture_counts(scored: DataFrame, cfg: SampleMixConfig, mixtures: list[Mixture]) -> DataFrame:
+def mixture_counts(scored: DataFrame, cfg: SampleMixConfig, mixtures: list[Mixture], hash_scheme: str) -> DataFrame:
     """(candidate, doc_id, count) of every mixture, drawn by the domain-weight sampler at the mix's budget."""
     from samplemix_spark.mixing.baselines.sampler import domain_count_column, tokens_by_domain
     from samplemix_spark.mixing.weights import compute_stats, weights_frame
 
-    stats = compute_stats(scored, cfg.mixing)
+    stats = compute_stats(scored, cfg.mixing, hash_scheme)
     tokens, _ = tokens_by_domain(scored, F.lit(True))
     frames = []
     for i, mixture in enumerate(mixtures):
@@ -174,7 +175,7 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
     fingerprint = proxy_fingerprint(cfg, store, holdout, NOT_IN_SWARM)
     done = _finished(store, fingerprint, keys)
     finished = {(k, int(s)) for k, s in zip(done["design"], done["seed"])}
-    store.write(mixture_counts(scored, cfg, mixtures), "bimix_counts")
+    store.write(mixture_counts(scored, cfg, mixtures, store.hash_scheme), "bimix_counts")
     shares = realised_shares(store.read("bimix_counts"), store.read("documents"))
     spec = ev.held_out_spec(cfg, store)
     jobs, labels = counted_jobs(cfg, store, "bimix_counts", [m.name for m in mixtures],

@@ -78,12 +78,13 @@ def grid(alphas: list[float], taus: list[float], caps: list[Optional[float]]) ->
     return [Candidate(a, t, c) for a, t, c in itertools.product(alphas, taus, caps)]
 
 
-def candidate_counts(scored: DataFrame, base: MixingConfig, candidates: list[Candidate]) -> DataFrame:
+def candidate_counts(scored: DataFrame, base: MixingConfig, candidates: list[Candidate],
+                     hash_scheme: str) -> DataFrame:
     """(candidate, doc_id, count) of every document a candidate selects, for all candidates at once."""
     frames = []
     for i, candidate in enumerate(candidates):
         mixing = candidate.mixing(base)
-        weights = weights_frame(scored, compute_stats(scored, mixing))
+        weights = weights_frame(scored, compute_stats(scored, mixing, hash_scheme))
         frames.append(weights.filter(F.col("count") > 0).select(F.lit(i).alias("candidate"), "doc_id", "count"))
     return functools.reduce(DataFrame.unionByName, frames)
 
@@ -194,7 +195,7 @@ def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate],
     fingerprint = proxy_fingerprint(cfg, store, holdout, SEARCHED)
     wanted = {_key(c, seed) for c in candidates for seed in cfg.evaluate.seeds}
     done = _done(store, fingerprint, wanted)
-    store.write(candidate_counts(scored_documents(store), cfg.mixing, candidates), "tune_counts")
+    store.write(candidate_counts(scored_documents(store), cfg.mixing, candidates, store.hash_scheme), "tune_counts")
     finished = {_row_key(r) for _, r in done.drop_duplicates(KEY).iterrows()}
     names = [f"alpha={c.alpha:g} tau={c.tau:g}" for c in candidates]
     jobs, labels = counted_jobs(cfg, store, "tune_counts", names,

@@ -30,7 +30,8 @@ from samplemix_spark.errors import InputError
 from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
 from samplemix_spark.ingest.tokens import token_count_column, tokenizer_file
-from samplemix_spark.hashing import hashed_uniform
+from samplemix_spark.hashing import HOLDOUT_SPLIT, uniform
+from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -83,14 +84,14 @@ def flag_rows(raw: DataFrame, cfg: SampleMixConfig) -> DataFrame:
     return valid.unionByName(flagged.filter(F.col("reason").isNotNull()))
 
 
-def split_holdout(flagged: DataFrame, ingest: IngestConfig) -> DataFrame:
+def split_holdout(flagged: DataFrame, ingest: IngestConfig, hash_scheme: str) -> DataFrame:
     """Add ``split`` ('train' or 'holdout'): a hashed share of each domain's kept rows is held out.
 
     The choice is ``xxhash64(doc_id, holdout_seed) < holdout_fraction``, separate from
     the mixing seed, so the held-out set does not move when mixing settings change.
     """
-    chosen = F.col("reason").isNull() & (hashed_uniform(F.col("doc_id"), ingest.holdout_seed)
-                                         < F.lit(float(ingest.holdout_fraction)))
+    u = uniform(F.col("doc_id"), ingest.holdout_seed, HOLDOUT_SPLIT, hash_scheme)
+    chosen = F.col("reason").isNull() & (u < F.lit(float(ingest.holdout_fraction)))
     marked = flagged.withColumn("split", F.when(chosen, "holdout").otherwise("train"))
     # With hashed ids a repeated text is already a duplicate_text reject: nothing can leak.
     return drop_leaks(marked) if ingest.id_column and ingest.holdout_fraction else marked
@@ -105,6 +106,19 @@ def drop_leaks(marked: DataFrame) -> DataFrame:
     leak = kept & (F.col("split") == "holdout") & F.col("_train_hash").isNotNull()
     return joined.withColumn("reason", F.when(leak, F.lit("holdout_duplicate")).otherwise(F.col("reason"))) \
         .drop("_train_hash")
+
+
+def reject_stored_ids(flagged: DataFrame, stored: DataFrame) -> DataFrame:
+    """Held-out rows whose doc_id is a stored training document become ``holdout_duplicate`` rejects.
+
+    A refresh keeps every stored document, so a held-out row with a stored id (a
+    held-out source that repeats a training document) must not reach ``holdout``.
+    """
+    ids = stored.select(F.col("doc_id").alias("_stored_id"))
+    joined = flagged.join(ids, flagged["doc_id"] == ids["_stored_id"], "left")
+    leak = F.col("reason").isNull() & (F.col("split") == "holdout") & F.col("_stored_id").isNotNull()
+    return joined.withColumn("reason", F.when(leak, F.lit("holdout_duplicate")).otherwise(F.col("reason"))) \
+        .drop("_stored_id")
 
 
 def holdout_rows(flagged: DataFrame) -> DataFrame:
@@ -230,11 +244,12 @@ class IngestStep:
         tokenizer_file(self.cfg.ingest.tokenizer)
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        flagged, n_input = self._flagged(spark)
+        flagged, n_input = self._flagged(spark, store.hash_scheme)
         log.info("ingest: %d input rows checked; writing the tables", n_input)
         store.write(self._documents(training_rows(flagged)), "documents")
         n_rejects = self._write_rejects(flagged, store)
         n_holdout = self._write_holdout(flagged, store)
+        record_split(store, split_settings(self.cfg.ingest, store.hash_scheme))
         n_docs = store.read("documents").count()
         log.info("ingest: %d input rows = %d documents + %d rejects + %d held out", n_input, n_docs, n_rejects,
                  n_holdout)
@@ -256,10 +271,12 @@ class IngestStep:
         The increment is written first and merged with any increment a killed
         refresh left behind, so its documents are scored on the next try.
         """
-        flagged, n_input = self._flagged(spark)
+        check_split_unchanged(store, split_settings(self.cfg.ingest, store.hash_scheme))
+        stored = store.read("documents")
+        flagged, n_input = self._flagged(spark, store.hash_scheme)
+        flagged = reject_stored_ids(flagged, stored)
         log.info("ingest: %d input rows checked; writing the tables", n_input)
         kept = training_rows(flagged)
-        stored = store.read("documents")
         new = kept.join(stored.select("doc_id"), "doc_id", "left_anti")
         n_new, n_seen = _count_new_and_stored(kept, stored)  # before the writes below add the new rows
         pending = store.read_if_exists("increment")
@@ -268,6 +285,7 @@ class IngestStep:
         store.write(stored.unionByName(self._documents(new)), "documents")
         n_rejects = self._write_rejects(flagged, store)
         n_holdout = self._write_holdout(flagged, store)
+        record_split(store, split_settings(self.cfg.ingest, store.hash_scheme))
         log.info("ingest: %d input rows = %d new documents + %d already stored + %d rejects + %d held out",
                  n_input, n_new, n_seen, n_rejects, n_holdout)
         _check_conservation(n_input, n_new + n_seen + n_rejects + n_holdout,
@@ -275,7 +293,25 @@ class IngestStep:
         return {"increment": store.read("increment").count(), "documents": store.read("documents").count(),
                 "rejects": n_rejects, "holdout": n_holdout}
 
-    def _flagged(self, spark: SparkSession) -> tuple[DataFrame, int]:
+    def run_resplit(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        """A full ingest under the configured split, listing in ``increment`` the documents not stored before.
+
+        Documents that stay in training keep their doc_id, so the per-document
+        stages that follow compute only the listed ones; rows of documents now
+        held out drop out of those tables (``tables.per_document``).
+        """
+        before = store.read("documents").select("doc_id").toPandas()
+        pending = store.read_if_exists("increment")
+        rows = self.run(spark, store)
+        previous = spark.createDataFrame(before, "doc_id string")
+        new_ids = store.read("documents").select("doc_id").join(previous, "doc_id", "left_anti")
+        new_ids = new_ids if pending is None else new_ids.unionByName(pending)
+        store.write(new_ids.distinct(), "increment")
+        log.info("ingest: re-split into %d documents and %d held out; %d documents to score", rows["documents"],
+                 rows["holdout"], store.read("increment").count())
+        return {"increment": store.read("increment").count(), **rows}
+
+    def _flagged(self, spark: SparkSession, hash_scheme: str) -> tuple[DataFrame, int]:
         """Source rows with doc_id, reason and split, and how many there are; checked before anything is written.
 
         With ``ingest.holdout_sources`` the held-out set is those sources' valid rows
@@ -286,7 +322,7 @@ class IngestStep:
         flagged = flag_rows(read_raw(spark, ingest), self.cfg)
         n_input = check_flagged(summarise(flagged), ingest)
         if not ingest.holdout_sources:
-            return split_holdout(flagged, ingest), n_input
+            return split_holdout(flagged, ingest, hash_scheme), n_input
         given = dataclasses.replace(ingest, sources=ingest.holdout_sources)
         held = flag_rows(read_raw(spark, given), self.cfg)
         n_input += check_flagged(summarise(held), given)

@@ -1,15 +1,30 @@
-"""The held-out table's fingerprint, kept by ingest, which owns the table. Driver side.
+"""What ingest keeps about the held-out table it owns: its fingerprint and the settings of its split.
 
 Every mix run records the fingerprint of the held-out set its documents were
 split from, so that runs judged on different held-out sets are refused.
+
+The split's settings (fraction, seed, held-out sources, hash scheme) are
+recorded in ``holdout_split`` when ingest writes the table. An incremental
+refresh keeps every stored document, so it may only add documents under the
+same split: with other settings a stored training document could be held out
+now (or the reverse). ``check_split_unchanged`` refuses that refresh and names
+the setting; ``samplemix run --resplit`` re-splits, keeping the scores and
+embeddings of the documents that stay in training.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+
 from pyspark.sql import functions as F
 
+from samplemix_spark.config import IngestConfig
 from samplemix_spark.errors import InputError
 from samplemix_spark.tables import TableStore
+
+log = logging.getLogger(__name__)
+SPLIT_SCHEMA = "holdout_fraction double, holdout_seed long, holdout_sources string, hash_scheme string"
 
 
 def fingerprint(store: TableStore) -> str:
@@ -33,3 +48,35 @@ def required_fingerprint(store: TableStore, command: str) -> str:
         raise InputError(f"{command} needs a held-out set: set ingest.holdout_fraction (or ingest.holdout_sources) "
                          "and rerun ingest and the stages after it")
     return found
+
+
+def split_settings(ingest: IngestConfig, hash_scheme: str) -> dict:
+    """The settings that decide which documents are held out, keyed by their config names."""
+    return {"ingest.holdout_fraction": float(ingest.holdout_fraction or 0.0),
+            "ingest.holdout_seed": int(ingest.holdout_seed),
+            "ingest.holdout_sources": json.dumps(sorted(str(s) for s in ingest.holdout_sources or [])),
+            "tables.hash_scheme": hash_scheme}
+
+
+def record_split(store: TableStore, settings: dict) -> None:
+    """Write the ``holdout_split`` table: the settings the stored held-out table was split with."""
+    row = (settings["ingest.holdout_fraction"], settings["ingest.holdout_seed"], settings["ingest.holdout_sources"],
+           settings["tables.hash_scheme"])
+    store.write(store.spark.createDataFrame([row], SPLIT_SCHEMA), "holdout_split")
+
+
+def check_split_unchanged(store: TableStore, settings: dict) -> None:
+    """Refuse, naming the setting, when the stored split was made with other settings (see the module doc)."""
+    stored = store.read_if_exists("holdout_split")
+    if stored is None:
+        log.warning("ingest: the warehouse records no held-out split settings (written by an older version); "
+                    "taking the configured ones as those of the stored split")
+        return
+    row = stored.collect()[0]
+    recorded = {"ingest.holdout_fraction": row["holdout_fraction"], "ingest.holdout_seed": row["holdout_seed"],
+                "ingest.holdout_sources": row["holdout_sources"], "tables.hash_scheme": row["hash_scheme"]}
+    changed = [f"{key} {recorded[key]} -> {value}" for key, value in settings.items() if recorded[key] != value]
+    if changed:
+        raise InputError(f"the held-out split changed since it was made ({'; '.join(changed)}): a refresh would "
+                         "move documents across the split. Re-split with `samplemix run --resplit` (keeps the "
+                         "scores and embeddings of documents that stay in training), or restore the settings")

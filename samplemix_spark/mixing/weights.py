@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.errors import InputError, TableError
-from samplemix_spark.hashing import hashed_uniform
+from samplemix_spark.hashing import COUNT_DRAW, CURRENT_SCHEME, uniform
 from samplemix_spark.ingest.holdout import fingerprint
 from samplemix_spark.mixing import budget, formulas
 from samplemix_spark.mixing.output import build_output, export_output, output_file_count
@@ -59,6 +59,7 @@ class MixStats:
     weights_source: str = ""     # natural | manual | entropy | bimix | quality_threshold (domain method)
     holdout: str = ""            # fingerprint of the held-out set the documents were split from
     inputs: str = ""             # warehouse of the documents and scores, when not this run's own
+    hash_scheme: str = "v1"      # of the count draw (``hashing``); mix_run tables from before schemes are v1
 
     def expected_rows(self) -> float:
         """sum_x c(x) before the cap: the expected number of output rows, for sizing files."""
@@ -132,8 +133,8 @@ def weight_columns(bounds: dict, alpha: float) -> tuple[Column, Column, Column]:
     return q_norm, d_norm, formulas.sampling_weight(q_norm, d_norm, alpha)
 
 
-def compute_stats(scored: DataFrame, cfg: MixingConfig) -> MixStats:
-    """Run the global aggregates over the scored documents and size the counts."""
+def compute_stats(scored: DataFrame, cfg: MixingConfig, hash_scheme: str = CURRENT_SCHEME) -> MixStats:
+    """Run the global aggregates over the scored documents and size the counts (drawn under ``hash_scheme``)."""
     agg = _source_aggregates(scored)
     _check_source(agg)
     _, _, p = weight_columns(agg, cfg.alpha)
@@ -153,7 +154,7 @@ def compute_stats(scored: DataFrame, cfg: MixingConfig) -> MixStats:
         q_min=agg["q_min"], q_max=agg["q_max"], d_min=agg["d_min"], d_max=agg["d_max"],
         p_max=p_max, shifted_sum=float(sums["w"]), shifted_token_sum=float(sums["wn"]),
         scale=scale.scale, uncapped_scale=scale.uncapped_scale, cap_rounds=scale.cap_rounds,
-        n_capped=scale.n_capped,
+        n_capped=scale.n_capped, hash_scheme=hash_scheme,
     )
 
 
@@ -168,10 +169,10 @@ def weights_frame(scored: DataFrame, stats: MixStats, c: Optional[Column] = None
         c_uncapped = formulas.expected_count(p, stats.p_max, stats.tau, stats.uncapped_scale)
     else:
         c_uncapped = c
-    uniform = hashed_uniform(F.col("doc_id"), stats.seed)
+    u = uniform(F.col("doc_id"), stats.seed, COUNT_DRAW, stats.hash_scheme)
     with_c = scored.select("doc_id", "domain", "n_tokens", "q", "d", q_norm.alias("q_norm"),
                            d_norm.alias("d_norm"), p.alias("p"), c.alias("c"), c_uncapped.alias("c_uncapped"),
-                           uniform.alias("_u"))
+                           u.alias("_u"))
     return with_c.select("*", formulas.integer_count(F.col("c"), F.col("_u")).alias("count")).drop("_u")
 
 
@@ -191,7 +192,7 @@ class MixStep:
         """
         mixing, inputs = self.cfg.mixing, inputs or store
         scored = scored_documents(inputs)
-        stats = dataclasses.replace(compute_stats(scored, mixing), holdout=fingerprint(inputs),
+        stats = dataclasses.replace(compute_stats(scored, mixing, store.hash_scheme), holdout=fingerprint(inputs),
                                     inputs="" if inputs is store else inputs.location("documents").rsplit("/", 1)[0])
         c = None
         if mixing.method == "domain":

@@ -35,7 +35,7 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.config import AnnotateConfig, SampleMixConfig
 from samplemix_spark.errors import ConfigError
-from samplemix_spark.hashing import hashed_uniform
+from samplemix_spark.hashing import ANNOTATION_SAMPLE, uniform
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,8 @@ class AnnotateStep:
         annotate = self.cfg.quality.annotate
         documents = store.read("documents").select("doc_id", "text")
         if annotate.sample_fraction < 1:
-            documents = documents.filter(hashed_uniform(F.col("doc_id"), annotate.seed) < annotate.sample_fraction)
+            chosen = uniform(F.col("doc_id"), annotate.seed, ANNOTATION_SAMPLE, store.hash_scheme)
+            documents = documents.filter(chosen < annotate.sample_fraction)
         store.write(documents.mapInPandas(annotate_batches(annotate), ANNOTATION_SCHEMA), "annotations")
         everything = store.read("annotations")
         store.write(everything.filter(F.col("status") != "ok").select("doc_id", "reason", "attempts"),

@@ -30,9 +30,9 @@ from samplemix_spark.tables import TableStore
 log = logging.getLogger(__name__)
 
 
-def sweep_point(scored, cfg: MixingConfig) -> pd.DataFrame:
+def sweep_point(scored, cfg: MixingConfig, hash_scheme: str) -> pd.DataFrame:
     """Per-domain output tokens, selected and repeated tokens for one (alpha, tau, budget)."""
-    weights = weights_frame(scored, compute_stats(scored, cfg))
+    weights = weights_frame(scored, compute_stats(scored, cfg, hash_scheme))
     tokens = F.col("count") * F.col("n_tokens")
     return weights.groupBy("domain").agg(
         F.count(F.lit(1)).alias("source_docs"),
@@ -50,7 +50,7 @@ def run_sweep(spark: SparkSession, store: TableStore, base: MixingConfig, alphas
     rows = []
     for alpha, tau, fraction in itertools.product(alphas, taus, fractions):
         cfg = dataclasses.replace(base, alpha=alpha, tau=tau, target_fraction=fraction, target_tokens=None)
-        per_domain = sweep_point(scored, cfg)
+        per_domain = sweep_point(scored, cfg, store.hash_scheme)
         total = per_domain["output_tokens"].sum()
         per_domain = per_domain.assign(
             alpha=alpha, tau=tau, target_fraction=fraction,

@@ -4,7 +4,8 @@ Quality, embed, assign and the ``column`` score methods each turn one row of
 their source table into one row of their output table, independently of every
 other row. ``run_per_document`` writes the output for every source row, or, for
 a refresh, for the documents listed in ``only`` while keeping the stored rows of
-all other documents. Either way the table is replaced in one atomic overwrite,
+all other documents that are still in the source. Either way the table is
+replaced in one atomic overwrite,
 so a killed refresh leaves the previous table and can simply run again.
 """
 
@@ -46,7 +47,9 @@ def run_per_document(spark: SparkSession, store: TableStore, step: PerDocumentSt
         store.write(step.transform(spark, store, rows, progress), step.output)
     else:
         fresh = step.transform(spark, store, rows, progress)
-        kept = store.read(step.output).join(only, "doc_id", "left_anti")
+        # Rows of documents that left the source (held out by a re-split) go with them.
+        kept = (store.read(step.output).join(only, "doc_id", "left_anti")
+                .join(source.select("doc_id"), "doc_id", "left_semi"))
         store.write(kept.unionByName(fresh), step.output)
     return {step.output: store.read(step.output).count()}
 

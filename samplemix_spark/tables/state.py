@@ -24,7 +24,7 @@ from samplemix_spark.tables.files import resolve_sources
 from samplemix_spark.tables.store import TableStore
 
 STATE_TABLE = "stage_runs"
-SCHEMA = "stage string, fingerprint string, finished_at string, seconds double"
+SCHEMA = "stage string, fingerprint string, finished_at string, seconds double, hash_scheme string"
 
 
 def source_signature(sources: list[str]) -> list:
@@ -65,7 +65,8 @@ class StageState:
         if table is None:
             return {}
         rows = [row.asDict() for row in table.collect()]
-        return {r["stage"]: (r["stage"], r["fingerprint"], r["finished_at"], r.get("seconds")) for r in rows}
+        return {r["stage"]: (r["stage"], r["fingerprint"], r["finished_at"], r.get("seconds"),
+                             r.get("hash_scheme") or "v1") for r in rows}
 
     def record(self, stage: str, stage_fingerprint: str, seconds: float) -> None:
         self.record_many({stage: (stage_fingerprint, seconds)})
@@ -73,7 +74,9 @@ class StageState:
     def record_many(self, runs: dict[str, tuple[str, float]]) -> None:
         """Record stage -> (fingerprint, seconds) for several stages in one write."""
         finished = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        rows = {**self._rows(), **{stage: (stage, fp, finished, float(sec)) for stage, (fp, sec) in runs.items()}}
+        scheme = self.store.hash_scheme
+        rows = {**self._rows(), **{stage: (stage, fp, finished, float(sec), scheme)
+                                   for stage, (fp, sec) in runs.items()}}
         self.store.write(self.spark.createDataFrame([rows[s] for s in sorted(rows)], SCHEMA), STATE_TABLE)
 
     def is_current(self, stage: str, stage_fingerprint: str, tables: list[str]) -> bool:
@@ -85,4 +88,9 @@ def stage_fingerprint(stage: str, cfg, previous: Optional[str]) -> str:
     sections = {"ingest": cfg.ingest, "quality": cfg.quality, "embed": cfg.diversity, "cluster": cfg.diversity,
                 "assign": cfg.diversity, "diversity": cfg.diversity, "mix": cfg.mixing, "report": None}
     extra = source_signature(cfg.ingest.sources) if stage == "ingest" else None
+    scheme = cfg.tables.hash_scheme
+    if stage == "ingest" and scheme not in ("v1", "auto"):
+        # Every later stage chains on ingest's fingerprint. v1 keeps the fingerprints it always had, so a
+        # warehouse written before schemes were recorded stays current.
+        extra = {"sources": extra, "hash_scheme": scheme}
     return fingerprint(stage, sections[stage], previous or "", extra)

@@ -42,6 +42,7 @@ TABLES: dict[str, str] = {
     "documents": "ingest",
     "rejects": "ingest",
     "holdout": "ingest",
+    "holdout_split": "ingest",
     "increment": "run --incremental",
     "annotations": "annotate",
     "annotation_rejects": "annotate",
@@ -125,6 +126,22 @@ class TableStore:
 
     def exists(self, table: str) -> bool:
         return self.read_if_exists(table) is not None
+
+    @property
+    def hash_scheme(self) -> str:
+        """The hash scheme of this warehouse's document choices (``hashing``): the configured one, or with
+        ``auto`` the one ``stage_runs`` recorded (``v1`` before schemes were recorded; the current for a new one)."""
+        if self.cfg.hash_scheme != "auto":
+            return self.cfg.hash_scheme
+        from samplemix_spark.hashing import CURRENT_SCHEME
+
+        runs = self.read_if_exists("stage_runs")
+        if runs is None:
+            return CURRENT_SCHEME
+        if "hash_scheme" not in runs.columns:
+            return "v1"
+        recorded = {r["stage"]: r["hash_scheme"] for r in runs.select("stage", "hash_scheme").collect()}
+        return recorded.get("ingest") or next((s for s in recorded.values() if s), "v1")
 
     def write(self, df: DataFrame, table: str, partition_by: Optional[Sequence[str]] = None) -> None:
         """Overwrite ``table`` with ``df`` so that readers see the old or the new table, never a mix."""

@@ -81,7 +81,8 @@ def _bimix_weights(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
         raise InputError(f"bimix observations cover domains {sorted(fitted)} "
                          f"but the data has {sorted(tokens)}")
     proportions = optimise_proportions(fits, steps)
-    log.info("mix: bimix proportions at %.0f steps: %s", steps, {d: round(r, 4) for d, r in sorted(proportions.items())})
+    log.info("mix: bimix proportions at %.0f steps: %s", steps,
+             {d: round(r, 4) for d, r in sorted(proportions.items())})
     store.write(spark.createDataFrame(fits_frame(fits, proportions, steps)), "bimix_fit")
     return proportions
 
