@@ -108,6 +108,8 @@ class IngestConfig:
     holdout_fraction: float = 0.0
     holdout_seed: int = 7
     holdout_sources: list = field(default_factory=list)
+    # A held-out document sharing at least this share of its 13-word shingles with training text is rejected.
+    holdout_overlap: float = 0.5
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, str):
@@ -122,6 +124,8 @@ class IngestConfig:
             self.holdout_sources = [self.holdout_sources]
         _require(_is_number(self.holdout_fraction) and 0 <= self.holdout_fraction < 1, "ingest.holdout_fraction",
                  f"got {self.holdout_fraction!r}, expected a number in [0, 1)")
+        _require(_is_number(self.holdout_overlap) and 0 < self.holdout_overlap <= 1, "ingest.holdout_overlap",
+                 f"got {self.holdout_overlap!r}, expected a share in (0, 1]")
         _require(not (self.holdout_fraction and self.holdout_sources), "ingest.holdout_fraction",
                  "set either ingest.holdout_fraction or ingest.holdout_sources, not both")
         _require(isinstance(self.holdout_seed, int) and not isinstance(self.holdout_seed, bool),

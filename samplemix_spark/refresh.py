@@ -28,8 +28,16 @@ from typing import Optional
 from pyspark.sql import SparkSession
 
 from samplemix_spark.config import SampleMixConfig
-from samplemix_spark.pipeline import (STAGE_OUTPUT, StageResult, Step, execute, fingerprints, plan, run_step,
-                                      with_hash_scheme)
+from samplemix_spark.pipeline import (
+    STAGE_OUTPUT,
+    StageResult,
+    Step,
+    execute,
+    fingerprints,
+    plan,
+    run_step,
+    with_hash_scheme,
+)
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.per_document import PerDocumentStep, run_per_document
 from samplemix_spark.tables.state import StageState

@@ -44,6 +44,7 @@ class Case:
     error: Optional[str] = None
     ingest: dict = field(default_factory=dict)
     source: str = "*"
+    holdout: Optional[str] = None  # a file of the case's folder read as ingest.holdout_sources
 
 
 def _bytes(name: str, data: bytes) -> Callable[[Path], None]:
@@ -75,6 +76,15 @@ def _docs(texts, domain="d"):
 
 
 GOOD_LINES = b"".join(_line(t) for t in GOOD)
+DELTA = ("Über thousands of years the river delta grew as floods carried silt from the highlands, and farmers "
+         "learned to plant after each flood receded, building terraces, canals and small dams that still shape "
+         "the valley today.")
+# Upper case, tabs and a line break between words, the last three words changed: most 13-word shingles remain.
+NEAR_DELTA = ("ÜBER thousands of years THE river delta\tgrew as floods carried silt from the highlands,\nand farmers "
+              "learned to plant after each flood receded, building terraces, canals and small dams that nobody "
+              "remembers now.")
+FRESH = ("Glaciers store most of the planet's fresh water, and their slow retreat changes how much water reaches "
+         "the rivers in late summer when crops need it most.")
 MALFORMED = b'{"text": "cut off in the middle, "domain": \n'
 
 CASES: dict[str, Case] = {
@@ -122,6 +132,10 @@ CASES: dict[str, Case] = {
     "parquet_binary_text": Case(_parquet("a.parquet", pa.table({
         "text": pa.array([t.encode() for t in GOOD] + [b"bad \xff bytes"], pa.binary()),
         "domain": ["d"] * 5})), _docs(GOOD), {"invalid_utf8": 1}, ingest={"format": "parquet"}),
+    "holdout_near_duplicate": Case(
+        _files(train__jsonl=GOOD_LINES + _line(DELTA),
+               held__jsonl=_line(NEAR_DELTA) + _line(FRESH) + _line("Farmers learned to plant after each flood.")),
+        _docs(GOOD + [DELTA]), {"holdout_near_duplicate": 1}, source="train.jsonl", holdout="held.jsonl"),
     "parquet_schema_differs": Case(
         lambda folder: (pq.write_table(pa.table({"text": GOOD[:2], "domain": ["d"] * 2, "q": [1.0, 2.0]}),
                                        folder / "a.parquet"),
@@ -142,8 +156,9 @@ def case_config(name: str, root: Path, warehouse: Path, engine: dict, table_form
     from samplemix_spark.config import build_config
 
     case = CASES[name]
+    held = {"holdout_sources": [str(root / name / case.holdout)]} if case.holdout else {}
     return build_config({"engine": engine, "tables": {"format": table_format, "warehouse": str(warehouse)},
-                         "ingest": {"sources": [str(root / name / case.source)], **case.ingest},
+                         "ingest": {"sources": [str(root / name / case.source)], **held, **case.ingest},
                          "quality": {"method": "heuristic"}})
 
 
@@ -162,7 +177,11 @@ def ingest_case(spark, name: str, root: Path, warehouse: Path, engine: dict, tab
     documents = store.read("documents").select("doc_id", "domain", "text", "n_tokens").toPandas()
     rejects = store.read("rejects").toPandas()
     rejects["source_file"] = rejects["source_file"].map(lambda p: Path(p).name if p else None)
-    return {"documents": sorted(map(list, documents.itertuples(index=False))),
+    overlap = store.read_if_exists("holdout_overlap")
+    return {"holdout": sorted(store.read("holdout").toPandas()["doc_id"]),
+            "overlap": [] if overlap is None else sorted(map(list, overlap.select(
+                "doc_id", "shingles", "shared").toPandas().itertuples(index=False))),
+            "documents": sorted(map(list, documents.itertuples(index=False))),
             "rejects": sorted(map(list, rejects[["reason", "doc_id", "domain", "text", "source_file",
                                                  "source_line"]].itertuples(index=False)), key=repr)}
 

@@ -189,8 +189,9 @@ def test_tune_domains_extends_the_swarm_and_prints_proportions(spark, corpus, ca
     assert sum(proposal.values()) == pytest.approx(1.0) and min(proposal.values()) >= 0.05 - 1e-9
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("--set mixing.method=domain --set mixing.domain_weights.source=manual")
-    from samplemix_spark.config import build_config
     import yaml
+
+    from samplemix_spark.config import build_config
 
     manual = yaml.safe_load(line.split("manual=", 1)[1].strip("'"))
     assert build_config({"mixing": {"method": "domain", "domain_weights": {"source": "manual", "manual": manual}}})

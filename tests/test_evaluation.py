@@ -23,15 +23,17 @@ from samplemix_spark.evaluation import intervals
 from samplemix_spark.evaluation.evaluate import Evaluation, evaluate, summarise
 from samplemix_spark.evaluation.proxy import PRESETS, unigram_bits_per_byte
 from samplemix_spark.evaluation.stream import training_stream
-from samplemix_spark.tables.files import snapshot_files
 from samplemix_spark.evaluation.swarm import ProxyJob, run_job
 from samplemix_spark.pipeline import run_stage
+from samplemix_spark.tables.files import snapshot_files
 
 from . import evaluation_corpus
 from .conftest import make_config, store_for
 from .test_cli import samplemix
 
 HOLDOUT = {"holdout_fraction": 0.15, "holdout_seed": 7}
+FRESH = ("Tidal mills ground grain on the estuary for six centuries, their wheels turned by water trapped at high "
+         "tide and released through a sluice as the sea fell back.")
 
 
 def _corpus_config(root, **sections):
@@ -148,7 +150,7 @@ def test_a_refresh_never_holds_out_a_stored_training_document(spark, tmp_path):
     given = tmp_path / "eval" / "eval.jsonl"
     given.parent.mkdir(parents=True)
     evaluation_corpus.write(train, 20)
-    given.write_text(json.dumps({**records[0], "text": records[0]["text"] + " Held out."}) + "\n")
+    given.write_text(json.dumps({"text": FRESH, "domain": "tech", "quality_score": 5.0, "diversity_score": 0.5}) + "\n")
     cfg = make_config(tmp_path / "wh", [train], ingest={"holdout_sources": [str(given)]})
     for stage in ("ingest", "quality", "diversity", "mix", "report"):
         run_stage(spark, cfg, stage)
@@ -169,15 +171,19 @@ def test_a_held_out_text_that_is_also_a_training_text_is_rejected(spark, tmp_pat
     given = tmp_path / "eval" / "eval.jsonl"
     given.parent.mkdir()
     copied = records[3]
-    fresh = {**copied, "text": copied["text"] + " Held-out edition."}
-    given.write_text("".join(json.dumps(r) + "\n" for r in (copied, fresh)))
+    near = {**copied, "text": copied["text"] + " Held-out edition."}
+    fresh = {"text": FRESH, "domain": "tech", "quality_score": 5.0, "diversity_score": 0.5}
+    given.write_text("".join(json.dumps(r) + "\n" for r in (copied, near, fresh)))
     cfg = make_config(tmp_path / "wh", [train], ingest={"holdout_sources": [str(given)]})
     rows = run_stage(spark, cfg, "ingest").rows
     store = store_for(spark, cfg)
     reasons = store.read("rejects").toPandas()["reason"].tolist()
-    assert rows["holdout"] == 1 and rows["documents"] + len(reasons) + 1 == len(records) + 2
+    assert rows["holdout"] == 1 and rows["documents"] + len(reasons) + 1 == len(records) + 3
     assert store.read("holdout").toPandas()["text"].tolist() == [fresh["text"]]
-    assert reasons.count("holdout_duplicate") == 1
+    # The exact copy, and the copy with a sentence added (nearly all of its 13-word shingles are training text).
+    assert reasons.count("holdout_duplicate") == 1 and reasons.count("holdout_near_duplicate") == 1
+    overlap = store.read("holdout_overlap").toPandas().set_index("doc_id")["share"]
+    assert overlap.max() > 0.9 and overlap.min() == 0.0
 
 
 def test_holdout_settings_are_validated():

@@ -87,3 +87,25 @@ def test_astral_text_equals_json_loads_escaped_and_raw(spark, case_root, tmp_pat
         assert expected == ASTRAL
         texts = {row[2] for row in ingest_case(spark, name, case_root, tmp_path, EMBEDDED, "delta")["documents"]}
         assert expected in texts
+
+
+def _shingles(text: str) -> set:
+    """Lower-cased 13-word windows, words split on ASCII whitespace: the check's definition, in Python."""
+    words = text.lower().split()
+    return {" ".join(words[i:i + 13]) for i in range(len(words) - 12)}
+
+
+def test_a_near_duplicate_held_out_document_is_rejected_and_its_overlap_kept(spark, case_root, tmp_path):
+    from .ingest_cases import DELTA, FRESH, GOOD, NEAR_DELTA, hashed
+
+    result = ingest_case(spark, "holdout_near_duplicate", case_root, tmp_path, EMBEDDED, "delta")
+    [reject] = result["rejects"]
+    assert reject[:2] == ["holdout_near_duplicate", hashed(NEAR_DELTA)]
+    training = set().union(*(_shingles(t) for t in GOOD + [DELTA]))
+    shares = {doc_id: (shingles, shared) for doc_id, shingles, shared in result["overlap"]}
+    for text in (NEAR_DELTA, FRESH):
+        expected = _shingles(text)
+        assert shares[hashed(text)] == (len(expected), len(expected & training)), text
+    near, total = shares[hashed(NEAR_DELTA)][1], shares[hashed(NEAR_DELTA)][0]
+    assert 0.5 <= near / total < 1 and shares[hashed(FRESH)][1] == 0
+    assert len(result["holdout"]) == 2 and len(shares) == 2  # the short text has no shingle to compare

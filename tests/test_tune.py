@@ -11,11 +11,11 @@ import pytest
 
 from samplemix_spark.config import build_config
 from samplemix_spark.evaluation.stream import Copies, training_stream
-from samplemix_spark.tables.files import snapshot_files
 from samplemix_spark.evaluation.swarm import read_counts
 from samplemix_spark.evaluation.tune import Candidate, grid, tune
 from samplemix_spark.mixing import MixStep
 from samplemix_spark.pipeline import run_stage
+from samplemix_spark.tables.files import snapshot_files
 
 from . import evaluation_corpus
 from .conftest import make_config, store_for

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 
 from samplemix_spark.hashing import HOLDOUT_ORDER, HOLDOUT_WINDOW, doc_key
 from samplemix_spark.ingest.holdout import fingerprint, required_fingerprint  # noqa: F401  (re-exported)
+from samplemix_spark.models.byte_lm import SEPARATOR  # noqa: F401  (read as holdout.SEPARATOR)
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import filesystem_for, snapshot_files
-
-from samplemix_spark.models.byte_lm import SEPARATOR  # noqa: F401  (read as holdout.SEPARATOR)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,18 @@ import torch
 from torch.nn import functional as F
 
 from samplemix_spark.models.byte_lm import (  # noqa: F401  (PRESETS and Preset are read from here too)
-    LN2, PEAK_BF16, PRESETS, SEPARATOR, ByteLM, Preset, autocast, document_bits, document_windows, flops_per_byte,
-    windows)
+    LN2,
+    PEAK_BF16,
+    PRESETS,
+    SEPARATOR,
+    ByteLM,
+    Preset,
+    autocast,
+    document_bits,
+    document_windows,
+    flops_per_byte,
+    windows,
+)
 
 
 @contextlib.contextmanager

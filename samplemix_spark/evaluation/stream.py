@@ -26,8 +26,8 @@ from typing import Iterator, Optional
 import numpy as np
 
 from samplemix_spark.errors import TableError
-from samplemix_spark.models.byte_lm import SEPARATOR
 from samplemix_spark.hashing import stream_key
+from samplemix_spark.models.byte_lm import SEPARATOR
 
 log = logging.getLogger(__name__)
 _COLUMNS = ["doc_id", "replica", "text"]

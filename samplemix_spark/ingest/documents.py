@@ -21,17 +21,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from typing import Optional
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import IngestConfig, SampleMixConfig
 from samplemix_spark.errors import InputError
+from samplemix_spark.hashing import HOLDOUT_SPLIT, uniform
+from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
 from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
 from samplemix_spark.ingest.tokens import token_count_column, tokenizer_file
-from samplemix_spark.hashing import HOLDOUT_SPLIT, uniform
-from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,51 @@ def reject_stored_ids(flagged: DataFrame, stored: DataFrame) -> DataFrame:
     leak = F.col("reason").isNull() & (F.col("split") == "holdout") & F.col("_stored_id").isNotNull()
     return joined.withColumn("reason", F.when(leak, F.lit("holdout_duplicate")).otherwise(F.col("reason"))) \
         .drop("_stored_id")
+
+
+SHINGLE_WORDS = 13
+# An explicit class, not \\s: the engines' regex dialects disagree on what \\s and \\v match.
+WHITESPACE = "[\\t\\n\\x0B\\f\\r ]+"
+# Up to this many distinct held-out shingle hashes (8 bytes each) are broadcast to the training side;
+# above it the check is a shuffle semi-join. Training shingles are never collected.
+BROADCAST_SHINGLES = 4_000_000
+
+
+def shingle_hashes(text: Column) -> Column:
+    """xxhash64 of every lower-cased 13-word window of ``text`` (words split on ``WHITESPACE``); empty below 13."""
+    words = F.filter(F.split(F.lower(text), WHITESPACE), lambda w: w != "")
+    last = F.size(words) - SHINGLE_WORDS
+    windows = F.transform(F.sequence(F.lit(0), last),
+                          lambda i: F.xxhash64(F.concat_ws(" ", F.slice(words, i + 1, SHINGLE_WORDS))))
+    return F.when(last >= 0, windows).otherwise(F.array().cast("array<bigint>"))
+
+
+def holdout_overlap(flagged: DataFrame) -> DataFrame:
+    """Per kept held-out document of at least 13 words: its distinct shingles and how many training text shares."""
+    kept = F.col("reason").isNull()
+    held = (flagged.filter(kept & (F.col("split") == "holdout"))
+            .select("doc_id", F.explode(F.array_distinct(shingle_hashes(F.col("text")))).alias("h")))
+    train = (flagged.filter(kept & (F.col("split") == "train"))
+             .select(F.explode(shingle_hashes(F.col("text"))).alias("h")))
+    distinct = held.select("h").distinct()
+    small = distinct.count() <= BROADCAST_SHINGLES
+    seen = train.join(F.broadcast(distinct) if small else distinct, "h", "left_semi").distinct()
+    shared = held.join(seen, "h", "left_semi").groupBy("doc_id").agg(F.count(F.lit(1)).alias("shared"))
+    totals = held.groupBy("doc_id").agg(F.count(F.lit(1)).alias("shingles"))
+    return (totals.join(shared, "doc_id", "left").fillna(0, ["shared"])
+            .withColumn("share", F.col("shared") / F.col("shingles")))
+
+
+def reject_near_duplicates(flagged: DataFrame, store: TableStore, overlap: float) -> DataFrame:
+    """Held-out documents that share ``overlap`` of their shingles with training text become
+    ``holdout_near_duplicate`` rejects; every held-out document's share is kept in ``holdout_overlap``."""
+    store.write(holdout_overlap(flagged), "holdout_overlap")
+    near = (store.read("holdout_overlap").filter(F.col("share") >= F.lit(float(overlap)))
+            .select("doc_id", F.lit(True).alias("_near")))
+    joined = flagged.join(near, "doc_id", "left")
+    leak = F.col("reason").isNull() & (F.col("split") == "holdout") & F.col("_near").isNotNull()
+    return (joined.withColumn("reason", F.when(leak, F.lit("holdout_near_duplicate")).otherwise(F.col("reason")))
+            .drop("_near"))
 
 
 def holdout_rows(flagged: DataFrame) -> DataFrame:
@@ -244,12 +290,13 @@ class IngestStep:
         tokenizer_file(self.cfg.ingest.tokenizer)
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        flagged, n_input = self._flagged(spark, store.hash_scheme)
+        flagged, n_input = self._flagged(spark, store)
         log.info("ingest: %d input rows checked; writing the tables", n_input)
         store.write(self._documents(training_rows(flagged)), "documents")
         n_rejects = self._write_rejects(flagged, store)
         n_holdout = self._write_holdout(flagged, store)
         record_split(store, split_settings(self.cfg.ingest, store.hash_scheme))
+        self._log_near_duplicates(store)
         n_docs = store.read("documents").count()
         log.info("ingest: %d input rows = %d documents + %d rejects + %d held out", n_input, n_docs, n_rejects,
                  n_holdout)
@@ -273,8 +320,7 @@ class IngestStep:
         """
         check_split_unchanged(store, split_settings(self.cfg.ingest, store.hash_scheme))
         stored = store.read("documents")
-        flagged, n_input = self._flagged(spark, store.hash_scheme)
-        flagged = reject_stored_ids(flagged, stored)
+        flagged, n_input = self._flagged(spark, store, stored)
         log.info("ingest: %d input rows checked; writing the tables", n_input)
         kept = training_rows(flagged)
         new = kept.join(stored.select("doc_id"), "doc_id", "left_anti")
@@ -286,6 +332,7 @@ class IngestStep:
         n_rejects = self._write_rejects(flagged, store)
         n_holdout = self._write_holdout(flagged, store)
         record_split(store, split_settings(self.cfg.ingest, store.hash_scheme))
+        self._log_near_duplicates(store)
         log.info("ingest: %d input rows = %d new documents + %d already stored + %d rejects + %d held out",
                  n_input, n_new, n_seen, n_rejects, n_holdout)
         _check_conservation(n_input, n_new + n_seen + n_rejects + n_holdout,
@@ -311,23 +358,45 @@ class IngestStep:
                  rows["holdout"], store.read("increment").count())
         return {"increment": store.read("increment").count(), **rows}
 
-    def _flagged(self, spark: SparkSession, hash_scheme: str) -> tuple[DataFrame, int]:
-        """Source rows with doc_id, reason and split, and how many there are; checked before anything is written.
+    def _flagged(self, spark: SparkSession, store: TableStore,
+                 stored: Optional[DataFrame] = None) -> tuple[DataFrame, int]:
+        """Source rows with doc_id, reason and split, and how many there are; checked before documents are written.
 
         With ``ingest.holdout_sources`` the held-out set is those sources' valid rows
         (read with the same mapping), else a hashed ``ingest.holdout_fraction`` of the
-        sources' rows. Either way a held-out text that is also a training text is rejected.
+        sources' rows. Either way a held-out text that is also a training text is
+        rejected, and so is one that shares ``ingest.holdout_overlap`` of its
+        13-word shingles with training text (``holdout_overlap`` keeps every share).
+        A refresh passes the ``stored`` documents: a held-out row with a stored id
+        is rejected too. A refresh checks every held-out document of the current
+        sources against the training rows of the current sources (not against
+        stored documents whose source files are gone).
         """
         ingest = self.cfg.ingest
         flagged = flag_rows(read_raw(spark, ingest), self.cfg)
         n_input = check_flagged(summarise(flagged), ingest)
-        if not ingest.holdout_sources:
-            return split_holdout(flagged, ingest, hash_scheme), n_input
-        given = dataclasses.replace(ingest, sources=ingest.holdout_sources)
-        held = flag_rows(read_raw(spark, given), self.cfg)
-        n_input += check_flagged(summarise(held), given)
-        both = flagged.withColumn("split", F.lit("train")).unionByName(held.withColumn("split", F.lit("holdout")))
-        return drop_leaks(both), n_input
+        if ingest.holdout_sources:
+            given = dataclasses.replace(ingest, sources=ingest.holdout_sources)
+            held = flag_rows(read_raw(spark, given), self.cfg)
+            n_input += check_flagged(summarise(held), given)
+            both = flagged.withColumn("split", F.lit("train")).unionByName(held.withColumn("split", F.lit("holdout")))
+            flagged = drop_leaks(both)
+        else:
+            flagged = split_holdout(flagged, ingest, store.hash_scheme)
+        if stored is not None:
+            flagged = reject_stored_ids(flagged, stored)
+        if ingest.holdout_fraction or ingest.holdout_sources:
+            flagged = reject_near_duplicates(flagged, store, ingest.holdout_overlap)
+        return flagged, n_input
+
+    def _log_near_duplicates(self, store: TableStore) -> None:
+        ingest = self.cfg.ingest
+        if not (ingest.holdout_fraction or ingest.holdout_sources):
+            return
+        n_near = store.read("rejects").filter(F.col("reason") == "holdout_near_duplicate").count()
+        log.info("ingest: %d held-out documents share at least %.0f%% of their %d-word shingles with training text: "
+                 "rejected as holdout_near_duplicate (every held-out document's share is in holdout_overlap)",
+                 n_near, 100 * ingest.holdout_overlap, SHINGLE_WORDS)
 
     @staticmethod
     def _write_holdout(flagged: DataFrame, store: TableStore) -> int:

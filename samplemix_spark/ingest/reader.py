@@ -47,8 +47,8 @@ from typing import Any, Iterator, Optional
 import pyarrow as pa
 
 from samplemix_spark.errors import InputError
-from samplemix_spark.tables.files import filesystem_for as _filesystem_for
 from samplemix_spark.tables.files import GLOB_CHARS, is_remote
+from samplemix_spark.tables.files import filesystem_for as _filesystem_for
 
 RAW_CHARS = 500
 BATCH_ROWS = 4096

@@ -18,6 +18,7 @@ from samplemix_spark.config import IngestConfig
 from samplemix_spark.errors import InputError
 from samplemix_spark.tables.files import resolve_sources
 
+
 def read_sources(spark: SparkSession, sources: list[str], fmt: str) -> DataFrame:
     """Read every source (paths or globs) of format ``fmt`` into one DataFrame."""
     paths = resolve_sources(sources)
