@@ -17,13 +17,16 @@ Python side (executors and the driver, no Spark), ``doc_key`` gives a document a
 64-bit key for one named purpose (``HOLDOUT_ORDER``, ``HOLDOUT_WINDOW``): the
 purpose is part of the hashed text, so two purposes never share a key and a
 choice made for one purpose is independent of every other. ``stream_key`` orders
-a proxy's training copies.
+a proxy's training copies, and ``shingle_hashes`` gives the 13-word shingles that
+decide which held-out documents are near-copies of training text.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
+import numpy as np
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
@@ -59,11 +62,6 @@ def uniform(doc_id: Column, seed: int, purpose: str, scheme: str) -> Column:
     return F.shiftrightunsigned(hashed, 11).cast("double") / F.lit(_TWO_POW_53)
 
 
-def hashed_uniform(doc_id: Column, seed: int) -> Column:
-    """Scheme v1's uniform, ``xxhash64(doc_id, seed)``, whatever the purpose."""
-    return uniform(doc_id, seed, "", "v1")
-
-
 def purpose_seed(purpose: str, seed: int) -> int:
     """A 64-bit seed for a random generator that serves one purpose (e.g. ``SWARM_DESIGN``)."""
     return doc_key(purpose, "", seed)
@@ -79,3 +77,37 @@ def stream_key(seed: int, epoch: int, doc_id: str, replica: int) -> int:
     """The order of a proxy's training copies: one key per (seed, epoch, document, replica)."""
     digest = hashlib.blake2b(f"{seed}:{epoch}:{replica}:{doc_id}".encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+SHINGLE_WORDS = 13
+# Words split on an explicit ASCII whitespace class (not str.split's Unicode-wide one), lower-cased first.
+_WORD_SPLIT = re.compile("[\t\n\x0b\f\r ]+")
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    """A 64-bit BLAKE2b hash of each word's UTF-8 bytes (each distinct word hashed once)."""
+    unique, inverse = np.unique(np.array(words, dtype=object), return_inverse=True)
+    digests = np.array([int.from_bytes(hashlib.blake2b(w.encode("utf-8"), digest_size=8).digest(), "big")
+                        for w in unique], dtype=np.uint64)
+    return digests[inverse]
+
+
+def shingle_hashes(text: str) -> np.ndarray:
+    """The distinct hashes of a text's lower-cased 13-word windows (int64); empty below 13 words.
+
+    A window's hash combines its 13 word hashes as a polynomial in a fixed odd
+    multiplier (arithmetic mod 2^64), so no window is ever built as a string (a
+    long document's windows as text would be 13 times its size). Python computes
+    it wherever it runs, so every engine cuts and hashes the same words.
+    """
+    words = [w for w in _WORD_SPLIT.split(text.lower()) if w]
+    n = len(words) - SHINGLE_WORDS + 1
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    hashed = _word_hashes(words)
+    acc = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(SHINGLE_WORDS):
+            acc = acc * _MULTIPLIER + hashed[k:k + n]
+    return np.unique(acc).view(np.int64)

@@ -60,3 +60,16 @@ def test_v2_uniforms_equal_an_independent_xxhash_port_and_differ_by_purpose(spar
     # The same document and seed, three purposes: three unrelated numbers.
     assert (got[HOLDOUT_SPLIT] != got[COUNT_DRAW]).all() and (got[COUNT_DRAW] != got[KMEANS_SAMPLE]).all()
     assert abs(np.corrcoef(got[HOLDOUT_SPLIT], got[COUNT_DRAW])[0, 1]) < 0.4
+
+
+def test_shingles_ignore_case_and_whitespace_and_count_distinct_13_word_windows():
+    from samplemix_spark.hashing import shingle_hashes
+
+    words = [f"w{i % 20}" for i in range(60)]  # period 20: 20 distinct 13-word windows among 48
+    text = " ".join(words)
+    assert len(shingle_hashes(text)) == 20
+    varied = "\t".join(w.upper() for w in words[:30]) + "\n\x0b" + "  ".join(words[30:])
+    assert np.array_equal(shingle_hashes(varied), shingle_hashes(text))
+    assert len(shingle_hashes(" ".join(words[:12]))) == 0 and len(shingle_hashes(" ".join(words[:13]))) == 1
+    # A non-breaking space is not a separator here: it stays inside its word.
+    assert len(shingle_hashes(" ".join(words[:12]) + "\xa0w99")) == 0

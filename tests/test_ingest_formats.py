@@ -90,8 +90,10 @@ def test_astral_text_equals_json_loads_escaped_and_raw(spark, case_root, tmp_pat
 
 
 def _shingles(text: str) -> set:
-    """Lower-cased 13-word windows, words split on ASCII whitespace: the check's definition, in Python."""
-    words = text.lower().split()
+    """Lower-cased 13-word windows, words split on space, tab, LF, VT, FF and CR: the check's definition."""
+    import re
+
+    words = [w for w in re.split("[\t\n\x0b\f\r ]+", text.lower()) if w]
     return {" ".join(words[i:i + 13]) for i in range(len(words) - 12)}
 
 

@@ -202,9 +202,6 @@ def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate],
                                 lambda i, seed: _key(candidates[i], seed) in finished, budget, spec)
     executor = ev.executor(cfg)
     log.info(_plan(len(candidates), jobs, len(wanted) - len(jobs), preset, cfg.evaluate.threads, executor))
-    if cfg.evaluate.preset == "cpu":
-        log.info("tune: the cpu preset is a 0.26M-parameter proxy; see docs/evaluation.md for which differences "
-                 "it can resolve")
     log.info("tune: held-out documents scored: %s", ev.rests_on(spec))
     results = [done[DOC_COLUMNS]]
 

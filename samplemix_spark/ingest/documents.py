@@ -23,12 +23,13 @@ import dataclasses
 import logging
 from typing import Optional
 
+import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import IngestConfig, SampleMixConfig
 from samplemix_spark.errors import InputError
-from samplemix_spark.hashing import HOLDOUT_SPLIT, uniform
+from samplemix_spark.hashing import HOLDOUT_SPLIT, SHINGLE_WORDS, shingle_hashes, uniform
 from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
 from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
@@ -122,30 +123,34 @@ def reject_stored_ids(flagged: DataFrame, stored: DataFrame) -> DataFrame:
         .drop("_stored_id")
 
 
-SHINGLE_WORDS = 13
-# An explicit class, not \\s: the engines' regex dialects disagree on what \\s and \\v match.
-WHITESPACE = "[\\t\\n\\x0B\\f\\r ]+"
+SHINGLE_SCHEMA = "doc_id string, h long"
 # Up to this many distinct held-out shingle hashes (8 bytes each) are broadcast to the training side;
 # above it the check is a shuffle semi-join. Training shingles are never collected.
 BROADCAST_SHINGLES = 4_000_000
 
 
-def shingle_hashes(text: Column) -> Column:
-    """xxhash64 of every lower-cased 13-word window of ``text`` (words split on ``WHITESPACE``); empty below 13."""
-    words = F.filter(F.split(F.lower(text), WHITESPACE), lambda w: w != "")
-    last = F.size(words) - SHINGLE_WORDS
-    windows = F.transform(F.sequence(F.lit(0), last),
-                          lambda i: F.xxhash64(F.concat_ws(" ", F.slice(words, i + 1, SHINGLE_WORDS))))
-    return F.when(last >= 0, windows).otherwise(F.array().cast("array<bigint>"))
+def _shingle_batches(batches):
+    """mapInArrow function (executor side): (doc_id, text) -> one (doc_id, h) row per distinct shingle."""
+    import pyarrow as pa
+
+    for batch in batches:
+        ids, hashes = [], []
+        for doc_id, text in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()):
+            shingles = shingle_hashes(text or "")
+            ids += [doc_id] * len(shingles)
+            hashes.append(shingles)
+        merged = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.int64)
+        yield pa.RecordBatch.from_arrays([pa.array(ids, pa.string()), pa.array(merged, pa.int64())],
+                                         names=["doc_id", "h"])
 
 
 def holdout_overlap(flagged: DataFrame) -> DataFrame:
     """Per kept held-out document of at least 13 words: its distinct shingles and how many training text shares."""
     kept = F.col("reason").isNull()
-    held = (flagged.filter(kept & (F.col("split") == "holdout"))
-            .select("doc_id", F.explode(F.array_distinct(shingle_hashes(F.col("text")))).alias("h")))
-    train = (flagged.filter(kept & (F.col("split") == "train"))
-             .select(F.explode(shingle_hashes(F.col("text"))).alias("h")))
+    held = (flagged.filter(kept & (F.col("split") == "holdout")).select("doc_id", "text")
+            .mapInArrow(_shingle_batches, SHINGLE_SCHEMA))
+    train = (flagged.filter(kept & (F.col("split") == "train")).select("doc_id", "text")
+             .mapInArrow(_shingle_batches, SHINGLE_SCHEMA).select("h"))
     distinct = held.select("h").distinct()
     small = distinct.count() <= BROADCAST_SHINGLES
     seen = train.join(F.broadcast(distinct) if small else distinct, "h", "left_semi").distinct()
