@@ -73,3 +73,27 @@ def test_shingles_ignore_case_and_whitespace_and_count_distinct_13_word_windows(
     assert len(shingle_hashes(" ".join(words[:12]))) == 0 and len(shingle_hashes(" ".join(words[:13]))) == 1
     # A non-breaking space is not a separator here: it stays inside its word.
     assert len(shingle_hashes(" ".join(words[:12]) + "\xa0w99")) == 0
+
+
+def test_a_warehouse_keeps_its_recorded_scheme_until_a_forced_rebuild(spark, tmp_path):
+    from samplemix_spark.pipeline import execute, plan, run_stage
+    from samplemix_spark.tables.state import STATE_TABLE
+
+    from . import evaluation_corpus
+    from .conftest import make_config, store_for
+
+    source = evaluation_corpus.write(tmp_path / "src" / "c.jsonl", 10)
+    cfg = make_config(tmp_path / "wh", [source], ingest={"holdout_fraction": 0.2})
+    store = store_for(spark, cfg)
+    assert store.hash_scheme == "v2"  # a new warehouse
+    execute(spark, cfg, plan(cfg, ("ingest",)), resume=True)
+    assert store.read(STATE_TABLE).collect()[0]["hash_scheme"] == "v2"
+    # A warehouse written before schemes were recorded: stage_runs without the column reads as v1.
+    runs = store.read(STATE_TABLE).drop("hash_scheme").toPandas()
+    store.write(spark.createDataFrame(runs), STATE_TABLE)
+    assert store.hash_scheme == "v1"
+    run_stage(spark, cfg, "ingest")
+    assert store.hash_scheme == "v1" and store.read("holdout_split").collect()[0]["hash_scheme"] == "v1"
+    execute(spark, cfg, plan(cfg, ("ingest", "quality", "diversity", "mix")), resume=False)  # run --force
+    assert store.hash_scheme == "v2" and store.read("mix_run").collect()[0]["hash_scheme"] == "v2"
+    assert set(store.read(STATE_TABLE).toPandas()["hash_scheme"]) == {"v2"}
