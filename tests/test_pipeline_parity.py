@@ -145,7 +145,8 @@ def _tables(runs: tuple[Path, str], name: str) -> tuple[pd.DataFrame, pd.DataFra
     return tuple(frame.sort_values(key).reset_index(drop=True) for frame in (embedded, jvm))
 
 
-@pytest.mark.parametrize("name", ["documents", "rejects", "quality", "diversity", "cluster_stats"])
+@pytest.mark.parametrize("name", ["documents", "rejects", "holdout", "holdout_overlap", "quality", "diversity",
+                                  "cluster_stats"])
 def test_tables_are_identical(runs, name):
     embedded, jvm = _tables(runs, name)
     assert len(embedded) > 0 or name == "rejects"
@@ -161,8 +162,9 @@ def test_vectors_are_bit_identical(runs, name, column):
 def test_counts_are_identical_and_planted_rows_are_decoded_or_rejected(runs):
     embedded, jvm = _tables(runs, "weights")
     assert embedded["count"].tolist() == jvm["count"].tolist()
-    documents, _ = _tables(runs, "documents")
-    planted = documents.loc[documents["domain"] == "planted", "text"].tolist()
+    # A decoded planted row is a document or, when the hashed split picks it, held out.
+    decoded = pd.concat([_tables(runs, "documents")[0], _tables(runs, "holdout")[0]])
+    planted = decoded.loc[decoded["domain"] == "planted", "text"].tolist()
     assert sum(ASTRAL in text for text in planted) == 1
     assert sum("\U00020b9f" in text for text in planted) == 1
     assert sum(text.startswith("half a pair \ufffd here") for text in planted) == 1

@@ -134,6 +134,10 @@ class TextEncoder:
             from samplemix_spark.models.int8 import quantize_linear_layers
 
             quantize_linear_layers(self.model)
+        elif self.device.type == "cpu":
+            from samplemix_spark.models.fixed_rows import fix_linear_rows
+
+            fix_linear_rows(self.model)  # exact fp32: a row's output must not depend on its batch-mates
         # On CPU torch sizes its thread pool from OMP_NUM_THREADS, which classic Spark sets
         # to spark.task.cpus for each Python worker, so tasks do not oversubscribe cores.
         self.model.to(self.device).eval()
