@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from samplemix_spark.models.linear import replace_linear_layers
+
 ROWS = 2048
 
 
@@ -49,10 +51,4 @@ class FixedRowsLinear(torch.nn.Module):
 
 def fix_linear_rows(model: torch.nn.Module) -> int:
     """Replace every ``nn.Linear`` of ``model`` in place; returns how many were replaced."""
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Linear:
-                setattr(parent, name, FixedRowsLinear(child))
-                replaced += 1
-    return replaced
+    return replace_linear_layers(model, FixedRowsLinear)

@@ -28,6 +28,8 @@ from typing import Callable, Optional
 
 import torch
 
+from samplemix_spark.models.linear import replace_linear_layers
+
 # Fixed activation quantisation of a row scaled into [-1, 1]: 7 bits (see the module docstring).
 ACTIVATION_SCALE = 2.0 / 127.0
 ACTIVATION_ZERO_POINT = 64
@@ -77,10 +79,4 @@ class RowwiseInt8Linear(torch.nn.Module):
 
 def quantize_linear_layers(model: torch.nn.Module) -> int:
     """Replace every ``nn.Linear`` of ``model`` in place; returns how many were replaced."""
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is torch.nn.Linear:
-                setattr(parent, name, RowwiseInt8Linear(child))
-                replaced += 1
-    return replaced
+    return replace_linear_layers(model, RowwiseInt8Linear)
