@@ -86,7 +86,7 @@ class StageResult:
 def run_step(spark: SparkSession, cfg: SampleMixConfig, step: Step,
              work: Optional[Callable[[SparkSession, TableStore], dict[str, int]]] = None) -> StageResult:
     """Run one step (or ``work`` in its name) on the driver; its Spark work runs wherever ``spark`` sends it."""
-    store = TableStore(spark, cfg.tables)
+    store = TableStore(spark, with_hash_scheme(spark, cfg).tables)  # resolved once, not on every use
     log.info("stage %s: started", step.name)
     started = time.perf_counter()
     rows = (work or step.run)(spark, store)

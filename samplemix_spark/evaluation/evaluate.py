@@ -170,14 +170,13 @@ def with_intervals(table: pd.DataFrame, docs: pd.DataFrame, domains: list[str], 
                    seed: int) -> pd.DataFrame:
     """``bpb_lo``/``bpb_hi`` on the final (``all``) rows: each seed's document-bootstrap interval."""
     scores = intervals.Scores.from_frame(docs)
-    every = intervals.strata(scores.domains, scores.domain_names(), samples, seed)
-    chosen = [s for s in every if s.domain in domains]
-    bounds = {}
-    for run, seeds in scores.per_seed.items():
-        for s, bits in seeds.items():
-            for domain, (lo, hi) in intervals.domain_intervals(bits, scores.bytes, every).items():
-                bounds[(run, s, domain)] = (lo, hi)
-            bounds[(run, s, MACRO)] = intervals.interval(intervals.macro(bits, scores.bytes, chosen))
+    columns = [(run, s) for run, seeds in scores.per_seed.items() for s in seeds]
+    bits = np.column_stack([scores.per_seed[run][s] for run, s in columns])
+    ratios = intervals.domain_ratios(bits, scores.bytes, intervals.strata(scores.domains, scores.domain_names(),
+                                                                          samples, seed))
+    ratios[MACRO] = np.mean([ratios[d] for d in domains], axis=0)
+    bounds = {(run, s, domain): intervals.interval(draws[:, j])
+              for domain, draws in ratios.items() for j, (run, s) in enumerate(columns)}
     final = table["scope"] == "all"
     keys = list(zip(table["run"], table["seed"].astype(int), table["domain"]))
     table["bpb_lo"] = [bounds[k][0] if f else np.nan for k, f in zip(keys, final)]

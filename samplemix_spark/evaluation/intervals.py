@@ -81,7 +81,7 @@ class Stratum:
         n = len(self.positions)
         draws = np.random.default_rng(self.seed).integers(0, n, size=(self.samples, n))
         flat = draws + (np.arange(self.samples) * n)[:, None]
-        return np.bincount(flat.ravel(), minlength=self.samples * n).reshape(self.samples, n).astype(np.float32)
+        return np.bincount(flat.ravel(), minlength=self.samples * n).reshape(self.samples, n).astype(float)
 
 
 def strata(domains: np.ndarray, chosen: Sequence[str], samples: int = SAMPLES, seed: int = 0) -> list[Stratum]:
@@ -96,18 +96,33 @@ def strata(domains: np.ndarray, chosen: Sequence[str], samples: int = SAMPLES, s
     return out
 
 
-def ratio(bits: np.ndarray, size: np.ndarray, stratum: Stratum, resampled: bool = True):
-    """Sum of bits over sum of bytes of the stratum's documents, per resample or once as scored."""
-    b, n = bits[stratum.positions], size[stratum.positions]
-    if not resampled:
-        return float(b.sum() / n.sum())
-    counts = stratum.counts()
-    return (counts @ b) / (counts @ n)
+def domain_ratios(bits: np.ndarray, size: np.ndarray, strata: list[Stratum],
+                  resampled: bool = True) -> dict[str, np.ndarray]:
+    """Per stratum, Σ bits / Σ bytes of every column of ``bits`` (n_docs, k): (samples, k) per resample, or (k,).
+
+    One draw of a stratum's counts serves every column, so the columns (runs,
+    seeds, steps of a curve) stay paired.
+    """
+    ratios = {}
+    for stratum in strata:
+        b, n = bits[stratum.positions], size[stratum.positions]
+        if resampled:
+            counts = stratum.counts()
+            ratios[stratum.domain] = (counts @ b) / (counts @ n)[:, None]
+        else:
+            ratios[stratum.domain] = b.sum(axis=0) / n.sum()
+    return ratios
+
+
+def macro_columns(bits: np.ndarray, size: np.ndarray, strata: list[Stratum], resampled: bool = True) -> np.ndarray:
+    """The macro (mean over the strata) of every column of ``bits``: (samples, k) per resample, or (k,) as scored."""
+    return np.mean(list(domain_ratios(bits, size, strata, resampled).values()), axis=0)
 
 
 def macro(bits: np.ndarray, size: np.ndarray, strata: list[Stratum], resampled: bool = True):
-    """Mean over the chosen domains of their bits per byte: per resample, or on the documents as scored."""
-    return np.mean([ratio(bits, size, stratum, resampled) for stratum in strata], axis=0)
+    """The macro of one run's bits (n_docs,): (samples,) per resample, or a number as scored."""
+    values = macro_columns(bits[:, None], size, strata, resampled)[..., 0]
+    return values if resampled else float(values)
 
 
 def interval(draws: np.ndarray) -> tuple[float, float]:
@@ -160,15 +175,24 @@ def combine(estimate: float, lo: float, hi: float, half_width: Optional[float]) 
             estimate + float(np.hypot(hi - estimate, half_width)))
 
 
+def _seed_differences(scores: Scores, run: str, reference: str, strata: list[Stratum]) -> list:
+    """Per seed both runs have, the difference of their macros on the documents as scored."""
+    common = sorted(set(scores.per_seed[run]) & set(scores.per_seed[reference]))
+    if not common:
+        return []
+    columns = np.column_stack([scores.per_seed[r][s] for s in common for r in (run, reference)])
+    values = macro_columns(columns, scores.bytes, strata, resampled=False)
+    return list(values[0::2] - values[1::2])
+
+
 def paired_difference(scores: Scores, run: str, reference: str, strata: list[Stratum]) -> Difference:
     """Macro bpb of ``run`` minus ``reference`` on the same resampled documents, seeds averaged inside."""
-    a, b = scores.bits[run], scores.bits[reference]
-    estimate = float(macro(a, scores.bytes, strata, resampled=False) - macro(b, scores.bytes, strata, False))
-    lo, hi = interval(macro(a, scores.bytes, strata) - macro(b, scores.bytes, strata))
-    common = sorted(set(scores.per_seed[run]) & set(scores.per_seed[reference]))
-    per_seed = [macro(scores.per_seed[run][s], scores.bytes, strata, False)
-                - macro(scores.per_seed[reference][s], scores.bytes, strata, False) for s in common]
-    half = seed_half_width(per_seed)
+    both = np.column_stack([scores.bits[run], scores.bits[reference]])
+    point = macro_columns(both, scores.bytes, strata, resampled=False)
+    draws = macro_columns(both, scores.bytes, strata)
+    estimate = float(point[0] - point[1])
+    lo, hi = interval(draws[:, 0] - draws[:, 1])
+    half = seed_half_width(_seed_differences(scores, run, reference, strata))
     lo, hi = combine(estimate, lo, hi, half)
     n_docs = int(sum(len(stratum.positions) for stratum in strata))
     return Difference(estimate, lo, hi, n_docs, min(len(scores.per_seed[run]), len(scores.per_seed[reference])),
@@ -178,15 +202,11 @@ def paired_difference(scores: Scores, run: str, reference: str, strata: list[Str
 def run_interval(scores: Scores, run: str, strata: list[Stratum]) -> tuple[float, float, float]:
     """(macro, lo, hi) of one run's seed-mean macro bpb; seed variance added with three or more seeds."""
     bits = scores.bits[run]
-    estimate = float(macro(bits, scores.bytes, strata, resampled=False))
+    estimate = macro(bits, scores.bytes, strata, resampled=False)
     lo, hi = interval(macro(bits, scores.bytes, strata))
-    per_seed = [macro(b, scores.bytes, strata, False) for b in scores.per_seed[run].values()]
+    seeds = np.column_stack(list(scores.per_seed[run].values()))
+    per_seed = macro_columns(seeds, scores.bytes, strata, resampled=False)
     return (estimate, *combine(estimate, lo, hi, seed_half_width(per_seed)))
-
-
-def domain_intervals(bits: np.ndarray, size: np.ndarray, strata: list[Stratum]) -> dict[str, tuple[float, float]]:
-    """Per domain, the document-bootstrap interval of its bits per byte."""
-    return {stratum.domain: interval(ratio(bits, size, stratum)) for stratum in strata}
 
 
 def steps_to_reach(curve: np.ndarray, steps: np.ndarray, target) -> np.ndarray:
@@ -199,23 +219,6 @@ def steps_to_reach(curve: np.ndarray, steps: np.ndarray, target) -> np.ndarray:
     reached = curve <= target[:, None] + 1e-12
     first = np.where(reached.any(axis=1), reached.argmax(axis=1), -1)
     return np.where(first >= 0, steps[np.maximum(first, 0)].astype(float), np.inf)
-
-
-def macro_columns(bits: np.ndarray, size: np.ndarray, strata: list[Stratum], resampled: bool = True) -> np.ndarray:
-    """The macro of every column of ``bits`` (n_docs, k): (samples, k) per resample, or (k,) as scored.
-
-    One draw of each stratum's counts serves every column, so the columns (steps
-    of a curve, runs) stay paired.
-    """
-    parts = []
-    for stratum in strata:
-        b, n = bits[stratum.positions], size[stratum.positions]
-        if resampled:
-            counts = stratum.counts().astype(float)
-            parts.append((counts @ b) / (counts @ n)[:, None])
-        else:
-            parts.append(b.sum(axis=0) / n.sum())
-    return np.mean(parts, axis=0)
 
 
 def step_interval(steps: np.ndarray) -> tuple[float, float]:

@@ -77,8 +77,7 @@ class _Scorer:
     def __init__(self, held_out: dict, context: int, device: torch.device) -> None:
         self.held_out, self.device = held_out, device
         self.every = {d: document_windows(docs.texts, context, SEPARATOR) for d, docs in sorted(held_out.items())}
-        self.subset = {d: document_windows(docs.texts[:docs.n_step], context, SEPARATOR)
-                       for d, docs in sorted(held_out.items())}
+        self.subset = {d: self.every[d].head(docs.n_step) for d, docs in sorted(held_out.items())}
 
     def rows(self, model: ByteLM, step: int, seen: int, final: bool) -> list:
         rows = []

@@ -95,7 +95,7 @@ def _done(store: TableStore, fingerprint: str, wanted: set) -> pd.DataFrame:
     if previous is None or "fingerprint" not in previous.columns:
         return pd.DataFrame(columns=DOC_COLUMNS)
     rows = previous.toPandas()
-    keys = pd.Series([_row_key(r) for _, r in rows.iterrows()], index=rows.index, dtype=object)
+    keys = _row_keys(rows)
     stale = rows["fingerprint"] != fingerprint
     if stale.any():
         log.info("tune: %d stored proxies were trained under other settings (mixing settings besides alpha, tau "
@@ -112,9 +112,11 @@ def _key(candidate: Candidate, seed: int) -> tuple:
     return float(candidate.alpha), float(candidate.tau), cap, int(seed)
 
 
-def _row_key(row) -> tuple:
-    cap = _NO_CAP if pd.isna(row["max_repeats"]) else float(row["max_repeats"])
-    return float(row["alpha"]), float(row["tau"]), cap, int(row["seed"])
+def _row_keys(rows: pd.DataFrame) -> pd.Series:
+    """The resume key of every row (see ``_key``)."""
+    caps = rows["max_repeats"].astype(float).fillna(_NO_CAP)
+    keys = zip(rows["alpha"].astype(float), rows["tau"].astype(float), caps, rows["seed"].astype(int))
+    return pd.Series([(float(a), float(t), float(c), int(s)) for a, t, c, s in keys], index=rows.index, dtype=object)
 
 
 def _label(row) -> str:
@@ -196,26 +198,26 @@ def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate],
     wanted = {_key(c, seed) for c in candidates for seed in cfg.evaluate.seeds}
     done = _done(store, fingerprint, wanted)
     store.write(candidate_counts(scored_documents(store), cfg.mixing, candidates, store.hash_scheme), "tune_counts")
-    finished = {_row_key(r) for _, r in done.drop_duplicates(KEY).iterrows()}
+    finished = set(_row_keys(done))
     names = [f"alpha={c.alpha:g} tau={c.tau:g}" for c in candidates]
     jobs, labels = counted_jobs(cfg, store, "tune_counts", names,
                                 lambda i, seed: _key(candidates[i], seed) in finished, budget, spec)
     executor = ev.executor(cfg)
     log.info(_plan(len(candidates), jobs, len(wanted) - len(jobs), preset, cfg.evaluate.threads, executor))
     log.info("tune: held-out documents scored: %s", ev.rests_on(spec))
-    results = [done[DOC_COLUMNS]]
+    found = {job: (candidates[i], seed) for job, (i, seed) in labels.items()}
+    results = {"docs": done[DOC_COLUMNS], "summary": None}
 
     def record(scores: pd.DataFrame) -> None:
-        found = {job: (candidates[i], seed) for job, (i, seed) in labels.items()}
         new = _document_rows(scores, found).assign(preset=preset, budget_bytes=budget, holdout=holdout,
                                                    fingerprint=fingerprint)[DOC_COLUMNS]
-        results[0] = pd.concat([results[0], new], ignore_index=True) if len(results[0]) else new
-        _write(store, results[0], domains, cfg)
+        docs = pd.concat([results["docs"], new], ignore_index=True) if len(results["docs"]) else new
+        results.update(docs=docs, summary=_write(store, docs, domains, cfg))
 
     train_recording(spark, executor, jobs, record)
-    if not jobs:
-        _write(store, results[0], domains, cfg)
-    return _finish(results[0], domains, cfg, out)
+    if results["summary"] is None:  # every proxy was stored already
+        results["summary"] = _write(store, results["docs"], domains, cfg)
+    return _finish(results["summary"], out)
 
 
 def _document_rows(scores: pd.DataFrame, labels: dict) -> pd.DataFrame:
@@ -229,12 +231,14 @@ def _document_rows(scores: pd.DataFrame, labels: dict) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def _write(store: TableStore, docs: pd.DataFrame, domains: list[str], cfg: SampleMixConfig) -> None:
-    marked, _ = mark_choice(docs, domains, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+def _write(store: TableStore, docs: pd.DataFrame, domains: list[str], cfg: SampleMixConfig) -> pd.DataFrame:
+    """Rewrite ``tune_docs`` and ``tune`` from the per-document rows; return the per-candidate summary."""
+    marked, summary = mark_choice(docs, domains, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
     spark = store.spark
     store.write(spark.createDataFrame(docs.assign(max_repeats=docs["max_repeats"].astype(float)), _DOC_SCHEMA),
                 "tune_docs")
     store.write(spark.createDataFrame(marked, _SCHEMA), "tune")
+    return summary
 
 
 _SCHEMA = ("alpha double, tau double, max_repeats double, seed long, domain string, docs long, bytes long, "
@@ -244,8 +248,7 @@ _DOC_SCHEMA = ("alpha double, tau double, max_repeats double, seed long, doc_id 
                "bits double, preset string, budget_bytes long, holdout string, fingerprint string")
 
 
-def _finish(docs: pd.DataFrame, domains: list[str], cfg: SampleMixConfig, out: Path) -> pd.DataFrame:
-    _, summary = mark_choice(docs, domains, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
+def _finish(summary: pd.DataFrame, out: Path) -> pd.DataFrame:
     plot(summary, out / "tune.png")
     summary.to_csv(out / "tune.csv", index=False)
     best = summary[summary["chosen"]].iloc[0]

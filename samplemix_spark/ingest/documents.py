@@ -110,6 +110,12 @@ def drop_leaks(marked: DataFrame) -> DataFrame:
         .drop("_train_hash")
 
 
+def _write_increment(store: TableStore, new_ids: DataFrame) -> None:
+    """``increment``: these doc_ids, merged with any a killed refresh left behind, so all get scored."""
+    pending = store.read_if_exists("increment")
+    store.write((new_ids if pending is None else new_ids.unionByName(pending)).distinct(), "increment")
+
+
 def reject_stored_ids(flagged: DataFrame, stored: DataFrame) -> DataFrame:
     """Held-out rows whose doc_id is a stored training document become ``holdout_duplicate`` rejects.
 
@@ -144,26 +150,31 @@ def _shingle_batches(batches):
                                          names=["doc_id", "h"])
 
 
-def holdout_overlap(flagged: DataFrame) -> DataFrame:
-    """Per kept held-out document of at least 13 words: its distinct shingles and how many training text shares."""
+def holdout_overlap(flagged: DataFrame, store: TableStore) -> DataFrame:
+    """Per kept held-out document of at least 13 words: its distinct shingles and how many training text shares.
+
+    The held-out shingles are written once (``holdout_shingles``), so the sources
+    are read once for them and once for the training side.
+    """
     kept = F.col("reason").isNull()
-    held = (flagged.filter(kept & (F.col("split") == "holdout")).select("doc_id", "text")
-            .mapInArrow(_shingle_batches, SHINGLE_SCHEMA))
+    store.write(flagged.filter(kept & (F.col("split") == "holdout")).select("doc_id", "text")
+                .mapInArrow(_shingle_batches, SHINGLE_SCHEMA), "holdout_shingles")
+    held = store.read("holdout_shingles")
     train = (flagged.filter(kept & (F.col("split") == "train")).select("doc_id", "text")
              .mapInArrow(_shingle_batches, SHINGLE_SCHEMA).select("h"))
     distinct = held.select("h").distinct()
     small = distinct.count() <= BROADCAST_SHINGLES
-    seen = train.join(F.broadcast(distinct) if small else distinct, "h", "left_semi").distinct()
-    shared = held.join(seen, "h", "left_semi").groupBy("doc_id").agg(F.count(F.lit(1)).alias("shared"))
-    totals = held.groupBy("doc_id").agg(F.count(F.lit(1)).alias("shingles"))
-    return (totals.join(shared, "doc_id", "left").fillna(0, ["shared"])
+    seen = (train.join(F.broadcast(distinct) if small else distinct, "h", "left_semi").distinct()
+            .withColumn("_seen", F.lit(1)))
+    return (held.join(seen, "h", "left").groupBy("doc_id")
+            .agg(F.count(F.lit(1)).alias("shingles"), F.count("_seen").alias("shared"))
             .withColumn("share", F.col("shared") / F.col("shingles")))
 
 
 def reject_near_duplicates(flagged: DataFrame, store: TableStore, overlap: float) -> DataFrame:
     """Held-out documents that share ``overlap`` of their shingles with training text become
     ``holdout_near_duplicate`` rejects; every held-out document's share is kept in ``holdout_overlap``."""
-    store.write(holdout_overlap(flagged), "holdout_overlap")
+    store.write(holdout_overlap(flagged, store), "holdout_overlap")
     near = (store.read("holdout_overlap").filter(F.col("share") >= F.lit(float(overlap)))
             .select("doc_id", F.lit(True).alias("_near")))
     joined = flagged.join(near, "doc_id", "left")
@@ -296,6 +307,10 @@ class IngestStep:
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
         flagged, n_input = self._flagged(spark, store)
+        return self._write_all(flagged, n_input, store)
+
+    def _write_all(self, flagged: DataFrame, n_input: int, store: TableStore) -> dict[str, int]:
+        """Write documents, rejects and the held-out set from every flagged row; check conservation."""
         log.info("ingest: %d input rows checked; writing the tables", n_input)
         store.write(self._documents(training_rows(flagged)), "documents")
         n_rejects = self._write_rejects(flagged, store)
@@ -330,9 +345,7 @@ class IngestStep:
         kept = training_rows(flagged)
         new = kept.join(stored.select("doc_id"), "doc_id", "left_anti")
         n_new, n_seen = _count_new_and_stored(kept, stored)  # before the writes below add the new rows
-        pending = store.read_if_exists("increment")
-        new_ids = new.select("doc_id") if pending is None else new.select("doc_id").unionByName(pending)
-        store.write(new_ids.distinct(), "increment")
+        _write_increment(store, new.select("doc_id"))
         store.write(stored.unionByName(self._documents(new)), "documents")
         n_rejects = self._write_rejects(flagged, store)
         n_holdout = self._write_holdout(flagged, store)
@@ -352,16 +365,15 @@ class IngestStep:
         stages that follow compute only the listed ones; rows of documents now
         held out drop out of those tables (``tables.per_document``).
         """
-        before = store.read("documents").select("doc_id").toPandas()
-        pending = store.read_if_exists("increment")
-        rows = self.run(spark, store)
-        previous = spark.createDataFrame(before, "doc_id string")
-        new_ids = store.read("documents").select("doc_id").join(previous, "doc_id", "left_anti")
-        new_ids = new_ids if pending is None else new_ids.unionByName(pending)
-        store.write(new_ids.distinct(), "increment")
+        stored = store.read("documents").select("doc_id")
+        flagged, n_input = self._flagged(spark, store)
+        # Written while ``documents`` still holds the old split: the training documents it does not hold.
+        _write_increment(store, training_rows(flagged).select("doc_id").join(stored, "doc_id", "left_anti"))
+        rows = self._write_all(flagged, n_input, store)
+        n_increment = store.read("increment").count()
         log.info("ingest: re-split into %d documents and %d held out; %d documents to score", rows["documents"],
-                 rows["holdout"], store.read("increment").count())
-        return {"increment": store.read("increment").count(), **rows}
+                 rows["holdout"], n_increment)
+        return {"increment": n_increment, **rows}
 
     def _flagged(self, spark: SparkSession, store: TableStore,
                  stored: Optional[DataFrame] = None) -> tuple[DataFrame, int]:

@@ -130,6 +130,11 @@ class DocumentWindows:
     owner: np.ndarray      # (n_windows,) document index
     n_docs: int
 
+    def head(self, n_docs: int) -> "DocumentWindows":
+        """The windows of the first ``n_docs`` documents (views, no copy): they come first."""
+        end = int(np.searchsorted(self.owner, n_docs))
+        return DocumentWindows(self.windows[:end], self.mask[:end], self.owner[:end], min(n_docs, self.n_docs))
+
 
 def document_windows(texts, context: int, separator: bytes) -> DocumentWindows:
     """Cut each text into windows of its own (see ``DocumentWindows``)."""
