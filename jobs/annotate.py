@@ -1,6 +1,6 @@
 """spark-submit entry point for the annotate job: `spark-submit jobs/annotate.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["annotate", *sys.argv[1:]]))
+run(["annotate", *sys.argv[1:]])

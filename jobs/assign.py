@@ -1,6 +1,6 @@
 """spark-submit entry point for the assign stage: `spark-submit jobs/assign.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["assign", *sys.argv[1:]]))
+run(["assign", *sys.argv[1:]])

@@ -1,6 +1,6 @@
 """spark-submit entry point for the cluster stage: `spark-submit jobs/cluster.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["cluster", *sys.argv[1:]]))
+run(["cluster", *sys.argv[1:]])

@@ -1,6 +1,6 @@
 """spark-submit entry point for the diversity stage: `spark-submit jobs/diversity.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["diversity", *sys.argv[1:]]))
+run(["diversity", *sys.argv[1:]])

@@ -1,6 +1,6 @@
 """spark-submit entry point for the embed stage: `spark-submit jobs/embed.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["embed", *sys.argv[1:]]))
+run(["embed", *sys.argv[1:]])

@@ -1,6 +1,6 @@
 """spark-submit entry point for the ingest stage: `spark-submit jobs/ingest.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["ingest", *sys.argv[1:]]))
+run(["ingest", *sys.argv[1:]])

@@ -1,6 +1,6 @@
 """spark-submit entry point for the mix stage: `spark-submit jobs/mix.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["mix", *sys.argv[1:]]))
+run(["mix", *sys.argv[1:]])

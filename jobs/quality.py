@@ -1,6 +1,6 @@
 """spark-submit entry point for the quality stage: `spark-submit jobs/quality.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["quality", *sys.argv[1:]]))
+run(["quality", *sys.argv[1:]])

@@ -1,6 +1,6 @@
 """spark-submit entry point for the report stage: `spark-submit jobs/report.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["report", *sys.argv[1:]]))
+run(["report", *sys.argv[1:]])

@@ -1,6 +1,6 @@
 """spark-submit entry point for the whole pipeline: `spark-submit jobs/run_pipeline.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["run", *sys.argv[1:]]))
+run(["run", *sys.argv[1:]])

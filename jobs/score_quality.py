@@ -1,6 +1,6 @@
 """spark-submit entry point for the score-quality job: `spark-submit jobs/score_quality.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["score-quality", *sys.argv[1:]]))
+run(["score-quality", *sys.argv[1:]])

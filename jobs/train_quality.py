@@ -1,6 +1,6 @@
 """spark-submit entry point for the train-quality job: `spark-submit jobs/train_quality.py --config conf/...`."""
 import sys
 
-from samplemix_spark.cli import main
+from samplemix_spark.cli import run
 
-sys.exit(main(["train-quality", *sys.argv[1:]]))
+run(["train-quality", *sys.argv[1:]])

@@ -19,7 +19,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 from samplemix_spark.demo.real import DEFAULT_NPM_DIR
 from samplemix_spark.errors import ConfigError, SampleMixError
@@ -275,5 +275,16 @@ def _missing_engine(exc: Exception) -> Optional[str]:
     return None
 
 
+def run(argv: Optional[Sequence[str]] = None) -> NoReturn:
+    """The console entry: ``main``, then an exit that is safe with the embedded engine."""
+    code = main(argv)
+    # Only a process that opened a session can hold an embedded engine; one that never
+    # did (bad arguments, no pyspark installed) exits plainly.
+    session = sys.modules.get("samplemix_spark.engine.session")
+    if session is None:
+        sys.exit(code)
+    session.exit_process(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import threading
+from typing import NoReturn
 
 from pyspark.sql import SparkSession
 
@@ -113,3 +114,25 @@ def _embedded_url() -> str:
             _embedded_server = server
         host, port = _embedded_server.listening_address
     return f"sc://{host}:{port}"
+
+
+def exit_process(code: int) -> NoReturn:
+    """End this process with ``code``; runs on the driver, as the last thing a command does.
+
+    With the embedded engine, Sail's executor threads live in this interpreter. A Python
+    UDF that has just raised (a bad source file, say) may still be unwinding on one of
+    them when the driver returns, and if CPython's finalisation starts then, glibc aborts
+    the process (lakehq/sail#2471) and a clean exit code 2 becomes a SIGABRT. Every table
+    is committed by the time a command returns, so the process flushes its output, runs
+    its exit handlers and leaves without finalising the interpreter.
+    """
+    if _embedded_server is None:
+        sys.exit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()
+    os._exit(code)
