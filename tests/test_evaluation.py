@@ -417,3 +417,74 @@ def test_evaluate_command_judges_one_run_against_its_natural_reference(spark, co
                      cwd=tmp_path)
     assert page.returncode == 0, page.stderr[-2000:]
     assert "Proxy evaluation" in (tmp_path / "page" / "report.html").read_text()
+
+
+def test_a_rerun_reads_stored_proxies_and_trains_only_what_is_missing(spark, corpus, tmp_path, monkeypatch):
+    from samplemix_spark.evaluation import swarm
+
+    _, cfg = corpus
+    trained = []
+
+    def counting(job, say=None):
+        trained.append((job.run, job.seed, job.budget_bytes))
+        return run_job(job, say)
+
+    monkeypatch.setattr(swarm, "run_job", counting)
+    natural = _mix(spark, cfg, tmp_path / "natural", method="domain")
+    alpha = _mix(spark, cfg, tmp_path / "alpha", alpha=0.5)
+    runs = [natural.tables.warehouse, alpha.tables.warehouse]
+    ev = _evaluation_config(cfg, tmp_path / "out", seeds=[0], max_eval_docs=6, budget_bytes=65536)
+    evaluate(spark, ev, runs, ["natural", "alpha"])
+    first = Evaluation.read(store_for(spark, cfg)).docs
+    assert sorted(trained) == [("alpha", 0, 65536), ("natural", 0, 65536)]
+    # Mixed again (new files, same content) and renamed: nothing is retrained, the figures are the same.
+    _mix(spark, cfg, tmp_path / "natural", method="domain")
+    evaluate(spark, ev, runs, ["natural_again", "alpha"])
+    again = Evaluation.read(store_for(spark, cfg)).docs.replace({"run": {"natural_again": "natural"}})
+    assert len(trained) == 2
+    key = ["run", "seed", "doc_id"]
+    pd.testing.assert_frame_equal(first.sort_values(key).reset_index(drop=True),
+                                  again.sort_values(key).reset_index(drop=True))
+    # A new seed trains only its proxies; another budget or another mix retrains.
+    evaluate(spark, dataclasses.replace(ev, evaluate=dataclasses.replace(ev.evaluate, seeds=[0, 1])), runs,
+             ["natural", "alpha"])
+    assert sorted(trained[2:]) == [("alpha", 1, 65536), ("natural", 1, 65536)]
+    evaluate(spark, dataclasses.replace(ev, evaluate=dataclasses.replace(ev.evaluate, budget_bytes=32768)),
+             runs[:1], ["natural"], reference=False)
+    _mix(spark, cfg, tmp_path / "alpha", alpha=0.6)
+    evaluate(spark, ev, runs[1:], ["alpha"], reference=False)
+    assert trained[4:] == [("natural", 0, 32768), ("alpha", 0, 65536)]
+
+
+def test_the_demo_study_and_the_fidelity_study_run_and_share_their_proxies(corpus, tmp_path):
+    """Both benchmark studies end to end at the test preset, on the test corpus instead of the quick start."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from .conftest import REPO
+
+    _, cfg = corpus
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+
+    def bench(script: str, *args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--config", str(config),
+                               "--out", str(tmp_path / "study"), "--set", "evaluate.budget_bytes=32768", *args],
+                              cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    demo = bench("evaluate_demo.py", "--preset", "test", "--seeds", "0", "--methods", "natural", "samplemix_a0.5")
+    assert "Macro over every held-out domain" in demo.stdout
+    assert {"natural", "samplemix_a0.5"} <= set(demo.stdout.split())
+    fid = bench("proxy_fidelity.py", "--small", "test", "--small-seeds", "0", "--reference", "test",
+                "--reference-budget", "65536", "--methods", "natural", "samplemix_a0.5", "samplemix_a1.0")
+    # The plan comes before any training, and the demo study's two proxies are read back, not retrained.
+    plan = fid.stdout.splitlines()[0]
+    assert plan.startswith("plan: small preset test") and "(2 stored); 1 to train" in plan, fid.stdout[:500]
+    assert "Spearman's rho between the rankings" in fid.stdout
+    pairs = pd.read_csv(tmp_path / "study" / "proxy_fidelity" / "pairs.csv")
+    assert len(pairs) == 3 and set(pairs["reference_word"]) <= {"better", "worse", "tied"}

@@ -19,6 +19,11 @@ verdict against natural proportions (``intervals``), and the paper's efficiency
 measure with its interval: the steps a run needs on the per-step documents to
 reach the natural-proportions run's final loss there.
 
+Every proxy's rows are also kept in ``proxy_eval_curves`` under a fingerprint
+of what decides them (``proxy_cache``): a rerun, or a study that adds runs or
+seeds, trains only the proxies that are missing, and a killed evaluation
+resumes at the next proxy.
+
 Runs are only compared on the same held-out set: every mix records the
 fingerprint of the held-out set its documents were split from, and runs with
 different fingerprints, or none, are refused.
@@ -39,10 +44,10 @@ from pyspark.sql import SparkSession
 from samplemix_spark.config import SampleMixConfig, TablesConfig
 from samplemix_spark.errors import InputError
 from samplemix_spark.evaluation import holdout as held
-from samplemix_spark.evaluation import intervals
+from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, final_domain_bars, learning_curves, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import ProxyJob, run_local, run_on_spark
+from samplemix_spark.evaluation.swarm import ProxyJob
 from samplemix_spark.mixing.weights import MixStats, MixStep, read_stats
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import snapshot_files
@@ -321,16 +326,7 @@ def evaluate(spark: SparkSession, cfg: SampleMixConfig, warehouses: list[str], n
     runs = [open_run(spark, cfg.tables, w, n) for w, n in zip(warehouses, names)]
     if reference and len(runs) == 1:
         runs.append(natural_reference(spark, cfg, runs[0], out / "reference_natural"))
-    spec = held_out_spec(cfg, check_holdout(runs))
-    domains = chosen_domains(cfg, spec)
-    jobs = _jobs(cfg, runs, spec)
-    log.info("evaluate: %d runs x %d seeds, preset %s, %d bytes each, macro over %s; held-out documents scored: %s",
-             len(runs), len(cfg.evaluate.seeds), cfg.evaluate.preset, jobs[0].budget_bytes, ", ".join(domains),
-             rests_on(spec))
-    scores = run_local(jobs) if executor(cfg) == "local" else run_on_spark(spark, jobs)
-    _log_speed(scores)
-    scores = labelled(scores, jobs)
-    evaluation = Evaluation(proxy_eval_frame(scores, runs, domains, cfg), *document_tables(scores))
+    evaluation = score_runs(spark, cfg, runs)
     write_evaluation(TableStore(spark, cfg.tables), evaluation)
     summary = summarise(evaluation, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
     write_figures(evaluation.proxy_eval, out)
@@ -341,6 +337,37 @@ def evaluate(spark: SparkSession, cfg: SampleMixConfig, warehouses: list[str], n
              else " (seed variance not included: fewer than 3 seeds)", out,
              summary.to_string(float_format=lambda v: f"{v:.4f}"))
     return summary
+
+
+@dataclass
+class Planned:
+    """The proxies an evaluation of some runs needs, before any is trained."""
+
+    spec: held.HeldOutSpec
+    domains: list[str]
+    jobs: list[ProxyJob]
+    prints: dict[int, str]   # job -> fingerprint (``proxy_cache``)
+
+
+def plan(cfg: SampleMixConfig, runs: list[Run]) -> Planned:
+    """The jobs of every run and seed under ``cfg.evaluate``, with the fingerprints that find stored ones."""
+    spec = held_out_spec(cfg, check_holdout(runs))
+    jobs = _jobs(cfg, runs, spec)
+    identities = {run.name: proxy_cache.mix_identity(run.stats, run.inputs()) for run in runs}
+    return Planned(spec, chosen_domains(cfg, spec), jobs,
+                   {job.job: proxy_cache.fingerprint(job, identities[job.run]) for job in jobs})
+
+
+def score_runs(spark: SparkSession, cfg: SampleMixConfig, runs: list[Run]) -> Evaluation:
+    """The evaluation of ``runs`` under ``cfg.evaluate``; proxies stored in ``cfg``'s warehouse are not retrained."""
+    planned = plan(cfg, runs)
+    log.info("evaluate: %d runs x %d seeds, preset %s, %d bytes each, macro over %s; held-out documents scored: %s",
+             len(runs), len(cfg.evaluate.seeds), cfg.evaluate.preset, planned.jobs[0].budget_bytes,
+             ", ".join(planned.domains), rests_on(planned.spec))
+    scores = proxy_cache.train_missing(TableStore(spark, cfg.tables), planned.jobs, planned.prints, executor(cfg))
+    _log_speed(scores)
+    scores = labelled(scores, planned.jobs)
+    return Evaluation(proxy_eval_frame(scores, runs, planned.domains, cfg), *document_tables(scores))
 
 
 def write_evaluation(store: TableStore, evaluation: Evaluation) -> None:

@@ -138,14 +138,34 @@ def _mfu(model: ByteLM, preset: Preset, bytes_per_s: float, device: torch.device
     return flops_per_byte(model, preset) * bytes_per_s / peak if peak else None
 
 
-def measured_bytes_per_s(preset: Preset, threads: int, steps: int = 3) -> float:
-    """Training bytes/s of ``preset`` on this machine, from a few steps on random bytes (for time estimates)."""
-    data = np.random.default_rng(0).integers(0, 256, (steps + 1) * preset.batch_size * preset.context + 1,
-                                             dtype=np.uint8)
-    quick = dataclasses.replace(preset, budget_bytes=len(data) - 1, evaluations=1)
-    started = time.perf_counter()
-    result = train(data, {}, quick, seed=0, threads=threads)
-    return result.steps * preset.batch_size * preset.context / (time.perf_counter() - started)
+def measured_bytes_per_s(preset: Preset, threads: int, steps: int = 8) -> float:
+    """Training bytes/s of ``preset`` on this machine, from a few steps on random bytes (for time estimates).
+
+    A one-step run first pays the one-off costs (allocation, kernel selection), which
+    would otherwise dominate a small preset's few timed steps.
+    """
+    def run(n_steps: int) -> float:
+        data = np.random.default_rng(0).integers(0, 256, (n_steps + 1) * preset.batch_size * preset.context + 1,
+                                                 dtype=np.uint8)
+        quick = dataclasses.replace(preset, budget_bytes=len(data) - 1, evaluations=1)
+        return train(data, {}, quick, seed=0, threads=threads).bytes_per_s
+
+    run(1)
+    return run(steps)
+
+
+def measured_scoring_bytes_per_s(preset: Preset, threads: int, texts: list) -> float:
+    """Held-out scoring bytes/s of ``preset`` on this machine, from an untrained model scoring ``texts``."""
+    if not texts:
+        return float("inf")
+    with pinned_threads(threads):
+        torch.manual_seed(0)
+        model = ByteLM(preset)
+        windows_of = document_windows(texts, preset.context, SEPARATOR)
+        document_bits(model, windows_of, EVAL_BATCH, torch.device("cpu"))  # the one-off costs
+        started = time.perf_counter()
+        document_bits(model, windows_of, EVAL_BATCH, torch.device("cpu"))
+    return sum(len(t) for t in texts) / (time.perf_counter() - started)
 
 
 def unigram_bits_per_byte(train_bytes: np.ndarray, held_out: np.ndarray) -> float:

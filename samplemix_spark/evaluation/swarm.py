@@ -99,11 +99,12 @@ def run_job(job: ProxyJob, say: Optional[Callable[[str], None]] = None) -> pd.Da
                         epochs=stream.epochs)[CURVE_COLUMNS]
 
 
-def run_local(jobs: list[ProxyJob]) -> pd.DataFrame:
-    """Train the proxies in this process, one after another, logging progress."""
+def run_local(jobs: list[ProxyJob], first: int = 1, total: Optional[int] = None) -> pd.DataFrame:
+    """Train the proxies in this process, one after another, logging progress (``first`` of ``total``)."""
     curves = []
-    for i, job in enumerate(jobs, 1):
-        log.info("evaluate: proxy %d/%d (run %s, seed %d)", i, len(jobs), job.run, job.seed)
+    for i, job in enumerate(jobs, first):
+        log.info("evaluate: proxy %d/%d (run %s, seed %d, preset %s)", i, total or len(jobs), job.run, job.seed,
+                 job.preset)
         curve = run_job(job, say=lambda line: log.info("evaluate:   %s", line))
         log.info("evaluate:   %.0f s, %.0f bytes/s", curve["seconds"].iat[0], curve["bytes_per_s"].iat[0])
         curves.append(curve)
@@ -153,8 +154,8 @@ def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob],
     finished proxies; as Spark tasks, after the whole batch.
     """
     if executor == "local":
-        for job in jobs:
-            record(run_local([job]))
+        for i, job in enumerate(jobs, 1):
+            record(run_local([job], i, len(jobs)))
     elif jobs:
         record(run_on_spark(spark, jobs))
 

@@ -40,9 +40,9 @@ from samplemix_spark.config import MixingConfig, SampleMixConfig, build_config
 from samplemix_spark.errors import InputError
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
-from samplemix_spark.evaluation import intervals
+from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, save_figure
-from samplemix_spark.evaluation.proxy import PRESETS, measured_bytes_per_s
+from samplemix_spark.evaluation.proxy import PRESETS
 from samplemix_spark.evaluation.swarm import ProxyJob, counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.mixing.weights import compute_stats, scored_documents, weights_frame
 from samplemix_spark.tables import TableStore
@@ -52,6 +52,9 @@ KEY = ["alpha", "tau", "max_repeats", "seed"]
 TUNE_COLUMNS = [*KEY, "domain", "docs", "bytes", "bpb", "chosen", "tied", "preset", "budget_bytes", "holdout",
                 "fingerprint"]
 DOC_COLUMNS = [*KEY, "doc_id", "domain", "bytes", "bits", "preset", "budget_bytes", "holdout", "fingerprint"]
+# What the fidelity study (benchmarks/proxy_fidelity.py) found the cpu preset can and cannot decide.
+CPU_PRESET_NOTE = ("the cpu preset (0.26M parameters, 2 MiB) ranks some kinds of difference and not others; see "
+                   "docs/evaluation.md#what-the-cpu-preset-can-decide before trusting its choice")
 SEARCHED = ("alpha", "tau", "max_repeats", "method", "export_format", "export_path")
 
 
@@ -176,15 +179,6 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     save_figure(path, draw)
 
 
-def _plan(n_candidates: int, jobs: list[ProxyJob], n_done: int, preset: str, threads: int, executor: str) -> str:
-    budget = jobs[0].budget_bytes if jobs else PRESETS[preset].budget_bytes
-    rate = measured_bytes_per_s(PRESETS[preset], threads)
-    minutes = len(jobs) * budget / rate / 60
-    return (f"tune: {n_candidates} candidates x seeds = {len(jobs) + n_done} proxies of {budget:,} bytes "
-            f"({n_done} already done); {len(jobs)} to train {executor}, about {minutes:.1f} min at "
-            f"{rate:,.0f} bytes/s per proxy measured here")
-
-
 def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate], out: Path) -> pd.DataFrame:
     """Train proxies on every candidate and seed, write ``tune``, ``tune_docs`` and the plot; return the summary."""
     if not candidates:
@@ -203,7 +197,9 @@ def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate],
     jobs, labels = counted_jobs(cfg, store, "tune_counts", names,
                                 lambda i, seed: _key(candidates[i], seed) in finished, budget, spec)
     executor = ev.executor(cfg)
-    log.info(_plan(len(candidates), jobs, len(wanted) - len(jobs), preset, cfg.evaluate.threads, executor))
+    log.info(proxy_cache.plan_line("tune", len(wanted), jobs, executor))
+    if preset == "cpu":
+        log.info("tune: %s", CPU_PRESET_NOTE)
     log.info("tune: held-out documents scored: %s", ev.rests_on(spec))
     found = {job: (candidates[i], seed) for job, (i, seed) in labels.items()}
     results = {"docs": done[DOC_COLUMNS], "summary": None}

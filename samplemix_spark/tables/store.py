@@ -64,6 +64,7 @@ TABLES: dict[str, str] = {
     "proxy_eval": "evaluate",
     "proxy_eval_docs": "evaluate",
     "proxy_eval_step_docs": "evaluate",
+    "proxy_eval_curves": "evaluate",
     "tune_counts": "tune",
     "tune": "tune",
     "tune_docs": "tune",

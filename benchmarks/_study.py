@@ -1,0 +1,66 @@
+"""The demo study's methods, mixed from the quick start's scores: shared by evaluate_demo and proxy_fidelity.
+
+Every method is mixed from the same scored warehouse into ``<out>/<method>``
+with the same token budget (the source tokens, ``budget_mode: tokens``). Mixing
+is deterministic, so mixing again gives the same output and the proxies stored
+in ``proxy_eval_curves`` (``evaluation.proxy_cache``) are reused: a study that
+adds a method or a seed trains only what it adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from samplemix_spark.config import SampleMixConfig, build_config  # noqa: E402
+from samplemix_spark.evaluation.evaluate import Run, open_run  # noqa: E402
+from samplemix_spark.evaluation.mix_stage import mix_step  # noqa: E402
+from samplemix_spark.tables import TableStore  # noqa: E402
+
+METHODS = {
+    "natural": {"method": "domain"},
+    "entropy": {"method": "domain", "domain_weights": {"source": "entropy"}},
+    "quality_threshold": {"method": "domain", "domain_weights": {"source": "quality_threshold", "quality_cut": 6}},
+    "bimix": {"method": "domain", "domain_weights": {"source": "bimix"}},
+    **{f"samplemix_a{alpha}": {"alpha": alpha, "tau": 0.2} for alpha in (0.0, 0.5, 0.8, 1.0)},
+}
+
+
+def study_arguments(description: str) -> argparse.ArgumentParser:
+    """The options both studies take."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=str(REPO / "conf" / "local.yaml"))
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--swarm-seeds", nargs="+", type=int, default=[0], help="seeds of BiMix's proxy swarm")
+    parser.add_argument("--out", default="out/evaluate_demo")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                        help="a config override, as samplemix --set takes (e.g. tables.warehouse=...)")
+    return parser
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+
+def with_evaluate(cfg: SampleMixConfig, **settings) -> SampleMixConfig:
+    return dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, **settings))
+
+
+def mix_methods(spark, cfg: SampleMixConfig, methods: list[str], out: str, swarm_seeds: list[int]) -> list[Run]:
+    """Mix each method from ``cfg``'s scored warehouse into ``<out>/<method>``; the runs, named by method."""
+    scored = TableStore(spark, cfg.tables)
+    runs = []
+    for name in methods:
+        mixing = build_config({"mixing": {**dataclasses.asdict(cfg.mixing), "budget_mode": "tokens",
+                                          "method": "samplemix", "domain_weights": {}, **METHODS[name]}}).mixing
+        variant = dataclasses.replace(with_evaluate(cfg, seeds=swarm_seeds) if name == "bimix" else cfg,
+                                      mixing=mixing, tables=dataclasses.replace(cfg.tables, warehouse=f"{out}/{name}"))
+        mix_step(variant).run(spark, TableStore(spark, variant.tables), inputs=scored)
+        runs.append(open_run(spark, cfg.tables, variant.tables.warehouse, name))
+    return runs
