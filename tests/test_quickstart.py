@@ -126,7 +126,7 @@ def test_tune_on_the_demo_corpus_prints_a_setting_from_its_grid(quickstart):
     result = samplemix("tune", "--config", str(REPO / "conf" / "local.yaml"), "--alphas", "0", "1", "--seeds", "0",
                        "--preset", "test", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "tune: 2 candidates x seeds = 2 proxies of 131,072 bytes (0 already done); 2 to train" in result.stderr
+    assert "tune: 2 proxies of 131,072 bytes, preset test (0 stored); 2 to train" in result.stderr
     # One seed: the verdicts rest on the held-out documents alone, and say so.
     assert "1 seed(s), seed variance not included" in result.stderr
     table = _table(root, "tune")

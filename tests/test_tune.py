@@ -88,7 +88,7 @@ def test_tune_picks_the_setting_that_feeds_the_scored_domain_and_resumes(spark, 
     assert sorted(again["alpha"]) == [0.0, 0.5, 1.0]
     caplog.set_level(logging.INFO)
     tune(spark, cfg, grid([0.0, 0.5, 1.0], [0.2], [None]), out)
-    assert "3 candidates x seeds = 6 proxies of 131,072 bytes (6 already done); 0 to train" in caplog.text
+    assert "tune: 6 proxies (6 stored); 0 to train" in caplog.text
 
 
 def test_tune_without_a_held_out_set_is_refused(spark, tmp_path):
@@ -118,7 +118,7 @@ def test_tune_recomputes_the_macro_for_new_domains_and_retrains_after_a_score_ch
     wider = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, domains=["code", "tech"]))
     caplog.clear()
     tune(spark, wider, grid([1.0], [0.2], [None]), out)
-    assert "1 candidates x seeds = 2 proxies of 131,072 bytes (2 already done); 0 to train" in caplog.text
+    assert "tune: 2 proxies (2 stored); 0 to train" in caplog.text
     table = store_for(spark, cfg).read("tune").toPandas()
     per_domain = table.pivot_table(index="seed", columns="domain", values="bpb")
     np.testing.assert_allclose(per_domain["_all"], (per_domain["code"] + per_domain["tech"]) / 2, rtol=1e-12)
@@ -129,6 +129,16 @@ def test_tune_recomputes_the_macro_for_new_domains_and_retrains_after_a_score_ch
     caplog.clear()
     tune(spark, cfg, grid([1.0], [0.2], [None]), out)
     assert "trained under other settings" in caplog.text
-    assert "(0 already done); 2 to train" in caplog.text
+    assert "(0 stored); 2 to train" in caplog.text
     docs = store.read("tune_docs").toPandas()
     assert docs["fingerprint"].nunique() == 1 and len(docs.drop_duplicates(["alpha", "seed"])) == 2
+
+
+def test_tune_on_the_cpu_preset_points_at_what_that_preset_can_decide(spark, scored, caplog):
+    root, cfg = scored
+    cpu = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, preset="cpu", seeds=[0],
+                                                                budget_bytes=8192))
+    caplog.set_level(logging.INFO)
+    tune(spark, cpu, grid([1.0], [0.2], [None]), root / "out_cpu")
+    notes = [r.getMessage() for r in caplog.records if "what-the-cpu-preset-can-decide" in r.getMessage()]
+    assert len(notes) == 1 and "docs/evaluation.md" in notes[0]

@@ -79,7 +79,7 @@ def seconds_per_proxy(preset: str, budget: int, threads: int, spec: held.HeldOut
 def plan_line(what: str, n_total: int, jobs: list[ProxyJob], executor: str) -> str:
     """One line before training: how many proxies, how many stored, and the expected time from measured speed."""
     if not jobs:
-        return f"{what}: all {n_total} proxies are stored already; nothing to train"
+        return f"{what}: {n_total} proxies ({n_total} stored); 0 to train"
     job = jobs[0]
     seconds, rate = seconds_per_proxy(job.preset, job.budget_bytes, job.threads, job.held_out)
     return (f"{what}: {n_total} proxies of {job.budget_bytes:,} bytes, preset {job.preset} "
