@@ -56,3 +56,12 @@ def test_column_methods_need_their_columns():
 def test_missing_config_file():
     with pytest.raises(ConfigError, match="not found"):
         load_config("conf/nope.yaml")
+
+
+def test_every_proxy_preset_the_trainer_has_is_a_valid_setting():
+    from samplemix_spark.config import PROXY_PRESETS
+    from samplemix_spark.models.byte_lm import PRESETS
+
+    assert sorted(PROXY_PRESETS) == sorted(PRESETS)
+    for name in PRESETS:
+        assert build_config({"evaluate": {"preset": name}}).evaluate.preset == name
