@@ -29,5 +29,5 @@ def test_jobs_are_thin_entry_points_for_every_stage():
 
     for stage in STAGES + EXTRA_JOBS:
         source = (REPO / "jobs" / f"{stage.replace('-', '_')}.py").read_text()
-        assert f'main(["{stage}", *sys.argv[1:]])' in source
-    assert 'main(["run", *sys.argv[1:]])' in (REPO / "jobs" / "run_pipeline.py").read_text()
+        assert f'run(["{stage}", *sys.argv[1:]])' in source
+    assert 'run(["run", *sys.argv[1:]])' in (REPO / "jobs" / "run_pipeline.py").read_text()
