@@ -55,6 +55,28 @@ def test_summary_and_view(spark, reported):
     pd.testing.assert_frame_equal(view[table.columns], table, check_dtype=False)
 
 
+def test_summary_states_the_precision_of_the_draw(spark, reported):
+    import numpy as np
+
+    store = store_for(spark, reported)
+    summary = store.read("report_summary").collect()[0]
+    weights = store.read("weights").select("c", "n_tokens", "count").toPandas()
+    c, n = weights["c"].to_numpy(), weights["n_tokens"].to_numpy(dtype=float)
+    fraction = c - np.floor(c)
+    sd = np.sqrt(np.sum(fraction * (1 - fraction) * n ** 2))
+    assert summary.rounding_sd_tokens == pytest.approx(sd, rel=1e-9)
+    assert summary.realised_error_sd == pytest.approx(((weights["count"] * n).sum() - (c * n).sum()) / sd, rel=1e-9)
+    # The formula is the spread of the integer-plus-Bernoulli total: simulated draws agree within 10%.
+    rng = np.random.default_rng(0)
+    totals = [((np.floor(c) + (rng.random(len(c)) < fraction)) * n).sum() for _ in range(400)]
+    assert np.std(totals, ddof=1) == pytest.approx(sd, rel=0.1)
+    from samplemix_spark.report.domains import format_report
+
+    text = format_report(spark, store)
+    assert f"rounding sigma {sd / summary.target_tokens:.2%} of the target" in text
+    assert "hypothetical, had the budget been in tokens" in text  # this fixture is budgeted in documents
+
+
 def test_html_report_has_summary_table_and_figures(spark, reported, tmp_path):
     from samplemix_spark.report.html import write_html
 

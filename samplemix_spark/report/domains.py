@@ -32,6 +32,9 @@ WITH per_domain AS (
          SUM(GREATEST(c_uncapped - c, 0))              AS cap_mass_out,
          SUM(GREATEST(c - c_uncapped, 0))              AS cap_mass_in,
          SUM(c)                                        AS expected_docs,
+         SUM(c * n_tokens)                             AS expected_tokens,
+         -- Var(count x n_tokens) of the draw: a count is floor(c) plus one with probability f = c - floor(c).
+         SUM((c - FLOOR(c)) * (1 - (c - FLOOR(c))) * n_tokens * n_tokens) AS rounding_variance,
          AVG(q)                                        AS mean_q,
          AVG(d)                                        AS mean_d,
          AVG(p)                                        AS mean_p,
@@ -74,12 +77,21 @@ def register_domain_mix_view(spark: SparkSession, store: TableStore) -> str:
 def summary_frame(spark: SparkSession, store: TableStore, domains: DataFrame) -> DataFrame:
     """One row: target vs achieved tokens, the run's parameters and corpus totals."""
     stats = read_stats(store)
-    totals = domains.agg({"output_tokens": "sum", "output_docs": "sum", "selected_docs": "sum"}).collect()[0]
+    totals = domains.agg({"output_tokens": "sum", "output_docs": "sum", "selected_docs": "sum",
+                          "expected_tokens": "sum", "rounding_variance": "sum"}).collect()[0]
     achieved = float(totals["sum(output_tokens)"] or 0)
+    expected = float(totals["sum(expected_tokens)"] or 0)
+    rounding_sd = float(totals["sum(rounding_variance)"] or 0) ** 0.5
     row = {
         "target_tokens": stats.target_tokens,
         "achieved_tokens": achieved,
         "relative_error": (achieved - stats.target_tokens) / stats.target_tokens,
+        # The draw's own precision: the standard deviation of the realised total around its expectation
+        # (independent Bernoulli draws), and where this draw landed in those units.
+        "expected_tokens": expected,
+        "rounding_sd_tokens": rounding_sd,
+        "rounding_sd_share": rounding_sd / stats.target_tokens,
+        "realised_error_sd": (achieved - expected) / rounding_sd if rounding_sd > 0 else 0.0,
         "alpha": stats.alpha, "tau": stats.tau, "seed": stats.seed,
         "source_docs": stats.n_source_docs, "source_tokens": stats.source_tokens,
         "target_docs": stats.n_target_docs,
@@ -121,6 +133,17 @@ class ReportStep:
         return {"report_domains": domains.count(), "report_summary": 1}
 
 
+def _budget_line(summary) -> str:
+    """The budget's precision: the mode's expected error, the draw's sigma, and the other mode as a what-if."""
+    mode = summary.budget_mode
+    other = "documents" if mode == "tokens" else "tokens"
+    line = (f"budget in {mode}: expected token error before rounding "
+            f"{summary[f'expected_error_{mode}_mode']:+.3%}; rounding sigma {summary.rounding_sd_share:.2%} of the "
+            f"target ({summary.rounding_sd_tokens:,.0f} tokens), this draw {summary.realised_error_sd:+.2f} sigma")
+    return (f"{line}\nhypothetical, had the budget been in {other}: expected token error "
+            f"{summary[f'expected_error_{other}_mode']:+.3%}")
+
+
 def format_report(spark: SparkSession, store: TableStore) -> str:
     """The summary and the per-domain table as text, for the terminal."""
     summary = store.read("report_summary").collect()[0]
@@ -129,8 +152,7 @@ def format_report(spark: SparkSession, store: TableStore) -> str:
             f"relative error {summary.relative_error:+.4%}  alpha={summary.alpha} tau={summary.tau} "
             f"seed={summary.seed}\nsource docs {summary.source_docs:,}  output docs "
             f"{summary.output_docs:,}  zero-count share {summary.zero_count_share:.2%}\n"
-            f"budget in {summary.budget_mode}; expected token error before rounding: documents mode "
-            f"{summary.expected_error_documents_mode:+.3%}, tokens mode {summary.expected_error_tokens_mode:+.3%}")
+            f"{_budget_line(summary)}")
     if summary.max_repeats is not None:
         head += (f"\nmax_repeats {summary.max_repeats}: {summary.capped_docs:,} documents capped after "
                  f"{summary.cap_rounds} rounds")
