@@ -23,6 +23,7 @@ TABLE_FORMATS = ("delta", "parquet")
 SOURCE_FORMATS = ("json", "parquet", "delta")
 EXPORT_FORMATS = ("jsonl", "parquet")
 BUDGET_MODES = ("documents", "tokens")
+ROUNDINGS = ("bernoulli", "systematic")
 MIX_METHODS = ("samplemix", "domain")
 DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_threshold")
 ENTROPY_KINDS = ("shannon", "conditional", "joint")
@@ -354,6 +355,8 @@ class MixingConfig:
     shorter than average; ``tokens`` scales the counts so that sum c(x) n_tokens(x)
     equals the token budget exactly. ``max_repeats`` caps each document's expected
     count; the excess goes to uncapped documents in proportion to their weights.
+    ``rounding`` turns expected counts into integers (``mixing.rounding``): independent
+    hashed Bernoulli draws (the paper's rule) or systematic rounding.
     """
 
     alpha: float = 0.8
@@ -363,6 +366,7 @@ class MixingConfig:
     target_fraction: Optional[float] = None
     budget_mode: str = "documents"
     max_repeats: Optional[float] = None
+    rounding: str = "bernoulli"
     method: str = "samplemix"
     domain_weights: DomainWeightsConfig = field(default_factory=DomainWeightsConfig)
     shuffle: bool = False
@@ -385,6 +389,7 @@ class MixingConfig:
                      f"mixing.{key}", f"got {value!r}, expected a number > 0")
         _require(isinstance(self.shuffle, bool), "mixing.shuffle", "expected true or false")
         _require_choice(self.budget_mode, "mixing.budget_mode", BUDGET_MODES)
+        _require_choice(self.rounding, "mixing.rounding", ROUNDINGS)
         _require_choice(self.method, "mixing.method", MIX_METHODS)
         _require(self.method == "samplemix" or self.max_repeats is None, "mixing.max_repeats",
                  "the repetition cap applies to mixing.method 'samplemix' only")

@@ -5,7 +5,8 @@ purpose (``HOLDOUT_SPLIT``, ``COUNT_DRAW``, ``KMEANS_SAMPLE``,
 ``ANNOTATION_SAMPLE``): the same on every engine, rerun and partitioning. Under
 hash scheme ``v2`` (every new warehouse) the purpose is hashed in with the
 document and the seed, ``xxhash64(doc_id, seed, purpose)``, so no choice of
-seeds makes two purposes pick the same documents. Scheme ``v1``,
+seeds makes two purposes pick the same documents; ``order_key`` gives the
+64-bit hash itself, as a sort key (``SYSTEMATIC_ORDER``). Scheme ``v1``,
 ``xxhash64(doc_id, seed)`` for every purpose, is what warehouses written before
 ``v2`` keep until they are rebuilt with ``samplemix run --force``: there, equal
 seeds make the k-means sample, the annotation sample and the extra Bernoulli
@@ -41,10 +42,12 @@ HOLDOUT_SPLIT = "holdout-split"          # which documents ingest holds out
 COUNT_DRAW = "count-draw"                # the Bernoulli draw of the extra copy
 KMEANS_SAMPLE = "kmeans-sample"          # which embeddings k-means is fitted on
 ANNOTATION_SAMPLE = "annotation-sample"  # which documents are sent for annotation
+SYSTEMATIC_ORDER = "systematic-order"    # the order of documents of equal length in systematic rounding
 # Python-side purposes (``doc_key``).
 HOLDOUT_ORDER = "holdout-order"    # which held-out documents are scored, and which at every evaluation step
 HOLDOUT_WINDOW = "holdout-window"  # where a long held-out document's scored window starts
 SWARM_DESIGN = "swarm-design"      # the random mixtures of a proxy swarm
+SYSTEMATIC_OFFSET = "systematic-offset"  # the one uniform offset of a systematic rounding
 
 
 def uniform(doc_id: Column, seed: int, purpose: str, scheme: str) -> Column:
@@ -60,6 +63,11 @@ def uniform(doc_id: Column, seed: int, purpose: str, scheme: str) -> Column:
         raise ValueError(f"hash scheme {scheme!r} is not one of {SCHEMES} (an 'auto' scheme must be resolved "
                          "against the warehouse first)")
     return F.shiftrightunsigned(hashed, 11).cast("double") / F.lit(_TWO_POW_53)
+
+
+def order_key(doc_id: Column, seed: int, purpose: str) -> Column:
+    """A 64-bit sort key of each document for ``purpose``: the same on every engine and partitioning."""
+    return F.xxhash64(doc_id, F.lit(seed), F.lit(purpose))
 
 
 def purpose_seed(purpose: str, seed: int) -> int:

@@ -26,7 +26,7 @@ def _sorted(frame: pd.DataFrame, key: str) -> pd.DataFrame:
 
 @pytest.mark.parametrize("n_docs, n_files, mixing", [
     (20000, 10, ("mixing.tau=0.2",)),
-    (4000, 5, ("mixing.tau=0.01", "mixing.alpha=1.0", "mixing.target_fraction=3.0")),
+    (4000, 5, ("mixing.tau=0.01", "mixing.alpha=1.0", "mixing.target_fraction=3.0", "mixing.rounding=systematic")),
 ])
 def test_jvm_local_counts_equal_embedded_counts(tmp_path, n_docs, n_files, mixing):
     # The embedded engine and JVM Spark (3 shuffle partitions) split the files into different partitions.
@@ -50,6 +50,9 @@ def test_jvm_local_counts_equal_embedded_counts(tmp_path, n_docs, n_files, mixin
     assert sail_weights["n_tokens"].tolist() == jvm_weights["n_tokens"].tolist()
     assert sail_weights["count"].tolist() == jvm_weights["count"].tolist()
     pd.testing.assert_series_equal(sail_weights["c"], jvm_weights["c"], rtol=1e-12)
+    if "mixing.rounding=systematic" in mixing:  # the total lands within the largest document of its expectation
+        n = sail_weights["n_tokens"].astype(float)
+        assert abs((sail_weights["count"] * n).sum() - (sail_weights["c"] * n).sum()) <= n.max()
 
     sail_output = DeltaTable(str(embedded / "wh" / "output")).to_pandas()
     jvm_output = pd.read_parquet(jvm / "wh" / "output")

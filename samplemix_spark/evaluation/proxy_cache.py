@@ -43,9 +43,15 @@ STORED_COLUMNS = ["fingerprint", *CURVE_COLUMNS[1:]]
 SCORING_SAMPLE_DOCS = 4  # per domain, timed to estimate held-out scoring
 
 
+# mix_run fields added after proxies were first stored, with their defaults: a field at its default is
+# left out of the identity, so proxies stored before it existed keep their fingerprints.
+LATER_FIELDS = {"rounding": "bernoulli"}
+
+
 def mix_identity(stats, inputs: TableStore) -> str:
     """What a run's output is, by content: its ``mix_run`` record and the scores it was mixed from."""
-    record = {k: v for k, v in dataclasses.asdict(stats).items() if k != "inputs"}
+    record = {k: v for k, v in dataclasses.asdict(stats).items()
+              if k != "inputs" and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
     return json.dumps({"mix": record, "scores": scores_fingerprint(inputs)}, sort_keys=True, default=str)
 
 

@@ -25,6 +25,7 @@ from samplemix_spark.hashing import COUNT_DRAW, CURRENT_SCHEME, uniform
 from samplemix_spark.ingest.holdout import fingerprint
 from samplemix_spark.mixing import budget, formulas
 from samplemix_spark.mixing.output import build_output, export_output, output_file_count
+from samplemix_spark.mixing.rounding import systematic_counts
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class MixStats:
     holdout: str = ""            # fingerprint of the held-out set the documents were split from
     inputs: str = ""             # warehouse of the documents and scores, when not this run's own
     hash_scheme: str = "v1"      # of the count draw (``hashing``); mix_run tables from before schemes are v1
+    rounding: str = "bernoulli"  # expected counts to integers (``rounding``)
 
     def expected_rows(self) -> float:
         """sum_x c(x) before the cap: the expected number of output rows, for sizing files."""
@@ -154,7 +156,7 @@ def compute_stats(scored: DataFrame, cfg: MixingConfig, hash_scheme: str = CURRE
         q_min=agg["q_min"], q_max=agg["q_max"], d_min=agg["d_min"], d_max=agg["d_max"],
         p_max=p_max, shifted_sum=float(sums["w"]), shifted_token_sum=float(sums["wn"]),
         scale=scale.scale, uncapped_scale=scale.uncapped_scale, cap_rounds=scale.cap_rounds,
-        n_capped=scale.n_capped, hash_scheme=hash_scheme,
+        n_capped=scale.n_capped, hash_scheme=hash_scheme, rounding=cfg.rounding,
     )
 
 
@@ -169,11 +171,12 @@ def weights_frame(scored: DataFrame, stats: MixStats, c: Optional[Column] = None
         c_uncapped = formulas.expected_count(p, stats.p_max, stats.tau, stats.uncapped_scale)
     else:
         c_uncapped = c
-    u = uniform(F.col("doc_id"), stats.seed, COUNT_DRAW, stats.hash_scheme)
     with_c = scored.select("doc_id", "domain", "n_tokens", "q", "d", q_norm.alias("q_norm"),
-                           d_norm.alias("d_norm"), p.alias("p"), c.alias("c"), c_uncapped.alias("c_uncapped"),
-                           u.alias("_u"))
-    return with_c.select("*", formulas.integer_count(F.col("c"), F.col("_u")).alias("count")).drop("_u")
+                           d_norm.alias("d_norm"), p.alias("p"), c.alias("c"), c_uncapped.alias("c_uncapped"))
+    if stats.rounding == "systematic":
+        return systematic_counts(with_c, stats.seed)
+    u = uniform(F.col("doc_id"), stats.seed, COUNT_DRAW, stats.hash_scheme)
+    return with_c.select("*", formulas.integer_count(F.col("c"), u).alias("count"))
 
 
 class MixStep:
