@@ -24,7 +24,8 @@ SOURCE_FORMATS = ("json", "parquet", "delta")
 EXPORT_FORMATS = ("jsonl", "parquet")
 BUDGET_MODES = ("documents", "tokens")
 ROUNDINGS = ("bernoulli", "systematic")
-MIX_METHODS = ("samplemix", "domain")
+MIX_METHODS = ("samplemix", "domain", "quadmix")
+QUADMIX_CRITERIA = ("quality",)  # the quality table's q; more criteria come from scored columns
 DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_threshold")
 ENTROPY_KINDS = ("shannon", "conditional", "joint")
 QUALITY_METHODS = ("column", "heuristic", "model")
@@ -343,6 +344,65 @@ class DomainWeightsConfig:
                      "source 'quality_threshold' needs a quality cut")
 
 
+QUADMIX_SAMPLING = ("lam", "omega", "eta", "epsilon")
+
+
+def _check_quadmix_sampling(values: dict, prefix: str) -> None:
+    checks = {"lam": (lambda v: v > 0, "a number > 0"), "omega": (lambda v: 0 < v <= 1, "a number in (0, 1]"),
+              "eta": (lambda v: v >= 0, "a number >= 0"), "epsilon": (lambda v: v >= 0, "a number >= 0")}
+    for key, value in values.items():
+        _require(key in checks, f"{prefix}.{key}", f"unknown key; expected one of {', '.join(QUADMIX_SAMPLING)}, "
+                 "weights")
+        ok, expected = checks[key]
+        _require(_is_number(value) and ok(value), f"{prefix}.{key}", f"got {value!r}, expected {expected}")
+
+
+def _check_quadmix_weights(weights: dict, key: str) -> None:
+    _require(isinstance(weights, dict) and bool(weights), key, "expected a criterion -> weight mapping")
+    for name, weight in weights.items():
+        _require(name in QUADMIX_CRITERIA, f"{key}.{name}",
+                 f"unknown quality criterion; the criteria available are: {', '.join(QUADMIX_CRITERIA)}")
+        _require(_is_number(weight) and weight >= 0, f"{key}.{name}", f"got {weight!r}, expected a number >= 0")
+    _require(sum(weights.values()) > 0, key, "the merging weights need a positive sum")
+
+
+@dataclass
+class QuadMixConfig:
+    """QuaDMix's sampling function (arXiv 2504.16511, eq. 1-3), per domain m:
+
+    merged score q̄ = Σ_n σ(q_n)·weights[n] (σ: min-max over the corpus, larger is
+    better); r̄ = the token-weighted mid-rank of q̄ inside the domain (0: best);
+    S(r̄) = eta·2/(1 + exp(−lam·(omega − r̄))) + epsilon for r̄ <= omega, else
+    epsilon. The budget then scales every S by one factor. ``domains`` overrides
+    any of lam, omega, eta, epsilon and weights for one domain.
+    """
+
+    lam: float = 10.0
+    omega: float = 0.5
+    eta: float = 1.0
+    epsilon: float = 0.05
+    weights: dict = field(default_factory=lambda: {"quality": 1.0})
+    domains: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_quadmix_sampling({k: getattr(self, k) for k in QUADMIX_SAMPLING}, "mixing.quadmix")
+        _check_quadmix_weights(self.weights, "mixing.quadmix.weights")
+        _require(isinstance(self.domains, dict), "mixing.quadmix.domains", "expected a domain -> settings mapping")
+        for domain, values in self.domains.items():
+            prefix = f"mixing.quadmix.domains.{domain}"
+            _require(isinstance(values, dict), prefix, "expected a mapping of lam, omega, eta, epsilon, weights")
+            _check_quadmix_sampling({k: v for k, v in values.items() if k != "weights"}, prefix)
+            if "weights" in values:
+                _check_quadmix_weights(values["weights"], f"{prefix}.weights")
+
+    def for_domain(self, domain: str) -> dict:
+        """The sampling parameters and merging weights of one domain: the defaults, then its overrides."""
+        values = {k: float(getattr(self, k)) for k in QUADMIX_SAMPLING}
+        values["weights"] = dict(self.weights)
+        values.update(self.domains.get(domain, {}))
+        return values
+
+
 @dataclass
 class MixingConfig:
     """SampleMix weighting (SPEC §3): p = alpha*d + (1-alpha)*q, softmax at temperature tau.
@@ -369,6 +429,7 @@ class MixingConfig:
     rounding: str = "bernoulli"
     method: str = "samplemix"
     domain_weights: DomainWeightsConfig = field(default_factory=DomainWeightsConfig)
+    quadmix: QuadMixConfig = field(default_factory=QuadMixConfig)
     shuffle: bool = False
     output_file_mb: float = 256.0
     export_format: Optional[str] = None
@@ -391,8 +452,8 @@ class MixingConfig:
         _require_choice(self.budget_mode, "mixing.budget_mode", BUDGET_MODES)
         _require_choice(self.rounding, "mixing.rounding", ROUNDINGS)
         _require_choice(self.method, "mixing.method", MIX_METHODS)
-        _require(self.method == "samplemix" or self.max_repeats is None, "mixing.max_repeats",
-                 "the repetition cap applies to mixing.method 'samplemix' only")
+        _require(self.method != "domain" or self.max_repeats is None, "mixing.max_repeats",
+                 "the repetition cap applies to mixing.method 'samplemix' and 'quadmix', not 'domain'")
         _require(_is_number(self.output_file_mb) and self.output_file_mb > 0, "mixing.output_file_mb",
                  f"got {self.output_file_mb!r}, expected a number > 0")
         _require(self.max_repeats is None or (_is_number(self.max_repeats) and self.max_repeats > 0),

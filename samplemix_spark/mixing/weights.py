@@ -23,7 +23,7 @@ from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.errors import InputError, TableError
 from samplemix_spark.hashing import COUNT_DRAW, CURRENT_SCHEME, uniform
 from samplemix_spark.ingest.holdout import fingerprint
-from samplemix_spark.mixing import budget, formulas
+from samplemix_spark.mixing import budget, formulas, quadmix
 from samplemix_spark.mixing.output import build_output, export_output, output_file_count
 from samplemix_spark.mixing.rounding import systematic_counts
 from samplemix_spark.tables import TableStore
@@ -62,6 +62,7 @@ class MixStats:
     inputs: str = ""             # warehouse of the documents and scores, when not this run's own
     hash_scheme: str = "v1"      # of the count draw (``hashing``); mix_run tables from before schemes are v1
     rounding: str = "bernoulli"  # expected counts to integers (``rounding``)
+    parameters: str = ""         # JSON: QuaDMix's parameters per domain (method quadmix)
 
     def expected_rows(self) -> float:
         """sum_x c(x) before the cap: the expected number of output rows, for sizing files."""
@@ -160,12 +161,16 @@ def compute_stats(scored: DataFrame, cfg: MixingConfig, hash_scheme: str = CURRE
     )
 
 
-def weights_frame(scored: DataFrame, stats: MixStats, c: Optional[Column] = None) -> DataFrame:
+def weights_frame(scored: DataFrame, stats: MixStats, c: Optional[Column] = None,
+                  shown: Optional[dict] = None) -> DataFrame:
     """The ``weights`` table: doc_id, domain, n_tokens, q, d, q_norm, d_norm, p, c, c_uncapped, count.
 
-    ``c`` replaces SampleMix's expected count (the domain-weight baselines); p is kept for comparison.
+    ``c`` replaces SampleMix's expected count (the domain-weight baselines, QuaDMix); p is kept for
+    comparison unless ``shown`` gives other columns for p, q_norm and d_norm (QuaDMix).
     """
     q_norm, d_norm, p = weight_columns(dataclasses.asdict(stats), stats.alpha)
+    if shown:
+        q_norm, d_norm, p = shown["q_norm"], shown["d_norm"], shown["p"]
     if c is None:
         c = formulas.expected_count(p, stats.p_max, stats.tau, stats.scale, stats.max_repeats)
         c_uncapped = formulas.expected_count(p, stats.p_max, stats.tau, stats.uncapped_scale)
@@ -180,7 +185,7 @@ def weights_frame(scored: DataFrame, stats: MixStats, c: Optional[Column] = None
 
 
 class MixStep:
-    """Compute SampleMix weights and counts, then write weights, mix_run and output."""
+    """Compute SampleMix (or a baseline's, or QuaDMix's) weights and counts, then write weights, mix_run, output."""
 
     name = "mix"
 
@@ -197,7 +202,11 @@ class MixStep:
         scored = scored_documents(inputs)
         stats = dataclasses.replace(compute_stats(scored, mixing, store.hash_scheme), holdout=fingerprint(inputs),
                                     inputs="" if inputs is store else inputs.location("documents").rsplit("/", 1)[0])
-        c = None
+        c, shown = None, None
+        if mixing.method == "quadmix":
+            counts = quadmix.quadmix_counts(scored, mixing, stats.target_tokens if mixing.budget_mode == "tokens"
+                                            else stats.n_target_docs)
+            scored, c, stats, shown = counts.frame, counts.c, _quadmix_stats(stats, counts), quadmix.shown_columns()
         if mixing.method == "domain":
             from samplemix_spark.mixing.baselines.sampler import domain_count_column, domain_factors, weights_json
 
@@ -208,7 +217,7 @@ class MixStep:
         log.info("mix: %d source docs, %.0f source tokens -> target %.0f tokens = %.1f docs "
                  "(alpha=%s, tau=%s, seed=%s, budget in %s)", stats.n_source_docs, stats.source_tokens,
                  stats.target_tokens, stats.n_target_docs, stats.alpha, stats.tau, stats.seed, stats.budget_mode)
-        store.write(weights_frame(scored, stats, c), "weights")
+        store.write(weights_frame(scored, stats, c, shown), "weights")
         store.write(spark.createDataFrame([dataclasses.astuple(stats)], stats_schema()), "mix_run")
         n_files = output_file_count(stats.expected_rows(), stats.expected_tokens(), mixing.output_file_mb)
         store.write(build_output(store.read("weights"), inputs.read("documents"), mixing, n_files), "output")
@@ -216,6 +225,14 @@ class MixStep:
         if mixing.export_format:
             export_output(store.read("output"), mixing, n_files)
         return {"weights": stats.n_source_docs, "output": n_output}
+
+
+def _quadmix_stats(stats: MixStats, counts) -> MixStats:
+    """``stats`` with QuaDMix's method, budget scale and sums of S in place of SampleMix's."""
+    return dataclasses.replace(stats, method="quadmix", scale=counts.scale.scale,
+                               uncapped_scale=counts.scale.uncapped_scale, cap_rounds=counts.scale.cap_rounds,
+                               n_capped=counts.scale.n_capped, shifted_sum=counts.s_sum,
+                               shifted_token_sum=counts.s_token_sum, parameters=counts.parameters)
 
 
 def read_stats(store: TableStore) -> MixStats:

@@ -148,8 +148,9 @@ def format_report(spark: SparkSession, store: TableStore) -> str:
     """The summary and the per-domain table as text, for the terminal."""
     summary = store.read("report_summary").collect()[0]
     domains = store.read("report_domains").orderBy("domain").toPandas()
+    settings = "method=quadmix" if summary.method == "quadmix" else f"alpha={summary.alpha} tau={summary.tau}"
     head = (f"target tokens {summary.target_tokens:,.0f}  achieved {summary.achieved_tokens:,.0f}  "
-            f"relative error {summary.relative_error:+.4%}  alpha={summary.alpha} tau={summary.tau} "
+            f"relative error {summary.relative_error:+.4%}  {settings} "
             f"seed={summary.seed}\nsource docs {summary.source_docs:,}  output docs "
             f"{summary.output_docs:,}  zero-count share {summary.zero_count_share:.2%}\n"
             f"{_budget_line(summary)}")
