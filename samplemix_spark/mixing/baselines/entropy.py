@@ -1,8 +1,9 @@
 """Entropy of each domain's token distribution (BiMix's training-free proportions, SPEC §5).
 
 Executor side: token ids come from the ingest tokenizer (a pandas UDF); unigram
-and bigram counts per domain are Spark aggregates. Driver side: the entropies
-are computed from the (domain, count) aggregates, in bits:
+and bigram counts per domain, and the entropies from them, are Spark aggregates:
+H = log2 N - (sum n log2 n) / N, so only one row per domain reaches the driver
+(the distinct bigrams of a large corpus number in the hundreds of millions). In bits:
 
 - ``shannon``: H(X) over the unigram distribution of the domain's tokens;
 - ``joint``: H(X_t, X_t+1) over adjacent token pairs inside documents;
@@ -14,6 +15,8 @@ Proportions are r_i = H_i / sum_j H_j.
 """
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame
@@ -54,26 +57,28 @@ def token_pairs_column(text: Column, tokenizer: str) -> Column:
     return token_pairs(text)
 
 
-def _entropy_bits(counts: pd.DataFrame, group: str = "domain") -> pd.Series:
-    """sum -p log2 p per group, from rows (group, n) of outcome counts."""
-    import numpy as np
+def _entropy_bits(counts: DataFrame, outcome: str) -> dict[str, float]:
+    """H = log2 N - (sum n log2 n) / N per domain, from (domain, outcome) counts ``n``: two Spark aggregates.
 
-    totals = counts.groupby(group)["n"].transform("sum")
-    p = counts["n"] / totals
-    return (-(p * np.log2(p))).groupby(counts[group]).sum()
+    Only one row per domain reaches the driver, however many distinct outcomes the corpus has.
+    """
+    per_outcome = counts.groupBy("domain", outcome).agg(F.sum("n").alias("n"))
+    sums = per_outcome.groupBy("domain").agg(F.sum("n").cast("double").alias("total"),
+                                             F.sum(F.col("n") * F.log2(F.col("n"))).alias("n_log_n")).collect()
+    return {r["domain"]: math.log2(r["total"]) - r["n_log_n"] / r["total"] for r in sums}
 
 
 def domain_entropies(documents: DataFrame, tokenizer: str, kind: str) -> dict[str, float]:
     """Entropy of ``kind`` for each domain, in bits."""
     if kind == "shannon":
         ids = documents.select("domain", token_ids_column(F.col("text"), tokenizer).alias("ids"))
-        unigrams = ids.select("domain", F.explode("ids").alias("a")).groupBy("domain", "a").count()
-        return _entropy_bits(unigrams.withColumnRenamed("count", "n").toPandas()).to_dict()
+        unigrams = ids.select("domain", F.explode("ids").alias("a"), F.lit(1).alias("n"))
+        return _entropy_bits(unigrams, "a")
     pairs = documents.select("domain", F.explode(token_pairs_column(F.col("text"), tokenizer)).alias("pair"))
-    bigrams = pairs.groupBy("domain", "pair").count().withColumnRenamed("count", "n").toPandas()
-    bigrams["a"] = bigrams["pair"].to_numpy() >> 32  # the first token of the pair
-    joint = _entropy_bits(bigrams)
+    bigrams = pairs.groupBy("domain", "pair").agg(F.count(F.lit(1)).alias("n"))
+    joint = _entropy_bits(bigrams, "pair")
     if kind == "joint":
-        return joint.to_dict()
-    first = bigrams.groupby(["domain", "a"], as_index=False)["n"].sum()
-    return (joint - _entropy_bits(first)).to_dict()
+        return joint
+    # The first token of each pair, from the packed a * 2^32 + b.
+    first = _entropy_bits(bigrams.withColumn("a", F.shiftright("pair", 32)), "a")
+    return {domain: joint[domain] - first[domain] for domain in joint}
