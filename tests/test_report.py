@@ -84,6 +84,7 @@ def test_html_report_has_summary_table_and_figures(spark, reported, tmp_path):
     page = write_html(spark, store, tmp_path / "report.html").read_text()
     summary = store.read("report_summary").collect()[0]
     assert f"{summary.target_tokens:,.0f}" in page and f"{summary.achieved_tokens:,.0f}" in page
+    assert "alpha=0.8 tau=0.1" in page and f"rounding sigma {summary.rounding_sd_share:.2%}" in page
     assert page.count('src="data:image/png;base64,') == 4
     for name in ("quality_by_domain", "diversity_by_domain", "token_shares", "counts"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000

@@ -133,7 +133,14 @@ class ReportStep:
         return {"report_domains": domains.count(), "report_summary": 1}
 
 
-def _budget_line(summary) -> str:
+def run_settings(summary) -> str:
+    """The method's own settings: alpha and tau for SampleMix, the method's name otherwise."""
+    if summary.method == "samplemix":
+        return f"alpha={summary.alpha} tau={summary.tau}"
+    return f"method={summary.method}"
+
+
+def budget_line(summary) -> str:
     """The budget's precision: the mode's expected error, the draw's sigma, and the other mode as a what-if."""
     mode = summary.budget_mode
     other = "documents" if mode == "tokens" else "tokens"
@@ -148,12 +155,11 @@ def format_report(spark: SparkSession, store: TableStore) -> str:
     """The summary and the per-domain table as text, for the terminal."""
     summary = store.read("report_summary").collect()[0]
     domains = store.read("report_domains").orderBy("domain").toPandas()
-    settings = "method=quadmix" if summary.method == "quadmix" else f"alpha={summary.alpha} tau={summary.tau}"
     head = (f"target tokens {summary.target_tokens:,.0f}  achieved {summary.achieved_tokens:,.0f}  "
-            f"relative error {summary.relative_error:+.4%}  {settings} "
+            f"relative error {summary.relative_error:+.4%}  {run_settings(summary)} "
             f"seed={summary.seed}\nsource docs {summary.source_docs:,}  output docs "
             f"{summary.output_docs:,}  zero-count share {summary.zero_count_share:.2%}\n"
-            f"{_budget_line(summary)}")
+            f"{budget_line(summary)}")
     if summary.max_repeats is not None:
         head += (f"\nmax_repeats {summary.max_repeats}: {summary.capped_docs:,} documents capped after "
                  f"{summary.cap_rounds} rounds")

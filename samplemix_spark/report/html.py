@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.evaluation.plots import save_figure
+from samplemix_spark.report.domains import budget_line, run_settings
 from samplemix_spark.tables import TableStore
 
 SAMPLE_ROWS = 200_000
@@ -104,8 +105,8 @@ def write_html(spark: SparkSession, store: TableStore, path: Path) -> Path:
                      if r.seconds == r.seconds)
     body = f"""<h1>SampleMix run</h1>
 <p><b>Target tokens</b> {summary.target_tokens:,.0f} &middot; <b>achieved</b> {summary.achieved_tokens:,.0f}
-({summary.relative_error:+.3%}) &middot; alpha {summary.alpha} &middot; tau {summary.tau} &middot;
-seed {summary.seed} &middot; budget in {html.escape(str(summary.budget_mode))}</p>
+({summary.relative_error:+.3%}) &middot; {html.escape(run_settings(summary))} &middot; seed {summary.seed}</p>
+<p>{html.escape(budget_line(summary)).replace(chr(10), "<br>")}</p>
 <p>Source documents {summary.source_docs:,} &middot; output documents {summary.output_docs:,} &middot;
 zero-count share {summary.zero_count_share:.2%}</p>
 <h2>Time per stage</h2><ul>{timing or "<li>not recorded</li>"}</ul>
