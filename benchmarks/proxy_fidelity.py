@@ -38,7 +38,7 @@ def kind(a: str, b: str) -> str:
     alphas = [name.startswith("samplemix_a") for name in (a, b)]
     if all(alphas):
         return "alpha"
-    return "domain weights" if not any(alphas) else "domain weights vs samplemix"
+    return "domain-level methods" if not any(alphas) else "a domain-level method vs samplemix"
 
 
 def print_plan(spark, presets: dict, runs) -> None:
