@@ -12,7 +12,7 @@ import pytest
 from samplemix_spark.config import build_config
 from samplemix_spark.evaluation.stream import Copies, training_stream
 from samplemix_spark.evaluation.swarm import read_counts
-from samplemix_spark.evaluation.tune import Candidate, grid, tune
+from samplemix_spark.evaluation.tune import SEARCHED, Candidate, grid, tune
 from samplemix_spark.mixing import MixStep
 from samplemix_spark.pipeline import run_stage
 from samplemix_spark.tables.files import snapshot_files
@@ -142,3 +142,20 @@ def test_tune_on_the_cpu_preset_points_at_what_that_preset_can_decide(spark, sco
     tune(spark, cpu, grid([1.0], [0.2], [None]), root / "out_cpu")
     notes = [r.getMessage() for r in caplog.records if "what-the-cpu-preset-can-decide" in r.getMessage()]
     assert len(notes) == 1 and "docs/evaluation.md" in notes[0]
+
+
+def test_stored_proxies_stay_valid_when_new_mixing_settings_keep_their_defaults(spark, scored):
+    from samplemix_spark.evaluation.swarm import proxy_fingerprint
+
+    _, cfg = scored
+    store = store_for(spark, cfg)
+
+    def fingerprint(**mixing) -> str:
+        return proxy_fingerprint(dataclasses.replace(cfg, mixing=dataclasses.replace(cfg.mixing, **mixing)), store,
+                                 "h", SEARCHED)
+
+    default = fingerprint()
+    assert fingerprint(rounding="bernoulli") == default
+    assert fingerprint(rounding="systematic") != default
+    other = dataclasses.replace(cfg.mixing.quadmix, omega=0.2)
+    assert fingerprint(quadmix=other) != default

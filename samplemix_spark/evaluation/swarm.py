@@ -171,6 +171,15 @@ def scores_fingerprint(store) -> str:
     return f"{row['n']}:{int(row['h'] or 0):x}"
 
 
+def _later_default(key: str, value) -> bool:
+    """A mixing setting added after proxies were first stored, at its default: left out of fingerprints,
+    so stored proxies stay valid across the upgrade that added it."""
+    from samplemix_spark.config import MixingConfig
+
+    later = {"rounding", "quadmix"}
+    return key in later and value == dataclasses.asdict(MixingConfig())[key]
+
+
 def proxy_fingerprint(cfg, store, holdout: str, searched: tuple) -> str:
     """Everything besides the ``searched`` mixing settings that changes a candidate proxy's loss, as one hash.
 
@@ -182,7 +191,8 @@ def proxy_fingerprint(cfg, store, holdout: str, searched: tuple) -> str:
     from samplemix_spark.evaluation.proxy import PRESETS
 
     ev = cfg.evaluate
-    mixing = {k: v for k, v in dataclasses.asdict(cfg.mixing).items() if k not in searched}
+    mixing = {k: v for k, v in dataclasses.asdict(cfg.mixing).items()
+              if k not in searched and not _later_default(k, v)}
     parts = {"mixing": mixing, "scores": scores_fingerprint(store), "holdout": holdout, "preset": ev.preset,
              "budget": ev.budget_bytes or PRESETS[ev.preset].budget_bytes, "threads": ev.threads,
              "device": ev.device, "doc_bytes": ev.doc_bytes, "max_eval_docs": ev.max_eval_docs,
