@@ -1,9 +1,10 @@
 """Entropy of each domain's token distribution (BiMix's training-free proportions, SPEC §5).
 
 Executor side: token ids come from the ingest tokenizer (a pandas UDF); unigram
-and bigram counts per domain, and the entropies from them, are Spark aggregates:
-H = log2 N - (sum n log2 n) / N, so only one row per domain reaches the driver
-(the distinct bigrams of a large corpus number in the hundreds of millions). In bits:
+and bigram counts per domain are Spark aggregates, and so is the histogram of
+those counts (how many outcomes occur n times); the driver computes
+H = log2 N - (sum n log2 n) / N from the histogram. The distinct bigrams of a
+large corpus number in the hundreds of millions and never reach the driver. In bits:
 
 - ``shannon``: H(X) over the unigram distribution of the domain's tokens;
 - ``joint``: H(X_t, X_t+1) over adjacent token pairs inside documents;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -58,14 +60,24 @@ def token_pairs_column(text: Column, tokenizer: str) -> Column:
 
 
 def _entropy_bits(counts: DataFrame, outcome: str) -> dict[str, float]:
-    """H = log2 N - (sum n log2 n) / N per domain, from (domain, outcome) counts ``n``: two Spark aggregates.
+    """H = log2 N - (sum n log2 n) / N per domain, from (domain, outcome) counts ``n``.
 
-    Only one row per domain reaches the driver, however many distinct outcomes the corpus has.
+    Spark counts the outcomes per (domain, count value): integers, so exact in any
+    order. The driver sums n log2 n over the distinct count values in sorted order,
+    so the result is the same on every engine and rerun (a float sum inside Spark
+    would depend on partitioning). The rows that reach the driver are one per
+    distinct count value of a domain, which grows like the square root of its
+    token count at most, never with the number of distinct outcomes.
     """
     per_outcome = counts.groupBy("domain", outcome).agg(F.sum("n").alias("n"))
-    sums = per_outcome.groupBy("domain").agg(F.sum("n").cast("double").alias("total"),
-                                             F.sum(F.col("n") * F.log2(F.col("n"))).alias("n_log_n")).collect()
-    return {r["domain"]: math.log2(r["total"]) - r["n_log_n"] / r["total"] for r in sums}
+    histogram = per_outcome.groupBy("domain", "n").agg(F.count(F.lit(1)).alias("outcomes")).toPandas()
+    entropies = {}
+    for domain, rows in histogram.sort_values(["domain", "n"]).groupby("domain"):
+        n = rows["n"].to_numpy(dtype=float)
+        weight = rows["outcomes"].to_numpy(dtype=float)
+        total = float((n * weight).sum())
+        entropies[domain] = math.log2(total) - float((weight * n * np.log2(n)).sum()) / total
+    return entropies
 
 
 def domain_entropies(documents: DataFrame, tokenizer: str, kind: str) -> dict[str, float]:
