@@ -41,14 +41,17 @@ def kind(a: str, b: str) -> str:
     return "domain-level methods" if not any(alphas) else "a domain-level method vs samplemix"
 
 
-def print_plan(spark, presets: dict, runs) -> None:
-    """Proxies, bytes, how many are stored and the expected time, for every preset, before any training."""
+def print_plan(spark, presets: dict, runs) -> dict:
+    """Proxies, bytes, how many are stored and the expected time, for every preset, before any training;
+    returns each preset's plan for ``score_runs``."""
+    plans = {}
     for label, cfg in presets.items():
-        planned = plan(cfg, runs)
+        planned = plans[label] = plan(cfg, runs)
         todo = proxy_cache.missing(proxy_cache.stored(TableStore(spark, cfg.tables)), planned.jobs, planned.prints)
         print(f"plan: {label} preset {cfg.evaluate.preset}, seeds {cfg.evaluate.seeds}: "
               + proxy_cache.plan_line("fidelity", len(planned.jobs), todo, executor(cfg)).split(": ", 1)[1],
               flush=True)
+    return plans
 
 
 def report(result: fidelity.Fidelity, presets: dict) -> str:
@@ -93,8 +96,8 @@ def main() -> None:
                "reference": with_evaluate(cfg, preset=args.reference, seeds=args.reference_seeds,
                                           budget_bytes=args.reference_budget or None)}
     runs = mix_methods(spark, cfg, methods, args.out, args.swarm_seeds)
-    print_plan(spark, presets, runs)
-    evaluations = {label: score_runs(spark, c, runs) for label, c in presets.items()}
+    plans = print_plan(spark, presets, runs)
+    evaluations = {label: score_runs(spark, c, runs, plans[label]) for label, c in presets.items()}
     domains = evaluations["small"].domains()
     scores = {label: intervals.Scores.from_frame(e.docs) for label, e in evaluations.items()}
     strata = intervals.strata(scores["small"].domains, domains, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)

@@ -47,7 +47,7 @@ from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, final_domain_bars, learning_curves, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import ProxyJob
+from samplemix_spark.evaluation.swarm import ProxyJob, scores_fingerprint
 from samplemix_spark.mixing.weights import MixStats, MixStep, read_stats
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import snapshot_files
@@ -353,14 +353,24 @@ def plan(cfg: SampleMixConfig, runs: list[Run]) -> Planned:
     """The jobs of every run and seed under ``cfg.evaluate``, with the fingerprints that find stored ones."""
     spec = held_out_spec(cfg, check_holdout(runs))
     jobs = _jobs(cfg, runs, spec)
-    identities = {run.name: proxy_cache.mix_identity(run.stats, run.inputs()) for run in runs}
+    # Runs mixed from one scored warehouse share its scores fingerprint: one aggregate per warehouse.
+    scores = {}
+    for run in runs:
+        inputs = run.inputs()
+        key = inputs.location("documents")
+        if key not in scores:
+            scores[key] = scores_fingerprint(inputs)
+    identities = {run.name: proxy_cache.mix_identity(run.stats, scores[run.inputs().location("documents")])
+                  for run in runs}
     return Planned(spec, chosen_domains(cfg, spec), jobs,
                    {job.job: proxy_cache.fingerprint(job, identities[job.run]) for job in jobs})
 
 
-def score_runs(spark: SparkSession, cfg: SampleMixConfig, runs: list[Run]) -> Evaluation:
-    """The evaluation of ``runs`` under ``cfg.evaluate``; proxies stored in ``cfg``'s warehouse are not retrained."""
-    planned = plan(cfg, runs)
+def score_runs(spark: SparkSession, cfg: SampleMixConfig, runs: list[Run],
+               planned: Optional[Planned] = None) -> Evaluation:
+    """The evaluation of ``runs`` under ``cfg.evaluate`` (``planned``: ``plan``'s result, if already made);
+    proxies stored in ``cfg``'s warehouse are not retrained."""
+    planned = planned or plan(cfg, runs)
     log.info("evaluate: %d runs x %d seeds, preset %s, %d bytes each, macro over %s; held-out documents scored: %s",
              len(runs), len(cfg.evaluate.seeds), cfg.evaluate.preset, planned.jobs[0].budget_bytes,
              ", ".join(planned.domains), rests_on(planned.spec))

@@ -32,7 +32,7 @@ import pandas as pd
 
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation.proxy import PRESETS, measured_bytes_per_s, measured_scoring_bytes_per_s
-from samplemix_spark.evaluation.swarm import CURVE_COLUMNS, CURVE_SCHEMA, ProxyJob, scores_fingerprint, train_recording
+from samplemix_spark.evaluation.swarm import CURVE_COLUMNS, CURVE_SCHEMA, ProxyJob, train_recording
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -48,11 +48,12 @@ SCORING_SAMPLE_DOCS = 4  # per domain, timed to estimate held-out scoring
 LATER_FIELDS = {"rounding": "bernoulli", "parameters": ""}
 
 
-def mix_identity(stats, inputs: TableStore) -> str:
-    """What a run's output is, by content: its ``mix_run`` record and the scores it was mixed from."""
+def mix_identity(stats, scores: str) -> str:
+    """What a run's output is, by content: its ``mix_run`` record and the fingerprint of the scores it was
+    mixed from (``swarm.scores_fingerprint`` of its inputs)."""
     record = {k: v for k, v in dataclasses.asdict(stats).items()
               if k != "inputs" and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
-    return json.dumps({"mix": record, "scores": scores_fingerprint(inputs)}, sort_keys=True, default=str)
+    return json.dumps({"mix": record, "scores": scores}, sort_keys=True, default=str)
 
 
 def fingerprint(job: ProxyJob, identity: str) -> str:
