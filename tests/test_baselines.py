@@ -13,6 +13,7 @@ import pytest
 from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.mixing.baselines import bimix
 from samplemix_spark.mixing.baselines.entropy import domain_entropies
+from samplemix_spark.mixing.baselines.sampler import _normalised
 from samplemix_spark.pipeline import run_stage
 
 from .conftest import make_config, store_for, write_jsonl, write_scored_tables
@@ -81,6 +82,16 @@ def test_manual_weights_are_validated(spark, corpus):
     with pytest.raises(ConfigError, match="manual.b"):
         make_config(corpus[0] / "wh", ["x"], mixing={"method": "domain", "domain_weights": {
             "source": "manual", "manual": {"a": 1, "b": -1}}})
+
+
+def test_normalised_weights_do_not_depend_on_the_order_domains_arrive_in():
+    # Collected rows arrive in any order; 0.1 + 0.2 + 0.3 and 0.3 + 0.2 + 0.1 differ in the last bit.
+    weights = {"a": 0.1, "b": 0.2, "c": 0.3}
+    assert sum(weights.values()) != sum(reversed(weights.values()))
+    forward = _normalised(weights, "k")
+    backward = _normalised(dict(reversed(weights.items())), "k")
+    assert all(forward[d] == backward[d] for d in weights)
+    assert forward["c"] == 0.5
 
 
 def test_entropies_equal_hand_computed_values(spark, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -32,7 +33,9 @@ def tokens_by_domain(scored: DataFrame, eligible: Column) -> tuple[dict, dict]:
 
 
 def _normalised(weights: dict[str, float], key: str) -> dict[str, float]:
-    total = sum(weights.values())
+    # fsum is exact, so the total does not depend on the order the domains were collected in
+    # (a plain sum differs in the last bit between reruns, and the weights feed proxy fingerprints).
+    total = math.fsum(weights.values())
     if not total > 0:
         raise ConfigError(f"config key '{key}': the domain weights sum to 0")
     return {domain: w / total for domain, w in weights.items()}
