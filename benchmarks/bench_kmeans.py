@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from samplemix_spark.diversity.cluster import train_kmeans  # noqa: E402
+from samplemix_spark.models.kmeans import train_kmeans  # noqa: E402
 
 
 def blobs(points: int, dim: int, centers: int, seed: int = 0) -> np.ndarray:

@@ -28,6 +28,7 @@ from samplemix_spark.config import DiversityConfig, SampleMixConfig
 from samplemix_spark.diversity.embed import embedding_columns, embedding_matrix
 from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import KMEANS_SAMPLE, uniform
+from samplemix_spark.models.kmeans import train_kmeans
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,6 @@ def default_k(n_docs: int, cfg: DiversityConfig) -> int:
     """k = round(sqrt(N)) (paper App. G) unless set, capped by ``k_max``."""
     k = cfg.k if cfg.k is not None else max(1, round(math.sqrt(n_docs)))
     return min(k, cfg.k_max)
-
-
-def train_kmeans(vectors: np.ndarray, k: int, niter: int, seed: int) -> np.ndarray:
-    """Spherical faiss k-means over every given vector; returns (k, dim) unit-norm centroids."""
-    import faiss
-
-    n, dim = vectors.shape
-    gpu = hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
-    kmeans = faiss.Kmeans(dim, k, niter=niter, seed=seed, spherical=True, gpu=gpu, verbose=False,
-                          max_points_per_centroid=max(1, math.ceil(n / k)) + 1, min_points_per_centroid=1)
-    kmeans.train(np.ascontiguousarray(vectors, dtype=np.float32))
-    centroids = kmeans.centroids.astype(np.float32)
-    return centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
 
 
 def collect_sample(embeddings: DataFrame, n_docs: int, cfg: DiversityConfig,

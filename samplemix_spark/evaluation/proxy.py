@@ -125,6 +125,8 @@ def train(stream: np.ndarray, held_out: dict, preset: Preset, seed: int, threads
                 scores += scorer.rows(model, step + 1, seen, final=step + 1 == steps)
                 if log:
                     log(f"step {step + 1}/{steps}: train loss {float(loss.detach()) / LN2:.3f} bpb")
+        if chosen.type == "cuda":
+            torch.cuda.synchronize(chosen)  # kernels still queued belong to the timed steps
         seconds = time.perf_counter() - started
     rate = steps * preset.batch_size * preset.context / seconds
     return TrainResult(scores, steps, seconds, rate, _mfu(model, preset, rate, chosen), model.n_params())
