@@ -148,6 +148,8 @@ class QualityTrainConfig:
     ``dimension_columns`` are given, the sum of the seven rubric dimensions.
     ``mode: frozen`` trains the heads on frozen embeddings of ``encoder`` (one forward
     pass can then serve quality and diversity); ``finetune`` trains encoder and heads.
+    ``max_labels`` bounds what reaches the driver: above it, a hashed sample of the
+    labelled rows (by text and ``seed``) of about that size is trained on.
     """
 
     labels: list = field(default_factory=list)
@@ -169,6 +171,7 @@ class QualityTrainConfig:
     seed: int = 1024
     output: str = "models/quality"
     device: str = "auto"
+    max_labels: int = 500_000
 
     def __post_init__(self) -> None:
         if isinstance(self.labels, str):
@@ -179,7 +182,7 @@ class QualityTrainConfig:
         _require_choice(self.device, "quality.train.device", DEVICES)
         _require(_is_number(self.holdout_fraction) and 0 < self.holdout_fraction < 1,
                  "quality.train.holdout_fraction", f"got {self.holdout_fraction!r}, expected a number in (0, 1)")
-        for key in ("epochs", "head_epochs", "batch_size", "max_tokens"):
+        for key in ("epochs", "head_epochs", "batch_size", "max_tokens", "max_labels"):
             _require_positive_int(getattr(self, key), f"quality.train.{key}")
         for key in ("learning_rate", "head_learning_rate"):
             _require(_is_number(getattr(self, key)) and getattr(self, key) > 0, f"quality.train.{key}",

@@ -43,6 +43,7 @@ COUNT_DRAW = "count-draw"                # the Bernoulli draw of the extra copy
 KMEANS_SAMPLE = "kmeans-sample"          # which embeddings k-means is fitted on
 ANNOTATION_SAMPLE = "annotation-sample"  # which documents are sent for annotation
 SYSTEMATIC_ORDER = "systematic-order"    # the order of documents of equal length in systematic rounding
+LABEL_SAMPLE = "label-sample"            # which labelled rows the quality evaluator trains on, above max_labels
 # Python-side purposes (``doc_key``).
 HOLDOUT_ORDER = "holdout-order"    # which held-out documents are scored, and which at every evaluation step
 HOLDOUT_WINDOW = "holdout-window"  # where a long held-out document's scored window starts

@@ -109,3 +109,22 @@ def test_labels_from_seven_dimensions_and_bad_labels(spark, tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "score": 11}] * 25)
     with pytest.raises(InputError, match="integer in 0..10"):
         load_labels(spark, store_for(spark, cfg), QualityTrainConfig(labels=[str(bad)]))
+
+
+def test_labels_above_max_labels_are_a_hashed_sample_of_about_that_size(spark, tmp_path):
+    from samplemix_spark.config import QualityTrainConfig
+    from samplemix_spark.quality.train import load_labels
+
+    rows = [{"text": f"labelled document number {i}", "score": i % 11} for i in range(400)]
+    path = write_jsonl(tmp_path / "labels.jsonl", rows)
+    store = store_for(spark, make_config(tmp_path / "wh", [path]))
+    sample = load_labels(spark, store, QualityTrainConfig(labels=[str(path)], max_labels=100))
+    # Binomial(400, 1/4): standard deviation 8.7, so 100 +- 40 is beyond four of them.
+    assert 60 <= len(sample) <= 140
+    assert set(sample["text"]) < {r["text"] for r in rows}
+    assert all(int(t.rsplit(" ", 1)[1]) % 11 == s for t, s in zip(sample["text"], sample["score"]))
+    again = load_labels(spark, store, QualityTrainConfig(labels=[str(path)], max_labels=100))
+    assert sorted(again["text"]) == sorted(sample["text"])
+    other_seed = load_labels(spark, store, QualityTrainConfig(labels=[str(path)], max_labels=100, seed=7))
+    assert set(other_seed["text"]) != set(sample["text"])
+    assert len(load_labels(spark, store, QualityTrainConfig(labels=[str(path)], max_labels=400))) == 400

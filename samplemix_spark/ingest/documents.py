@@ -448,7 +448,7 @@ def _count_new_and_stored(kept: DataFrame, stored: DataFrame) -> tuple[int, int]
     changed = ~is_new & ((F.col("domain") != F.col("_stored_domain")) | (F.col("_text_hash") != F.col("_stored_hash")))
     counts = kept.join(old, "doc_id", "left").agg(
         F.count(F.lit(1)).alias("kept"), F.sum(is_new.cast("long")).alias("new"),
-        F.sum(changed.cast("long")).alias("changed")).first()
+        F.sum(changed.cast("long")).alias("changed")).collect()[0]
     n_new, n_changed = int(counts["new"] or 0), int(counts["changed"] or 0)
     if n_changed:
         log.warning("ingest: %d stored documents have a different text or domain in the sources now; "

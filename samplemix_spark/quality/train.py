@@ -24,11 +24,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import QualityTrainConfig, SampleMixConfig
 from samplemix_spark.errors import ConfigError, InputError
+from samplemix_spark.hashing import LABEL_SAMPLE, uniform
 from samplemix_spark.ingest.sources import read_sources
 from samplemix_spark.models.encoder import TextEncoder
 from samplemix_spark.models.paths import resolve_local_path
@@ -61,6 +62,7 @@ def load_labels(spark: SparkSession, store: TableStore, cfg: QualityTrainConfig)
     score = (sum((F.col(c) for c in cfg.dimension_columns[1:]), F.col(cfg.dimension_columns[0]))
              if cfg.dimension_columns and cfg.labels != [ANNOTATIONS_TABLE] else F.col(score_column))
     try:
+        frame = _bounded(frame, text_column, cfg)
         labels = frame.select(F.col(text_column).alias("text"), score.cast("double").alias("score")).toPandas()
     except Exception as exc:  # noqa: BLE001 - engines raise different classes
         raise InputError(f"quality.train.labels: cannot read text {text_column!r} and score "
@@ -73,6 +75,19 @@ def load_labels(spark: SparkSession, store: TableStore, cfg: QualityTrainConfig)
     if len(labels) < 20:
         raise InputError(f"quality.train.labels: {len(labels)} labelled rows; at least 20 are needed")
     return labels.assign(score=labels["score"].astype(int))
+
+
+def _bounded(frame: DataFrame, text_column: str, cfg: QualityTrainConfig) -> DataFrame:
+    """At most about ``max_labels`` rows: a hashed sample by text, so the driver never holds every label."""
+    total = frame.count()
+    if total <= cfg.max_labels:
+        return frame
+    fraction = cfg.max_labels / total
+    log.info("train-quality: %d labelled rows; training on a hashed sample of about %d (quality.train.max_labels)",
+             total, cfg.max_labels)
+    # A null text hashes as "" so the row can still be drawn and refused as a bad label below.
+    text = F.coalesce(F.col(text_column).cast("string"), F.lit(""))
+    return frame.filter(uniform(text, cfg.seed, LABEL_SAMPLE, "v2") < F.lit(fraction))
 
 
 def holdout_mask(texts: pd.Series, fraction: float) -> np.ndarray:
