@@ -136,6 +136,30 @@ CASES: dict[str, Case] = {
         _files(train__jsonl=GOOD_LINES + _line(DELTA),
                held__jsonl=_line(NEAR_DELTA) + _line(FRESH) + _line("Farmers learned to plant after each flood.")),
         _docs(GOOD + [DELTA]), {"holdout_near_duplicate": 1}, source="train.jsonl", holdout="held.jsonl"),
+    "parquet_invalid_utf8_id_and_domain": Case(_parquet("a.parquet", pa.table({
+        "text": GOOD + ["bad id bytes", "bad domain bytes"],
+        "id": pa.array([b"a", b"b", b"c", b"d", b"\xff\xfe", b"f"], pa.binary()),
+        "domain": pa.array([b"d"] * 5 + [b"bad \xc3"], pa.large_binary())})),
+        [(i, "d", t) for i, t in zip("abcd", GOOD)], {"invalid_id": 1, "invalid_domain": 1},
+        ingest={"format": "parquet", "id_column": "id", "max_reject_share": 1.0}),
+    "parquet_float_and_integer_ids": Case(
+        lambda folder: (pq.write_table(pa.table({"text": GOOD[:2], "domain": ["d"] * 2,
+                                                 "id": pa.array([7.0, 1e20], pa.float64())}), folder / "a.parquet"),
+                        pq.write_table(pa.table({"text": GOOD[2:3], "domain": ["d"],
+                                                 "id": pa.array([0.3], pa.float32())}), folder / "b.parquet"),
+                        pq.write_table(pa.table({"text": GOOD[3:], "domain": ["d"],
+                                                 "id": pa.array([12], pa.int16())}), folder / "c.parquet")),
+        [("7.0", "d", GOOD[0]), ("1e+20", "d", GOOD[1]), ("0.3", "d", GOOD[2]), ("12", "d", GOOD[3])],
+        ingest={"format": "parquet", "id_column": "id"}),
+    "parquet_list_id": Case(_parquet("a.parquet", pa.table({"text": GOOD, "domain": ["d"] * 4,
+                                                            "id": [[1], [2], [3], [4]]})),
+                            error="column 'id' (ingest.id_column) holds list<",
+                            ingest={"format": "parquet", "id_column": "id"}),
+    "json_array_and_object_labels": Case(
+        _bytes("a.jsonl", b"".join(_line(t, id=f"i{n}") for n, t in enumerate(GOOD)) + _line("array id", id=[1, 2])
+               + _line("object id", id={"a": 1}) + _line("array domain", domain=["d"], id="z")),
+        [(f"i{n}", "d", t) for n, t in enumerate(GOOD)], {"invalid_id": 2, "invalid_domain": 1},
+        ingest={"id_column": "id", "max_reject_share": 1.0}),
     "parquet_schema_differs": Case(
         lambda folder: (pq.write_table(pa.table({"text": GOOD[:2], "domain": ["d"] * 2, "q": [1.0, 2.0]}),
                                        folder / "a.parquet"),

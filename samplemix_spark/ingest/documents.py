@@ -241,6 +241,9 @@ _LIKELY_CAUSE = {
     "empty_text": "the text column is blank in most records: check ingest.text_column",
     "null_domain": "the domain column is missing in most records: check ingest.domain_column",
     "null_id": "the id column is missing in most records: check ingest.id_column",
+    "invalid_id": "the id column holds arrays, objects or non-UTF-8 bytes in most records: check ingest.id_column",
+    "invalid_domain": ("the domain column holds arrays, objects or non-UTF-8 bytes in most records: "
+                       "check ingest.domain_column"),
     "duplicate_id": "most ids repeat: check that ingest.id_column names a unique id",
     "duplicate_text": "most texts repeat: check ingest.sources for the same files listed twice",
     "invalid_quality": "the quality column is not numeric in most records: check ingest.quality_column",

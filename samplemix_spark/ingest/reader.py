@@ -221,12 +221,23 @@ def _lookup(record: Any, path: tuple[str, ...]) -> tuple[bool, Any]:
 
 
 def _as_label(value: Any) -> Optional[str]:
-    """An id or a domain as a string: numbers as their JSON text, other non-strings as compact JSON."""
+    """An id or a domain as a string: numbers as their JSON text, booleans as ``true``/``false``."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _label_field(values: dict, name: str, flag: str, present: bool, value: Any, escaped_surrogates: bool) -> None:
+    """Set an id or domain field of a JSON record; an array or object there is the row's ``invalid_<name>``."""
+    values[flag] = present
+    column = "source_id" if name == "id" else name
+    if isinstance(value, (list, dict)):
+        values[column] = None
+        values.setdefault("parse_error", f"invalid_{name}")
+    else:
+        values[column] = _clean(_as_label(value), escaped_surrogates)
 
 
 def _as_score(value: Any) -> tuple[Optional[float], bool]:
@@ -274,13 +285,11 @@ def map_record(record: dict, paths: dict, escaped_surrogates: bool) -> dict:
     """The mapped values and flags of one parsed JSON record (``paths`` from ``Mapping.split``)."""
     has_text, text = _lookup(record, paths["text"])
     bad_text = has_text and text is not None and (not isinstance(text, str) or isinstance(text, _JsonNumber))
-    has_domain, domain = _lookup(record, paths["domain"])
     values = {"text": None if bad_text else _clean(text, escaped_surrogates), "has_text": has_text and not bad_text,
-              "bad_text": bad_text, "has_domain": has_domain,
-              "domain": _clean(_as_label(domain), escaped_surrogates)}
+              "bad_text": bad_text}
+    _label_field(values, "domain", "has_domain", *_lookup(record, paths["domain"]), escaped_surrogates)
     if paths["id"]:
-        has_id, source_id = _lookup(record, paths["id"])
-        values.update(has_id=has_id, source_id=_clean(_as_label(source_id), escaped_surrogates))
+        _label_field(values, "id", "has_id", *_lookup(record, paths["id"]), escaped_surrogates)
     for key, path, flag in (("q_input", paths["quality"], "q"), ("d_input", paths["diversity"], "d")):
         if path:
             present, raw = _lookup(record, path)
@@ -419,6 +428,34 @@ def _binary_text(column: pa.Array) -> tuple[list, list]:
     return texts, errors
 
 
+def _parquet_labels(column: pa.Array, path: str, named: str) -> tuple[list, list]:
+    """An id or domain column as strings, and which rows cannot be one (invalid UTF-8 in a binary column).
+
+    Strings of any Arrow type are kept; integers and decimals become their text,
+    booleans ``true``/``false`` (as in JSON), float64 values Python's shortest
+    repr and float32 values the shortest repr that reads back as the same
+    float32 (0.3, not 0.30000001192092896). Other types (lists, structs, maps,
+    dates) cannot name a document or a domain: the file is refused with one line.
+    """
+    kind = column.type
+    n = len(column)
+    if _is_string(kind):
+        return _strings(column), [False] * n
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        texts, raw = _binary_text(column)
+        return texts, [r is not None for r in raw]
+    if pa.types.is_boolean(kind):
+        return [None if v is None else ("true" if v else "false") for v in column.to_pylist()], [False] * n
+    if pa.types.is_floating(kind):
+        import numpy as np
+
+        shortest = str if kind.bit_width == 64 else (lambda v: str(np.float32(v)))
+        return [None if v is None else shortest(v) for v in column.to_pylist()], [False] * n
+    if pa.types.is_integer(kind) or pa.types.is_decimal(kind):
+        return [None if v is None else str(v) for v in column.to_pylist()], [False] * n
+    raise FileError(path, f"{named} holds {kind} values; an id or a domain must be a string or a number")
+
+
 def _parquet_rows(table: pa.Table, path: str, mapping: Mapping, first_row: int) -> Iterator[pa.RecordBatch]:
     n = table.num_rows
     if n == 0:
@@ -440,11 +477,16 @@ def _parquet_rows(table: pa.Table, path: str, mapping: Mapping, first_row: int) 
             values["raw"] = raw
     elif text is not None:
         values["bad_text"] = true
-    for name, dotted, flag in (("domain", mapping.domain, "has_domain"), ("source_id", mapping.id, "has_id")):
+    for name, dotted, key in (("domain", mapping.domain, "domain_column"), ("id", mapping.id, "id_column")):
         column = _nested(table, dotted)
-        values[flag] = false if column is None else true
-        if column is not None:
-            values[name] = _strings(column)
+        values["has_id" if name == "id" else "has_domain"] = false if column is None else true
+        if column is None:
+            continue
+        labels, invalid = _parquet_labels(column, path, f"column {dotted!r} (ingest.{key})")
+        values["source_id" if name == "id" else name] = labels
+        if any(invalid):
+            values["parse_error"] = [error or (f"invalid_{name}" if bad else None)
+                                     for error, bad in zip(values["parse_error"], invalid)]
     for name, dotted, flag in (("q_input", mapping.quality, "q"), ("d_input", mapping.diversity, "d")):
         column = _nested(table, dotted)
         numeric = column is not None and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
