@@ -12,6 +12,7 @@ from typing import Callable, Optional, Protocol
 from pyspark.sql import SparkSession
 
 from samplemix_spark.config import SampleMixConfig
+from samplemix_spark.engine.progress import heartbeat
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.state import StageState, stage_fingerprint
 
@@ -89,7 +90,8 @@ def run_step(spark: SparkSession, cfg: SampleMixConfig, step: Step,
     store = TableStore(spark, with_hash_scheme(spark, cfg).tables)  # resolved once, not on every use
     log.info("stage %s: started", step.name)
     started = time.perf_counter()
-    rows = (work or step.run)(spark, store)
+    with heartbeat(step.name):
+        rows = (work or step.run)(spark, store)
     result = StageResult(step.name, rows, time.perf_counter() - started)
     log.info(result.describe())
     return result

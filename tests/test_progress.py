@@ -63,3 +63,40 @@ def test_long_stages_report_progress_on_the_embedded_engine(spark, tmp_path, cap
     assert last == {"ingest": "ingest: 3 of 3 files", "embed": "embed: 300 of 300 documents",
                     "assign": "assign: 300 of 300 documents", "quality": "quality: 300 of 300 documents"}
     assert n_lines["embed"] >= 300 / 64  # a line per forward pass, not per Arrow batch
+
+
+def test_heartbeat_names_the_stage_and_pass_and_keeps_quiet_after_a_progress_line(caplog):
+    import time
+
+    from samplemix_spark.engine.progress import heartbeat, in_pass
+
+    caplog.set_level(logging.INFO)
+    with heartbeat("mix", interval=0.1), in_pass("writing table output"):
+        time.sleep(0.45)
+    beats = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mix: ")]
+    assert len(beats) >= 2
+    assert all(b.startswith("mix: writing table output, ") and b.endswith(" s in the stage") for b in beats)
+    caplog.clear()
+    counting = Progress("mix: counting", total=0, interval=0.05, started=time.time() - 1)
+    with heartbeat("mix", interval=0.3):
+        for _ in range(10):  # a progress line every 0.05 s leaves the heartbeat nothing to say
+            time.sleep(0.05)
+            counting.add(1)
+    said = [r.getMessage() for r in caplog.records]
+    assert said and all(m.startswith("mix: counting: ") for m in said)
+
+
+def test_ingest_reports_during_the_documents_write(spark, tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv("SAMPLEMIX_PROGRESS_S", "0.2")
+    rows = [{"text": f"document {i} has a few sentences. " * 20, "domain": "d", "quality_score": 5,
+             "diversity_score": 0.5} for i in range(3000)]
+    cfg = make_config(tmp_path / "wh", [write_jsonl(tmp_path / "corpus.jsonl", rows)])
+    caplog.set_level(logging.INFO)
+    run_stage(spark, cfg, "ingest")
+    said = [(r.created, r.getMessage()) for r in caplog.records]
+    begin = next(t for t, m in said if m.startswith("ingest: 3000 input rows checked"))
+    end = next(t for t, m in said if m.startswith("wrote table documents"))
+    during = [m for t, m in said if begin < t < end and m.startswith("ingest: ")]
+    assert end - begin > 0.4, "the write took less than two intervals: the corpus is too small to test this"
+    assert len(during) >= 2, during
+    assert any(m.startswith("ingest: counting tokens: ") for m in during), during

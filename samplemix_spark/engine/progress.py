@@ -19,17 +19,24 @@ says it all).
 A stage that reads its input again (ingest reads its sources once to check them
 and once per table it writes) starts a new count when the previous one reached
 the total.
+
+Passes with no Python code per row (native writes, joins, aggregates) cannot
+count rows, so ``heartbeat`` (driver side, around every stage) writes a line at
+the same interval naming the stage, its current pass (``in_pass``; the table
+store marks each table write) and the time so far, unless a progress line was
+written within the interval. A job never goes silent for longer than that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, Optional
 
 log = logging.getLogger("samplemix_spark")
 
@@ -47,6 +54,10 @@ class _Counter:
 
 _counters: dict[str, _Counter] = {}
 _lock = threading.Lock()
+_last_line = [0.0]  # when this process last wrote a progress line (time.time())
+_passes: list[tuple[str, float]] = []  # the driver's current passes, innermost last: (name, started)
+# A heartbeat thread wakes at least this often, whatever the interval (tests set tiny intervals).
+_MIN_HEARTBEAT_S = 0.05
 
 
 def interval_s() -> float:
@@ -92,13 +103,59 @@ class Progress:
         per_second = f"{rate:,.{1 if rate < 10 else 0}f} {_RATE_LABEL.get(self.unit, self.unit)}/s"
         if not self._in_driver():  # an executor's worker sees its own rows only
             return f"{self.stage}: {done:,} {self.unit} in this worker, {per_second}"
+        if not self.total:
+            return f"{self.stage}: {done:,} {self.unit}, {per_second}"
         share = done / self.total if self.total else 0.0
         left = (self.total - done) / rate if rate > 0 else float("nan")
         return (f"{self.stage}: {done:,} of {self.total:,} {self.unit} ({share:.0%}), {per_second}, "
                 f"about {left:,.0f} s left")
 
     def _write(self, line: str) -> None:
+        _last_line[0] = time.time()
         if self._in_driver():
             log.info(line)
         else:  # a Python worker has no logging set up; its stderr is the executor's log
             print(f"samplemix_spark: {line}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def in_pass(name: str) -> Iterator[None]:
+    """Mark a pass of the running stage (driver side), for the heartbeat's lines."""
+    _passes.append((name, time.time()))
+    try:
+        yield
+    finally:
+        _passes.pop()
+
+
+def heartbeat_line(stage: str, stage_started: float, now: float) -> str:
+    """``<stage>: <current pass>, <s> s in this pass, <s> s in the stage``."""
+    if not _passes:
+        return f"{stage}: running, {now - stage_started:,.0f} s in the stage"
+    name, started = _passes[-1]
+    return f"{stage}: {name}, {now - started:,.0f} s in this pass, {now - stage_started:,.0f} s in the stage"
+
+
+@contextlib.contextmanager
+def heartbeat(stage: str, interval: Optional[float] = None) -> Iterator[None]:
+    """While the block runs, a line every ``interval`` seconds with no progress line (driver side)."""
+    every = interval_s() if interval is None else interval
+    if every <= 0:
+        yield
+        return
+    stop, started = threading.Event(), time.time()
+
+    def beat() -> None:
+        while not stop.wait(max(every, _MIN_HEARTBEAT_S)):
+            now = time.time()
+            if now - _last_line[0] >= every:
+                _last_line[0] = now
+                log.info(heartbeat_line(stage, started, now))
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{stage}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

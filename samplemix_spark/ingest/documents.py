@@ -28,6 +28,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import IngestConfig, SampleMixConfig
+from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import HOLDOUT_SPLIT, SHINGLE_WORDS, shingle_hashes, uniform
 from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
@@ -435,8 +436,9 @@ class IngestStep:
         return store.read("rejects").count()
 
     def _documents(self, kept: DataFrame) -> DataFrame:
+        counted = Progress("ingest: counting tokens", total=0)
         columns = [F.col("doc_id"), F.col("domain"), F.col("text"),
-                   token_count_column(F.col("text"), self.cfg.ingest.tokenizer).alias("n_tokens")]
+                   token_count_column(F.col("text"), self.cfg.ingest.tokenizer, counted).alias("n_tokens")]
         if self.cfg.ingest.quality_column:
             columns.append(F.col("q_input"))
         if self.cfg.ingest.diversity_column:

@@ -31,6 +31,7 @@ from typing import Optional, Sequence
 from pyspark.sql import DataFrame, SparkSession
 
 from samplemix_spark.config import TablesConfig
+from samplemix_spark.engine.progress import in_pass
 from samplemix_spark.errors import TableError
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,11 @@ class TableStore:
         writer = df.write.mode("overwrite").format(self.cfg.format)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
+        with in_pass(f"writing table {table}"):
+            self._save(writer, location)
+        log.info("wrote table %s -> %s", table, location)
+
+    def _save(self, writer, location: str) -> None:
         try:
             if self.cfg.catalog:
                 self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.cfg.catalog}")
@@ -167,7 +173,6 @@ class TableStore:
                 raise TableError("this engine has no Delta Lake support; add the Delta jars "
                                  "(engine.spark_conf) or set tables.format=parquet") from exc
             raise
-        log.info("wrote table %s -> %s", table, location)
 
     def _write_parquet_swapped(self, writer, location: str) -> None:
         if not _is_local(location):
