@@ -28,7 +28,10 @@ MIX_METHODS = ("samplemix", "domain", "quadmix")
 QUADMIX_CRITERIA = ("quality",)  # the quality table's q; more criteria come from scored columns
 DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_threshold")
 ENTROPY_KINDS = ("shannon", "conditional", "joint")
-QUALITY_METHODS = ("column", "heuristic", "model")
+QUALITY_SOURCES = ("integer", "expected")
+QUALITY_METHODS = ("classifier", "column", "heuristic", "model")
+CLASSIFIER_FORMATS = ("transformers",)
+CLASSIFIER_HEADS = ("regression", "classes")
 TRAIN_MODES = ("finetune", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -223,12 +226,46 @@ class AnnotateConfig:
 
 
 @dataclass
+class ClassifierConfig:
+    """``quality.method: classifier``: a sequence classifier checkpoint users already have.
+
+    ``path``: a local folder (or ``pkg:``) loadable with ``AutoModelForSequenceClassification``,
+    present on every node. ``head: regression`` maps the single output linearly from
+    ``range`` onto 0-10 (clipped); ``head: classes`` takes the expected value of
+    ``class_values`` (label name -> value in 0..10, matched to the checkpoint's id2label).
+    ``trust_remote_code`` runs code shipped in the folder; off unless set.
+    """
+
+    path: Optional[str] = None
+    format: str = "transformers"
+    head: str = "regression"
+    range: list = field(default_factory=lambda: [0.0, 5.0])
+    class_values: dict = field(default_factory=dict)
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        _require_choice(self.format, "quality.classifier.format", CLASSIFIER_FORMATS)
+        _require_choice(self.head, "quality.classifier.head", CLASSIFIER_HEADS)
+        _require(isinstance(self.range, (list, tuple)) and len(self.range) == 2
+                 and all(_is_number(v) for v in self.range) and self.range[0] < self.range[1],
+                 "quality.classifier.range", f"got {self.range!r}, expected [low, high] with low < high")
+        _require(isinstance(self.class_values, dict)
+                 and all(_is_number(v) and 0 <= v <= 10 for v in self.class_values.values()),
+                 "quality.classifier.class_values", "expected a map of label name -> value in 0..10")
+        _require(self.head != "classes" or bool(self.class_values), "quality.classifier.class_values",
+                 "head 'classes' needs the value of every label, e.g. {Low: 0, Medium: 5, High: 10}")
+        _require(isinstance(self.trust_remote_code, bool), "quality.classifier.trust_remote_code",
+                 "expected true or false")
+
+
+@dataclass
 class QualityConfig:
     """How q(x) is obtained.
 
     - ``column``: precomputed, from ``ingest.quality_column``;
     - ``heuristic``: text statistics in native Spark expressions (the default scorer);
-    - ``model``: the ordinal evaluator checkpoint at ``model_path`` (``samplemix train-quality``).
+    - ``model``: the ordinal evaluator checkpoint at ``model_path`` (``samplemix train-quality``);
+    - ``classifier``: a sequence classifier checkpoint (``quality.classifier``).
     """
 
     method: str = "heuristic"
@@ -239,11 +276,14 @@ class QualityConfig:
     precision: str = "auto"
     train: QualityTrainConfig = field(default_factory=QualityTrainConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
 
     def __post_init__(self) -> None:
         _require_choice(self.method, "quality.method", QUALITY_METHODS)
         _require(self.method != "model" or bool(self.model_path), "quality.model_path",
                  "quality.method 'model' needs the checkpoint folder written by `samplemix train-quality`")
+        _require(self.method != "classifier" or bool(self.classifier.path), "quality.classifier.path",
+                 "quality.method 'classifier' needs the checkpoint folder of a sequence classifier")
         _require_choice(self.device, "quality.device", DEVICES)
         _require_choice(self.precision, "quality.precision", PRECISIONS)
         for key in ("batch_size", "max_tokens"):
@@ -418,6 +458,9 @@ class MixingConfig:
     shorter than average; ``tokens`` scales the counts so that sum c(x) n_tokens(x)
     equals the token budget exactly. ``max_repeats`` caps each document's expected
     count; the excess goes to uncapped documents in proportion to their weights.
+    ``quality_source``: q is the quality table's 0-10 integer (``integer``, the paper's)
+    or its unrounded ``quality_expected`` (``expected``; recommended for classifiers,
+    whose integer scores lump most documents into a few values).
     ``rounding`` turns expected counts into integers (``mixing.rounding``): independent
     hashed Bernoulli draws (the paper's rule) or systematic rounding.
     """
@@ -430,6 +473,7 @@ class MixingConfig:
     budget_mode: str = "documents"
     max_repeats: Optional[float] = None
     rounding: str = "bernoulli"
+    quality_source: str = "integer"
     method: str = "samplemix"
     domain_weights: DomainWeightsConfig = field(default_factory=DomainWeightsConfig)
     quadmix: QuadMixConfig = field(default_factory=QuadMixConfig)
@@ -454,6 +498,7 @@ class MixingConfig:
         _require(isinstance(self.shuffle, bool), "mixing.shuffle", "expected true or false")
         _require_choice(self.budget_mode, "mixing.budget_mode", BUDGET_MODES)
         _require_choice(self.rounding, "mixing.rounding", ROUNDINGS)
+        _require_choice(self.quality_source, "mixing.quality_source", QUALITY_SOURCES)
         _require_choice(self.method, "mixing.method", MIX_METHODS)
         _require(self.method != "domain" or self.max_repeats is None, "mixing.max_repeats",
                  "the repetition cap applies to mixing.method 'samplemix' and 'quadmix', not 'domain'")

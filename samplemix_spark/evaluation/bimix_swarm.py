@@ -167,7 +167,7 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
     holdout = held.required_fingerprint(store, "mixing.domain_weights.source 'bimix' without observations")
     settings, source = cfg.evaluate, cfg.mixing.domain_weights
     preset, budget = settings.preset, settings.budget_bytes or PRESETS[settings.preset].budget_bytes
-    scored = scored_documents(store)
+    scored = scored_documents(store, cfg.mixing.quality_source)
     domains = sorted(r["domain"] for r in scored.select("domain").distinct().collect())
     mixtures = design(domains, source.bimix_min_proportion)
     mixtures += random_mixtures(domains, source.bimix_min_proportion, extra, cfg.mixing.seed)

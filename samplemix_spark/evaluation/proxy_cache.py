@@ -45,7 +45,7 @@ SCORING_SAMPLE_DOCS = 4  # per domain, timed to estimate held-out scoring
 
 # mix_run fields added after proxies were first stored, with their defaults: a field at its default is
 # left out of the identity, so proxies stored before it existed keep their fingerprints.
-LATER_FIELDS = {"rounding": "bernoulli", "parameters": ""}
+LATER_FIELDS = {"rounding": "bernoulli", "parameters": "", "quality_source": "integer"}
 
 
 def mix_identity(stats, scores: str) -> str:

@@ -176,7 +176,7 @@ def _later_default(key: str, value) -> bool:
     so stored proxies stay valid across the upgrade that added it."""
     from samplemix_spark.config import MixingConfig
 
-    later = {"rounding", "quadmix"}
+    later = {"rounding", "quadmix", "quality_source"}
     return key in later and value == dataclasses.asdict(MixingConfig())[key]
 
 

@@ -62,6 +62,7 @@ class MixStats:
     inputs: str = ""             # warehouse of the documents and scores, when not this run's own
     hash_scheme: str = "v1"      # of the count draw (``hashing``); mix_run tables from before schemes are v1
     rounding: str = "bernoulli"  # expected counts to integers (``rounding``)
+    quality_source: str = "integer"  # q from the quality table's integer or its expected value
     parameters: str = ""         # JSON: QuaDMix's parameters per domain (method quadmix)
 
     def expected_rows(self) -> float:
@@ -87,10 +88,19 @@ def stats_schema() -> str:
     return ", ".join(f"{f.name} {_DDL[hints[f.name]]}" for f in dataclasses.fields(MixStats))
 
 
-def scored_documents(store: TableStore) -> DataFrame:
-    """doc_id, domain, n_tokens with q and d attached (null where a score is missing)."""
+def scored_documents(store: TableStore, quality_source: str = "integer") -> DataFrame:
+    """doc_id, domain, n_tokens with q and d attached (null where a score is missing).
+
+    q is the quality table's integer ``quality``, or with ``quality_source``
+    ``expected`` its unrounded ``quality_expected`` (``mixing.quality_source``).
+    """
     documents = store.read("documents").select("doc_id", "domain", "n_tokens")
-    quality = store.read("quality").select("doc_id", F.col("quality").cast("double").alias("q"))
+    table = store.read("quality")
+    column = "quality" if quality_source == "integer" else "quality_expected"
+    if column not in table.columns:
+        raise InputError("config key 'mixing.quality_source': 'expected' needs the quality table's "
+                         "quality_expected column, which only quality.method 'model' and 'classifier' write")
+    quality = table.select("doc_id", F.col(column).cast("double").alias("q"))
     diversity = store.read("diversity").select("doc_id", F.col("diversity").cast("double").alias("d"))
     return documents.join(quality, "doc_id", "left").join(diversity, "doc_id", "left")
 
@@ -158,6 +168,7 @@ def compute_stats(scored: DataFrame, cfg: MixingConfig, hash_scheme: str = CURRE
         p_max=p_max, shifted_sum=float(sums["w"]), shifted_token_sum=float(sums["wn"]),
         scale=scale.scale, uncapped_scale=scale.uncapped_scale, cap_rounds=scale.cap_rounds,
         n_capped=scale.n_capped, hash_scheme=hash_scheme, rounding=cfg.rounding,
+        quality_source=cfg.quality_source,
     )
 
 
@@ -199,7 +210,7 @@ class MixStep:
         baselines of an evaluation) without copying documents or scores.
         """
         mixing, inputs = self.cfg.mixing, inputs or store
-        scored = scored_documents(inputs)
+        scored = scored_documents(inputs, mixing.quality_source)
         stats = dataclasses.replace(compute_stats(scored, mixing, store.hash_scheme), holdout=fingerprint(inputs),
                                     inputs="" if inputs is store else inputs.location("documents").rsplit("/", 1)[0])
         c, shown = None, None

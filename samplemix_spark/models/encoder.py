@@ -118,14 +118,19 @@ def _cut_at_whitespace(text: str, limit: int) -> str:
 class TextEncoder:
     """Tokenizer + transformer + pooling. ``embed`` returns float32 numpy vectors in input order.
 
-    ``precision`` as ``resolve_precision`` reads it.
+    ``precision`` as ``resolve_precision`` reads it. ``model_class`` loads another
+    head on the same tokenisation and length buckets (``models.classifier`` passes
+    ``AutoModelForSequenceClassification``).
     """
 
     def __init__(self, model_dir: Path, pooling: str = "auto", max_tokens: int = 512,
-                 device: str = "auto", precision: str = "auto") -> None:
+                 device: str = "auto", precision: str = "auto", model_class=AutoModel,
+                 trust_remote_code: bool = False) -> None:
         self.model_dir = Path(model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True,
+                                                       trust_remote_code=trust_remote_code)
+        self.model = model_class.from_pretrained(str(self.model_dir), local_files_only=True,
+                                                 trust_remote_code=trust_remote_code)
         self.pooling = resolve_pooling(self.model_dir, pooling)
         self.max_tokens = max_tokens
         self.device = pick_device(device)

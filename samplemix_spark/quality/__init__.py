@@ -3,6 +3,8 @@
 Methods (``quality.method``):
 - ``heuristic`` (default): text statistics as native Spark expressions (``heuristic.py``);
 - ``model``: the ordinal-regression evaluator (``ordinal.py``, ``train.py``, ``scorer.py``);
+- ``classifier``: a sequence classifier checkpoint users already have (``classifier.py``,
+  scoring in ``models.classifier``);
 - ``column``: precomputed scores from ``ingest.quality_column``.
 
 ``annotate.py`` produces rubric labels for training. Torch is imported only by
@@ -22,6 +24,10 @@ def quality_step(cfg: SampleMixConfig):
         from samplemix_spark.quality.scorer import ModelQuality
 
         return ModelQuality(cfg)
+    if cfg.quality.method == "classifier":
+        from samplemix_spark.quality.classifier import ClassifierQuality
+
+        return ClassifierQuality(cfg)
     from samplemix_spark.scores import InputScoreStep
 
     return InputScoreStep("quality", "q_input")

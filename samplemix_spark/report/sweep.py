@@ -46,7 +46,7 @@ def sweep_point(scored, cfg: MixingConfig, hash_scheme: str) -> pd.DataFrame:
 def run_sweep(spark: SparkSession, store: TableStore, base: MixingConfig, alphas: list[float], taus: list[float],
               fractions: list[float], out: Path) -> pd.DataFrame:
     """One row per (alpha, tau, target_fraction, domain); also written as the ``sweep`` table and a plot."""
-    scored = scored_documents(store)
+    scored = scored_documents(store, base.quality_source)
     rows = []
     for alpha, tau, fraction in itertools.product(alphas, taus, fractions):
         cfg = dataclasses.replace(base, alpha=alpha, tau=tau, target_fraction=fraction, target_tokens=None)

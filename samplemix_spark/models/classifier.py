@@ -1,0 +1,132 @@
+"""Quality from a sequence classifier users already have on disk (FineWeb-Edu style), without Spark.
+
+Runs wherever it is called: inside the classifier quality UDF on executors, and
+in the GPU suite on a host with no Spark, so it imports torch and transformers
+but never pyspark. A checkpoint folder is loaded with
+``AutoModelForSequenceClassification`` through ``TextEncoder``, so texts are
+tokenised, cut and batched in the same length buckets as the embed and
+evaluator UDFs: a score never depends on its batch-mates, bf16 autocast on
+CUDA, exact fp32 on CPU.
+
+The output is mapped onto the paper's 0-10 scale:
+
+- ``regression`` (one output): linear from ``value_range`` (FineWeb-Edu: [0, 5])
+  onto [0, 10], clipped;
+- ``classes``: the expected value of ``class_values`` under the softmax, each
+  value matched to the checkpoint's ``id2label`` by name.
+
+The integer q is the expected value rounded half up, as the paper's 0-10 integer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from samplemix_spark.errors import ConfigError
+
+HEADS = ("regression", "classes")
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """What the checkpoint's outputs mean (``quality.classifier`` without the path and format)."""
+
+    head: str = "regression"
+    value_range: tuple = (0.0, 5.0)
+    class_values: dict = field(default_factory=dict)
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Scores:
+    quality: np.ndarray          # int32, 0..10
+    expected: np.ndarray         # float64, 0..10
+    probabilities: Optional[list]  # per text, the class probabilities in id order (classes head only)
+
+
+def checkpoint_labels(folder: Path) -> dict[int, str]:
+    """id -> label from the checkpoint's config.json (``id2label``)."""
+    settings = json.loads((Path(folder) / "config.json").read_text())
+    return {int(i): str(label) for i, label in settings.get("id2label", {}).items()}
+
+
+def check_checkpoint(folder: Path, spec: ClassifierSpec, key: str = "quality.classifier") -> dict:
+    """Refuse, in one line, a folder that is not a classifier checkpoint or does not match ``spec``.
+
+    Driver side, before any stage runs. Returns ``model_id`` (the folder's name)
+    and ``model_version`` (a hash of the weights file and config.json).
+    """
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    weights = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
+    if not config_file.is_file() or weights is None:
+        raise ConfigError(f"config key '{key}.path': {str(folder)!r} is not a transformers checkpoint "
+                          f"(expected config.json and one of {', '.join(WEIGHT_FILES)})")
+    labels = checkpoint_labels(folder)
+    if spec.head == "regression" and len(labels) != 1:
+        raise ConfigError(f"config key '{key}.head': 'regression' needs one output; the checkpoint has "
+                          f"{len(labels)} ({', '.join(labels.values())}): use head 'classes' with class_values")
+    if spec.head == "classes":
+        named, given = set(labels.values()), set(spec.class_values)
+        if named != given:
+            raise ConfigError(f"config key '{key}.class_values': the checkpoint's labels are "
+                              f"{', '.join(labels[i] for i in sorted(labels))}; class_values names "
+                              f"{', '.join(sorted(given)) or 'none'}")
+    digest = hashlib.sha256()
+    for part in (weights, config_file):
+        with open(part, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return {"model_id": folder.resolve().name, "model_version": digest.hexdigest()[:12]}
+
+
+class TextClassifier:
+    """A loaded checkpoint: ``score(texts)`` -> ``Scores`` on the 0-10 scale."""
+
+    def __init__(self, folder: Path, spec: ClassifierSpec, max_tokens: int = 512, device: str = "auto",
+                 precision: str = "auto") -> None:
+        from transformers import AutoModelForSequenceClassification
+
+        from samplemix_spark.models.encoder import TextEncoder
+
+        self.spec = spec
+        self.encoder = TextEncoder(Path(folder), "cls", max_tokens, device, precision,
+                                   model_class=AutoModelForSequenceClassification,
+                                   trust_remote_code=spec.trust_remote_code)
+        labels = checkpoint_labels(folder)
+        self.values = (torch.tensor([float(spec.class_values[labels[i]]) for i in sorted(labels)],
+                                    dtype=torch.float64) if spec.head == "classes" else None)
+
+    @torch.inference_mode()
+    def logits(self, batch: dict) -> torch.Tensor:
+        from samplemix_spark.models.encoder import autocast
+
+        with autocast(self.encoder.device, self.encoder.precision):
+            return self.encoder.model(**batch).logits.float()
+
+    def score(self, texts: list[str], batch_size: int = 32,
+              on_batch: Optional[Callable[[int], object]] = None) -> Scores:
+        """Scores of ``texts`` in input order; ``on_batch(n)`` after each forward pass."""
+        expected = np.zeros(len(texts), dtype=np.float64)
+        probabilities: Optional[list] = [None] * len(texts) if self.values is not None else None
+        for index, batch in self.encoder.batches(texts, batch_size):
+            logits = self.logits(batch).cpu().double()
+            if self.values is None:
+                low, high = (float(v) for v in self.spec.value_range)
+                expected[index] = ((logits[:, 0] - low) / (high - low) * 10.0).clamp(0.0, 10.0).numpy()
+            else:
+                shares = torch.softmax(logits, dim=-1)
+                expected[index] = (shares @ self.values).numpy()
+                for i, row in zip(index, shares.numpy()):
+                    probabilities[i] = row
+            if on_batch is not None:
+                on_batch(len(index))
+        return Scores(np.floor(expected + 0.5).astype(np.int32), expected, probabilities)

@@ -1,0 +1,158 @@
+"""quality.method: classifier, with tiny random checkpoints saved the way real ones are (no network).
+
+Answers known in advance: the scores equal a plain transformers loop over the
+same texts and the paper's mapping (to 1e-5, CPU fp32); a score does not depend
+on its batch-mates; a regression head maps linearly from its range and clips; a
+classes head gives the expected value of its labels' values; a config that does
+not match the checkpoint fails in one line before any stage runs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from samplemix_spark.errors import ConfigError
+from samplemix_spark.models.classifier import ClassifierSpec, TextClassifier
+from samplemix_spark.pipeline import plan, run_stage
+
+from .conftest import make_config, store_for, write_jsonl
+
+TEXTS = ["the river carried silt to the delta", "a short note", "farmers planted after the flood " * 30,
+         "glaciers store fresh water", "the delta grew", "silt and water and farmers and glaciers " * 9]
+LABELS = {0: "Low", 1: "Medium", 2: "High"}
+
+
+def _checkpoint(folder, kind: str):
+    """A BERT regression head (one output) or a DeBERTa-v2 head with three named classes, saved to ``folder``."""
+    from transformers import (BertConfig, BertForSequenceClassification, BertTokenizerFast, DebertaV2Config,
+                              DebertaV2ForSequenceClassification)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    words = sorted({w for t in TEXTS for w in re.findall(r"\w+", t)})
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(str(folder))
+    shape = {"vocab_size": len(words) + 5, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "intermediate_size": 64, "max_position_embeddings": 512}
+    torch.manual_seed(0)
+    if kind == "regression":
+        model = BertForSequenceClassification(BertConfig(num_labels=1, **shape))
+    else:
+        model = DebertaV2ForSequenceClassification(DebertaV2Config(
+            id2label=LABELS, label2id={v: k for k, v in LABELS.items()}, **shape))
+    model.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("classifiers")
+    return {kind: _checkpoint(root / kind, kind) for kind in ("regression", "classes")}
+
+
+def _plain_logits(folder, texts, max_tokens):
+    """One text at a time through the transformers API, nothing of ours in between."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    with torch.inference_mode():
+        return np.stack([model(**tokenizer(t, truncation=True, max_length=max_tokens, return_tensors="pt"))
+                         .logits[0].double().numpy() for t in texts])
+
+
+def test_regression_scores_equal_a_plain_loop_mapped_from_the_range_and_clipped(checkpoints):
+    spec = ClassifierSpec("regression", (-0.05, 0.05))
+    scores = TextClassifier(checkpoints["regression"], spec, max_tokens=16, device="cpu").score(TEXTS, 4)
+    raw = _plain_logits(checkpoints["regression"], TEXTS, 16)[:, 0]
+    expected = np.clip((raw + 0.05) / 0.1 * 10, 0, 10)
+    np.testing.assert_allclose(scores.expected, expected, atol=1e-5)
+    assert scores.quality.tolist() == np.floor(expected + 0.5).astype(int).tolist()
+    assert scores.probabilities is None
+
+
+def test_classes_give_the_expected_value_of_their_labels(checkpoints):
+    values = {"Low": 0.0, "Medium": 5.0, "High": 10.0}
+    scores = TextClassifier(checkpoints["classes"], ClassifierSpec("classes", class_values=values),
+                            max_tokens=32, device="cpu").score(TEXTS, 2)
+    shares = torch.softmax(torch.from_numpy(_plain_logits(checkpoints["classes"], TEXTS, 32)), -1).numpy()
+    np.testing.assert_allclose(np.stack(scores.probabilities), shares, atol=1e-5)
+    np.testing.assert_allclose(scores.expected, shares @ np.array([0.0, 5.0, 10.0]), atol=1e-5)
+
+
+def test_a_score_does_not_depend_on_its_batch_mates(checkpoints):
+    classifier = TextClassifier(checkpoints["regression"], ClassifierSpec(), max_tokens=64, device="cpu")
+    alone = [classifier.score([t], 1).expected[0] for t in TEXTS]
+    together = classifier.score(TEXTS[::-1], 5).expected[::-1]
+    assert together.tolist() == alone  # exact: the same shapes and rows whatever the batch
+
+
+def _config(tmp_path, classifier: dict):
+    source = write_jsonl(tmp_path / "docs.jsonl", [{"text": t, "domain": "d" if i % 2 else "e", "quality_score": 1,
+                                                     "diversity_score": 0.5} for i, t in enumerate(TEXTS)])
+    return make_config(tmp_path / "wh", [source], quality={"method": "classifier", "max_tokens": 32,
+                                                           "classifier": classifier})
+
+
+@pytest.mark.parametrize("classifier, message", [
+    ({"path": "missing-folder"}, "'quality.classifier.path': 'missing-folder' does not exist"),
+    ({"head": "classes", "class_values": {"Low": 0, "High": 10}},
+     "'quality.classifier.class_values': the checkpoint's labels are Low, Medium, High; class_values names High, Low"),
+    ({"head": "regression"}, "'quality.classifier.head': 'regression' needs one output; the checkpoint has 3"),
+])
+def test_a_config_that_does_not_match_the_checkpoint_fails_in_one_line_before_any_stage(
+        checkpoints, tmp_path, classifier, message):
+    path = classifier.pop("path", str(checkpoints["classes"]))
+    cfg = _config(tmp_path, {"path": path, **classifier})
+    with pytest.raises(ConfigError) as failure:
+        plan(cfg, ("ingest", "quality"))
+    assert message in str(failure.value) and "\n" not in str(failure.value)
+    assert not (tmp_path / "wh").exists()
+
+
+def test_classes_without_values_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="'quality.classifier.class_values': head 'classes' needs"):
+        _config(tmp_path, {"path": "x", "head": "classes"})
+
+
+def test_the_quality_stage_writes_the_classifier_scores(spark, checkpoints, tmp_path):
+    values = {"Low": 0, "Medium": 5, "High": 10}
+    cfg = _config(tmp_path, {"path": str(checkpoints["classes"]), "head": "classes", "class_values": values})
+    for stage in ("ingest", "quality"):
+        run_stage(spark, cfg, stage)
+    store = store_for(spark, cfg)
+    table = store.read("quality").join(store.read("documents").select("doc_id", "text"), "doc_id").toPandas()
+    assert len(table) == len(TEXTS) and set(table["method"]) == {"classifier"}
+    assert set(table["model_id"]) == {"classes"} and re.fullmatch(r"[0-9a-f]{12}", table["model_version"].iat[0])
+    shares = torch.softmax(torch.from_numpy(_plain_logits(checkpoints["classes"], table["text"], 32)), -1).numpy()
+    np.testing.assert_allclose(table["quality_expected"], shares @ np.array([0.0, 5.0, 10.0]), atol=1e-5)
+    np.testing.assert_allclose(np.stack(table["quality_probs"]), shares, atol=1e-5)
+    assert table["quality"].tolist() == np.floor(table["quality_expected"] + 0.5).astype(int).tolist()
+
+
+def test_mixing_reads_the_expected_score_when_asked(spark, checkpoints, tmp_path):
+    import dataclasses
+
+    values = {"Low": 0, "Medium": 5, "High": 10}
+    cfg = _config(tmp_path, {"path": str(checkpoints["classes"]), "head": "classes", "class_values": values})
+    cfg = dataclasses.replace(cfg, mixing=dataclasses.replace(cfg.mixing, quality_source="expected"))
+    for stage in ("ingest", "quality", "diversity", "mix"):
+        run_stage(spark, cfg, stage)
+    store = store_for(spark, cfg)
+    mixed = store.read("weights").join(store.read("quality"), "doc_id").toPandas()
+    assert mixed["q"].tolist() == mixed["quality_expected"].tolist()
+    assert store.read("mix_run").collect()[0]["quality_source"] == "expected"
+
+
+def test_the_expected_score_needs_a_method_that_writes_one(spark, tmp_path):
+    source = write_jsonl(tmp_path / "docs.jsonl", [{"text": t, "domain": "d", "quality_score": 1,
+                                                     "diversity_score": 0.5} for t in TEXTS])
+    cfg = make_config(tmp_path / "wh", [source], mixing={"quality_source": "expected"})
+    for stage in ("ingest", "quality", "diversity"):
+        run_stage(spark, cfg, stage)
+    with pytest.raises(Exception, match="'mixing.quality_source': 'expected' needs the quality table's "
+                                        "quality_expected column"):
+        run_stage(spark, cfg, "mix")
