@@ -13,9 +13,8 @@ forked process with its own time limit, so a hang or a crash costs that part onl
 - ``encoder``: the executor-side ``TextEncoder.embed`` loop that the embed and
   quality-scoring UDFs run (MiniLM shape), docs/s at 64, 128 and 512 tokens, against
   a bare loop of forward passes over pre-tokenised full-length batches;
-- ``classifier``: a BERT-base-shaped sequence classifier at 512 tokens, tokens/s
-  (a plain ``AutoModelForSequenceClassification`` loop, labelled as such, until a
-  classifier scoring module exists);
+- ``classifier``: a BERT-base-shaped sequence classifier at 512 tokens through
+  ``models.classifier`` (the ``quality.method: classifier`` UDF's loop), tokens/s;
 - ``proxy``: the proxy trainer's ``gpu`` preset for a fixed number of steps,
   bytes/s and model FLOPs utilisation (reported against the 40% goal, not gated);
 - ``kmeans``: 1M x 384 vectors, k = 1,000, 20 iterations: faiss-gpu when importable,
@@ -50,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 MFU_GOAL = 0.40
-CLASSIFIER_LOOP = "plain AutoModelForSequenceClassification loop (no classifier scoring module yet)"
+CLASSIFIER_LOOP = "models.classifier.TextClassifier (the classifier quality UDF's loop)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,30 +197,16 @@ def encoder_row(folder: Path, corpus: list[str], max_tokens: int, batch_size: in
 
 
 def part_classifier(sizes: Sizes, work: Path) -> dict:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from samplemix_spark.models.encoder import autocast, pick_device, resolve_precision
+    """The classifier quality UDF's loop (``models.classifier``), BERT-base shape, full-length texts."""
+    from samplemix_spark.models.classifier import ClassifierSpec, TextClassifier
 
     folder = model_folder(work, sizes.classifier_shape, classifier=True)
-    device = pick_device("auto")
-    precision = resolve_precision("auto", device)
-    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True).to(device).eval()
+    classifier = TextClassifier(folder, ClassifierSpec("regression", (0.0, 5.0)), sizes.classifier_tokens)
     corpus = texts(sizes.classifier_docs, sizes.classifier_tokens)
-
-    @torch.inference_mode()
-    def score(docs: list[str]) -> None:
-        for start in range(0, len(docs), sizes.classifier_batch):
-            batch = tokenizer(docs[start:start + sizes.classifier_batch], truncation=True, padding="max_length",
-                              max_length=sizes.classifier_tokens, return_tensors="pt").to(device)
-            with autocast(device, precision):
-                model(**batch).logits.float().cpu()
-
-    score(corpus[:sizes.classifier_batch])
-    seconds = timed(lambda: score(corpus))
-    return {"loop": CLASSIFIER_LOOP, "shape": sizes.classifier_shape, "precision": precision,
-            "device": str(device), "max_tokens": sizes.classifier_tokens, "docs": len(corpus),
+    classifier.score(corpus[:sizes.classifier_batch], sizes.classifier_batch)  # warm-up
+    seconds = timed(lambda: classifier.score(corpus, sizes.classifier_batch))
+    return {"loop": CLASSIFIER_LOOP, "shape": sizes.classifier_shape, "precision": classifier.encoder.precision,
+            "device": str(classifier.encoder.device), "max_tokens": sizes.classifier_tokens, "docs": len(corpus),
             "docs_per_s": round(len(corpus) / seconds, 1),
             "tokens_per_s": round(len(corpus) * sizes.classifier_tokens / seconds)}
 
