@@ -30,7 +30,7 @@ DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_thres
 ENTROPY_KINDS = ("shannon", "conditional", "joint")
 QUALITY_SOURCES = ("integer", "expected")
 QUALITY_METHODS = ("classifier", "column", "heuristic", "model")
-CLASSIFIER_FORMATS = ("transformers",)
+CLASSIFIER_FORMATS = ("transformers", "fasttext")
 CLASSIFIER_HEADS = ("regression", "classes")
 TRAIN_MODES = ("finetune", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
@@ -234,6 +234,8 @@ class ClassifierConfig:
     ``range`` onto 0-10 (clipped); ``head: classes`` takes the expected value of
     ``class_values`` (label name -> value in 0..10, matched to the checkpoint's id2label).
     ``trust_remote_code`` runs code shipped in the folder; off unless set.
+    ``format: fasttext``: ``path`` is a fastText ``.bin`` model and q is 10 x the
+    probability of ``positive_label`` (e.g. ``__label__hq``).
     """
 
     path: Optional[str] = None
@@ -242,6 +244,7 @@ class ClassifierConfig:
     range: list = field(default_factory=lambda: [0.0, 5.0])
     class_values: dict = field(default_factory=dict)
     trust_remote_code: bool = False
+    positive_label: Optional[str] = None
 
     def __post_init__(self) -> None:
         _require_choice(self.format, "quality.classifier.format", CLASSIFIER_FORMATS)
@@ -256,6 +259,8 @@ class ClassifierConfig:
                  "head 'classes' needs the value of every label, e.g. {Low: 0, Medium: 5, High: 10}")
         _require(isinstance(self.trust_remote_code, bool), "quality.classifier.trust_remote_code",
                  "expected true or false")
+        _require(self.format != "fasttext" or bool(self.positive_label), "quality.classifier.positive_label",
+                 "format 'fasttext' needs the label whose probability is the quality, e.g. __label__hq")
 
 
 @dataclass

@@ -156,3 +156,58 @@ def test_the_expected_score_needs_a_method_that_writes_one(spark, tmp_path):
     with pytest.raises(Exception, match="'mixing.quality_source': 'expected' needs the quality table's "
                                         "quality_expected column"):
         run_stage(spark, cfg, "mix")
+
+
+def _fasttext_model(folder):
+    """A tiny supervised fastText model (DCLM's filter has the same labels), trained here."""
+    import fasttext
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ([f"__label__hq the river carried silt to the delta over {i} centuries" for i in range(30)]
+             + [f"__label__cc buy cheap pills now click here offer {i}" for i in range(30)])
+    (folder / "train.txt").write_text("\n".join(lines) + "\n")
+    model = fasttext.train_supervised(str(folder / "train.txt"), epoch=20, lr=0.5, dim=8, thread=1, seed=0,
+                                      verbose=0)
+    model.save_model(str(folder / "quality.bin"))
+    return folder / "quality.bin", model
+
+
+def test_fasttext_scores_are_ten_times_the_positive_probability(tmp_path):
+    pytest.importorskip("fasttext")
+    from samplemix_spark.models.classifier import FastTextClassifier
+
+    path, model = _fasttext_model(tmp_path)
+    texts = ["the river carried silt\nto the delta", "buy cheap pills now", "an unrelated sentence"]
+    scores = FastTextClassifier(path, "__label__hq").score(texts)
+    # Independently: softmax of the output matrix times the sentence vector (newlines read as spaces).
+    labels = model.get_labels()
+    for text, shares, q in zip(texts, scores.probabilities, scores.expected):
+        logits = model.get_output_matrix() @ model.get_sentence_vector(text.replace("\n", " "))
+        oracle = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        np.testing.assert_allclose(shares, oracle, atol=1e-4)  # fastText sums in float32
+        assert q == pytest.approx(10 * oracle[labels.index("__label__hq")], abs=1e-3)
+    assert scores.expected[0] > 5 > scores.expected[1]
+
+
+def test_a_fasttext_label_the_model_lacks_fails_in_one_line(tmp_path):
+    pytest.importorskip("fasttext")
+    path, _ = _fasttext_model(tmp_path / "m")
+    cfg = _config(tmp_path, {"path": str(path), "format": "fasttext", "positive_label": "__label__high"})
+    with pytest.raises(ConfigError, match="'quality.classifier.positive_label': '__label__high' is not a label of "
+                                          "the model; it has __label__"):
+        plan(cfg, ("ingest", "quality"))
+
+
+def test_the_quality_stage_scores_with_a_fasttext_model(spark, tmp_path):
+    pytest.importorskip("fasttext")
+    from samplemix_spark.models.classifier import FastTextClassifier
+
+    path, _ = _fasttext_model(tmp_path / "m")
+    cfg = _config(tmp_path, {"path": str(path), "format": "fasttext", "positive_label": "__label__hq"})
+    for stage in ("ingest", "quality"):
+        run_stage(spark, cfg, stage)
+    store = store_for(spark, cfg)
+    table = store.read("quality").join(store.read("documents").select("doc_id", "text"), "doc_id").toPandas()
+    expected = FastTextClassifier(path, "__label__hq").score(table["text"].tolist()).expected
+    assert table["quality_expected"].tolist() == expected.tolist()
+    assert set(table["model_id"]) == {"quality.bin"} and len(table) == len(TEXTS)

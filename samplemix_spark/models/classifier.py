@@ -13,7 +13,9 @@ The output is mapped onto the paper's 0-10 scale:
 - ``regression`` (one output): linear from ``value_range`` (FineWeb-Edu: [0, 5])
   onto [0, 10], clipped;
 - ``classes``: the expected value of ``class_values`` under the softmax, each
-  value matched to the checkpoint's ``id2label`` by name.
+  value matched to the checkpoint's ``id2label`` by name;
+- a fastText model (``FastTextClassifier``, DCLM's quality filter): 10 x the
+  probability of ``positive_label``.
 
 The integer q is the expected value rounded half up, as the paper's 0-10 integer.
 """
@@ -58,6 +60,64 @@ def checkpoint_labels(folder: Path) -> dict[int, str]:
     return {int(i): str(label) for i, label in settings.get("id2label", {}).items()}
 
 
+def _file_version(*files: Path) -> str:
+    digest = hashlib.sha256()
+    for part in files:
+        with open(part, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:12]
+
+
+def check_fasttext(path: Path, positive_label: str, key: str = "quality.classifier") -> dict:
+    """Refuse, in one line, a file that is not a fastText model or lacks ``positive_label``; driver side."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config key '{key}.path': {str(path)!r} is not a fastText model file (.bin)")
+    try:
+        labels = load_fasttext(path).get_labels()
+    except ValueError as exc:
+        raise ConfigError(f"config key '{key}.path': {str(path)!r} is not a fastText model ({exc})") from exc
+    if positive_label not in labels:
+        raise ConfigError(f"config key '{key}.positive_label': {positive_label!r} is not a label of the model; "
+                          f"it has {', '.join(labels)}")
+    return {"model_id": path.name, "model_version": _file_version(path)}
+
+
+def load_fasttext(path: Path):
+    try:
+        import fasttext
+    except ImportError as exc:
+        raise ConfigError("quality.classifier.format 'fasttext' needs the fastText package: "
+                          "pip install 'samplemix-spark[fasttext]' (fasttext-wheel)") from exc
+    fasttext.FastText.eprint = lambda *args, **kwargs: None  # its load warning says nothing useful here
+    return fasttext.load_model(str(path))
+
+
+class FastTextClassifier:
+    """A fastText supervised model: q = 10 x P(``positive_label``); probabilities in ``get_labels()`` order."""
+
+    def __init__(self, path: Path, positive_label: str) -> None:
+        self.model = load_fasttext(path)
+        self.labels = self.model.get_labels()
+        self.positive = self.labels.index(positive_label)
+
+    def probabilities(self, text: str) -> np.ndarray:
+        # fastText reads one line: newlines become spaces, as its own predict requires. The binding is
+        # called directly because the package's predict builds arrays in a way numpy 2 refuses.
+        pairs = self.model.f.predict(text.replace("\n", " ") + "\n", -1, 0.0, "replace")
+        found = {label: probability for probability, label in pairs}
+        return np.array([min(1.0, found.get(label, 0.0)) for label in self.labels], dtype=np.float64)
+
+    def score(self, texts: list[str], batch_size: int = 32,
+              on_batch: Optional[Callable[[int], object]] = None) -> Scores:
+        shares = [self.probabilities(t) for t in texts]
+        expected = np.array([10.0 * s[self.positive] for s in shares], dtype=np.float64)
+        if on_batch is not None:
+            on_batch(len(texts))
+        return Scores(np.floor(expected + 0.5).astype(np.int32), expected, shares)
+
+
 def check_checkpoint(folder: Path, spec: ClassifierSpec, key: str = "quality.classifier") -> dict:
     """Refuse, in one line, a folder that is not a classifier checkpoint or does not match ``spec``.
 
@@ -80,12 +140,7 @@ def check_checkpoint(folder: Path, spec: ClassifierSpec, key: str = "quality.cla
             raise ConfigError(f"config key '{key}.class_values': the checkpoint's labels are "
                               f"{', '.join(labels[i] for i in sorted(labels))}; class_values names "
                               f"{', '.join(sorted(given)) or 'none'}")
-    digest = hashlib.sha256()
-    for part in (weights, config_file):
-        with open(part, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return {"model_id": folder.resolve().name, "model_version": digest.hexdigest()[:12]}
+    return {"model_id": folder.resolve().name, "model_version": _file_version(weights, config_file)}
 
 
 class TextClassifier:

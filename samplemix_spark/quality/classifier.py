@@ -25,7 +25,13 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import QualityConfig, SampleMixConfig
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.models.cache import cached
-from samplemix_spark.models.classifier import ClassifierSpec, TextClassifier, check_checkpoint
+from samplemix_spark.models.classifier import (
+    ClassifierSpec,
+    FastTextClassifier,
+    TextClassifier,
+    check_checkpoint,
+    check_fasttext,
+)
 from samplemix_spark.models.paths import portable_location, resolve_local_path
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.per_document import PerDocumentStep
@@ -39,12 +45,15 @@ def classifier_spec(cfg: QualityConfig) -> ClassifierSpec:
                           {str(k): float(v) for k, v in settings.class_values.items()}, settings.trust_remote_code)
 
 
-def load_classifier(cfg: QualityConfig) -> TextClassifier:
+def load_classifier(cfg: QualityConfig) -> TextClassifier | FastTextClassifier:
     """The process-wide classifier for these settings (executor side)."""
-    spec = classifier_spec(cfg)
-    key = ("classifier", cfg.classifier.path, repr(spec), cfg.max_tokens, cfg.device, cfg.precision)
-    return cached(key, lambda: TextClassifier(resolve_local_path(cfg.classifier.path, "quality.classifier.path"),
-                                              spec, cfg.max_tokens, cfg.device, cfg.precision))
+    spec, settings = classifier_spec(cfg), cfg.classifier
+    path = resolve_local_path(settings.path, "quality.classifier.path")
+    if settings.format == "fasttext":
+        return cached(("fasttext", settings.path, settings.positive_label),
+                      lambda: FastTextClassifier(path, settings.positive_label))
+    key = ("classifier", settings.path, repr(spec), cfg.max_tokens, cfg.device, cfg.precision)
+    return cached(key, lambda: TextClassifier(path, spec, cfg.max_tokens, cfg.device, cfg.precision))
 
 
 def classifier_column(text: Column, cfg: QualityConfig, progress: Optional[Progress] = None) -> Column:
@@ -78,8 +87,11 @@ class ClassifierQuality(PerDocumentStep):
 
     def provenance(self) -> dict:
         """model_id and model_version of the checkpoint, after checking it against the config."""
-        folder = resolve_local_path(self.cfg.quality.classifier.path, "quality.classifier.path")
-        return check_checkpoint(folder, classifier_spec(self.cfg.quality))
+        settings = self.cfg.quality.classifier
+        path = resolve_local_path(settings.path, "quality.classifier.path")
+        if settings.format == "fasttext":
+            return check_fasttext(path, settings.positive_label)
+        return check_checkpoint(path, classifier_spec(self.cfg.quality))
 
     def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
                   progress: Optional[Progress] = None) -> DataFrame:
