@@ -27,6 +27,7 @@ def _sorted(frame: pd.DataFrame, key: str) -> pd.DataFrame:
 @pytest.mark.parametrize("n_docs, n_files, mixing", [
     (20000, 10, ("mixing.tau=0.2",)),
     (4000, 5, ("mixing.tau=0.01", "mixing.alpha=1.0", "mixing.target_fraction=3.0", "mixing.rounding=systematic")),
+    (2000, 3, ("mixing.method=quadmix", "mixing.budget_mode=tokens")),
 ])
 def test_jvm_local_counts_equal_embedded_counts(tmp_path, n_docs, n_files, mixing):
     # The embedded engine and JVM Spark (3 shuffle partitions) split the files into different partitions.
@@ -115,3 +116,31 @@ def test_proxies_run_as_spark_tasks_give_the_losses_of_a_sequential_run(tmp_path
     columns = key + ["domain", "tokens_seen", "bytes", "bits", "subset", "n_params", "epochs"]
     pd.testing.assert_frame_equal(_sorted(on_spark, "job").sort_values(key)[columns].reset_index(drop=True),
                                   sequential.sort_values(key)[columns].reset_index(drop=True), check_dtype=False)
+
+
+def test_classifier_quality_on_jvm_local_equals_direct_scoring(tmp_path):
+    """Classifier scores through JVM Spark's Python workers equal the executor-side loop run directly."""
+    import numpy as np
+
+    from samplemix_spark.models.classifier import ClassifierSpec, TextClassifier
+
+    from .conftest import write_jsonl
+    from .test_cli import samplemix
+    from .test_quality_classifier import TEXTS, _checkpoint
+
+    checkpoint = _checkpoint(tmp_path / "classes", "classes")
+    values = {"Low": 0, "Medium": 5, "High": 10}
+    write_jsonl(tmp_path / "data" / "docs.jsonl",
+                [{"text": t, "domain": "d", "diversity_score": 0.5, "quality_score": 0} for t in TEXTS])
+    common = [f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
+              "--set=quality.method=classifier", f"--set=quality.classifier.path={checkpoint}",
+              "--set=quality.classifier.head=classes", "--set=quality.classifier.class_values={Low: 0, Medium: 5, High: 10}",
+              "--set=quality.max_tokens=32", *[f"--set={o}" for o in JVM]]
+    for stage in ("ingest", "quality"):
+        result = samplemix(stage, "--config", str(REPO / "conf" / "synthetic.yaml"), *common, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+    documents = pd.read_parquet(tmp_path / "jvm" / "documents")[["doc_id", "text"]]
+    scored = pd.read_parquet(tmp_path / "jvm" / "quality").merge(documents, on="doc_id").set_index("text")
+    direct = TextClassifier(checkpoint, ClassifierSpec("classes", class_values=values), 32, "cpu").score(TEXTS)
+    assert scored.loc[TEXTS, "quality"].tolist() == direct.quality.tolist()
+    np.testing.assert_allclose(scored.loc[TEXTS, "quality_expected"], direct.expected, rtol=1e-9)
