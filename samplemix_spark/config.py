@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ EXPORT_FORMATS = ("jsonl", "parquet")
 BUDGET_MODES = ("documents", "tokens")
 ROUNDINGS = ("bernoulli", "systematic")
 MIX_METHODS = ("samplemix", "domain", "quadmix")
-QUADMIX_CRITERIA = ("quality",)  # the quality table's q; more criteria come from scored columns
+QUADMIX_CRITERIA = ("quality",)  # the quality table's q; ingest.score_columns add theirs
 DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_threshold")
 ENTROPY_KINDS = ("shannon", "conditional", "joint")
 QUALITY_SOURCES = ("integer", "expected")
@@ -106,6 +107,8 @@ class IngestConfig:
     id_column: Optional[str] = None
     quality_column: Optional[str] = None
     diversity_column: Optional[str] = None
+    # Precomputed numeric scores kept in ``documents`` (as ``score_column_name``), e.g. QuaDMix criteria.
+    score_columns: list = field(default_factory=list)
     tokenizer: str = DEFAULT_TOKENIZER
     # Above this share of rejected rows the input is taken to be misread (wrong format or mapping).
     max_reject_share: float = 0.5
@@ -127,6 +130,7 @@ class IngestConfig:
                  f"got {self.max_reject_share!r}, expected a number in (0, 1]")
         if isinstance(self.holdout_sources, str):
             self.holdout_sources = [self.holdout_sources]
+        self._check_score_columns()
         _require(_is_number(self.holdout_fraction) and 0 <= self.holdout_fraction < 1, "ingest.holdout_fraction",
                  f"got {self.holdout_fraction!r}, expected a number in [0, 1)")
         _require(_is_number(self.holdout_overlap) and 0 < self.holdout_overlap <= 1, "ingest.holdout_overlap",
@@ -135,6 +139,27 @@ class IngestConfig:
                  "set either ingest.holdout_fraction or ingest.holdout_sources, not both")
         _require(isinstance(self.holdout_seed, int) and not isinstance(self.holdout_seed, bool),
                  "ingest.holdout_seed", f"got {self.holdout_seed!r}, expected an integer")
+
+    def _check_score_columns(self) -> None:
+        if isinstance(self.score_columns, str):
+            self.score_columns = [self.score_columns]
+        _require(isinstance(self.score_columns, list) and all(
+            isinstance(n, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", n)
+            for n in self.score_columns), "ingest.score_columns",
+            f"got {self.score_columns!r}, expected a list of column names (dotted for nested fields)")
+        names = [score_column_name(n) for n in self.score_columns]
+        taken = sorted((set(names) & RESERVED_DOCUMENT_COLUMNS) | {n for n in names if names.count(n) > 1})
+        _require(not taken, "ingest.score_columns",
+                 f"{', '.join(taken)} would repeat or replace a documents column")
+
+
+# Columns of the ``documents`` table that a score column may not take.
+RESERVED_DOCUMENT_COLUMNS = {"doc_id", "domain", "text", "n_tokens", "q_input", "d_input"}
+
+
+def score_column_name(source: str) -> str:
+    """The ``documents`` column of an ``ingest.score_columns`` entry: dots become underscores."""
+    return source.replace(".", "_")
 
 
 def _require_positive_int(value: Any, key: str) -> None:
@@ -408,8 +433,6 @@ def _check_quadmix_sampling(values: dict, prefix: str) -> None:
 def _check_quadmix_weights(weights: dict, key: str) -> None:
     _require(isinstance(weights, dict) and bool(weights), key, "expected a criterion -> weight mapping")
     for name, weight in weights.items():
-        _require(name in QUADMIX_CRITERIA, f"{key}.{name}",
-                 f"unknown quality criterion; the criteria available are: {', '.join(QUADMIX_CRITERIA)}")
         _require(_is_number(weight) and weight >= 0, f"{key}.{name}", f"got {weight!r}, expected a number >= 0")
     _require(sum(weights.values()) > 0, key, "the merging weights need a positive sum")
 
@@ -587,6 +610,20 @@ class SampleMixConfig:
         if self.diversity.method == "column":
             _require(bool(self.ingest.diversity_column), "ingest.diversity_column",
                      "diversity.method 'column' needs the source column that holds d(x)")
+        self._check_quadmix_criteria()
+
+    def _check_quadmix_criteria(self) -> None:
+        """QuaDMix merges the quality table's q and the ``ingest.score_columns`` (by their documents names)."""
+        available = (*QUADMIX_CRITERIA, *(score_column_name(n) for n in self.ingest.score_columns))
+        quadmix = self.mixing.quadmix
+        named = [("mixing.quadmix.weights", quadmix.weights)]
+        named += [(f"mixing.quadmix.domains.{d}.weights", v["weights"]) for d, v in quadmix.domains.items()
+                  if isinstance(v, dict) and "weights" in v]
+        for key, weights in named:
+            for name in weights:
+                _require(name in available, f"{key}.{name}",
+                         f"unknown quality criterion; the criteria available are: {', '.join(available)} "
+                         "(add source columns with ingest.score_columns)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

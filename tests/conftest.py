@@ -97,11 +97,15 @@ def quality_checkpoint(spark, tmp_path_factory):
 
 def write_scored_tables(spark, cfg: SampleMixConfig, frame) -> None:
     """Write documents, quality and diversity tables from a pandas frame (doc_id, domain, text,
-    n_tokens, quality, diversity), staged through Parquet so large frames stay off the wire."""
+    n_tokens, quality, diversity, and any ingest.score_columns), staged through Parquet so large frames
+    stay off the wire."""
+    from samplemix_spark.config import score_column_name
+
     path = f"{cfg.tables.warehouse}_scored_source.parquet"
     frame.to_parquet(path)
     source = spark.read.parquet(path)
     store = store_for(spark, cfg)
-    store.write(source.select("doc_id", "domain", "text", "n_tokens"), "documents")
+    extra = [score_column_name(n) for n in cfg.ingest.score_columns]
+    store.write(source.select("doc_id", "domain", "text", "n_tokens", *extra), "documents")
     store.write(source.select("doc_id", "quality"), "quality")
     store.write(source.select("doc_id", "diversity"), "diversity")

@@ -45,6 +45,7 @@ class Case:
     ingest: dict = field(default_factory=dict)
     source: str = "*"
     holdout: Optional[str] = None  # a file of the case's folder read as ingest.holdout_sources
+    scores: dict = field(default_factory=dict)  # doc_id -> the ingest.score_columns values kept in documents
 
 
 def _bytes(name: str, data: bytes) -> Callable[[Path], None]:
@@ -160,6 +161,25 @@ CASES: dict[str, Case] = {
                + _line("object id", id={"a": 1}) + _line("array domain", domain=["d"], id="z")),
         [(f"i{n}", "d", t) for n, t in enumerate(GOOD)], {"invalid_id": 2, "invalid_domain": 1},
         ingest={"id_column": "id", "max_reject_share": 1.0}),
+    "json_score_columns": Case(
+        _bytes("a.jsonl", _line(GOOD[0], edu=3, meta={"dclm": 0.9}) + _line(GOOD[1], edu=2.5, meta={"dclm": 0.1})
+               + _line(GOOD[2], edu="high", meta={"dclm": 0.5}) + _line(GOOD[3], edu=1)
+               + b'{"text": "not a number", "domain": "d", "edu": NaN, "meta": {"dclm": 0.2}}\n'),
+        _docs(GOOD[:2]), {"invalid_edu": 2, "invalid_meta.dclm": 1},
+        ingest={"score_columns": ["edu", "meta.dclm"], "max_reject_share": 1.0},
+        scores={hashed(GOOD[0]): (3.0, 0.9), hashed(GOOD[1]): (2.5, 0.1)}),
+    "parquet_score_columns": Case(
+        lambda folder: (pq.write_table(pa.table({"text": GOOD[:3], "domain": ["d"] * 3,
+                                                 "edu": pa.array([3, 2, None], pa.int16()),
+                                                 "dclm": pa.array([0.5, float("inf"), 0.25], pa.float32())}),
+                                       folder / "a.parquet"),
+                        pq.write_table(pa.table({"text": GOOD[3:], "domain": ["d"], "edu": ["high"],
+                                                 "dclm": [0.75]}), folder / "b.parquet")),
+        _docs(GOOD[:1]), {"invalid_dclm": 1, "invalid_edu": 2},
+        ingest={"format": "parquet", "score_columns": ["edu", "dclm"], "max_reject_share": 1.0},
+        scores={hashed(GOOD[0]): (3.0, 0.5)}),
+    "score_column_missing": Case(_bytes("a.jsonl", GOOD_LINES), error="'ingest.score_columns': column 'edu' not found",
+                                 ingest={"score_columns": ["edu"]}),
     "parquet_schema_differs": Case(
         lambda folder: (pq.write_table(pa.table({"text": GOOD[:2], "domain": ["d"] * 2, "q": [1.0, 2.0]}),
                                        folder / "a.parquet"),
@@ -198,7 +218,10 @@ def ingest_case(spark, name: str, root: Path, warehouse: Path, engine: dict, tab
         IngestStep(cfg).run(spark, store)
     except SampleMixError as exc:
         return {"error": str(exc), "written": (warehouse / name).exists()}
-    documents = store.read("documents").select("doc_id", "domain", "text", "n_tokens").toPandas()
+    from samplemix_spark.config import score_column_name
+
+    extra = [score_column_name(name) for name in cfg.ingest.score_columns]
+    documents = store.read("documents").select("doc_id", "domain", "text", "n_tokens", *extra).toPandas()
     rejects = store.read("rejects").toPandas()
     rejects["source_file"] = rejects["source_file"].map(lambda p: Path(p).name if p else None)
     overlap = store.read_if_exists("holdout_overlap")

@@ -54,6 +54,8 @@ def _check_expectation(name: str, result: dict) -> None:
     assert documents == sorted(case.documents)
     assert Counter(row[0] for row in result["rejects"]) == Counter(case.rejects)
     assert all(row[4] and row[5] for row in result["rejects"]), "rejects name their file and line"
+    if case.scores:
+        assert {row[0]: tuple(row[4:]) for row in result["documents"]} == case.scores
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

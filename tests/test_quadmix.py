@@ -84,8 +84,11 @@ def test_settings_and_domains_are_checked_by_name(spark):
         build_config({"mixing": {"quadmix": {"omega": 1.5}}})
     with pytest.raises(ConfigError, match="mixing.quadmix.domains.news.lam"):
         build_config({"mixing": {"quadmix": {"domains": {"news": {"lam": -1}}}}})
-    with pytest.raises(ConfigError, match="mixing.quadmix.weights.dclm"):
-        build_config({"mixing": {"quadmix": {"weights": {"dclm": 1}}}})
+    with pytest.raises(ConfigError, match="mixing.quadmix.weights.dclm': unknown quality criterion; the criteria "
+                                          "available are: quality, edu"):
+        build_config({"ingest": {"score_columns": ["edu"]}, "mixing": {"quadmix": {"weights": {"dclm": 1}}}})
+    assert build_config({"ingest": {"score_columns": ["meta.dclm"]},
+                         "mixing": {"quadmix": {"domains": {"news": {"weights": {"meta_dclm": 1}}}}}})
     mixing = build_config({"mixing": {"quadmix": {"domains": {"legal": {"eta": 2}}}}}).mixing
     with pytest.raises(InputError, match="legal"):
         quadmix.quadmix_counts(_scored(spark, [("a", "news", 10, 1.0)]), mixing, 10.0)
@@ -122,3 +125,31 @@ def test_the_mix_stage_writes_quadmix_weights_and_output(spark, tmp_path):
     assert weights.loc[weights["domain"] == "mail", "c"].nunique() == 1
     assert (weights["c"] * weights["n_tokens"]).sum() == pytest.approx(stats.target_tokens, rel=1e-9)
     assert len(store.read("output").toPandas()) == weights["count"].sum()
+
+
+def test_score_columns_are_merged_with_q_by_their_weights(spark, tmp_path):
+    from samplemix_spark.mixing import MixStep
+
+    from .conftest import make_config, store_for, write_scored_tables
+
+    rng = np.random.default_rng(5)
+    n = 120
+    frame = pd.DataFrame({"doc_id": [f"d{i:03d}" for i in range(n)], "domain": rng.choice(["news", "mail"], n),
+                          "text": [f"text {i}" for i in range(n)], "n_tokens": rng.integers(5, 400, n),
+                          "quality": rng.integers(0, 11, n).astype(float), "diversity": rng.random(n),
+                          "edu": rng.normal(2.5, 1.0, n)})
+    cfg = make_config(tmp_path / "wh", [tmp_path / "none"], ingest={"score_columns": ["edu"]}, mixing={
+        "method": "quadmix", "quadmix": {"weights": {"quality": 1, "edu": 3}}})
+    write_scored_tables(spark, cfg, frame)
+    store = store_for(spark, cfg)
+    MixStep(cfg).run(spark, store)
+    weights = store.read("weights").toPandas().set_index("doc_id").loc[frame["doc_id"]]
+    q, edu = frame["quality"].to_numpy(), frame["edu"].to_numpy()
+    merged = 0.25 * (q - q.min()) / (q.max() - q.min()) + 0.75 * (edu - edu.min()) / (edu.max() - edu.min())
+    np.testing.assert_allclose(weights["p"], merged, rtol=1e-12)
+    for _, group in weights.groupby("domain"):  # a better merged score never gets a smaller expected count
+        ordered = group.sort_values("p")
+        assert (np.diff(ordered["c"].to_numpy()) >= -1e-12).all()
+    with pytest.raises(InputError, match="the documents table has no column edu"):
+        store.write(store.read("documents").drop("edu"), "documents")
+        MixStep(cfg).run(spark, store)

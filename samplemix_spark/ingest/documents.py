@@ -24,10 +24,11 @@ import logging
 from typing import Optional
 
 import numpy as np
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from samplemix_spark.config import IngestConfig, SampleMixConfig
+from samplemix_spark.config import IngestConfig, SampleMixConfig, score_column_name
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import HOLDOUT_SPLIT, SHINGLE_WORDS, shingle_hashes, uniform
@@ -65,6 +66,8 @@ def reject_reason(cfg: SampleMixConfig) -> Column:
         reason = reason.when(_invalid_score(F.col("q_input")), "invalid_quality")
     if ingest.diversity_column:
         reason = reason.when(_invalid_score(F.col("d_input")), "invalid_diversity")
+    for i, name in enumerate(ingest.score_columns):
+        reason = reason.when(_invalid_score(F.col("extra")[i]), f"invalid_{name}")
     return reason
 
 
@@ -209,12 +212,16 @@ def read_raw(spark: SparkSession, ingest: IngestConfig) -> DataFrame:
     """Source rows mapped onto the reader's schema (``reader.RAW_SCHEMA``), for every source format."""
     if ingest.format != "delta":
         mapping = Mapping(ingest.text_column, ingest.domain_column, ingest.id_column,
-                          ingest.quality_column, ingest.diversity_column)
+                          ingest.quality_column, ingest.diversity_column, tuple(ingest.score_columns))
         return read_units(spark, list_units(ingest.sources, ingest.format), mapping)
     # Delta tables are written by Spark engines, which read them alike: their schema is checked up front.
     mapped = map_columns(read_sources(spark, ingest.sources, "delta"), ingest)
     present = {"has_text": True, "has_domain": True, "has_id": bool(ingest.id_column),
                "has_q": bool(ingest.quality_column), "has_d": bool(ingest.diversity_column)}
+    if ingest.score_columns:
+        n = len(ingest.score_columns)
+        mapped = mapped.withColumn("has_extra", F.array(*[F.lit(True)] * n)).withColumn(
+            "bad_extra", F.array(*[F.lit(False)] * n))
     columns = []
     for field in RAW_SCHEMA:
         if field.name in mapped.columns:
@@ -222,14 +229,14 @@ def read_raw(spark: SparkSession, ingest: IngestConfig) -> DataFrame:
         elif field.name in present:
             columns.append(F.lit(present[field.name]).alias(field.name))
         else:
-            columns.append(F.lit(False if field.name.startswith("bad_") else None)
-                           .cast(_spark_type(field.type)).alias(field.name))
+            flag = field.name.startswith("bad_") and field.type == pa.bool_()
+            columns.append(F.lit(False if flag else None).cast(_spark_type(field.type)).alias(field.name))
     return mapped.select(*columns)
 
 
 def _spark_type(arrow_type) -> str:
-    import pyarrow as pa
-
+    if pa.types.is_list(arrow_type):
+        return f"array<{_spark_type(arrow_type.value_type)}>"
     return {pa.string(): "string", pa.int64(): "long", pa.float64(): "double", pa.bool_(): "boolean"}[arrow_type]
 
 
@@ -254,8 +261,10 @@ _LIKELY_CAUSE = {
 
 def check_flagged(summary: list, ingest: IngestConfig) -> int:
     """Check column presence and the reject share from ``summarise``'s rows; returns the input row count."""
+    extras = [f"{flag}_{i}" for i in range(len(ingest.score_columns)) for flag in ("has_extra", "bad_extra")]
     total = {key: sum(int(row[key] or 0) for row in summary)
-             for key in ("rows", "has_text", "bad_text", "has_domain", "has_id", "has_q", "bad_q", "has_d", "bad_d")}
+             for key in ("rows", "has_text", "bad_text", "has_domain", "has_id", "has_q", "bad_q", "has_d", "bad_d",
+                         *extras)}
     n_input = total["rows"]
     if n_input == 0:
         raise InputError(f"ingest sources {ingest.sources} hold no rows")
@@ -267,6 +276,8 @@ def check_flagged(summary: list, ingest: IngestConfig) -> int:
               ("id_column", ingest.id_column, "has_id", None, None),
               ("quality_column", ingest.quality_column, "has_q", "bad_q", "numeric"),
               ("diversity_column", ingest.diversity_column, "has_d", "bad_d", "numeric")]
+    checks += [("score_columns", column, f"has_extra_{i}", f"bad_extra_{i}", "numeric")
+               for i, column in enumerate(ingest.score_columns)]
     for key, column, has, bad, expected in checks:
         if not column or not parsed or total[has]:
             continue
@@ -286,13 +297,27 @@ def _check_reject_share(summary: list, n_input: int, limit: float) -> None:
         top = max(sorted(rejected), key=rejected.get)
         raise InputError(f"ingest would reject {n_rejected} of {n_input} rows ({n_rejected / n_input:.0%}, more than "
                          f"ingest.max_reject_share={limit}); most are {top} ({rejected[top]}): likely "
-                         f"{_LIKELY_CAUSE.get(top, 'a wrong format or column mapping')}; nothing was written")
+                         f"{_likely_cause(top)}; nothing was written")
 
 
-def summarise(flagged: DataFrame) -> list:
-    """Rows and mapped-field flags per reject reason (null = kept), in one aggregate."""
+def _likely_cause(reason: str) -> str:
+    if reason in _LIKELY_CAUSE:
+        return _LIKELY_CAUSE[reason]
+    if reason.startswith("invalid_"):  # a score column's reason is invalid_<its name>
+        return (f"the score column {reason.removeprefix('invalid_')!r} is not a finite number in most records: "
+                "check ingest.score_columns")
+    return "a wrong format or column mapping"
+
+
+def summarise(flagged: DataFrame, n_scores: int = 0) -> list:
+    """Rows and mapped-field flags per reject reason (null = kept), in one aggregate.
+
+    Each of the ``n_scores`` score columns adds ``has_extra_<i>`` and ``bad_extra_<i>``.
+    """
     flags = [F.sum(F.col(name).cast("long")).alias(name)
              for name in ("has_text", "bad_text", "has_domain", "has_id", "has_q", "bad_q", "has_d", "bad_d")]
+    flags += [F.sum(F.col(name)[i].cast("long")).alias(f"{name}_{i}")
+              for i in range(n_scores) for name in ("has_extra", "bad_extra")]
     with _file_errors():
         return flagged.groupBy("reason").agg(F.count(F.lit(1)).alias("rows"), *flags,
                                              F.max("fields").alias("fields")).collect()
@@ -395,11 +420,11 @@ class IngestStep:
         """
         ingest = self.cfg.ingest
         flagged = flag_rows(read_raw(spark, ingest), self.cfg)
-        n_input = check_flagged(summarise(flagged), ingest)
+        n_input = check_flagged(summarise(flagged, len(ingest.score_columns)), ingest)
         if ingest.holdout_sources:
             given = dataclasses.replace(ingest, sources=ingest.holdout_sources)
             held = flag_rows(read_raw(spark, given), self.cfg)
-            n_input += check_flagged(summarise(held), given)
+            n_input += check_flagged(summarise(held, len(given.score_columns)), given)
             both = flagged.withColumn("split", F.lit("train")).unionByName(held.withColumn("split", F.lit("holdout")))
             flagged = drop_leaks(both)
         else:
@@ -443,6 +468,8 @@ class IngestStep:
             columns.append(F.col("q_input"))
         if self.cfg.ingest.diversity_column:
             columns.append(F.col("d_input"))
+        columns += [F.col("extra")[i].alias(score_column_name(name))
+                    for i, name in enumerate(self.cfg.ingest.score_columns)]
         return kept.select(*columns)
 
 

@@ -69,11 +69,13 @@ RAW_SCHEMA = pa.schema([
     ("has_text", pa.bool_()), ("bad_text", pa.bool_()), ("has_domain", pa.bool_()), ("has_id", pa.bool_()),
     ("has_q", pa.bool_()), ("bad_q", pa.bool_()), ("has_d", pa.bool_()), ("bad_d", pa.bool_()),
     ("fields", pa.string()),
+    # ``ingest.score_columns``, in the configured order: values and the same two flags (null when none is set).
+    ("extra", pa.list_(pa.float64())), ("has_extra", pa.list_(pa.bool_())), ("bad_extra", pa.list_(pa.bool_())),
 ])
 RAW_DDL = ("source_file string, source_line long, source_id string, domain string, text string, "
            "q_input double, d_input double, parse_error string, raw string, has_text boolean, bad_text boolean, "
            "has_domain boolean, has_id boolean, has_q boolean, bad_q boolean, has_d boolean, bad_d boolean, "
-           "fields string")
+           "fields string, extra array<double>, has_extra array<boolean>, bad_extra array<boolean>")
 
 
 class FileError(Exception):
@@ -102,10 +104,13 @@ class Mapping:
     id: Optional[str] = None
     quality: Optional[str] = None
     diversity: Optional[str] = None
+    scores: tuple = ()  # ``ingest.score_columns``
 
-    def split(self) -> dict[str, Optional[tuple[str, ...]]]:
+    def split(self) -> dict:
         """Each mapped field's path as a tuple of keys, split once per file rather than per record."""
-        return {name: tuple(value.split(".")) if value else None for name, value in self.__dict__.items()}
+        paths = {name: tuple(value.split(".")) if value else None for name, value in self.__dict__.items()
+                 if name != "scores"}
+        return {**paths, "scores": [tuple(name.split(".")) for name in self.scores]}
 
 
 @dataclass(frozen=True)
@@ -295,6 +300,12 @@ def map_record(record: dict, paths: dict, escaped_surrogates: bool) -> dict:
             present, raw = _lookup(record, path)
             score, mistyped = _as_score(raw)
             values.update({key: score, f"has_{flag}": present and not mistyped, f"bad_{flag}": mistyped})
+    if paths["scores"]:
+        found = [_lookup(record, path) for path in paths["scores"]]
+        parsed = [_as_score(raw) for _, raw in found]
+        values.update(extra=[score for score, _ in parsed],
+                      has_extra=[present and not bad for (present, _), (_, bad) in zip(found, parsed)],
+                      bad_extra=[bad for _, bad in parsed])
     return values
 
 
@@ -383,7 +394,8 @@ def read_parquet_group(path: str, row_group: int, mapping: Mapping) -> Iterator[
 
 
 def _top_level(mapping: Mapping, names: list[str]) -> list[str]:
-    mapped = [m for m in (mapping.text, mapping.domain, mapping.id, mapping.quality, mapping.diversity) if m]
+    mapped = [m for m in (mapping.text, mapping.domain, mapping.id, mapping.quality, mapping.diversity,
+                          *mapping.scores) if m]
     return sorted({m.split(".")[0] for m in mapped} & set(names))
 
 
@@ -456,6 +468,21 @@ def _parquet_labels(column: pa.Array, path: str, named: str) -> tuple[list, list
     raise FileError(path, f"{named} holds {kind} values; an id or a domain must be a string or a number")
 
 
+def _numeric(column: Optional[pa.Array]) -> bool:
+    return column is not None and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+                                   or pa.types.is_decimal(column.type))
+
+
+def _parquet_scores(values: dict, table: pa.Table, names: tuple) -> None:
+    """The ``extra`` lists of a row group: each score column as float64, flagged per file as present or mistyped."""
+    n = table.num_rows
+    columns = [_nested(table, name) for name in names]
+    data = [c.cast(pa.float64()).to_pylist() if _numeric(c) else [None] * n for c in columns]
+    values["extra"] = [list(row) for row in zip(*data)]
+    values["has_extra"] = [[_numeric(c) for c in columns]] * n
+    values["bad_extra"] = [[c is not None and not _numeric(c) for c in columns]] * n
+
+
 def _parquet_rows(table: pa.Table, path: str, mapping: Mapping, first_row: int) -> Iterator[pa.RecordBatch]:
     n = table.num_rows
     if n == 0:
@@ -489,12 +516,13 @@ def _parquet_rows(table: pa.Table, path: str, mapping: Mapping, first_row: int) 
                                      for error, bad in zip(values["parse_error"], invalid)]
     for name, dotted, flag in (("q_input", mapping.quality, "q"), ("d_input", mapping.diversity, "d")):
         column = _nested(table, dotted)
-        numeric = column is not None and (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
-                                          or pa.types.is_decimal(column.type))
+        numeric = _numeric(column)
         values[f"has_{flag}"] = true if numeric else false
         values[f"bad_{flag}"] = true if column is not None and not numeric else false
         if numeric:
             values[name] = column.cast(pa.float64()).to_pylist()
+    if mapping.scores:
+        _parquet_scores(values, table, mapping.scores)
     values["fields"] = [",".join(table.column_names)] + none[1:]
     batch = pa.Table.from_pydict(values, schema=RAW_SCHEMA)
     yield from batch.to_batches(max_chunksize=BATCH_ROWS)

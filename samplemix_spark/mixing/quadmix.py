@@ -4,10 +4,13 @@ Driver side: the corpus bounds of each criterion, the per-domain histograms of
 merged scores and the budget's scale are small aggregates collected here; the
 counts are native Spark expressions over the joined result (no Python UDF).
 
-- Merging (eq. 1): q̄ = Σ_n σ(q_n)·w_{n,m}. The paper's criteria are smaller-is-
-  better; ours are larger-is-better, so σ is min-max over the corpus onto [0, 1]
+- Merging (eq. 1): q̄ = Σ_n σ(q_n)·w_{n,m}. The criteria are the quality table's q
+  and any ``ingest.score_columns`` kept in ``documents`` (precomputed FineWeb-Edu,
+  DCLM or perplexity scores), each larger-is-better. The paper's criteria are
+  smaller-is-better; ours are larger-is-better, so σ is min-max over the corpus onto [0, 1]
   with 1 the best (a constant criterion normalises to 0, as in SampleMix), and a
-  larger q̄ is better.
+  larger q̄ is better. A score where smaller is better (perplexity) needs its sign
+  flipped before ingest.
 - Rank (eq. 2): r̄ = the share of the domain's tokens whose merged score is
   better than this document's, plus half the share of its ties: a token-weighted
   mid-rank, 0 for the best. It is computed exactly from a per-domain histogram
@@ -44,7 +47,17 @@ from samplemix_spark.mixing import budget, formulas
 
 EXACT_VALUES = 10_000
 BINS = 10_000
-CRITERION_COLUMNS = {"quality": "q"}
+CRITERION_COLUMNS = {"quality": "q"}  # any other criterion is an ingest.score_columns column of documents
+
+
+def criterion_column(name: str) -> str:
+    return CRITERION_COLUMNS.get(name, name)
+
+
+def score_columns(cfg: MixingConfig) -> list[str]:
+    """The documents columns (``ingest.score_columns``) that the merging weights name, for the scored view."""
+    named = set(cfg.quadmix.weights) | {n for v in cfg.quadmix.domains.values() for n in v.get("weights", {})}
+    return sorted(named - set(CRITERION_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -66,9 +79,9 @@ def sampling_value(rank: Column, lam: Column, omega: Column, eta: Column, epsilo
 def merged_score(scored: DataFrame, cfg: MixingConfig, domains: list[str]) -> Column:
     """Eq. 1 per domain, from each criterion's corpus min-max normalisation."""
     criteria = sorted({name for d in domains for name in cfg.quadmix.for_domain(d)["weights"]})
-    bounds = scored.agg(*[f(CRITERION_COLUMNS[n]).alias(f"{n}_{k}") for n in criteria
+    bounds = scored.agg(*[f(criterion_column(n)).alias(f"{n}_{k}") for n in criteria
                           for f, k in ((F.min, "lo"), (F.max, "hi"))]).collect()[0]
-    normalised = {n: formulas.min_max_normalised(F.col(CRITERION_COLUMNS[n]), bounds[f"{n}_lo"], bounds[f"{n}_hi"])
+    normalised = {n: formulas.min_max_normalised(F.col(criterion_column(n)), bounds[f"{n}_lo"], bounds[f"{n}_hi"])
                   for n in criteria}
     merged = None
     for domain in domains:

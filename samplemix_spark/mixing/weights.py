@@ -14,7 +14,7 @@ import logging
 import math
 import typing
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -88,13 +88,18 @@ def stats_schema() -> str:
     return ", ".join(f"{f.name} {_DDL[hints[f.name]]}" for f in dataclasses.fields(MixStats))
 
 
-def scored_documents(store: TableStore, quality_source: str = "integer") -> DataFrame:
-    """doc_id, domain, n_tokens with q and d attached (null where a score is missing).
+def scored_documents(store: TableStore, quality_source: str = "integer", extra: Sequence[str] = ()) -> DataFrame:
+    """doc_id, domain, n_tokens (and the ``extra`` documents columns) with q and d attached (null where missing).
 
     q is the quality table's integer ``quality``, or with ``quality_source``
     ``expected`` its unrounded ``quality_expected`` (``mixing.quality_source``).
     """
-    documents = store.read("documents").select("doc_id", "domain", "n_tokens")
+    documents = store.read("documents")
+    missing = [c for c in extra if c not in documents.columns]
+    if missing:
+        raise InputError(f"the documents table has no column {', '.join(missing)}: keep the source columns with "
+                         "ingest.score_columns and run ingest again")
+    documents = documents.select("doc_id", "domain", "n_tokens", *extra)
     table = store.read("quality")
     column = "quality" if quality_source == "integer" else "quality_expected"
     if column not in table.columns:
@@ -210,7 +215,8 @@ class MixStep:
         baselines of an evaluation) without copying documents or scores.
         """
         mixing, inputs = self.cfg.mixing, inputs or store
-        scored = scored_documents(inputs, mixing.quality_source)
+        extra = quadmix.score_columns(mixing) if mixing.method == "quadmix" else []
+        scored = scored_documents(inputs, mixing.quality_source, extra)
         stats = dataclasses.replace(compute_stats(scored, mixing, store.hash_scheme), holdout=fingerprint(inputs),
                                     inputs="" if inputs is store else inputs.location("documents").rsplit("/", 1)[0])
         c, shown = None, None
