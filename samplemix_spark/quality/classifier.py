@@ -22,7 +22,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from samplemix_spark.config import QualityConfig, SampleMixConfig
+from samplemix_spark.config import QualityConfig
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.models.cache import cached
 from samplemix_spark.models.classifier import (
@@ -33,8 +33,8 @@ from samplemix_spark.models.classifier import (
     check_fasttext,
 )
 from samplemix_spark.models.paths import portable_location, resolve_local_path
+from samplemix_spark.quality.scorer import ModelQuality
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.per_document import PerDocumentStep
 
 SCORES = "struct<quality:int,quality_expected:double,quality_probs:array<double>>"
 
@@ -72,15 +72,8 @@ def classifier_column(text: Column, cfg: QualityConfig, progress: Optional[Progr
     return score(text)
 
 
-class ClassifierQuality(PerDocumentStep):
-    """Write the quality table with a sequence classifier's scores."""
-
-    name = "quality"
-    source, output = "documents", "quality"
-    reports_progress = True
-
-    def __init__(self, cfg: SampleMixConfig) -> None:
-        self.cfg = cfg
+class ClassifierQuality(ModelQuality):
+    """Write the quality table with a sequence classifier's scores (the evaluator step's table and progress)."""
 
     def check(self) -> None:
         self.provenance()
