@@ -48,6 +48,7 @@ LABEL_SAMPLE = "label-sample"            # which labelled rows the quality evalu
 HOLDOUT_ORDER = "holdout-order"    # which held-out documents are scored, and which at every evaluation step
 HOLDOUT_WINDOW = "holdout-window"  # where a long held-out document's scored window starts
 SWARM_DESIGN = "swarm-design"      # the random mixtures of a proxy swarm
+QUADMIX_SEARCH = "quadmix-search"  # the QuaDMix parameter settings a search draws
 SYSTEMATIC_OFFSET = "systematic-offset"  # the one uniform offset of a systematic rounding
 
 

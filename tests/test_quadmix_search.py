@@ -1,0 +1,70 @@
+"""QuaDMix's parameter search on synthetic objectives: a known function of the parameters stands in for the
+proxy loss, so the right answer is known before the search runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from samplemix_spark.evaluation import quadmix_search as search
+
+DOMAINS = ["news", "mail"]
+
+
+def _objective(settings, rng, noise=0.002):
+    """Lowest at log10 lam = 1.5, omega = 0.6, eta = 0.7 in every domain; epsilon does not matter."""
+    loss = ((np.log10(settings["lam"]) - 1.5) ** 2 / 2.25 + (settings["omega"] - 0.6) ** 2
+            + sum((settings[f"eta.{d}"] - 0.7) ** 2 for d in DOMAINS))
+    return 1.2 + 0.1 * loss.to_numpy() + rng.normal(0, noise, len(settings))
+
+
+def test_draws_are_seeded_and_inside_the_documented_ranges():
+    settings = search.draw(500, DOMAINS, seed=3)
+    assert list(settings.columns) == ["lam", "omega", "eta.news", "eta.mail", "epsilon.news", "epsilon.mail"]
+    assert settings.equals(search.draw(500, DOMAINS, seed=3)) and not settings.equals(search.draw(500, DOMAINS, 4))
+    assert settings["lam"].between(1, 1000).all() and settings["omega"].between(0.05, 1).all()
+    assert settings["eta.news"].between(0, 1).all() and settings["epsilon.mail"].between(0, 0.1).all()
+    assert len(search.columns(DOMAINS, reduced=False)) == 8
+
+
+@pytest.mark.parametrize("model", ["lightgbm", "ridge"])
+def test_a_learnable_objective_gives_an_accepted_proposal_near_its_optimum(model, monkeypatch):
+    if model == "ridge":
+        monkeypatch.setattr(search, "_model", lambda n, seed: ("ridge", search._Ridge()))
+    else:
+        pytest.importorskip("lightgbm")
+    settings = search.draw(60, DOMAINS, seed=1)
+    observed = _objective(settings, np.random.default_rng(0))
+    fitted = search.fit(settings, observed)
+    assert fitted.model_name == model and fitted.beats_constant
+    proposal = search.propose(fitted, settings, observed, DOMAINS, seed=1)
+    assert proposal.accepted and "is proposed" in proposal.reason
+    found = proposal.setting
+    assert abs(np.log10(found["lam"]) - 1.5) < 0.6 and abs(found["omega"] - 0.6) < 0.25
+    assert all(abs(found[f"eta.{d}"] - 0.7) < 0.25 for d in DOMAINS)
+    # The proposal is better on the true objective than the median observed run.
+    import pandas as pd
+    assert _objective(pd.DataFrame([found]), np.random.default_rng(1), 0.0)[0] < np.median(observed)
+
+
+def test_noise_that_no_regression_can_learn_is_refused_for_the_best_observed_run():
+    settings = search.draw(30, DOMAINS, seed=2)
+    observed = 1.2 + np.random.default_rng(5).normal(0, 0.01, len(settings))
+    fitted = search.fit(settings, observed)
+    assert not fitted.beats_constant
+    proposal = search.propose(fitted, settings, observed, DOMAINS, seed=2)
+    assert not proposal.accepted and "does not beat a constant predictor" in proposal.reason
+    assert proposal.setting == settings.iloc[int(np.argmin(observed))].to_dict()
+
+
+def test_set_lines_put_shared_parameters_globally_and_the_rest_per_domain():
+    from samplemix_spark.config import apply_override, build_config
+
+    lines = search.set_lines({"lam": 31.62277, "omega": 0.6, "eta.news": 0.7, "epsilon.news": 0.05})
+    assert lines == ["--set mixing.quadmix.domains.news.epsilon=0.05", "--set mixing.quadmix.domains.news.eta=0.7",
+                     "--set mixing.quadmix.lam=31.6228", "--set mixing.quadmix.omega=0.6"]
+    data: dict = {}
+    for line in lines:
+        apply_override(data, line.removeprefix("--set "))
+    quadmix = build_config(data).mixing.quadmix
+    assert quadmix.for_domain("news")["eta"] == 0.7 and quadmix.lam == pytest.approx(31.6228)
