@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="search domain proportions instead: a regression of held-out loss over a proxy swarm")
     tune.add_argument("--mixtures", type=int, default=10,
                       help="with --domains: random mixtures added to BiMix's design (default: 10)")
+    tune.add_argument("--method", choices=["samplemix", "quadmix"], default="samplemix",
+                      help="quadmix: QuaDMix's parameter search over --samples drawn settings")
+    tune.add_argument("--samples", type=int, default=20,
+                      help="with --method quadmix: settings drawn and trained (default: 20; resumable)")
     _add_config_args(tune)
     sweep = sub.add_parser("sweep", help="domain mix over a grid of alpha, tau and budgets, from stored scores")
     sweep.add_argument("--alphas", nargs="+", type=float, default=[0.0, 0.2, 0.5, 0.8, 1.0])
@@ -188,7 +192,11 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "tune":
         from samplemix_spark.evaluation.tune import grid, tune, tune_domains
 
-        if args.domains:
+        if args.method == "quadmix":
+            from samplemix_spark.evaluation.tune_quadmix import tune_quadmix
+
+            tune_quadmix(spark, cfg, args.samples, Path(args.out))
+        elif args.domains:
             tune_domains(spark, cfg, args.mixtures, Path(args.out))
         else:
             tune(spark, cfg, grid(args.alphas, args.taus, args.max_repeats), Path(args.out))

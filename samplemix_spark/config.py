@@ -594,6 +594,26 @@ class EvaluateConfig:
 
 
 @dataclass
+class TuneConfig:
+    """``samplemix tune --method quadmix``: QuaDMix's parameter search (``evaluation.quadmix_search``).
+
+    ``seed`` draws the settings; ``reduced`` shares λ and ω across domains (for tens
+    of runs). On a corpus above ``sample_docs`` documents the candidates' counts are
+    computed on a hashed sample of that size, the budget scaled with it.
+    """
+
+    seed: int = 1024
+    reduced: bool = True
+    sample_docs: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.seed, int) and not isinstance(self.seed, bool), "tune.seed",
+                 f"got {self.seed!r}, expected an integer")
+        _require(isinstance(self.reduced, bool), "tune.reduced", "expected true or false")
+        _require_positive_int(self.sample_docs, "tune.sample_docs")
+
+
+@dataclass
 class SampleMixConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     tables: TablesConfig = field(default_factory=TablesConfig)
@@ -602,6 +622,7 @@ class SampleMixConfig:
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def __post_init__(self) -> None:
         if self.quality.method == "column":

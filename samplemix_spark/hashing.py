@@ -49,6 +49,7 @@ HOLDOUT_ORDER = "holdout-order"    # which held-out documents are scored, and wh
 HOLDOUT_WINDOW = "holdout-window"  # where a long held-out document's scored window starts
 SWARM_DESIGN = "swarm-design"      # the random mixtures of a proxy swarm
 QUADMIX_SEARCH = "quadmix-search"  # the QuaDMix parameter settings a search draws
+TUNE_SAMPLE = "tune-sample"        # which documents a parameter search mixes, above tune.sample_docs
 SYSTEMATIC_OFFSET = "systematic-offset"  # the one uniform offset of a systematic rounding
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -159,3 +160,26 @@ def test_stored_proxies_stay_valid_when_new_mixing_settings_keep_their_defaults(
     assert fingerprint(rounding="systematic") != default
     other = dataclasses.replace(cfg.mixing.quadmix, omega=0.2)
     assert fingerprint(quadmix=other) != default
+
+
+def test_quadmix_search_trains_each_drawn_setting_writes_tune_quadmix_and_resumes(spark, scored, capsys, caplog):
+    from samplemix_spark.evaluation.tune_quadmix import tune_quadmix
+
+    root, cfg = scored
+    cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, seeds=[0]))
+    proposal = tune_quadmix(spark, cfg, 4, root / "out_quadmix")
+    table = store_for(spark, cfg).read("tune_quadmix").toPandas().sort_values("sample")
+    assert table["sample"].tolist() == [0, 1, 2, 3] and np.isfinite(table["observed_bpb"]).all()
+    domains = {r["domain"] for r in store_for(spark, cfg).read("documents").select("domain").distinct().collect()}
+    assert set(json.loads(table["parameters"].iat[0])) == {"lam", "omega", *(f"{p}.{d}" for p in ("eta", "epsilon")
+                                                                            for d in domains)}
+    assert table["loo_error"].nunique() == 1 and table["constant_error"].iat[0] > 0
+    assert table["proposed"].sum() == (0 if proposal.accepted else 1)
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed.startswith("--set mixing.method=quadmix --set mixing.quadmix.")
+    assert (root / "out_quadmix" / "tune_quadmix.csv").exists()
+    caplog.set_level(logging.INFO)
+    tune_quadmix(spark, cfg, 5, root / "out_quadmix")  # one more setting: only its proxy trains
+    assert re.search(r"tune: 5 proxies of [0-9,]+ bytes, preset test \(4 stored\); 1 to train", caplog.text)
+    again = store_for(spark, cfg).read("tune_quadmix").toPandas().sort_values("sample")
+    assert again["observed_bpb"].iloc[:4].tolist() == table["observed_bpb"].tolist()

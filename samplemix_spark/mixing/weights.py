@@ -221,9 +221,7 @@ class MixStep:
                                     inputs="" if inputs is store else inputs.location("documents").rsplit("/", 1)[0])
         c, shown = None, None
         if mixing.method == "quadmix":
-            counts = quadmix.quadmix_counts(scored, mixing, stats.target_tokens if mixing.budget_mode == "tokens"
-                                            else stats.n_target_docs)
-            scored, c, stats, shown = counts.frame, counts.c, _quadmix_stats(stats, counts), quadmix.shown_columns()
+            scored, c, stats, shown = quadmix_inputs(scored, mixing, stats)
         if mixing.method == "domain":
             from samplemix_spark.mixing.baselines.sampler import domain_count_column, domain_factors, weights_json
 
@@ -242,6 +240,13 @@ class MixStep:
         if mixing.export_format:
             export_output(store.read("output"), mixing, n_files)
         return {"weights": stats.n_source_docs, "output": n_output}
+
+
+def quadmix_inputs(scored: DataFrame, mixing: MixingConfig, stats: MixStats) -> tuple:
+    """(scored frame, expected count column, stats, shown columns) for ``weights_frame`` under QuaDMix."""
+    counts = quadmix.quadmix_counts(scored, mixing, stats.target_tokens if mixing.budget_mode == "tokens"
+                                    else stats.n_target_docs)
+    return counts.frame, counts.c, _quadmix_stats(stats, counts), quadmix.shown_columns()
 
 
 def _quadmix_stats(stats: MixStats, counts) -> MixStats:

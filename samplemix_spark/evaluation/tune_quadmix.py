@@ -1,0 +1,188 @@
+"""``samplemix tune --method quadmix --samples N``: QuaDMix's parameter search with our proxies. Driver side.
+
+``quadmix_search.draw`` gives N settings (seeded by ``tune.seed``; the first k of
+N are the settings of a search with k, so raising N resumes). Each setting's
+counts come from the stored scores, as ``tune``'s do, and go to ``tune_counts``
+(candidate, doc_id, count); its proxies read them through the same
+``swarm.counted_jobs``, with the preset, budget and seeds of ``evaluate``. On a
+corpus above ``tune.sample_docs`` documents the counts are computed on a hashed
+sample of that size (``hashing.TUNE_SAMPLE``), with the budget scaled to it.
+
+Each finished proxy's per-document bits go to ``tune_quadmix_docs`` at once, under
+a fingerprint of everything but the searched parameters, so a killed search
+resumes. Then the regression and the proposal (``quadmix_search``): the
+``tune_quadmix`` table has one row per setting (its parameters as JSON, the
+observed seed-mean macro bpb, the regression's prediction, its leave-one-out
+error and the constant predictor's), and the proposal is printed as ``--set``
+lines, with the reason it was accepted or refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from samplemix_spark.config import MixingConfig, SampleMixConfig, build_config
+from samplemix_spark.errors import InputError
+from samplemix_spark.evaluation import evaluate as ev
+from samplemix_spark.evaluation import holdout as held
+from samplemix_spark.evaluation import proxy_cache, quadmix_search
+from samplemix_spark.evaluation.proxy import PRESETS
+from samplemix_spark.evaluation.swarm import counted_jobs, proxy_fingerprint, train_recording
+from samplemix_spark.hashing import TUNE_SAMPLE, uniform
+from samplemix_spark.mixing import quadmix
+from samplemix_spark.mixing.weights import compute_stats, quadmix_inputs, scored_documents, weights_frame
+from samplemix_spark.tables import TableStore
+
+log = logging.getLogger(__name__)
+SEARCHED = ("quadmix", "method", "alpha", "tau", "export_format", "export_path")
+DOCS_SCHEMA = ("sample long, seed long, doc_id string, domain string, bytes long, bits double, "
+               "fingerprint string")
+RESULT_SCHEMA = ("sample long, parameters string, observed_bpb double, predicted_bpb double, seeds long, "
+                 "docs long, model string, loo_error double, constant_error double, proposed boolean")
+
+
+def setting_mixing(base: MixingConfig, setting: dict) -> MixingConfig:
+    """``base`` as QuaDMix with one drawn setting: shared parameters globally, the rest per domain."""
+    data: dict = {"mixing": {**dataclasses.asdict(base), "method": "quadmix"}}
+    quadmix_data = data["mixing"]["quadmix"]
+    quadmix_data["domains"] = {d: dict(v) for d, v in quadmix_data["domains"].items()}
+    for column, value in setting.items():
+        name, _, domain = column.partition(".")
+        target = quadmix_data["domains"].setdefault(domain, {}) if domain else quadmix_data
+        target[name] = float(value)
+    return build_config(data).mixing
+
+
+def search_scored(store: TableStore, cfg: SampleMixConfig) -> tuple[DataFrame, MixingConfig]:
+    """The scored documents a search mixes (a hashed sample above ``tune.sample_docs``) and the base mixing
+    settings, with an absolute token budget turned into the same share of the sample."""
+    mixing = cfg.mixing
+    scored = scored_documents(store, mixing.quality_source, quadmix.score_columns(mixing))
+    totals = scored.agg(F.count(F.lit(1)).alias("n"), F.sum("n_tokens").cast("double").alias("t")).collect()[0]
+    if totals["n"] <= cfg.tune.sample_docs:
+        return scored, mixing
+    fraction = cfg.tune.sample_docs / totals["n"]
+    log.info("tune: %d documents; the search mixes a hashed sample of about %d (tune.sample_docs)", totals["n"],
+             cfg.tune.sample_docs)
+    sample = scored.filter(uniform(F.col("doc_id"), cfg.tune.seed, TUNE_SAMPLE, store.hash_scheme) < fraction)
+    if mixing.target_tokens is not None:
+        mixing = dataclasses.replace(mixing, target_tokens=None, target_fraction=mixing.target_tokens / totals["t"])
+    return sample, mixing
+
+
+def setting_counts(scored: DataFrame, base: MixingConfig, settings: pd.DataFrame, hash_scheme: str) -> DataFrame:
+    """(candidate, doc_id, count) of every document each setting selects."""
+    frames = []
+    for i, setting in enumerate(settings.to_dict("records")):
+        mixing = setting_mixing(base, setting)
+        frame, c, stats, shown = quadmix_inputs(scored, mixing, compute_stats(scored, mixing, hash_scheme))
+        weights = weights_frame(frame, stats, c, shown)
+        frames.append(weights.filter(F.col("count") > 0).select(F.lit(i).alias("candidate"), "doc_id", "count"))
+    return functools.reduce(DataFrame.unionByName, frames)
+
+
+def tune_quadmix(spark: SparkSession, cfg: SampleMixConfig, n_samples: int, out: Path) -> quadmix_search.Proposal:
+    """Train proxies on ``n_samples`` drawn settings, regress, write ``tune_quadmix``; return the proposal."""
+    if n_samples < 4:
+        raise InputError(f"--samples {n_samples}: the search needs at least 4 settings to judge its regression")
+    store = TableStore(spark, cfg.tables)
+    holdout = held.required_fingerprint(store, "tune")
+    spec = ev.held_out_spec(cfg, store)
+    scored_domains = ev.chosen_domains(cfg, spec)
+    scored, base = search_scored(store, cfg)
+    domains = sorted(r["domain"] for r in scored.select("domain").distinct().collect())
+    settings = quadmix_search.draw(n_samples, domains, cfg.tune.seed, cfg.tune.reduced)
+    fingerprint = _fingerprint(cfg, store, holdout, domains)
+    done = _done(store, fingerprint, n_samples, cfg.evaluate.seeds)
+    store.write(setting_counts(scored, base, settings, store.hash_scheme), "tune_counts")
+    finished = set(zip(done["sample"], done["seed"]))
+    budget = cfg.evaluate.budget_bytes or PRESETS[cfg.evaluate.preset].budget_bytes
+    jobs, labels = counted_jobs(cfg, store, "tune_counts", [f"quadmix setting {i}" for i in range(n_samples)],
+                                lambda i, seed: (i, seed) in finished, budget, spec)
+    executor = ev.executor(cfg)
+    log.info(proxy_cache.plan_line("tune", n_samples * len(cfg.evaluate.seeds), jobs, executor))
+    log.info("tune: held-out documents scored: %s", ev.rests_on(spec))
+    rows = {"docs": done}
+
+    def record(curves: pd.DataFrame) -> None:
+        new = _final_rows(curves, labels).assign(fingerprint=fingerprint)
+        rows["docs"] = _typed(pd.concat([rows["docs"], new], ignore_index=True) if len(rows["docs"]) else new)
+        store.write(spark.createDataFrame(rows["docs"], DOCS_SCHEMA), "tune_quadmix_docs")
+
+    train_recording(spark, executor, jobs, record)
+    observed, seeds, docs = _macro(rows["docs"], scored_domains, n_samples)
+    fitted = quadmix_search.fit(settings, observed, cfg.tune.seed)
+    proposal = quadmix_search.propose(fitted, settings, observed, domains, cfg.tune.seed, cfg.tune.reduced)
+    table = _result_table(settings, observed, fitted, proposal, seeds, docs)
+    store.write(spark.createDataFrame(table, RESULT_SCHEMA), "tune_quadmix")
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "tune_quadmix.csv", index=False)
+    log.info("tune: QuaDMix search over %d settings, macro bpb over %d held-out documents (seed mean of %d)\n%s\n"
+             "tune: %s", n_samples, docs, seeds, table.drop(columns="parameters").to_string(
+                 index=False, float_format=lambda v: f"{v:.4f}"), proposal.reason)
+    print(" ".join(["--set mixing.method=quadmix", *quadmix_search.set_lines(proposal.setting)]))
+    return proposal
+
+
+def _fingerprint(cfg: SampleMixConfig, store: TableStore, holdout: str, domains: list[str]) -> str:
+    """What a stored setting's proxy depends on besides its parameters (``tune``'s, plus the search's own)."""
+    parts = [proxy_fingerprint(cfg, store, holdout, SEARCHED), cfg.tune.seed, cfg.tune.reduced,
+             cfg.tune.sample_docs, domains]
+    return hashlib.blake2b(json.dumps(parts).encode(), digest_size=8).hexdigest()
+
+
+def _done(store: TableStore, fingerprint: str, n_samples: int, seeds: list[int]) -> pd.DataFrame:
+    previous = store.read_if_exists("tune_quadmix_docs")
+    empty = pd.DataFrame(columns=[c.split()[0] for c in DOCS_SCHEMA.split(", ")])
+    if previous is None:
+        return empty
+    rows = previous.toPandas()
+    stale = rows["fingerprint"] != fingerprint
+    if stale.any():
+        log.info("tune: %d stored QuaDMix proxies were trained under other settings; they are retrained",
+                 rows.loc[stale, ["sample", "seed"]].drop_duplicates().shape[0])
+    keep = ~stale & (rows["sample"] < n_samples) & rows["seed"].isin(seeds)
+    return _typed(rows[keep].reset_index(drop=True)) if keep.any() else empty
+
+
+def _typed(docs: pd.DataFrame) -> pd.DataFrame:
+    return docs.astype({"sample": "int64", "seed": "int64", "bytes": "int64", "bits": "float64"})
+
+
+def _final_rows(curves: pd.DataFrame, labels: dict) -> pd.DataFrame:
+    last = curves[curves["step"] == curves.groupby("job")["step"].transform("max")]
+    parts = [group[["doc_id", "domain", "bytes", "bits"]].assign(sample=labels[job][0], seed=labels[job][1])
+             for job, group in last.groupby("job")]
+    return pd.concat(parts, ignore_index=True)[["sample", "seed", "doc_id", "domain", "bytes", "bits"]]
+
+
+def _macro(docs: pd.DataFrame, domains: list[str], n_samples: int) -> tuple[np.ndarray, int, int]:
+    """Seed-mean macro bpb over ``domains`` per setting, the seeds, and the documents it rests on."""
+    chosen = docs[docs["domain"].isin(domains)]
+    per_domain = chosen.groupby(["sample", "seed", "domain"])[["bits", "bytes"]].sum()
+    bpb = (per_domain["bits"] / per_domain["bytes"]).groupby(["sample", "seed"]).mean().groupby("sample").mean()
+    seeds = int(chosen.groupby("sample")["seed"].nunique().min())
+    n_docs = int(chosen.groupby(["sample", "seed"]).size().min())
+    return bpb.reindex(range(n_samples)).to_numpy(), seeds, n_docs
+
+
+def _result_table(settings: pd.DataFrame, observed: np.ndarray, fitted: quadmix_search.SearchFit,
+                  proposal: quadmix_search.Proposal, seeds: int, docs: int) -> pd.DataFrame:
+    table = pd.DataFrame({"sample": range(len(settings)),
+                          "parameters": [json.dumps(s, sort_keys=True) for s in settings.to_dict("records")],
+                          "observed_bpb": observed, "predicted_bpb": fitted.predicted, "seeds": seeds, "docs": docs,
+                          "model": fitted.model_name, "loo_error": fitted.loo_error,
+                          "constant_error": fitted.constant_error, "proposed": False})
+    if not proposal.accepted:
+        table.loc[int(np.argmin(observed)), "proposed"] = True
+    return table
