@@ -149,3 +149,21 @@ def test_delta_sources_are_read_and_stacked(spark, tmp_path):
     cfg = make_config(tmp_path / "wh", [tmp_path / "src*"], ingest={"format": "delta"})
     rows = IngestStep(cfg).run(spark, store_for(spark, cfg))
     assert rows == {"documents": 4, "rejects": 0, "holdout": 0}
+
+
+def test_a_refresh_of_ids_read_under_older_rules_asks_for_force(spark, tmp_path):
+    rows = [{"text": f"document {i} about rivers and deltas", "domain": "d", "id": i, "quality_score": 1,
+             "diversity_score": 0.5} for i in range(30)]
+    cfg = make_config(tmp_path / "wh", [write_jsonl(tmp_path / "a.jsonl", rows)], ingest={"id_column": "id"})
+    store = store_for(spark, cfg)
+    IngestStep(cfg).run(spark, store)
+    assert IngestStep(cfg).run_increment(spark, store)["increment"] == 0  # recorded under today's rules
+    # A warehouse written before the rules were recorded has no id_reader column.
+    store.write(store.read("holdout_split").drop("id_reader"), "holdout_split")
+    with pytest.raises(InputError, match=r"read from ingest.id_column under older rules .* `samplemix run --force`"):
+        IngestStep(cfg).run_increment(spark, store)
+    hashed = make_config(tmp_path / "hashed", [tmp_path / "a.jsonl"])  # doc_ids from the text: not affected
+    hashed_store = store_for(spark, hashed)
+    IngestStep(hashed).run(spark, hashed_store)
+    hashed_store.write(hashed_store.read("holdout_split").drop("id_reader"), "holdout_split")
+    assert IngestStep(hashed).run_increment(spark, hashed_store)["increment"] == 0

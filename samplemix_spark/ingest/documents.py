@@ -367,7 +367,7 @@ class IngestStep:
         The increment is written first and merged with any increment a killed
         refresh left behind, so its documents are scored on the next try.
         """
-        check_split_unchanged(store, split_settings(self.cfg.ingest, store.hash_scheme))
+        check_split_unchanged(store, split_settings(self.cfg.ingest, store.hash_scheme), self.cfg.ingest.id_column)
         stored = store.read("documents")
         flagged, n_input = self._flagged(spark, store, stored)
         log.info("ingest: %d input rows checked; writing the tables", n_input)

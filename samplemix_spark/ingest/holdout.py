@@ -10,6 +10,11 @@ same split: with other settings a stored training document could be held out
 now (or the reverse). ``check_split_unchanged`` refuses that refresh and names
 the setting; ``samplemix run --resplit`` re-splits, keeping the scores and
 embeddings of the documents that stay in training.
+
+The same record keeps the version of the rules that turn a source id into a
+``doc_id`` (``ID_READER``). When those rules change, a refresh could give a stored
+document a new doc_id and ingest it twice, so a refresh of a warehouse whose ids
+came from ``ingest.id_column`` under other rules is refused, asking for ``--force``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ from samplemix_spark.errors import InputError
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
-SPLIT_SCHEMA = "holdout_fraction double, holdout_seed long, holdout_sources string, hash_scheme string"
+SPLIT_SCHEMA = ("holdout_fraction double, holdout_seed long, holdout_sources string, hash_scheme string, "
+                "id_reader long")
+# 2: a Parquet number used as an id is its shortest text (float64 7.0 -> "7.0", was "7"), and a JSON array
+# or object is an invalid_id reject (was its compact JSON). 1: before that (no id_reader column).
+ID_READER = 2
 
 
 def fingerprint(store: TableStore) -> str:
@@ -61,18 +70,25 @@ def split_settings(ingest: IngestConfig, hash_scheme: str) -> dict:
 def record_split(store: TableStore, settings: dict) -> None:
     """Write the ``holdout_split`` table: the settings the stored held-out table was split with."""
     row = (settings["ingest.holdout_fraction"], settings["ingest.holdout_seed"], settings["ingest.holdout_sources"],
-           settings["tables.hash_scheme"])
+           settings["tables.hash_scheme"], ID_READER)
     store.write(store.spark.createDataFrame([row], SPLIT_SCHEMA), "holdout_split")
 
 
-def check_split_unchanged(store: TableStore, settings: dict) -> None:
-    """Refuse, naming the setting, when the stored split was made with other settings (see the module doc)."""
+def check_split_unchanged(store: TableStore, settings: dict, id_column: str | None = None) -> None:
+    """Refuse, naming the setting, when the stored split was made with other settings, or the stored ids from
+    ``id_column`` were read under other rules (see the module doc)."""
     stored = store.read_if_exists("holdout_split")
-    if stored is None:
+    row = stored.collect()[0] if stored is not None else None
+    reader = int(row["id_reader"]) if row is not None and "id_reader" in row.asDict() else 1
+    if id_column and reader != ID_READER:
+        raise InputError(f"the ids in this warehouse were read from ingest.id_column under older rules (version "
+                         f"{reader}, now {ID_READER}: Parquet numbers keep their shortest text and JSON arrays or "
+                         "objects are rejected), so a refresh could ingest a stored document again under a new "
+                         "doc_id; rebuild with `samplemix run --force`")
+    if row is None:
         log.warning("ingest: the warehouse records no held-out split settings (written by an older version); "
                     "taking the configured ones as those of the stored split")
         return
-    row = stored.collect()[0]
     recorded = {"ingest.holdout_fraction": row["holdout_fraction"], "ingest.holdout_seed": row["holdout_seed"],
                 "ingest.holdout_sources": row["holdout_sources"], "tables.hash_scheme": row["hash_scheme"]}
     changed = [f"{key} {recorded[key]} -> {value}" for key, value in settings.items() if recorded[key] != value]
