@@ -30,13 +30,19 @@ METHODS = {
     "bimix": {"method": "domain", "domain_weights": {"source": "bimix"}},
     **{f"samplemix_a{alpha}": {"alpha": alpha, "tau": 0.2} for alpha in (0.0, 0.5, 0.8, 1.0)},
 }
+# Methods added to the demo study after the fidelity study fixed its mixtures: the demo study runs them by
+# default, the fidelity study only when asked, so its published command keeps training what it published.
+ADDED_METHODS = {
+    "quadmix": {"method": "quadmix"},
+}
+ALL_METHODS = {**METHODS, **ADDED_METHODS}
 
 
-def study_arguments(description: str) -> argparse.ArgumentParser:
-    """The options both studies take."""
+def study_arguments(description: str, methods: dict = ALL_METHODS) -> argparse.ArgumentParser:
+    """The options both studies take; ``methods`` are the default ``--methods``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--config", default=str(REPO / "conf" / "local.yaml"))
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=list(methods), choices=list(ALL_METHODS))
     parser.add_argument("--swarm-seeds", nargs="+", type=int, default=[0], help="seeds of BiMix's proxy swarm")
     parser.add_argument("--out", default="out/evaluate_demo")
     parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
@@ -58,7 +64,7 @@ def mix_methods(spark, cfg: SampleMixConfig, methods: list[str], out: str, swarm
     runs = []
     for name in methods:
         mixing = build_config({"mixing": {**dataclasses.asdict(cfg.mixing), "budget_mode": "tokens",
-                                          "method": "samplemix", "domain_weights": {}, **METHODS[name]}}).mixing
+                                          "method": "samplemix", "domain_weights": {}, **ALL_METHODS[name]}}).mixing
         variant = dataclasses.replace(with_evaluate(cfg, seeds=swarm_seeds) if name == "bimix" else cfg,
                                       mixing=mixing, tables=dataclasses.replace(cfg.tables, warehouse=f"{out}/{name}"))
         mix_step(variant).run(spark, TableStore(spark, variant.tables), inputs=scored)

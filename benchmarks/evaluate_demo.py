@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/evaluate_demo.py --preset gpu       # on a GPU machine
     .venv/bin/python benchmarks/evaluate_demo.py --summary-only     # the tables again, from what is stored
 
-Mixes each method (``_study.METHODS``) from the quick start's scored documents
+Mixes each method (``_study.ALL_METHODS``: the fidelity study's eight and QuaDMix at its defaults) from the
+quick start's scored documents
 (``warehouse``) into ``out/evaluate_demo/<method>`` with the same token budget,
 then runs ``samplemix evaluate`` on all of them: every proxy gets the same byte
 budget, model and optimiser, and is scored on every held-out document. Resumable:

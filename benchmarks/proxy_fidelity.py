@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from _study import configure_logging, mix_methods, study_arguments, with_evaluate
+from _study import METHODS, configure_logging, mix_methods, study_arguments, with_evaluate
 
 from samplemix_spark.config import load_config
 from samplemix_spark.engine import build_session
@@ -79,7 +79,7 @@ def report(result: fidelity.Fidelity, presets: dict) -> str:
 
 
 def main() -> None:
-    parser = study_arguments(__doc__.splitlines()[0])
+    parser = study_arguments(__doc__.splitlines()[0], METHODS)
     parser.add_argument("--small", default="cpu", help="the preset whose ranking is judged")
     parser.add_argument("--small-seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--reference", default="reference", help="the larger preset it is judged against")

@@ -477,9 +477,10 @@ def test_the_demo_study_and_the_fidelity_study_run_and_share_their_proxies(corpu
         assert done.returncode == 0, done.stderr[-3000:]
         return done
 
-    demo = bench("evaluate_demo.py", "--preset", "test", "--seeds", "0", "--methods", "natural", "samplemix_a0.5")
+    demo = bench("evaluate_demo.py", "--preset", "test", "--seeds", "0", "--methods", "natural", "samplemix_a0.5",
+                 "quadmix")
     assert "Macro over every held-out domain" in demo.stdout
-    assert {"natural", "samplemix_a0.5"} <= set(demo.stdout.split())
+    assert {"natural", "samplemix_a0.5", "quadmix"} <= set(demo.stdout.split())
     fid = bench("proxy_fidelity.py", "--small", "test", "--small-seeds", "0", "--reference", "test",
                 "--reference-budget", "65536", "--methods", "natural", "samplemix_a0.5", "samplemix_a1.0")
     # The plan comes before any training, and the demo study's two proxies are read back, not retrained.
