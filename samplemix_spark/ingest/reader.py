@@ -451,6 +451,8 @@ def _parquet_labels(column: pa.Array, path: str, named: str) -> tuple[list, list
     """
     kind = column.type
     n = len(column)
+    if pa.types.is_dictionary(kind):  # dictionary-encoded: label by the values it encodes
+        return _parquet_labels(column.cast(kind.value_type), path, named)
     if _is_string(kind):
         return _strings(column), [False] * n
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
