@@ -169,8 +169,8 @@ def part_encoder(sizes: Sizes, work: Path) -> dict:
     """The embed/score UDF's loop (tokenise, length buckets, forward, pool) against bare forward passes."""
     folder = model_folder(work, sizes.encoder_shape, classifier=False)
     corpus = texts(sizes.encoder_docs, max(sizes.encoder_tokens))
-    return {"shape": sizes.encoder_shape,
-            "rows": [encoder_row(folder, corpus, max_tokens, sizes.encoder_batch) for max_tokens in sizes.encoder_tokens]}
+    rows = [encoder_row(folder, corpus, max_tokens, sizes.encoder_batch) for max_tokens in sizes.encoder_tokens]
+    return {"shape": sizes.encoder_shape, "rows": rows}
 
 
 def encoder_row(folder: Path, corpus: list[str], max_tokens: int, batch_size: int) -> dict:

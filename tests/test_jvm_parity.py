@@ -134,7 +134,8 @@ def test_classifier_quality_on_jvm_local_equals_direct_scoring(tmp_path):
                 [{"text": t, "domain": "d", "diversity_score": 0.5, "quality_score": 0} for t in TEXTS])
     common = [f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
               "--set=quality.method=classifier", f"--set=quality.classifier.path={checkpoint}",
-              "--set=quality.classifier.head=classes", "--set=quality.classifier.class_values={Low: 0, Medium: 5, High: 10}",
+              "--set=quality.classifier.head=classes",
+              "--set=quality.classifier.class_values={Low: 0, Medium: 5, High: 10}",
               "--set=quality.max_tokens=32", *[f"--set={o}" for o in JVM]]
     for stage in ("ingest", "quality"):
         result = samplemix(stage, "--config", str(REPO / "conf" / "synthetic.yaml"), *common, cwd=tmp_path)

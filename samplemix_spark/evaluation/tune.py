@@ -191,7 +191,8 @@ def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate],
     fingerprint = proxy_fingerprint(cfg, store, holdout, SEARCHED)
     wanted = {_key(c, seed) for c in candidates for seed in cfg.evaluate.seeds}
     done = _done(store, fingerprint, wanted)
-    store.write(candidate_counts(scored_documents(store, cfg.mixing.quality_source), cfg.mixing, candidates, store.hash_scheme), "tune_counts")
+    scored = scored_documents(store, cfg.mixing.quality_source)
+    store.write(candidate_counts(scored, cfg.mixing, candidates, store.hash_scheme), "tune_counts")
     finished = set(_row_keys(done))
     names = [f"alpha={c.alpha:g} tau={c.tau:g}" for c in candidates]
     jobs, labels = counted_jobs(cfg, store, "tune_counts", names,
