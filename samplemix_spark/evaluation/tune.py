@@ -43,7 +43,7 @@ from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import ProxyJob, counted_jobs, proxy_fingerprint, train_recording
+from samplemix_spark.evaluation.swarm import counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.mixing.weights import compute_stats, scored_documents, weights_frame
 from samplemix_spark.tables import TableStore
 
