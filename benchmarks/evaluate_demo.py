@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/evaluate_demo.py                    # cpu preset, seeds 0 1 2: about 45 min on 2 cores
     .venv/bin/python benchmarks/evaluate_demo.py --preset gpu       # on a GPU machine
     .venv/bin/python benchmarks/evaluate_demo.py --summary-only     # the tables again, from what is stored
+    .venv/bin/python benchmarks/evaluate_demo.py --summary-only --versus quadmix   # paired against another run
 
 Mixes each method (``_study.ALL_METHODS``: the fidelity study's eight and QuaDMix at its defaults) from the
 quick start's scored documents
@@ -25,6 +26,7 @@ from _study import configure_logging, mix_methods, study_arguments
 
 from samplemix_spark.config import load_config
 from samplemix_spark.engine import build_session
+from samplemix_spark.evaluation import intervals
 from samplemix_spark.evaluation.evaluate import Evaluation, evaluate, summarise
 from samplemix_spark.tables import TableStore
 
@@ -35,12 +37,26 @@ SECOND = ("Macro over code, news and speeches. Why a second view: spam and raw m
 VIEWS = {HEADLINE: None, SECOND: ["code", "news", "speeches"]}
 
 
+def versus_lines(evaluation: Evaluation, versus: str, domains: list[str], settings) -> str:
+    """Every run's paired difference (macro bpb, run minus ``versus``) with its interval, one line each."""
+    scores = intervals.Scores.from_frame(evaluation.docs)
+    if versus not in scores.bits:
+        return f"(no run {versus} in this evaluation)"
+    strata = intervals.strata(scores.domains, domains, settings.bootstrap, settings.bootstrap_seed)
+    lines = [f"{run} vs {versus}: {intervals.paired_difference(scores, run, versus, strata).describe()}"
+             for run in sorted(scores.bits) if run != versus]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = study_arguments(__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--summary-only", action="store_true",
                         help="print the summaries from the stored evaluation without mixing or training")
+    parser.add_argument("--versus", nargs="+", default=["samplemix_a0.8"], metavar="RUN",
+                        help="also print every run's paired difference from these runs, in each view "
+                             "(default: samplemix_a0.8, the quick start's setting)")
     args = parser.parse_args()
     configure_logging()
     cfg = load_config(args.config, [*args.overrides, f"evaluate.preset={args.preset}",
@@ -57,6 +73,8 @@ def main() -> None:
             continue
         summary = summarise(evaluation, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed, domains)
         print(f"\n{title}\n" + summary.to_string(float_format=lambda v: f"{v:.4f}"))
+        for versus in args.versus:
+            print(versus_lines(evaluation, versus, domains or evaluation.domains(), cfg.evaluate))
     spark.stop()
 
 
