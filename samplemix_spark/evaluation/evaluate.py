@@ -354,13 +354,10 @@ def plan(cfg: SampleMixConfig, runs: list[Run]) -> Planned:
     spec = held_out_spec(cfg, check_holdout(runs))
     jobs = _jobs(cfg, runs, spec)
     # Runs mixed from one scored warehouse share its scores fingerprint: one aggregate per warehouse.
-    scores = {}
-    for run in runs:
-        inputs = run.inputs()
-        key = inputs.location("documents")
-        if key not in scores:
-            scores[key] = scores_fingerprint(inputs)
-    identities = {run.name: proxy_cache.mix_identity(run.stats, scores[run.inputs().location("documents")])
+    inputs = {run.name: run.inputs() for run in runs}
+    warehouses = {store.location("documents"): store for store in inputs.values()}
+    scores = {location: scores_fingerprint(store) for location, store in warehouses.items()}
+    identities = {run.name: proxy_cache.mix_identity(run.stats, scores[inputs[run.name].location("documents")])
                   for run in runs}
     return Planned(spec, chosen_domains(cfg, spec), jobs,
                    {job.job: proxy_cache.fingerprint(job, identities[job.run]) for job in jobs})
