@@ -23,7 +23,7 @@ from samplemix_spark.evaluation import intervals
 from samplemix_spark.evaluation.evaluate import Evaluation, evaluate, summarise
 from samplemix_spark.evaluation.proxy import PRESETS, unigram_bits_per_byte
 from samplemix_spark.evaluation.stream import training_stream
-from samplemix_spark.evaluation.swarm import ProxyJob, run_job
+from samplemix_spark.evaluation.swarm import ProxyJob, output_bytes, run_job
 from samplemix_spark.pipeline import run_stage
 from samplemix_spark.tables.files import snapshot_files
 
@@ -218,6 +218,7 @@ def test_the_stream_cycles_through_a_small_output_and_counts_epochs(spark, corpu
     files = snapshot_files(store_for(spark, cfg))
     total = sum(len(t.encode()) + len(held.SEPARATOR)
                 for t in store_for(spark, cfg).read("output").toPandas()["text"])
+    assert output_bytes(store_for(spark, cfg)) == total  # what the driver hands each proxy
     stream = training_stream(files, int(total * 2.5), seed=0)
     assert stream.epochs == pytest.approx(2.5, rel=1e-6)
     first = training_stream(files, total - 1, seed=0).data

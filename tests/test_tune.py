@@ -12,7 +12,7 @@ import pytest
 
 from samplemix_spark.config import build_config
 from samplemix_spark.evaluation.stream import Copies, training_stream
-from samplemix_spark.evaluation.swarm import read_counts
+from samplemix_spark.evaluation.swarm import by_candidate, candidate_bytes
 from samplemix_spark.evaluation.tune import SEARCHED, Candidate, grid, tune
 from samplemix_spark.mixing import MixStep
 from samplemix_spark.pipeline import run_stage
@@ -52,16 +52,19 @@ def test_a_candidate_stream_equals_the_stream_of_its_written_output(spark, score
     from samplemix_spark.evaluation.tune import candidate_counts
     from samplemix_spark.mixing.weights import scored_documents
 
-    store.write(candidate_counts(scored_documents(store), cfg.mixing, [Candidate(1.0, 0.2), candidate],
-                                 store.hash_scheme),
+    store.write(by_candidate(candidate_counts(scored_documents(store), cfg.mixing, [Candidate(1.0, 0.2), candidate],
+                                              store.hash_scheme)),
                 "tune_counts")
-    counts = read_counts(tuple(snapshot_files(store, "tune_counts")), 1)
+    counts = store.read("tune_counts").where("candidate = 1").toPandas()
     written = dataclasses.replace(cfg, mixing=candidate.mixing(cfg.mixing),
                                   tables=dataclasses.replace(cfg.tables, warehouse=str(tmp_path / "mix")))
     MixStep(written).run(spark, store_for(spark, written), inputs=store)
     output = store_for(spark, written).read("output").toPandas()
-    assert sum(counts.values()) == len(output)
-    from_counts = training_stream(Copies(tuple(snapshot_files(store, "documents")), counts), 40_000, seed=2)
+    assert counts["count"].sum() == len(output)
+    total = sum(len(t.encode()) + 2 for t in output["text"])
+    assert candidate_bytes(store, "tune_counts")[1] == total
+    copies = Copies(tuple(snapshot_files(store, "documents")), tuple(snapshot_files(store, "tune_counts")), 1, total)
+    from_counts = training_stream(copies, 40_000, seed=2)
     from_output = training_stream(snapshot_files(store_for(spark, written)), 40_000, seed=2)
     assert np.array_equal(from_counts.data, from_output.data)
 

@@ -45,7 +45,7 @@ from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import counted_jobs, proxy_fingerprint, train_recording
+from samplemix_spark.evaluation.swarm import by_candidate, counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.hashing import SWARM_DESIGN, purpose_seed
 from samplemix_spark.tables import TableStore
 
@@ -175,7 +175,7 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
     fingerprint = proxy_fingerprint(cfg, store, holdout, NOT_IN_SWARM)
     done = _finished(store, fingerprint, keys)
     finished = {(k, int(s)) for k, s in zip(done["design"], done["seed"])}
-    store.write(mixture_counts(scored, cfg, mixtures, store.hash_scheme), "bimix_counts")
+    store.write(by_candidate(mixture_counts(scored, cfg, mixtures, store.hash_scheme)), "bimix_counts")
     shares = realised_shares(store.read("bimix_counts"), store.read("documents"))
     spec = ev.held_out_spec(cfg, store)
     jobs, labels = counted_jobs(cfg, store, "bimix_counts", [m.name for m in mixtures],

@@ -47,7 +47,7 @@ from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, final_domain_bars, learning_curves, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import ProxyJob, scores_fingerprint
+from samplemix_spark.evaluation.swarm import ProxyJob, output_bytes, scores_fingerprint
 from samplemix_spark.mixing.weights import MixStats, MixStep, read_stats
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import snapshot_files
@@ -144,7 +144,9 @@ def _jobs(cfg: SampleMixConfig, runs: list[Run], spec: held.HeldOutSpec) -> list
     ev = cfg.evaluate
     budget = ev.budget_bytes or PRESETS[ev.preset].budget_bytes
     files = {run.name: tuple(snapshot_files(run.store, "output")) for run in runs}
-    return [ProxyJob(i, run.name, files[run.name], seed, ev.preset, budget, ev.threads, ev.device, spec)
+    sizes = {run.name: output_bytes(run.store) for run in runs}
+    return [ProxyJob(i, run.name, files[run.name], seed, ev.preset, budget, ev.threads, ev.device, spec,
+                     copies_bytes=sizes[run.name])
             for i, (run, seed) in enumerate((r, s) for r in runs for s in ev.seeds)]
 
 

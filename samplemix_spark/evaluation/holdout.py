@@ -26,7 +26,7 @@ from samplemix_spark.hashing import HOLDOUT_ORDER, HOLDOUT_WINDOW, doc_key
 from samplemix_spark.ingest.holdout import fingerprint, required_fingerprint  # noqa: F401  (re-exported)
 from samplemix_spark.models.byte_lm import SEPARATOR  # noqa: F401  (read as holdout.SEPARATOR)
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.files import filesystem_for, snapshot_files
+from samplemix_spark.tables.files import parquet_files, snapshot_files
 
 
 @dataclass(frozen=True)
@@ -66,20 +66,26 @@ def window(doc_id: str, data: bytes, doc_bytes: int) -> bytes:
 
 @functools.lru_cache(maxsize=4)
 def load(held_out: HeldOutSpec) -> dict[str, DomainDocs]:
-    """Per domain, the documents a proxy is scored on (see the module doc). Runs where the proxy trains."""
-    import pyarrow.parquet as pq
+    """Per domain, the documents a proxy is scored on (see the module doc). Runs where the proxy trains.
 
+    The files are read a row group at a time and each domain keeps only its first
+    ``max_docs`` in hashed order (cut back whenever it holds twice that), so memory
+    follows ``max_docs`` and the domains, not the held-out split.
+    """
     by_domain: dict[str, list] = {}
-    for path in held_out.files:
-        filesystem, inner = filesystem_for(path)
-        table = pq.read_table(inner, columns=["doc_id", "domain", "text"], filesystem=filesystem)
-        for doc_id, domain, text in zip(*(table.column(c).to_pylist() for c in ("doc_id", "domain", "text"))):
-            if text:
-                by_domain.setdefault(domain, []).append((doc_key(HOLDOUT_ORDER, doc_id), doc_id, text))
+    for handle in parquet_files(held_out.files):
+        for group in range(handle.num_row_groups):
+            rows = handle.read_row_group(group, columns=["doc_id", "domain", "text"])
+            for doc_id, domain, text in zip(*(rows.column(c).to_pylist() for c in ("doc_id", "domain", "text"))):
+                if text:
+                    kept = by_domain.setdefault(domain, [])
+                    kept.append((doc_key(HOLDOUT_ORDER, doc_id), doc_id,
+                                 window(doc_id, text.encode("utf-8"), held_out.doc_bytes)))
+                    if len(kept) >= 2 * held_out.max_docs:
+                        kept[:] = sorted(kept)[:held_out.max_docs]
     chosen = {}
     for domain, rows in sorted(by_domain.items()):
         rows = sorted(rows)[:held_out.max_docs]
-        chosen[domain] = DomainDocs(tuple(r[1] for r in rows),
-                                    tuple(window(r[1], r[2].encode("utf-8"), held_out.doc_bytes) for r in rows),
+        chosen[domain] = DomainDocs(tuple(r[1] for r in rows), tuple(r[2] for r in rows),
                                     min(held_out.step_docs, len(rows)))
     return chosen

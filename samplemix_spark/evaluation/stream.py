@@ -1,112 +1,159 @@
-"""A run's training bytes for a proxy: the output table's current files, in a hashed order.
+"""A run's training bytes for a proxy: a mix's copies in a hashed order, read without holding the mix.
 
-The driver lists the files of the table's current version
-(``tables.files.snapshot_files``). Executor side (or the driver, when proxies
-run there): ``training_stream`` reads ``doc_id``, ``replica`` and ``text`` from those files with pyarrow and
-orders every copy by a hash of (seed, epoch, doc_id, replica) (``hashing.stream_key``). The order does
-not depend on how the output was laid out (``mixing.shuffle``, file count), so
-a prefix of the stream is an unbiased sample of the mixture, and two runs that
-share documents read them in the same relative order. When the budget exceeds
-the output, the stream cycles through it again in a new hashed order (a new
-epoch), and says how many epochs it took.
+The driver names where the copies are (``Copies``): an output table's files, or,
+for a candidate mix that was never written out, the documents table's files and
+one candidate's rows of a counts table (candidate, doc_id, count). Both give the
+same copies, hence the same stream. The driver also measures the copies' bytes
+with one Spark aggregate, so no proxy reads every text to learn it.
 
-Only the rows whose hash falls under a threshold are kept while reading, so a
-large output is never held in memory whole: the threshold starts at about twice
-the budget's share of the output bytes and doubles until the budget is covered.
-The rows under a threshold are, in hash order, exactly the first rows of the
-full order, so the threshold never changes the stream.
+Executor side (or the driver, when proxies run there): ``training_stream``
+orders every copy by a hash of (seed, epoch, doc_id, replica)
+(``hashing.stream_key``). The order does not depend on how the output was laid
+out (``mixing.shuffle``, file count), so a prefix of the stream is an unbiased
+sample of the mixture, and two runs that share documents read them in the same
+relative order. When the budget exceeds the mix, the stream cycles through it
+again in a new hashed order (a new epoch), and says how many epochs it took.
+
+Reading is in two passes, so memory follows the budget, never the mix:
+
+1. keys: only (doc_id, replica) or a candidate's (doc_id, count) are read, in
+   row groups (a counts file's row groups of other candidates are skipped by
+   their statistics), and the copies whose key falls under a threshold are kept;
+2. texts: only the documents those copies name are read, row group by row group,
+   matched on doc_id.
+
+The threshold starts at about twice the budget's share of the mix's bytes and
+doubles until the kept copies cover the budget. The copies under a threshold
+are, in key order, exactly the first copies of the full order, so the threshold
+never changes the stream.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator
 
 import numpy as np
 
 from samplemix_spark.errors import TableError
 from samplemix_spark.hashing import stream_key
 from samplemix_spark.models.byte_lm import SEPARATOR
+from samplemix_spark.tables.files import parquet_files
 
 log = logging.getLogger(__name__)
-_COLUMNS = ["doc_id", "replica", "text"]
 _TWO_POW_64 = float(2**64)
 
 
 @dataclass
 class Stream:
     data: np.ndarray  # uint8, budget + 1 bytes
-    epochs: float     # how many times the stream went through the output
+    epochs: float     # how many times the stream went through the mix
 
 
 @dataclass(frozen=True)
 class Copies:
-    """Where a mix's copies (doc_id, replica, text) are read from.
+    """Where a mix's copies (doc_id, replica, text) are read from: plain data, so it travels to executors.
 
-    Either an ``output`` table's files, or (for a candidate mix that was never
-    written out) the ``documents`` table's files with a count per doc_id: both
-    give the same copies, hence the same stream, for the same mix.
+    ``files`` are an output table's files (``counts_files`` empty), or the
+    documents table's files with ``candidate``'s rows of ``counts_files``.
+    ``total_bytes`` is every copy's text plus separator, as the driver measured it
+    (``copies_bytes``); 0 when unknown, and then it is measured here by reading
+    every text's length once.
     """
 
     files: tuple
-    counts: Optional[dict] = None  # doc_id -> count >= 1; None: the files are an output table
+    counts_files: tuple = ()
+    candidate: int = -1
+    total_bytes: int = 0
 
-    def rows(self) -> Iterator[tuple[str, int, str]]:
-        import pyarrow.parquet as pq
+    def __post_init__(self) -> None:
+        if self.counts_files and not self.total_bytes:
+            raise ValueError("a candidate's copies need total_bytes from the driver (copies_bytes)")
 
-        from samplemix_spark.tables.files import filesystem_for
+    def keys(self, seed: int, epoch: int, threshold: float) -> list[tuple[int, str, int]]:
+        """(key, doc_id, replica) of the copies whose key / 2^64 < ``threshold``, in key order."""
+        limit, kept = threshold * _TWO_POW_64, []
+        for doc_id, replica in self._copies():
+            key = stream_key(seed, epoch, doc_id, replica)
+            if key < limit:
+                kept.append((key, doc_id, replica))
+        kept.sort()
+        return kept
 
-        columns = _COLUMNS if self.counts is None else ["doc_id", "text"]
-        for path in self.files:
-            filesystem, inner = filesystem_for(path)
-            table = pq.read_table(inner, columns=columns, filesystem=filesystem)
-            if self.counts is None:
-                yield from zip(*(table.column(c).to_pylist() for c in _COLUMNS))
-                continue
-            for doc_id, text in zip(table.column("doc_id").to_pylist(), table.column("text").to_pylist()):
-                for replica in range(self.counts.get(doc_id, 0)):
-                    yield doc_id, replica, text
+    def texts(self, doc_ids: set[str]) -> dict[str, bytes]:
+        """Text plus separator of each of ``doc_ids``, read only from the row groups that hold them."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    def estimated_bytes(self) -> int:
-        """The text column's uncompressed size from the Parquet footers: a first guess of the copies' bytes."""
-        import pyarrow.parquet as pq
+        wanted, found = pa.array(sorted(doc_ids), pa.string()), {}
+        for handle in parquet_files(self.files):
+            for group in range(handle.num_row_groups):
+                ids = handle.read_row_group(group, columns=["doc_id"]).column("doc_id")
+                mask = pc.is_in(ids, value_set=wanted)
+                if not pc.any(mask).as_py():
+                    continue
+                rows = handle.read_row_group(group, columns=["doc_id", "text"]).filter(mask)
+                for doc_id, text in zip(rows.column("doc_id").to_pylist(), rows.column("text").to_pylist()):
+                    found.setdefault(doc_id, text.encode("utf-8") + SEPARATOR)
+        return found
 
-        from samplemix_spark.tables.files import filesystem_for
+    def measured_bytes(self) -> int:
+        """``total_bytes``, else an output's bytes from its text lengths (one pass, a row group at a time)."""
+        if self.total_bytes:
+            return self.total_bytes
+        import pyarrow.compute as pc
 
         total = 0
-        for path in self.files:
-            filesystem, inner = filesystem_for(path)
-            with filesystem.open_input_file(inner) as handle:
-                meta = pq.ParquetFile(handle).metadata
-            index = meta.schema.names.index("text")
-            total += sum(meta.row_group(i).column(index).total_uncompressed_size
-                         for i in range(meta.num_row_groups))
-        if self.counts is None:
-            return total
-        return int(total * sum(self.counts.values()) / max(1, len(self.counts)))
+        for handle in parquet_files(self.files):
+            for group in range(handle.num_row_groups):
+                text = handle.read_row_group(group, columns=["text"]).column("text")
+                total += pc.sum(pc.binary_length(pc.cast(text, "binary"))).as_py() or 0
+                total += len(text) * len(SEPARATOR)
+        return total
+
+    def _copies(self) -> Iterator[tuple[str, int]]:
+        """Every (doc_id, replica): an output's rows, or each of a candidate's documents ``count`` times."""
+        if not self.counts_files:
+            for handle in parquet_files(self.files):
+                for group in range(handle.num_row_groups):
+                    rows = handle.read_row_group(group, columns=["doc_id", "replica"])
+                    yield from zip(rows.column("doc_id").to_pylist(), rows.column("replica").to_pylist())
+            return
+        for rows in _candidate_rows(self.counts_files, self.candidate):
+            for doc_id, count in zip(rows.column("doc_id").to_pylist(), rows.column("count").to_pylist()):
+                for replica in range(count):
+                    yield doc_id, replica
 
 
-def _read_under(copies: Copies, seed: int, epoch: int, threshold: float) -> tuple[list, int]:
-    """(key, doc_id, replica, bytes) of the copies whose key / 2^64 < threshold, in key order, and their total bytes."""
-    kept, total = [], 0
-    for doc_id, replica, text in copies.rows():
-        data = text.encode("utf-8") + SEPARATOR
-        total += len(data)
-        key = stream_key(seed, epoch, doc_id, replica)
-        if key < threshold * _TWO_POW_64:
-            kept.append((key, doc_id, replica, data))
-    kept.sort()
-    return kept, total
+def _candidate_rows(files: tuple, candidate: int):
+    """One candidate's (doc_id, count) rows, a row group at a time; row groups without it are skipped unread."""
+    import pyarrow.compute as pc
+
+    for handle in parquet_files(files):
+        column = handle.metadata.schema.names.index("candidate")
+        for group in range(handle.num_row_groups):
+            stats = handle.metadata.row_group(group).column(column).statistics
+            if stats is not None and stats.has_min_max and not stats.min <= candidate <= stats.max:
+                continue
+            rows = handle.read_row_group(group, columns=["candidate", "doc_id", "count"])
+            yield rows.filter(pc.equal(rows.column("candidate"), candidate))
 
 
-def _epoch_bytes(copies: Copies, seed: int, epoch: int, need: int, guess: int) -> tuple[bytes, int]:
-    """Up to ``need`` bytes of one epoch's order, and the copies' total bytes."""
-    threshold = min(1.0, 2.0 * need / guess) if guess else 1.0
+def _epoch_bytes(copies: Copies, seed: int, epoch: int, need: int, total: int) -> bytes:
+    """Up to ``need`` bytes of one epoch's order (see the module doc)."""
+    threshold = min(1.0, 2.0 * need / total)
     while True:
-        kept, total = _read_under(copies, seed, epoch, threshold)
-        if threshold >= 1.0 or sum(len(k[3]) for k in kept) >= need:
-            return b"".join(k[3] for k in kept)[:need], total
+        kept = copies.keys(seed, epoch, threshold)
+        texts = copies.texts({doc_id for _, doc_id, _ in kept})
+        parts, size = [], 0
+        for _, doc_id, _ in kept:
+            if size >= need:
+                break
+            parts.append(texts[doc_id])
+            size += len(parts[-1])
+        if threshold >= 1.0 or size >= need:
+            return b"".join(parts)[:need]
         threshold = min(1.0, 2.0 * threshold)
 
 
@@ -118,12 +165,13 @@ def training_stream(copies: Copies | list[str], budget_bytes: int, seed: int) ->
     copies = copies if isinstance(copies, Copies) else Copies(tuple(copies))
     if not copies.files:
         raise TableError("the output table has no data files: the mix selected no documents")
-    need, parts, epoch, guess = budget_bytes + 1, [], 0, copies.estimated_bytes()
+    total = copies.measured_bytes()
+    if not total:
+        raise TableError("the mix holds no text")
+    need, parts, epoch = budget_bytes + 1, [], 0
     while need > 0:
-        chunk, guess = _epoch_bytes(copies, seed, epoch, need, guess)
-        if not chunk:
-            raise TableError("the mix holds no text")
+        chunk = _epoch_bytes(copies, seed, epoch, need, total)
         parts.append(chunk)
         need -= len(chunk)
         epoch += 1
-    return Stream(np.frombuffer(b"".join(parts), dtype=np.uint8), (budget_bytes + 1) / guess)
+    return Stream(np.frombuffer(b"".join(parts), dtype=np.uint8), (budget_bytes + 1) / total)

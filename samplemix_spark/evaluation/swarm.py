@@ -5,10 +5,15 @@ budget) and is plain data, so it travels to an executor as JSON. ``run_local``
 trains the jobs in this process; ``run_on_spark`` builds a one-row-per-job
 DataFrame, range-partitions it so that each job gets its own task, and maps it
 through a pandas function. A job names files, never carries text, so the task
-closure stays small however large the held-out set is.
+closure stays small however large the held-out set is. It also carries its
+copies' total bytes, one Spark aggregate per run or per candidate
+(``output_bytes``, ``candidate_bytes``), so no proxy reads every text to learn
+it; counts tables are written grouped by candidate (``by_candidate``), so a
+proxy reads only its candidate's row groups.
 
 Executor side: ``run_job`` reads the job's training bytes from the output
-table's files (``stream.training_stream``) and its held-out documents from the
+table's or the documents table's files (``stream.training_stream``, which reads
+only the copies and documents the budget needs) and its held-out documents from the
 ``holdout`` table's files (``holdout.load``), trains the proxy (``proxy.train``)
 and returns one row per scored document and evaluation step, with its speed.
 """
@@ -23,9 +28,11 @@ from typing import Callable, Iterator, Optional
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from samplemix_spark.evaluation.holdout import HeldOutSpec, load
-from samplemix_spark.tables.files import filesystem_for, snapshot_files
+from samplemix_spark.models.byte_lm import SEPARATOR
+from samplemix_spark.tables.files import snapshot_files
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +57,13 @@ class ProxyJob:
     # files and the counts come from these files' rows of ``candidate``.
     counts_files: tuple = ()
     candidate: int = -1
+    copies_bytes: int = 0  # every training copy's bytes, measured on the driver (``copies_bytes``)
 
     def copies(self):
         """Where this job's training copies come from (executor side)."""
         from samplemix_spark.evaluation.stream import Copies
 
-        if not self.counts_files:
-            return Copies(self.files)
-        return Copies(self.files, read_counts(self.counts_files, self.candidate))
+        return Copies(self.files, self.counts_files, self.candidate, self.copies_bytes)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -70,18 +76,28 @@ class ProxyJob:
                       "held_out": held_out})
 
 
-def read_counts(files: tuple, candidate: int) -> dict[str, int]:
-    """doc_id -> count of one candidate, from the ``tune_counts`` table's files (executor side)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+def _copy_bytes(text: str):
+    """A copy's bytes in a training stream: its UTF-8 text and the separator."""
+    return F.octet_length(text) + len(SEPARATOR)
 
-    counts: dict[str, int] = {}
-    for path in files:
-        filesystem, inner = filesystem_for(path)
-        table = pq.read_table(inner, columns=["candidate", "doc_id", "count"], filesystem=filesystem)
-        table = table.filter(pc.equal(table["candidate"], candidate))
-        counts.update(zip(table["doc_id"].to_pylist(), table["count"].to_pylist()))
-    return counts
+
+def output_bytes(store) -> int:
+    """Every copy's bytes in ``store``'s output (driver side: one aggregate row)."""
+    total = store.read("output").agg(F.sum(_copy_bytes("text")).alias("bytes")).collect()[0]["bytes"]
+    return int(total or 0)
+
+
+def candidate_bytes(store, counts_table: str) -> dict[int, int]:
+    """Every candidate's copies' bytes, from ``counts_table`` and the documents (driver side: a row per candidate)."""
+    sizes = store.read("documents").select("doc_id", _copy_bytes("text").alias("bytes"))
+    per_candidate = (store.read(counts_table).join(sizes, "doc_id").groupBy("candidate")
+                     .agg(F.sum(F.col("count") * F.col("bytes")).alias("bytes")).collect())
+    return {row["candidate"]: int(row["bytes"]) for row in per_candidate}
+
+
+def by_candidate(counts: DataFrame) -> DataFrame:
+    """A counts table's rows grouped by candidate inside each file, so a proxy skips other candidates' row groups."""
+    return counts.sortWithinPartitions("candidate", "doc_id")
 
 
 def run_job(job: ProxyJob, say: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
@@ -134,6 +150,7 @@ def counted_jobs(cfg, store, counts_table: str, names: list[str], finished: Call
     ``counts_table`` (candidate, doc_id, count). Returns the jobs and job -> (candidate, seed).
     """
     documents, counts = tuple(snapshot_files(store, "documents")), tuple(snapshot_files(store, counts_table))
+    sizes = candidate_bytes(store, counts_table)
     settings = cfg.evaluate
     jobs, labels = [], {}
     for candidate, name in enumerate(names):
@@ -142,7 +159,7 @@ def counted_jobs(cfg, store, counts_table: str, names: list[str], finished: Call
                 continue
             labels[len(jobs)] = (candidate, seed)
             jobs.append(ProxyJob(len(jobs), name, documents, seed, settings.preset, budget, settings.threads,
-                                 settings.device, held_out, counts, candidate))
+                                 settings.device, held_out, counts, candidate, sizes.get(candidate, 0)))
     return jobs, labels
 
 

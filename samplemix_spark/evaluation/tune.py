@@ -43,7 +43,7 @@ from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import counted_jobs, proxy_fingerprint, train_recording
+from samplemix_spark.evaluation.swarm import by_candidate, counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.mixing.weights import compute_stats, scored_documents, weights_frame
 from samplemix_spark.tables import TableStore
 
@@ -192,7 +192,7 @@ def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate],
     wanted = {_key(c, seed) for c in candidates for seed in cfg.evaluate.seeds}
     done = _done(store, fingerprint, wanted)
     scored = scored_documents(store, cfg.mixing.quality_source)
-    store.write(candidate_counts(scored, cfg.mixing, candidates, store.hash_scheme), "tune_counts")
+    store.write(by_candidate(candidate_counts(scored, cfg.mixing, candidates, store.hash_scheme)), "tune_counts")
     finished = set(_row_keys(done))
     names = [f"alpha={c.alpha:g} tau={c.tau:g}" for c in candidates]
     jobs, labels = counted_jobs(cfg, store, "tune_counts", names,

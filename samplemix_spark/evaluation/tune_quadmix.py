@@ -37,7 +37,7 @@ from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import proxy_cache, quadmix_search
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import counted_jobs, proxy_fingerprint, train_recording
+from samplemix_spark.evaluation.swarm import by_candidate, counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.hashing import TUNE_SAMPLE, uniform
 from samplemix_spark.mixing import quadmix
 from samplemix_spark.mixing.weights import compute_stats, quadmix_inputs, scored_documents, weights_frame
@@ -104,7 +104,7 @@ def tune_quadmix(spark: SparkSession, cfg: SampleMixConfig, n_samples: int, out:
     settings = quadmix_search.draw(n_samples, domains, cfg.tune.seed, cfg.tune.reduced)
     fingerprint = _fingerprint(cfg, store, holdout, domains)
     done = _done(store, fingerprint, n_samples, cfg.evaluate.seeds)
-    store.write(setting_counts(scored, base, settings, store.hash_scheme), "tune_counts")
+    store.write(by_candidate(setting_counts(scored, base, settings, store.hash_scheme)), "tune_counts")
     finished = set(zip(done["sample"], done["seed"]))
     budget = cfg.evaluate.budget_bytes or PRESETS[cfg.evaluate.preset].budget_bytes
     jobs, labels = counted_jobs(cfg, store, "tune_counts", [f"quadmix setting {i}" for i in range(n_samples)],

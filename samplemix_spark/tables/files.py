@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import glob
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from samplemix_spark.errors import InputError, TableError
 
 if TYPE_CHECKING:
+    import pyarrow.parquet
+
     from samplemix_spark.tables.store import TableStore
 
 
@@ -60,6 +62,16 @@ def filesystem_for(path: str, what: str = "path"):
         scheme = path.split("://", 1)[0]
         raise InputError(f"{what} {path!r}: no filesystem for scheme {scheme!r} in pyarrow ({exc}); "
                          "use a local or mounted path, or s3://, gs://, hdfs://") from exc
+
+
+def parquet_files(files: tuple) -> Iterator["pyarrow.parquet.ParquetFile"]:
+    """Each of ``files`` opened for reading by row group (where a proxy trains): nothing is read until asked."""
+    import pyarrow.parquet as pq
+
+    for path in files:
+        filesystem, inner = filesystem_for(path)
+        with filesystem.open_input_file(inner) as raw:
+            yield pq.ParquetFile(raw)
 
 
 def snapshot_files(store: "TableStore", table: str = "output") -> list[str]:
