@@ -22,6 +22,18 @@ the same token-count UDF and the same Delta write of doc_id, domain, text and
 n_tokens, and times counting the tokens of every text alone in this process. It
 prints the ratio of the two stage times and the share of ingest's time the token
 counting alone would take.
+
+Would decoding the sources once pay?
+
+    .venv/bin/python benchmarks/bench_ingest.py --docs 400000 --formats parquet json --passes
+
+Ingest reads its sources once per table it writes and once for its checks: each
+such pass decodes the files, hashes every text and ranks duplicates (a window
+over doc_id). ``--passes`` times the parts a decode-once ingest would trade:
+one such pass over the sources (F, the checks' aggregate), writing the parsed
+rows once to a staging Delta table (S), and the same aggregate over that table
+(R). Ingest without a held-out split makes four passes; decoding once would make
+one pass into S and four reads of it, so it saves 4F - S - 4R.
 """
 
 from __future__ import annotations
@@ -131,6 +143,41 @@ def scale(args) -> None:
                           "tokenizer": tokenizer, "date": time.strftime("%Y-%m-%d")}), flush=True)
 
 
+PASSES = """
+import json, sys, time
+from samplemix_spark.config import load_config
+from samplemix_spark.engine.session import build_session
+from samplemix_spark.ingest.documents import flag_rows, read_raw, summarise
+cfg = load_config(sys.argv[1], [f"ingest.sources=[{sys.argv[2]}]", f"ingest.format={sys.argv[3]}"])
+spark = build_session(cfg.engine)
+def timed(work):
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+flagged = lambda: flag_rows(read_raw(spark, cfg.ingest), cfg)
+one_pass = min(timed(lambda: summarise(flagged())), timed(lambda: summarise(flagged())))  # the first warms up
+stage = timed(lambda: flagged().write.mode("overwrite").format("delta").save(sys.argv[4]))
+staged = timed(lambda: summarise(spark.read.format("delta").load(sys.argv[4])))
+print(json.dumps({"pass_s": one_pass, "stage_s": stage, "staged_pass_s": staged}))
+"""
+
+
+def passes(args) -> None:
+    """The parts of a decode-once ingest, timed (see the module doc)."""
+    out = REPO / "out" / "bench_ingest" / str(args.docs)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SAMPLEMIX_PROGRESS_S": "0"}
+    for fmt in args.formats:
+        sources = generate_corpus(out, args.docs, fmt)
+        with tempfile.TemporaryDirectory() as work:
+            times = json.loads(subprocess.run(
+                [sys.executable, "-c", PASSES, str(REPO / "conf" / "local.yaml"), sources, fmt, f"{work}/staged"],
+                env=env, capture_output=True, text=True, check=True, timeout=3600).stdout.splitlines()[-1])
+        saving = 4 * times["pass_s"] - times["stage_s"] - 4 * times["staged_pass_s"]
+        print(json.dumps({"bench": "ingest_passes", "format": fmt, "docs": args.docs,
+                          **{k: round(v, 1) for k, v in times.items()}, "decode_once_saves_s": round(saving, 1),
+                          "date": time.strftime("%Y-%m-%d")}), flush=True)
+
+
 def generate_texts(sources: str, fmt: str) -> list[str]:
     import glob
 
@@ -150,9 +197,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--docs", type=int, help="generate this many documents and compare with the engine's reader")
     parser.add_argument("--formats", nargs="+", default=["parquet", "json"], choices=["parquet", "json"])
+    parser.add_argument("--passes", action="store_true",
+                        help="with --docs: time what decoding the sources once would trade (see the module doc)")
     args = parser.parse_args()
     if args.docs:
-        scale(args)
+        (passes if args.passes else scale)(args)
         return
     rates = []
     for _ in range(args.repeats):

@@ -31,7 +31,7 @@ DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_thres
 ENTROPY_KINDS = ("shannon", "conditional", "joint")
 QUALITY_SOURCES = ("integer", "expected")
 QUALITY_METHODS = ("classifier", "column", "heuristic", "model")
-CLASSIFIER_FORMATS = ("transformers", "fasttext")
+CLASSIFIER_FORMATS = ("transformers", "fasttext", "backbone_head")
 CLASSIFIER_HEADS = ("regression", "classes")
 TRAIN_MODES = ("finetune", "frozen")
 DEVICES = ("auto", "cpu", "cuda")
@@ -261,6 +261,11 @@ class ClassifierConfig:
     ``trust_remote_code`` runs code shipped in the folder; off unless set.
     ``format: fasttext``: ``path`` is a fastText ``.bin`` model and q is 10 x the
     probability of ``positive_label`` (e.g. ``__label__hq``).
+    ``format: backbone_head`` (NVIDIA's DeBERTa classifiers): ``path`` holds the
+    weights file and a config.json with ``id2label``; the weights under
+    ``backbone_prefix`` go into an ``AutoModel`` built from ``backbone`` (a local
+    folder with the backbone's config.json and tokenizer, e.g. deberta-v3-base),
+    and ``head_key`` names the linear head applied to the first token.
     """
 
     path: Optional[str] = None
@@ -270,9 +275,15 @@ class ClassifierConfig:
     class_values: dict = field(default_factory=dict)
     trust_remote_code: bool = False
     positive_label: Optional[str] = None
+    backbone: Optional[str] = None
+    backbone_prefix: str = "model."
+    head_key: str = "fc"
 
     def __post_init__(self) -> None:
         _require_choice(self.format, "quality.classifier.format", CLASSIFIER_FORMATS)
+        _require(self.format != "backbone_head" or bool(self.backbone), "quality.classifier.backbone",
+                 "format 'backbone_head' needs the backbone's folder (its config.json and tokenizer), "
+                 "e.g. a local copy of microsoft/deberta-v3-base")
         _require_choice(self.head, "quality.classifier.head", CLASSIFIER_HEADS)
         _require(isinstance(self.range, (list, tuple)) and len(self.range) == 2
                  and all(_is_number(v) for v in self.range) and self.range[0] < self.range[1],

@@ -119,29 +119,44 @@ def test_proxies_run_as_spark_tasks_give_the_losses_of_a_sequential_run(tmp_path
 
 
 def test_classifier_quality_on_jvm_local_equals_direct_scoring(tmp_path):
-    """Classifier scores through JVM Spark's Python workers equal the executor-side loop run directly."""
+    """Each classifier format's scores through JVM Spark's Python workers equal the executor-side code run directly."""
     import numpy as np
 
-    from samplemix_spark.models.classifier import ClassifierSpec, TextClassifier
+    from samplemix_spark.models.classifier import BackboneLayout, ClassifierSpec, FastTextClassifier, TextClassifier
 
     from .conftest import write_jsonl
     from .test_cli import samplemix
-    from .test_quality_classifier import TEXTS, _checkpoint
+    from .test_quality_classifier import TEXTS, _checkpoint, _fasttext_model, _nvidia_layout
 
+    values = {"Low": 0.0, "Medium": 5.0, "High": 10.0}
+    classes = ["--set=quality.classifier.head=classes",
+               "--set=quality.classifier.class_values={Low: 0, Medium: 5, High: 10}"]
     checkpoint = _checkpoint(tmp_path / "classes", "classes")
-    values = {"Low": 0, "Medium": 5, "High": 10}
+    backbone, nvidia, _, _ = _nvidia_layout(tmp_path / "nvidia")
+    fasttext_model, _ = _fasttext_model(tmp_path / "fasttext")
+    formats = {
+        "transformers": ([f"--set=quality.classifier.path={checkpoint}", *classes],
+                         lambda: TextClassifier(checkpoint, ClassifierSpec("classes", class_values=values), 32, "cpu")),
+        "backbone_head": ([f"--set=quality.classifier.path={nvidia}", "--set=quality.classifier.format=backbone_head",
+                           f"--set=quality.classifier.backbone={backbone}", *classes],
+                          lambda: TextClassifier(nvidia, ClassifierSpec("classes", class_values=values), 32, "cpu",
+                                                 layout=BackboneLayout(str(backbone)))),
+        "fasttext": ([f"--set=quality.classifier.path={fasttext_model}", "--set=quality.classifier.format=fasttext",
+                      "--set=quality.classifier.positive_label=__label__hq"],
+                     lambda: FastTextClassifier(fasttext_model, "__label__hq")),
+    }
     write_jsonl(tmp_path / "data" / "docs.jsonl",
                 [{"text": t, "domain": "d", "diversity_score": 0.5, "quality_score": 0} for t in TEXTS])
-    common = [f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
-              "--set=quality.method=classifier", f"--set=quality.classifier.path={checkpoint}",
-              "--set=quality.classifier.head=classes",
-              "--set=quality.classifier.class_values={Low: 0, Medium: 5, High: 10}",
-              "--set=quality.max_tokens=32", *[f"--set={o}" for o in JVM]]
-    for stage in ("ingest", "quality"):
-        result = samplemix(stage, "--config", str(REPO / "conf" / "synthetic.yaml"), *common, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
+    common = ["--config", str(REPO / "conf" / "synthetic.yaml"), f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]",
+              f"--set=tables.warehouse={tmp_path}/jvm", *[f"--set={o}" for o in JVM]]
+    result = samplemix("ingest", *common, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
     documents = pd.read_parquet(tmp_path / "jvm" / "documents")[["doc_id", "text"]]
-    scored = pd.read_parquet(tmp_path / "jvm" / "quality").merge(documents, on="doc_id").set_index("text")
-    direct = TextClassifier(checkpoint, ClassifierSpec("classes", class_values=values), 32, "cpu").score(TEXTS)
-    assert scored.loc[TEXTS, "quality"].tolist() == direct.quality.tolist()
-    np.testing.assert_allclose(scored.loc[TEXTS, "quality_expected"], direct.expected, rtol=1e-9)
+    for name, (settings, direct) in formats.items():
+        result = samplemix("quality", *common, "--set=quality.method=classifier", "--set=quality.max_tokens=32",
+                           *settings, cwd=tmp_path)
+        assert result.returncode == 0, (name, result.stderr[-3000:])
+        scored = pd.read_parquet(tmp_path / "jvm" / "quality").merge(documents, on="doc_id").set_index("text")
+        expected = direct().score(TEXTS)
+        assert scored.loc[TEXTS, "quality"].tolist() == expected.quality.tolist(), name
+        np.testing.assert_allclose(scored.loc[TEXTS, "quality_expected"], expected.expected, rtol=1e-9, err_msg=name)

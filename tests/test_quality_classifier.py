@@ -211,3 +211,83 @@ def test_the_quality_stage_scores_with_a_fasttext_model(spark, tmp_path):
     expected = FastTextClassifier(path, "__label__hq").score(table["text"].tolist()).expected
     assert table["quality_expected"].tolist() == expected.tolist()
     assert set(table["model_id"]) == {"quality.bin"} and len(table) == len(TEXTS)
+
+
+def _nvidia_layout(root):
+    """NVIDIA's layout: a checkpoint of backbone weights under ``model.`` and an ``fc`` head, whose config.json is
+    not a transformers config; beside it, the backbone's folder (config and tokenizer, no weights)."""
+    import json
+
+    from safetensors.torch import save_file
+    from transformers import DebertaV2Config, DebertaV2Model
+
+    backbone = _checkpoint(root / "backbone", "classes")  # tokenizer and a DeBERTa-v2 config.json
+    for weights in backbone.glob("*.safetensors"):
+        weights.unlink()
+    torch.manual_seed(1)
+    model = DebertaV2Model(DebertaV2Config.from_pretrained(str(backbone)))
+    fc = torch.nn.Linear(model.config.hidden_size, len(LABELS))
+    checkpoint = root / "quality-classifier-deberta"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text(json.dumps({
+        "base_model": "microsoft/deberta-v3-base", "fc_dropout": 0.2, "max_len": 1024,
+        "id2label": {str(k): v for k, v in LABELS.items()}, "label2id": {v: k for k, v in LABELS.items()}}))
+    tensors = {**{f"model.{k}": v.contiguous() for k, v in model.state_dict().items()},
+               "fc.weight": fc.weight.detach().clone(), "fc.bias": fc.bias.detach().clone()}
+    save_file(tensors, str(checkpoint / "model.safetensors"))
+    return backbone, checkpoint, model.eval(), fc
+
+
+def test_a_backbone_head_checkpoint_scores_as_nvidias_forward_does(tmp_path):
+    from transformers import AutoTokenizer
+
+    from samplemix_spark.models.classifier import BackboneLayout
+
+    backbone, checkpoint, model, fc = _nvidia_layout(tmp_path)
+    values = {"Low": 0.0, "Medium": 5.0, "High": 10.0}
+    classifier = TextClassifier(checkpoint, ClassifierSpec("classes", class_values=values), max_tokens=32,
+                                device="cpu", layout=BackboneLayout(str(backbone)))
+    tokenizer = AutoTokenizer.from_pretrained(str(backbone))
+    with torch.inference_mode():  # NVIDIA's forward: fc over every token, softmax of token 0
+        shares = np.stack([torch.softmax(fc(model(**tokenizer(t, truncation=True, max_length=32,
+                                                               return_tensors="pt")).last_hidden_state)[:, 0, :], 1)
+                           [0].double().numpy() for t in TEXTS])
+    scores = classifier.score(TEXTS, batch_size=4)
+    np.testing.assert_allclose(scores.expected, shares @ np.array([0.0, 5.0, 10.0]), atol=1e-5)
+    np.testing.assert_allclose(np.stack(scores.probabilities), shares, atol=1e-5)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"head_key": "classifier"}, "'quality.classifier.head_key': model.safetensors has no classifier.weight"),
+    ({"backbone": "{root}/bert"}, "'quality.classifier.backbone': the checkpoint lacks"),
+    ({"backbone": "{root}/quality-classifier-deberta"},
+     "'quality.classifier.backbone': '{root}/quality-classifier-deberta' is not a transformers model folder"),
+])
+def test_a_backbone_head_that_does_not_fit_fails_in_one_line_before_any_stage(tmp_path, change, message):
+    backbone, checkpoint, _, _ = _nvidia_layout(tmp_path / "models")
+    _checkpoint(tmp_path / "models" / "bert", "regression")
+    settings = {"path": str(checkpoint), "format": "backbone_head", "backbone": str(backbone), "head": "classes",
+                "class_values": {"Low": 0, "Medium": 5, "High": 10}}
+    settings.update({k: v.format(root=tmp_path / "models") for k, v in change.items()})
+    cfg = _config(tmp_path, settings)
+    with pytest.raises(ConfigError) as failure:
+        plan(cfg, ("ingest", "quality"))
+    assert message.format(root=tmp_path / "models") in str(failure.value) and "\n" not in str(failure.value)
+    assert not (tmp_path / "wh").exists()
+
+
+def test_the_quality_stage_scores_with_a_backbone_head_checkpoint(spark, tmp_path):
+    from samplemix_spark.models.classifier import BackboneLayout
+
+    backbone, checkpoint, _, _ = _nvidia_layout(tmp_path / "models")
+    values = {"Low": 0, "Medium": 5, "High": 10}
+    cfg = _config(tmp_path, {"path": str(checkpoint), "format": "backbone_head", "backbone": str(backbone),
+                             "head": "classes", "class_values": values})
+    for stage in ("ingest", "quality"):
+        run_stage(spark, cfg, stage)
+    store = store_for(spark, cfg)
+    table = store.read("quality").join(store.read("documents").select("doc_id", "text"), "doc_id").toPandas()
+    direct = TextClassifier(checkpoint, ClassifierSpec("classes", class_values={k: float(v) for k, v in values.items()}),
+                            32, "cpu", layout=BackboneLayout(str(backbone))).score(table["text"].tolist())
+    np.testing.assert_allclose(table["quality_expected"], direct.expected, rtol=1e-9)
+    assert set(table["model_id"]) == {"quality-classifier-deberta"} and len(table) == len(TEXTS)

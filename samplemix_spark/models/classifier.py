@@ -17,6 +17,16 @@ The output is mapped onto the paper's 0-10 scale:
 - a fastText model (``FastTextClassifier``, DCLM's quality filter): 10 x the
   probability of ``positive_label``.
 
+NVIDIA's DeBERTa quality and domain classifiers are saved as a backbone plus an
+``fc`` head in one weights file, with a config.json that is not a transformers
+config, so ``AutoModelForSequenceClassification`` cannot load them. With a
+``BackboneLayout`` the backbone is built from a local backbone folder's config
+and tokenizer (``AutoModel``), its weights and the head's are read from the
+checkpoint by key prefix, and the head is applied to the first token's hidden
+state, as NVIDIA's model does (it applies ``fc`` to every token and keeps token
+0; a linear head gives the same). Their model returns the softmax, so
+``head: classes`` reads the same probabilities.
+
 The integer q is the expected value rounded half up, as the paper's 0-10 integer.
 """
 
@@ -26,6 +36,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable, Optional
 
 import numpy as np
@@ -45,6 +56,15 @@ class ClassifierSpec:
     value_range: tuple = (0.0, 5.0)
     class_values: dict = field(default_factory=dict)
     trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class BackboneLayout:
+    """``format: backbone_head``: where the backbone's config and tokenizer are, and the checkpoint's key names."""
+
+    backbone: str
+    prefix: str = "model."
+    head_key: str = "fc"
 
 
 @dataclass
@@ -118,18 +138,35 @@ class FastTextClassifier:
         return Scores(np.floor(expected + 0.5).astype(np.int32), expected, shares)
 
 
-def check_checkpoint(folder: Path, spec: ClassifierSpec, key: str = "quality.classifier") -> dict:
+def _weights_file(folder: Path) -> Optional[Path]:
+    return next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors or PyTorch weights file, by key."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def check_checkpoint(folder: Path, spec: ClassifierSpec, key: str = "quality.classifier",
+                     layout: Optional[BackboneLayout] = None) -> dict:
     """Refuse, in one line, a folder that is not a classifier checkpoint or does not match ``spec``.
 
     Driver side, before any stage runs. Returns ``model_id`` (the folder's name)
-    and ``model_version`` (a hash of the weights file and config.json).
+    and ``model_version`` (a hash of the weights file and config.json, and of the
+    backbone's config.json for a ``layout``).
     """
     folder = Path(folder)
     config_file = folder / "config.json"
-    weights = next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), None)
+    weights = _weights_file(folder)
     if not config_file.is_file() or weights is None:
         raise ConfigError(f"config key '{key}.path': {str(folder)!r} is not a transformers checkpoint "
                           f"(expected config.json and one of {', '.join(WEIGHT_FILES)})")
+    if layout is not None:
+        _check_layout(weights, layout, len(checkpoint_labels(folder)), key)
     labels = checkpoint_labels(folder)
     if spec.head == "regression" and len(labels) != 1:
         raise ConfigError(f"config key '{key}.head': 'regression' needs one output; the checkpoint has "
@@ -140,22 +177,81 @@ def check_checkpoint(folder: Path, spec: ClassifierSpec, key: str = "quality.cla
             raise ConfigError(f"config key '{key}.class_values': the checkpoint's labels are "
                               f"{', '.join(labels[i] for i in sorted(labels))}; class_values names "
                               f"{', '.join(sorted(given)) or 'none'}")
-    return {"model_id": folder.resolve().name, "model_version": _file_version(weights, config_file)}
+    backbone = () if layout is None else (Path(layout.backbone) / "config.json",)
+    return {"model_id": folder.resolve().name, "model_version": _file_version(weights, config_file, *backbone)}
+
+
+def _check_layout(weights: Path, layout: BackboneLayout, n_labels: int, key: str) -> None:
+    """The head's key and size, and every backbone weight present under the prefix; nothing is allocated."""
+    tensors = read_weights(weights)
+    head = tensors.get(f"{layout.head_key}.weight")
+    if head is None:
+        raise ConfigError(f"config key '{key}.head_key': {weights.name} has no {layout.head_key}.weight; its keys "
+                          f"start with {', '.join(sorted({k.split('.')[0] for k in tensors}))}")
+    if head.shape[0] != n_labels:
+        raise ConfigError(f"config key '{key}.head_key': {layout.head_key} has {head.shape[0]} outputs; "
+                          f"config.json names {n_labels} labels")
+    with torch.device("meta"):
+        expected = _backbone(layout, key).state_dict()
+    missing = sorted(set(expected) - {k[len(layout.prefix):] for k in tensors if k.startswith(layout.prefix)})
+    if missing:
+        raise ConfigError(f"config key '{key}.backbone': the checkpoint lacks {len(missing)} of the backbone's "
+                          f"{len(expected)} weights under {layout.prefix!r} (e.g. {missing[0]}): another "
+                          "architecture, or another backbone_prefix?")
+
+
+def _backbone(layout: BackboneLayout, key: str = "quality.classifier") -> torch.nn.Module:
+    """An untrained backbone of the configured architecture."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(layout.backbone, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"config key '{key}.backbone': {layout.backbone!r} is not a transformers model folder "
+                          f"({str(exc).splitlines()[0]})") from None
+    return AutoModel.from_config(config)
+
+
+class _BackboneWithHead(torch.nn.Module):
+    """A backbone and a linear head on its first token, answering as a sequence classifier does (``.logits``)."""
+
+    def __init__(self, backbone: torch.nn.Module, head: torch.nn.Linear) -> None:
+        super().__init__()
+        self.backbone, self.head, self.config = backbone, head, backbone.config
+
+    def forward(self, **batch) -> SimpleNamespace:
+        return SimpleNamespace(logits=self.head(self.backbone(**batch).last_hidden_state[:, 0]))
+
+
+def load_backbone_head(folder: Path, layout: BackboneLayout) -> torch.nn.Module:
+    """The backbone built from ``layout.backbone``'s config with the checkpoint's weights, and its head."""
+    tensors = read_weights(_weights_file(Path(folder)))
+    backbone = _backbone(layout)
+    backbone.load_state_dict({k[len(layout.prefix):]: v for k, v in tensors.items() if k.startswith(layout.prefix)},
+                             strict=False)  # every key was checked on the driver (check_checkpoint)
+    weight = tensors[f"{layout.head_key}.weight"]
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+    head.load_state_dict({"weight": weight, "bias": tensors[f"{layout.head_key}.bias"]})
+    return _BackboneWithHead(backbone, head)
 
 
 class TextClassifier:
     """A loaded checkpoint: ``score(texts)`` -> ``Scores`` on the 0-10 scale."""
 
     def __init__(self, folder: Path, spec: ClassifierSpec, max_tokens: int = 512, device: str = "auto",
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", layout: Optional[BackboneLayout] = None) -> None:
         from transformers import AutoModelForSequenceClassification
 
         from samplemix_spark.models.encoder import TextEncoder
 
         self.spec = spec
-        self.encoder = TextEncoder(Path(folder), "cls", max_tokens, device, precision,
-                                   model_class=AutoModelForSequenceClassification,
-                                   trust_remote_code=spec.trust_remote_code)
+        if layout is None:
+            self.encoder = TextEncoder(Path(folder), "cls", max_tokens, device, precision,
+                                       model_class=AutoModelForSequenceClassification,
+                                       trust_remote_code=spec.trust_remote_code)
+        else:
+            self.encoder = TextEncoder(Path(layout.backbone), "cls", max_tokens, device, precision,
+                                       model=load_backbone_head(folder, layout))
         labels = checkpoint_labels(folder)
         self.values = (torch.tensor([float(spec.class_values[labels[i]]) for i in sorted(labels)],
                                     dtype=torch.float64) if spec.head == "classes" else None)

@@ -120,17 +120,18 @@ class TextEncoder:
 
     ``precision`` as ``resolve_precision`` reads it. ``model_class`` loads another
     head on the same tokenisation and length buckets (``models.classifier`` passes
-    ``AutoModelForSequenceClassification``).
+    ``AutoModelForSequenceClassification``); ``model`` is one already built, with
+    ``model_dir`` giving its tokenizer.
     """
 
     def __init__(self, model_dir: Path, pooling: str = "auto", max_tokens: int = 512,
                  device: str = "auto", precision: str = "auto", model_class=AutoModel,
-                 trust_remote_code: bool = False) -> None:
+                 trust_remote_code: bool = False, model: Optional[torch.nn.Module] = None) -> None:
         self.model_dir = Path(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True,
                                                        trust_remote_code=trust_remote_code)
-        self.model = model_class.from_pretrained(str(self.model_dir), local_files_only=True,
-                                                 trust_remote_code=trust_remote_code)
+        self.model = model if model is not None else model_class.from_pretrained(
+            str(self.model_dir), local_files_only=True, trust_remote_code=trust_remote_code)
         self.pooling = resolve_pooling(self.model_dir, pooling)
         self.max_tokens = max_tokens
         self.device = pick_device(device)

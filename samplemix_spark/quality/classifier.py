@@ -26,6 +26,7 @@ from samplemix_spark.config import QualityConfig
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.models.cache import cached
 from samplemix_spark.models.classifier import (
+    BackboneLayout,
     ClassifierSpec,
     FastTextClassifier,
     TextClassifier,
@@ -45,6 +46,15 @@ def classifier_spec(cfg: QualityConfig) -> ClassifierSpec:
                           {str(k): float(v) for k, v in settings.class_values.items()}, settings.trust_remote_code)
 
 
+def backbone_layout(cfg: QualityConfig) -> Optional[BackboneLayout]:
+    """Where a ``backbone_head`` checkpoint's backbone and keys are; None for other formats."""
+    settings = cfg.classifier
+    if settings.format != "backbone_head":
+        return None
+    folder = resolve_local_path(settings.backbone, "quality.classifier.backbone")
+    return BackboneLayout(str(folder), settings.backbone_prefix, settings.head_key)
+
+
 def load_classifier(cfg: QualityConfig) -> TextClassifier | FastTextClassifier:
     """The process-wide classifier for these settings (executor side)."""
     spec, settings = classifier_spec(cfg), cfg.classifier
@@ -52,8 +62,9 @@ def load_classifier(cfg: QualityConfig) -> TextClassifier | FastTextClassifier:
     if settings.format == "fasttext":
         return cached(("fasttext", settings.path, settings.positive_label),
                       lambda: FastTextClassifier(path, settings.positive_label))
-    key = ("classifier", settings.path, repr(spec), cfg.max_tokens, cfg.device, cfg.precision)
-    return cached(key, lambda: TextClassifier(path, spec, cfg.max_tokens, cfg.device, cfg.precision))
+    layout = backbone_layout(cfg)
+    key = ("classifier", settings.path, repr(spec), repr(layout), cfg.max_tokens, cfg.device, cfg.precision)
+    return cached(key, lambda: TextClassifier(path, spec, cfg.max_tokens, cfg.device, cfg.precision, layout))
 
 
 def classifier_column(text: Column, cfg: QualityConfig, progress: Optional[Progress] = None) -> Column:
@@ -84,13 +95,14 @@ class ClassifierQuality(ModelQuality):
         path = resolve_local_path(settings.path, "quality.classifier.path")
         if settings.format == "fasttext":
             return check_fasttext(path, settings.positive_label)
-        return check_checkpoint(path, classifier_spec(self.cfg.quality))
+        return check_checkpoint(path, classifier_spec(self.cfg.quality), layout=backbone_layout(self.cfg.quality))
 
     def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
                   progress: Optional[Progress] = None) -> DataFrame:
         provenance = self.provenance()
-        settings = dataclasses.replace(self.cfg.quality.classifier,
-                                       path=portable_location(self.cfg.quality.classifier.path))
+        given = self.cfg.quality.classifier
+        settings = dataclasses.replace(given, path=portable_location(given.path),
+                                       backbone=given.backbone and portable_location(given.backbone))
         quality = dataclasses.replace(self.cfg.quality, classifier=settings)
         scored = rows.select("doc_id", classifier_column(F.col("text"), quality, progress).alias("s"))
         return scored.select("doc_id", "s.quality", "s.quality_expected", "s.quality_probs",
