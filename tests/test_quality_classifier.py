@@ -287,7 +287,8 @@ def test_the_quality_stage_scores_with_a_backbone_head_checkpoint(spark, tmp_pat
         run_stage(spark, cfg, stage)
     store = store_for(spark, cfg)
     table = store.read("quality").join(store.read("documents").select("doc_id", "text"), "doc_id").toPandas()
-    direct = TextClassifier(checkpoint, ClassifierSpec("classes", class_values={k: float(v) for k, v in values.items()}),
-                            32, "cpu", layout=BackboneLayout(str(backbone))).score(table["text"].tolist())
+    spec = ClassifierSpec("classes", class_values={k: float(v) for k, v in values.items()})
+    direct = TextClassifier(checkpoint, spec, 32, "cpu", layout=BackboneLayout(str(backbone)))
+    direct = direct.score(table["text"].tolist())
     np.testing.assert_allclose(table["quality_expected"], direct.expected, rtol=1e-9)
     assert set(table["model_id"]) == {"quality-classifier-deberta"} and len(table) == len(TEXTS)
