@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import string
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +110,8 @@ class IngestConfig:
     diversity_column: Optional[str] = None
     # Precomputed numeric scores kept in ``documents`` (as ``score_column_name``), e.g. QuaDMix criteria.
     score_columns: list = field(default_factory=list)
+    # String fields kept in ``documents`` the same way, e.g. a url for a classifier's input_template.
+    text_columns: list = field(default_factory=list)
     tokenizer: str = DEFAULT_TOKENIZER
     # Above this share of rejected rows the input is taken to be misread (wrong format or mapping).
     max_reject_share: float = 0.5
@@ -141,16 +144,18 @@ class IngestConfig:
                  "ingest.holdout_seed", f"got {self.holdout_seed!r}, expected an integer")
 
     def _check_score_columns(self) -> None:
-        if isinstance(self.score_columns, str):
-            self.score_columns = [self.score_columns]
-        _require(isinstance(self.score_columns, list) and all(
-            isinstance(n, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", n)
-            for n in self.score_columns), "ingest.score_columns",
-            f"got {self.score_columns!r}, expected a list of column names (dotted for nested fields)")
-        names = [score_column_name(n) for n in self.score_columns]
-        taken = sorted((set(names) & RESERVED_DOCUMENT_COLUMNS) | {n for n in names if names.count(n) > 1})
-        _require(not taken, "ingest.score_columns",
-                 f"{', '.join(taken)} would repeat or replace a documents column")
+        names = []
+        for key in ("score_columns", "text_columns"):
+            if isinstance(getattr(self, key), str):
+                setattr(self, key, [getattr(self, key)])
+            given = getattr(self, key)
+            _require(isinstance(given, list) and all(
+                isinstance(n, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", n)
+                for n in given), f"ingest.{key}",
+                f"got {given!r}, expected a list of column names (dotted for nested fields)")
+            names += [score_column_name(n) for n in given]
+            taken = sorted((set(names) & RESERVED_DOCUMENT_COLUMNS) | {n for n in names if names.count(n) > 1})
+            _require(not taken, f"ingest.{key}", f"{', '.join(taken)} would repeat or replace a documents column")
 
 
 # Columns of the ``documents`` table that a score column may not take.
@@ -261,6 +266,8 @@ class ClassifierConfig:
     ``trust_remote_code`` runs code shipped in the folder; off unless set.
     ``format: fasttext``: ``path`` is a fastText ``.bin`` model and q is 10 x the
     probability of ``positive_label`` (e.g. ``__label__hq``).
+    ``input_template`` builds the classifier's input from ``text`` and
+    ``ingest.text_columns`` (``"{url}\\n\\n{text}"``; a null field reads as empty).
     ``format: backbone_head`` (NVIDIA's DeBERTa classifiers): ``path`` holds the
     weights file and a config.json with ``id2label``; the weights under
     ``backbone_prefix`` go into an ``AutoModel`` built from ``backbone`` (a local
@@ -278,9 +285,13 @@ class ClassifierConfig:
     backbone: Optional[str] = None
     backbone_prefix: str = "model."
     head_key: str = "fc"
+    input_template: Optional[str] = None
 
     def __post_init__(self) -> None:
         _require_choice(self.format, "quality.classifier.format", CLASSIFIER_FORMATS)
+        _require(self.input_template is None or bool(template_fields(self.input_template)),
+                 "quality.classifier.input_template",
+                 f"got {self.input_template!r}, expected fields in braces, e.g. '{{url}}\\n\\n{{text}}'")
         _require(self.format != "backbone_head" or bool(self.backbone), "quality.classifier.backbone",
                  "format 'backbone_head' needs the backbone's folder (its config.json and tokenizer), "
                  "e.g. a local copy of microsoft/deberta-v3-base")
@@ -643,6 +654,18 @@ class SampleMixConfig:
             _require(bool(self.ingest.diversity_column), "ingest.diversity_column",
                      "diversity.method 'column' needs the source column that holds d(x)")
         self._check_quadmix_criteria()
+        self._check_input_template()
+
+    def _check_input_template(self) -> None:
+        """A classifier's template names ``text`` and the documents columns of ``ingest.text_columns``."""
+        template = self.quality.classifier.input_template
+        if template is None:
+            return
+        available = ["text", *(score_column_name(n) for n in self.ingest.text_columns)]
+        for name in template_fields(template):
+            _require(name in available, "quality.classifier.input_template",
+                     f"field {{{name}}} is not a documents text column; available: {', '.join(available)} "
+                     "(add source columns with ingest.text_columns)")
 
     def _check_quadmix_criteria(self) -> None:
         """QuaDMix merges the quality table's q and the ``ingest.score_columns`` (by their documents names)."""
@@ -659,6 +682,20 @@ class SampleMixConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def template_fields(template: Any) -> list[str]:
+    """The field names of a ``{field}`` template; empty when it is not one (or uses conversions or formats)."""
+    if not isinstance(template, str):
+        return []
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError:
+        return []
+    fields = [field for _, field, spec, conversion in parts if field is not None]
+    plain = all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", f) for f in fields)
+    formatted = any(spec or conversion for _, field, spec, conversion in parts if field is not None)
+    return fields if plain and not formatted else []
 
 
 def _is_number(value: Any) -> bool:

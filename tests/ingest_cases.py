@@ -45,7 +45,7 @@ class Case:
     ingest: dict = field(default_factory=dict)
     source: str = "*"
     holdout: Optional[str] = None  # a file of the case's folder read as ingest.holdout_sources
-    scores: dict = field(default_factory=dict)  # doc_id -> the ingest.score_columns values kept in documents
+    scores: dict = field(default_factory=dict)  # doc_id -> the score_columns then text_columns values kept
 
 
 def _bytes(name: str, data: bytes) -> Callable[[Path], None]:
@@ -178,6 +178,29 @@ CASES: dict[str, Case] = {
         _docs(GOOD[:1]), {"invalid_dclm": 1, "invalid_edu": 2},
         ingest={"format": "parquet", "score_columns": ["edu", "dclm"], "max_reject_share": 1.0},
         scores={hashed(GOOD[0]): (3.0, 0.5)}),
+    "json_text_columns": Case(
+        _bytes("a.jsonl", _line(GOOD[0], url="https://a.example/x", meta={"title": "A"}) + _line(GOOD[1], url=7)
+               + _line(GOOD[2], meta={"title": None}) + _line(GOOD[3], url=["x"], meta={"title": "B"})),
+        _docs(GOOD[:3]), {"invalid_url": 1},
+        ingest={"text_columns": ["url", "meta.title"], "max_reject_share": 1.0},
+        scores={hashed(GOOD[0]): ("https://a.example/x", "A"), hashed(GOOD[1]): ("7", None),
+                hashed(GOOD[2]): (None, None)}),
+    "parquet_text_columns": Case(
+        lambda folder: (pq.write_table(pa.table({"text": GOOD[:2], "domain": ["d"] * 2,
+                                                 "url": pa.array([b"https://b.example", b"\xff\xfe"], pa.binary()),
+                                                 "rank": pa.array([12, None], pa.int32())}), folder / "a.parquet"),
+                        pq.write_table(pa.table({"text": GOOD[2:], "domain": ["d"] * 2,
+                                                 "url": ["https://c.example", None]}), folder / "b.parquet")),
+        _docs([GOOD[0], *GOOD[2:]]), {"invalid_url": 1},
+        ingest={"format": "parquet", "text_columns": ["url", "rank"], "max_reject_share": 1.0},
+        scores={hashed(GOOD[0]): ("https://b.example", "12"), hashed(GOOD[2]): ("https://c.example", None),
+                hashed(GOOD[3]): (None, None)}),
+    "parquet_struct_text_column": Case(_parquet("a.parquet", pa.table({"text": GOOD, "domain": ["d"] * 4,
+                                                                       "url": [{"host": "h"}] * 4})),
+                                       error="column 'url' (ingest.text_columns) holds struct<",
+                                       ingest={"format": "parquet", "text_columns": ["url"]}),
+    "text_column_missing": Case(_bytes("a.jsonl", GOOD_LINES), error="'ingest.text_columns': column 'url' not found",
+                                ingest={"text_columns": ["url"]}),
     "score_column_missing": Case(_bytes("a.jsonl", GOOD_LINES), error="'ingest.score_columns': column 'edu' not found",
                                  ingest={"score_columns": ["edu"]}),
     "parquet_schema_differs": Case(
@@ -220,7 +243,7 @@ def ingest_case(spark, name: str, root: Path, warehouse: Path, engine: dict, tab
         return {"error": str(exc), "written": (warehouse / name).exists()}
     from samplemix_spark.config import score_column_name
 
-    extra = [score_column_name(name) for name in cfg.ingest.score_columns]
+    extra = [score_column_name(name) for name in (*cfg.ingest.score_columns, *cfg.ingest.text_columns)]
     documents = store.read("documents").select("doc_id", "domain", "text", "n_tokens", *extra).toPandas()
     rejects = store.read("rejects").toPandas()
     rejects["source_file"] = rejects["source_file"].map(lambda p: Path(p).name if p else None)

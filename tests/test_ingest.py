@@ -142,13 +142,16 @@ def test_missing_tokenizer_fails_before_spark_work(spark, tmp_path):
     assert not (tmp_path / "wh").exists()
 
 
-def test_delta_sources_are_read_and_stacked(spark, tmp_path):
+def test_delta_sources_are_read_and_stacked_with_their_text_columns(spark, tmp_path):
     for i, texts in enumerate((GOOD[:2], GOOD[2:])):
-        frame = spark.createDataFrame(pd.DataFrame([_record(t, domain=f"d{i}") for t in texts]))
+        frame = spark.createDataFrame(pd.DataFrame([{**_record(t, domain=f"d{i}"), "url": f"https://e.example/{t[:5]}"}
+                                                    for t in texts]))
         frame.write.format("delta").save(str(tmp_path / f"src{i}"))
-    cfg = make_config(tmp_path / "wh", [tmp_path / "src*"], ingest={"format": "delta"})
+    cfg = make_config(tmp_path / "wh", [tmp_path / "src*"], ingest={"format": "delta", "text_columns": ["url"]})
     rows = IngestStep(cfg).run(spark, store_for(spark, cfg))
     assert rows == {"documents": 4, "rejects": 0, "holdout": 0}
+    kept = store_for(spark, cfg).read("documents").toPandas()
+    assert sorted(kept["url"]) == sorted(f"https://e.example/{t[:5]}" for t in GOOD)
 
 
 def test_a_refresh_of_ids_read_under_older_rules_asks_for_force(spark, tmp_path):

@@ -292,3 +292,34 @@ def test_the_quality_stage_scores_with_a_backbone_head_checkpoint(spark, tmp_pat
     direct = direct.score(table["text"].tolist())
     np.testing.assert_allclose(table["quality_expected"], direct.expected, rtol=1e-9)
     assert set(table["model_id"]) == {"quality-classifier-deberta"} and len(table) == len(TEXTS)
+
+
+def test_an_input_template_feeds_the_classifier_the_filled_text(spark, checkpoints, tmp_path):
+    urls = ["https://delta.example/silt", None, "https://farm.example", "glacier", "https://d.example", ""]
+    source = write_jsonl(tmp_path / "docs.jsonl", [{"text": t, "domain": "d", "url": u, "quality_score": 1,
+                                                     "diversity_score": 0.5} for t, u in zip(TEXTS, urls)])
+    cfg = make_config(tmp_path / "wh", [source], ingest={"text_columns": ["url"]}, quality={
+        "method": "classifier", "max_tokens": 32,
+        "classifier": {"path": str(checkpoints["regression"]), "range": [-1, 1], "input_template": "{url}\n\n{text}"}})
+    for stage in ("ingest", "quality"):
+        run_stage(spark, cfg, stage)
+    store = store_for(spark, cfg)
+    table = store.read("quality").join(store.read("documents").select("doc_id", "text", "url"), "doc_id").toPandas()
+    filled = [f"{url or ''}\n\n{text}" for url, text in zip(table["url"], table["text"])]
+    classifier = TextClassifier(checkpoints["regression"], ClassifierSpec(value_range=(-1.0, 1.0)), 32, "cpu")
+    expected = classifier.score(filled).expected
+    np.testing.assert_allclose(table["quality_expected"], expected, rtol=1e-9)
+    plain = classifier.score(table["text"].tolist())
+    assert not np.allclose(plain.expected, expected)  # the url reached the model
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{title}\n{text}", "field {title} is not a documents text column; available: text, url"),
+    ("{url!r} {text}", "expected fields in braces"),
+])
+def test_an_input_template_naming_an_unknown_column_is_a_config_error(template, message):
+    from samplemix_spark.config import build_config
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config({"ingest": {"text_columns": ["url"]},
+                      "quality": {"method": "classifier", "classifier": {"path": "x", "input_template": template}}})

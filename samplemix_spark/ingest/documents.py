@@ -211,8 +211,8 @@ def _file_errors():
 def read_raw(spark: SparkSession, ingest: IngestConfig) -> DataFrame:
     """Source rows mapped onto the reader's schema (``reader.RAW_SCHEMA``), for every source format."""
     if ingest.format != "delta":
-        mapping = Mapping(ingest.text_column, ingest.domain_column, ingest.id_column,
-                          ingest.quality_column, ingest.diversity_column, tuple(ingest.score_columns))
+        mapping = Mapping(ingest.text_column, ingest.domain_column, ingest.id_column, ingest.quality_column,
+                          ingest.diversity_column, tuple(ingest.score_columns), tuple(ingest.text_columns))
         return read_units(spark, list_units(ingest.sources, ingest.format), mapping)
     # Delta tables are written by Spark engines, which read them alike: their schema is checked up front.
     mapped = map_columns(read_sources(spark, ingest.sources, "delta"), ingest)
@@ -222,6 +222,8 @@ def read_raw(spark: SparkSession, ingest: IngestConfig) -> DataFrame:
         n = len(ingest.score_columns)
         mapped = mapped.withColumn("has_extra", F.array(*[F.lit(True)] * n)).withColumn(
             "bad_extra", F.array(*[F.lit(False)] * n))
+    if ingest.text_columns:
+        mapped = mapped.withColumn("has_labels", F.array(*[F.lit(True)] * len(ingest.text_columns)))
     columns = []
     for field in RAW_SCHEMA:
         if field.name in mapped.columns:
@@ -262,6 +264,7 @@ _LIKELY_CAUSE = {
 def check_flagged(summary: list, ingest: IngestConfig) -> int:
     """Check column presence and the reject share from ``summarise``'s rows; returns the input row count."""
     extras = [f"{flag}_{i}" for i in range(len(ingest.score_columns)) for flag in ("has_extra", "bad_extra")]
+    extras += [f"has_labels_{i}" for i in range(len(ingest.text_columns))]
     total = {key: sum(int(row[key] or 0) for row in summary)
              for key in ("rows", "has_text", "bad_text", "has_domain", "has_id", "has_q", "bad_q", "has_d", "bad_d",
                          *extras)}
@@ -278,6 +281,7 @@ def check_flagged(summary: list, ingest: IngestConfig) -> int:
               ("diversity_column", ingest.diversity_column, "has_d", "bad_d", "numeric")]
     checks += [("score_columns", column, f"has_extra_{i}", f"bad_extra_{i}", "numeric")
                for i, column in enumerate(ingest.score_columns)]
+    checks += [("text_columns", column, f"has_labels_{i}", None, None) for i, column in enumerate(ingest.text_columns)]
     for key, column, has, bad, expected in checks:
         if not column or not parsed or total[has]:
             continue
@@ -309,15 +313,17 @@ def _likely_cause(reason: str) -> str:
     return "a wrong format or column mapping"
 
 
-def summarise(flagged: DataFrame, n_scores: int = 0) -> list:
+def summarise(flagged: DataFrame, n_scores: int = 0, n_labels: int = 0) -> list:
     """Rows and mapped-field flags per reject reason (null = kept), in one aggregate.
 
-    Each of the ``n_scores`` score columns adds ``has_extra_<i>`` and ``bad_extra_<i>``.
+    Each of the ``n_scores`` score columns adds ``has_extra_<i>`` and ``bad_extra_<i>``;
+    each of the ``n_labels`` text columns adds ``has_labels_<i>``.
     """
     flags = [F.sum(F.col(name).cast("long")).alias(name)
              for name in ("has_text", "bad_text", "has_domain", "has_id", "has_q", "bad_q", "has_d", "bad_d")]
     flags += [F.sum(F.col(name)[i].cast("long")).alias(f"{name}_{i}")
               for i in range(n_scores) for name in ("has_extra", "bad_extra")]
+    flags += [F.sum(F.col("has_labels")[i].cast("long")).alias(f"has_labels_{i}") for i in range(n_labels)]
     with _file_errors():
         return flagged.groupBy("reason").agg(F.count(F.lit(1)).alias("rows"), *flags,
                                              F.max("fields").alias("fields")).collect()
@@ -420,11 +426,11 @@ class IngestStep:
         """
         ingest = self.cfg.ingest
         flagged = flag_rows(read_raw(spark, ingest), self.cfg)
-        n_input = check_flagged(summarise(flagged, len(ingest.score_columns)), ingest)
+        n_input = check_flagged(summarise(flagged, len(ingest.score_columns), len(ingest.text_columns)), ingest)
         if ingest.holdout_sources:
             given = dataclasses.replace(ingest, sources=ingest.holdout_sources)
             held = flag_rows(read_raw(spark, given), self.cfg)
-            n_input += check_flagged(summarise(held, len(given.score_columns)), given)
+            n_input += check_flagged(summarise(held, len(given.score_columns), len(given.text_columns)), given)
             both = flagged.withColumn("split", F.lit("train")).unionByName(held.withColumn("split", F.lit("holdout")))
             flagged = drop_leaks(both)
         else:
@@ -470,6 +476,8 @@ class IngestStep:
             columns.append(F.col("d_input"))
         columns += [F.col("extra")[i].alias(score_column_name(name))
                     for i, name in enumerate(self.cfg.ingest.score_columns)]
+        columns += [F.col("labels")[i].alias(score_column_name(name))
+                    for i, name in enumerate(self.cfg.ingest.text_columns)]
         return kept.select(*columns)
 
 

@@ -71,11 +71,14 @@ RAW_SCHEMA = pa.schema([
     ("fields", pa.string()),
     # ``ingest.score_columns``, in the configured order: values and the same two flags (null when none is set).
     ("extra", pa.list_(pa.float64())), ("has_extra", pa.list_(pa.bool_())), ("bad_extra", pa.list_(pa.bool_())),
+    # ``ingest.text_columns``, in the configured order: values as labels are read, and whether each is present.
+    ("labels", pa.list_(pa.string())), ("has_labels", pa.list_(pa.bool_())),
 ])
 RAW_DDL = ("source_file string, source_line long, source_id string, domain string, text string, "
            "q_input double, d_input double, parse_error string, raw string, has_text boolean, bad_text boolean, "
            "has_domain boolean, has_id boolean, has_q boolean, bad_q boolean, has_d boolean, bad_d boolean, "
-           "fields string, extra array<double>, has_extra array<boolean>, bad_extra array<boolean>")
+           "fields string, extra array<double>, has_extra array<boolean>, bad_extra array<boolean>, "
+           "labels array<string>, has_labels array<boolean>")
 
 
 class FileError(Exception):
@@ -105,12 +108,14 @@ class Mapping:
     quality: Optional[str] = None
     diversity: Optional[str] = None
     scores: tuple = ()  # ``ingest.score_columns``
+    labels: tuple = ()  # ``ingest.text_columns``
 
     def split(self) -> dict:
         """Each mapped field's path as a tuple of keys, split once per file rather than per record."""
         paths = {name: tuple(value.split(".")) if value else None for name, value in self.__dict__.items()
-                 if name != "scores"}
-        return {**paths, "scores": [tuple(name.split(".")) for name in self.scores]}
+                 if name not in ("scores", "labels")}
+        return {**paths, "scores": [tuple(name.split(".")) for name in self.scores],
+                "labels": [tuple(name.split(".")) for name in self.labels]}
 
 
 @dataclass(frozen=True)
@@ -234,15 +239,18 @@ def _as_label(value: Any) -> Optional[str]:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _label_field(values: dict, name: str, flag: str, present: bool, value: Any, escaped_surrogates: bool) -> None:
-    """Set an id or domain field of a JSON record; an array or object there is the row's ``invalid_<name>``."""
-    values[flag] = present
-    column = "source_id" if name == "id" else name
+def _label_value(values: dict, name: str, value: Any, escaped_surrogates: bool) -> Optional[str]:
+    """A JSON label as a string; an array or object there is the row's ``invalid_<name>`` (and None)."""
     if isinstance(value, (list, dict)):
-        values[column] = None
         values.setdefault("parse_error", f"invalid_{name}")
-    else:
-        values[column] = _clean(_as_label(value), escaped_surrogates)
+        return None
+    return _clean(_as_label(value), escaped_surrogates)
+
+
+def _label_field(values: dict, name: str, flag: str, present: bool, value: Any, escaped_surrogates: bool) -> None:
+    """Set an id or domain field of a JSON record."""
+    values[flag] = present
+    values["source_id" if name == "id" else name] = _label_value(values, name, value, escaped_surrogates)
 
 
 def _as_score(value: Any) -> tuple[Optional[float], bool]:
@@ -306,6 +314,11 @@ def map_record(record: dict, paths: dict, escaped_surrogates: bool) -> dict:
         values.update(extra=[score for score, _ in parsed],
                       has_extra=[present and not bad for (present, _), (_, bad) in zip(found, parsed)],
                       bad_extra=[bad for _, bad in parsed])
+    if paths["labels"]:
+        found = [_lookup(record, path) for path in paths["labels"]]
+        values.update(labels=[_label_value(values, "_".join(path), value, escaped_surrogates)
+                              for path, (_, value) in zip(paths["labels"], found)],
+                      has_labels=[present for present, _ in found])
     return values
 
 
@@ -395,7 +408,7 @@ def read_parquet_group(path: str, row_group: int, mapping: Mapping) -> Iterator[
 
 def _top_level(mapping: Mapping, names: list[str]) -> list[str]:
     mapped = [m for m in (mapping.text, mapping.domain, mapping.id, mapping.quality, mapping.diversity,
-                          *mapping.scores) if m]
+                          *mapping.scores, *mapping.labels) if m]
     return sorted({m.split(".")[0] for m in mapped} & set(names))
 
 
@@ -467,7 +480,8 @@ def _parquet_labels(column: pa.Array, path: str, named: str) -> tuple[list, list
         return [None if v is None else shortest(v) for v in column.to_pylist()], [False] * n
     if pa.types.is_integer(kind) or pa.types.is_decimal(kind):
         return [None if v is None else str(v) for v in column.to_pylist()], [False] * n
-    raise FileError(path, f"{named} holds {kind} values; an id or a domain must be a string or a number")
+    raise FileError(path, f"{named} holds {kind} values; an id, a domain or a text column must hold strings or "
+                          "numbers")
 
 
 def _numeric(column: Optional[pa.Array]) -> bool:
@@ -483,6 +497,24 @@ def _parquet_scores(values: dict, table: pa.Table, names: tuple) -> None:
     values["extra"] = [list(row) for row in zip(*data)]
     values["has_extra"] = [[_numeric(c) for c in columns]] * n
     values["bad_extra"] = [[c is not None and not _numeric(c) for c in columns]] * n
+
+
+def _parquet_text_columns(values: dict, table: pa.Table, path: str, names: tuple) -> None:
+    """The ``labels`` lists of a row group, read as ids and domains are; invalid UTF-8 is ``invalid_<name>``."""
+    n, columns, present, errors = table.num_rows, [], [], values["parse_error"]
+    for dotted in names:
+        column = _nested(table, dotted)
+        present.append(column is not None)
+        if column is None:
+            columns.append([None] * n)
+            continue
+        labels, invalid = _parquet_labels(column, path, f"column {dotted!r} (ingest.text_columns)")
+        columns.append(labels)
+        name = dotted.replace(".", "_")
+        errors = [error or (f"invalid_{name}" if bad else None) for error, bad in zip(errors, invalid)]
+    values["parse_error"] = errors
+    values["labels"] = [list(row) for row in zip(*columns)]
+    values["has_labels"] = [present] * n
 
 
 def _parquet_rows(table: pa.Table, path: str, mapping: Mapping, first_row: int) -> Iterator[pa.RecordBatch]:
@@ -525,6 +557,8 @@ def _parquet_rows(table: pa.Table, path: str, mapping: Mapping, first_row: int) 
             values[name] = column.cast(pa.float64()).to_pylist()
     if mapping.scores:
         _parquet_scores(values, table, mapping.scores)
+    if mapping.labels:
+        _parquet_text_columns(values, table, path, mapping.labels)
     values["fields"] = [",".join(table.column_names)] + none[1:]
     batch = pa.Table.from_pydict(values, schema=RAW_SCHEMA)
     yield from batch.to_batches(max_chunksize=BATCH_ROWS)

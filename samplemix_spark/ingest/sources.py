@@ -71,5 +71,7 @@ def map_columns(df: DataFrame, cfg: IngestConfig) -> DataFrame:
                         if column_name else F.lit(None).cast("double"))
     extra = [F.array(*[_column(df, name, "ingest.score_columns", NumericType).cast("double")
                        for name in cfg.score_columns]).alias("extra")] if cfg.score_columns else []
+    labels = [F.array(*[_column(df, name, "ingest.text_columns").cast("string")
+                        for name in cfg.text_columns]).alias("labels")] if cfg.text_columns else []
     return df.select(source_id.alias("source_id"), domain.alias("domain"), text.alias("text"),
-                     scores["q_input"].alias("q_input"), scores["d_input"].alias("d_input"), *extra)
+                     scores["q_input"].alias("q_input"), scores["d_input"].alias("d_input"), *extra, *labels)

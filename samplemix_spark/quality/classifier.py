@@ -7,6 +7,9 @@ Executor side: ``models.classifier.TextClassifier`` loads once per Python proces
 and scores each Arrow batch in the encoder's length buckets (it imports no
 pyspark, so the GPU suite runs it without Spark).
 
+With ``input_template`` the classifier reads a text built in Spark from the
+documents columns (``classifier_input``), e.g. WebOrganizer's ``url\\n\\ntext``.
+
 Columns: ``quality`` (0-10 integer, the paper's scale), ``quality_expected``
 (unrounded), ``quality_probs`` (class probabilities in the checkpoint's id
 order; null for a regression head), ``model_id`` and ``model_version`` (folder
@@ -16,6 +19,7 @@ name and a hash of the weights and config).
 from __future__ import annotations
 
 import dataclasses
+import string
 from typing import Iterator, Optional
 
 import pandas as pd
@@ -83,6 +87,22 @@ def classifier_column(text: Column, cfg: QualityConfig, progress: Optional[Progr
     return score(text)
 
 
+def classifier_input(template: Optional[str]) -> Column:
+    """The text the classifier reads: ``text``, or ``input_template`` filled from documents columns in Spark.
+
+    ``"{url}\\n\\n{text}"`` becomes concat(coalesce(url, ''), '\\n\\n', text): a null field reads as empty.
+    """
+    if template is None:
+        return F.col("text")
+    parts = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        if literal:
+            parts.append(F.lit(literal))
+        if name is not None:
+            parts.append(F.coalesce(F.col(name), F.lit("")))
+    return F.concat(*parts)
+
+
 class ClassifierQuality(ModelQuality):
     """Write the quality table with a sequence classifier's scores (the evaluator step's table and progress)."""
 
@@ -104,7 +124,8 @@ class ClassifierQuality(ModelQuality):
         settings = dataclasses.replace(given, path=portable_location(given.path),
                                        backbone=given.backbone and portable_location(given.backbone))
         quality = dataclasses.replace(self.cfg.quality, classifier=settings)
-        scored = rows.select("doc_id", classifier_column(F.col("text"), quality, progress).alias("s"))
+        text = classifier_input(settings.input_template)
+        scored = rows.select("doc_id", classifier_column(text, quality, progress).alias("s"))
         return scored.select("doc_id", "s.quality", "s.quality_expected", "s.quality_probs",
                              F.lit("classifier").alias("method"), F.lit(provenance["model_id"]).alias("model_id"),
                              F.lit(provenance["model_version"]).alias("model_version"))
