@@ -32,6 +32,7 @@ DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_thres
 ENTROPY_KINDS = ("shannon", "conditional", "joint")
 QUALITY_SOURCES = ("integer", "expected")
 QUALITY_METHODS = ("classifier", "column", "heuristic", "model")
+DOMAIN_METHODS = ("column", "classifier")
 CLASSIFIER_FORMATS = ("transformers", "fasttext", "backbone_head")
 CLASSIFIER_HEADS = ("regression", "classes")
 TRAIN_MODES = ("finetune", "frozen")
@@ -288,13 +289,7 @@ class ClassifierConfig:
     input_template: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _require_choice(self.format, "quality.classifier.format", CLASSIFIER_FORMATS)
-        _require(self.input_template is None or bool(template_fields(self.input_template)),
-                 "quality.classifier.input_template",
-                 f"got {self.input_template!r}, expected fields in braces, e.g. '{{url}}\\n\\n{{text}}'")
-        _require(self.format != "backbone_head" or bool(self.backbone), "quality.classifier.backbone",
-                 "format 'backbone_head' needs the backbone's folder (its config.json and tokenizer), "
-                 "e.g. a local copy of microsoft/deberta-v3-base")
+        _check_model_files(self, "quality.classifier")
         _require_choice(self.head, "quality.classifier.head", CLASSIFIER_HEADS)
         _require(isinstance(self.range, (list, tuple)) and len(self.range) == 2
                  and all(_is_number(v) for v in self.range) and self.range[0] < self.range[1],
@@ -304,10 +299,68 @@ class ClassifierConfig:
                  "quality.classifier.class_values", "expected a map of label name -> value in 0..10")
         _require(self.head != "classes" or bool(self.class_values), "quality.classifier.class_values",
                  "head 'classes' needs the value of every label, e.g. {Low: 0, Medium: 5, High: 10}")
-        _require(isinstance(self.trust_remote_code, bool), "quality.classifier.trust_remote_code",
-                 "expected true or false")
         _require(self.format != "fasttext" or bool(self.positive_label), "quality.classifier.positive_label",
                  "format 'fasttext' needs the label whose probability is the quality, e.g. __label__hq")
+
+
+def _check_model_files(settings: Any, key: str) -> None:
+    """The settings a quality and a domain classifier share: format, backbone, template, remote code."""
+    _require_choice(settings.format, f"{key}.format", CLASSIFIER_FORMATS)
+    _require(settings.input_template is None or bool(template_fields(settings.input_template)),
+             f"{key}.input_template",
+             f"got {settings.input_template!r}, expected fields in braces, e.g. '{{url}}\\n\\n{{text}}'")
+    _require(settings.format != "backbone_head" or bool(settings.backbone), f"{key}.backbone",
+             "format 'backbone_head' needs the backbone's folder (its config.json and tokenizer), "
+             "e.g. a local copy of microsoft/deberta-v3-base")
+    _require(isinstance(settings.trust_remote_code, bool), f"{key}.trust_remote_code", "expected true or false")
+
+
+@dataclass
+class DomainClassifierConfig:
+    """``domain.method: classifier``: a checkpoint whose top class names each document's domain.
+
+    The same formats as ``quality.classifier`` (``transformers``, ``fasttext``,
+    ``backbone_head``); the domain is the top class's ``id2label`` name (a fastText
+    label without its ``__label__`` prefix), its probability the confidence.
+    """
+
+    path: Optional[str] = None
+    format: str = "transformers"
+    trust_remote_code: bool = False
+    backbone: Optional[str] = None
+    backbone_prefix: str = "model."
+    head_key: str = "fc"
+    input_template: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        _check_model_files(self, "domain.classifier")
+
+
+@dataclass
+class DomainConfig:
+    """Where each document's domain comes from.
+
+    - ``column`` (the default): ``ingest.domain_column``; a row without one is a ``null_domain`` reject;
+    - ``classifier``: labelled at ingest by ``domain.classifier``, training and held-out
+      documents alike, so everything downstream sees the labels as if they were a
+      source column; ``ingest.domain_column`` is not read. Inference settings as ``quality``'s.
+    """
+
+    method: str = "column"
+    classifier: DomainClassifierConfig = field(default_factory=DomainClassifierConfig)
+    batch_size: int = 32
+    max_tokens: int = 512
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        _require_choice(self.method, "domain.method", DOMAIN_METHODS)
+        _require(self.method != "classifier" or bool(self.classifier.path), "domain.classifier.path",
+                 "domain.method 'classifier' needs the checkpoint that labels documents")
+        _require_choice(self.device, "domain.device", DEVICES)
+        _require_choice(self.precision, "domain.precision", PRECISIONS)
+        for key in ("batch_size", "max_tokens"):
+            _require_positive_int(getattr(self, key), f"domain.{key}")
 
 
 @dataclass
@@ -642,6 +695,7 @@ class SampleMixConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     diversity: DiversityConfig = field(default_factory=DiversityConfig)
+    domain: DomainConfig = field(default_factory=DomainConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
@@ -654,16 +708,16 @@ class SampleMixConfig:
             _require(bool(self.ingest.diversity_column), "ingest.diversity_column",
                      "diversity.method 'column' needs the source column that holds d(x)")
         self._check_quadmix_criteria()
-        self._check_input_template()
+        self._check_input_template(self.quality.classifier.input_template, "quality.classifier.input_template")
+        self._check_input_template(self.domain.classifier.input_template, "domain.classifier.input_template")
 
-    def _check_input_template(self) -> None:
+    def _check_input_template(self, template: Optional[str], key: str) -> None:
         """A classifier's template names ``text`` and the documents columns of ``ingest.text_columns``."""
-        template = self.quality.classifier.input_template
         if template is None:
             return
         available = ["text", *(score_column_name(n) for n in self.ingest.text_columns)]
         for name in template_fields(template):
-            _require(name in available, "quality.classifier.input_template",
+            _require(name in available, key,
                      f"field {{{name}}} is not a documents text column; available: {', '.join(available)} "
                      "(add source columns with ingest.text_columns)")
 

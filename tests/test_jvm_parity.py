@@ -160,3 +160,31 @@ def test_classifier_quality_on_jvm_local_equals_direct_scoring(tmp_path):
         expected = direct().score(TEXTS)
         assert scored.loc[TEXTS, "quality"].tolist() == expected.quality.tolist(), name
         np.testing.assert_allclose(scored.loc[TEXTS, "quality_expected"], expected.expected, rtol=1e-9, err_msg=name)
+
+
+def test_domain_labels_on_jvm_local_equal_direct_labelling(tmp_path):
+    """domain.method classifier through JVM Spark's Python workers: the executor-side code's labels, held out too."""
+    import numpy as np
+
+    from samplemix_spark.models.classifier import ClassifierSpec, TextClassifier
+
+    from .conftest import write_jsonl
+    from .test_cli import samplemix
+    from .test_domain_labels import CORPUS, _domain_checkpoint
+
+    checkpoint = _domain_checkpoint(tmp_path / "classes")
+    write_jsonl(tmp_path / "data" / "docs.jsonl", [{"text": t, "diversity_score": 0.5, "quality_score": 0}
+                                                   for t in CORPUS])
+    result = samplemix("ingest", "--config", str(REPO / "conf" / "synthetic.yaml"),
+                       f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
+                       "--set=ingest.holdout_fraction=0.3", "--set=domain.method=classifier",
+                       f"--set=domain.classifier.path={checkpoint}", "--set=domain.max_tokens=32",
+                       *[f"--set={o}" for o in JVM], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    direct = TextClassifier(checkpoint, ClassifierSpec(), 32, "cpu")
+    for table in ("documents", "holdout"):
+        rows = pd.read_parquet(tmp_path / "jvm" / table)
+        top = direct.top_labels(rows["text"].tolist())
+        assert rows["domain"].tolist() == top.names, table
+        if table == "documents":
+            np.testing.assert_allclose(rows["domain_confidence"], top.confidence, rtol=1e-9)

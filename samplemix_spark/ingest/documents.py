@@ -32,6 +32,7 @@ from samplemix_spark.config import IngestConfig, SampleMixConfig, score_column_n
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import HOLDOUT_SPLIT, SHINGLE_WORDS, shingle_hashes, uniform
+from samplemix_spark.ingest.domain_labels import check_domain_classifier, label_domains, labelled
 from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
 from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
@@ -58,8 +59,9 @@ def reject_reason(cfg: SampleMixConfig) -> Column:
     reason = (F.when(F.col("parse_error").isNotNull(), F.col("parse_error"))
               .when(F.col("bad_text"), "invalid_text")
               .when(F.col("text").isNull(), "null_text")
-              .when(_is_blank(F.col("text")), "empty_text")
-              .when(F.col("domain").isNull() | _is_blank(F.col("domain")), "null_domain"))
+              .when(_is_blank(F.col("text")), "empty_text"))
+    if not labelled(cfg):  # a labelled corpus gets its domains after these checks
+        reason = reason.when(F.col("domain").isNull() | _is_blank(F.col("domain")), "null_domain")
     if ingest.id_column:
         reason = reason.when(F.col("source_id").isNull() | _is_blank(F.col("source_id")), "null_id")
     if ingest.quality_column:
@@ -208,15 +210,19 @@ def _file_errors():
         raise InputError(message) from None
 
 
-def read_raw(spark: SparkSession, ingest: IngestConfig) -> DataFrame:
-    """Source rows mapped onto the reader's schema (``reader.RAW_SCHEMA``), for every source format."""
+def read_raw(spark: SparkSession, ingest: IngestConfig, read_domain: bool = True) -> DataFrame:
+    """Source rows mapped onto the reader's schema (``reader.RAW_SCHEMA``), for every source format.
+
+    Without ``read_domain`` (``domain.method: classifier``) the domain column is not read: domains come later.
+    """
     if ingest.format != "delta":
-        mapping = Mapping(ingest.text_column, ingest.domain_column, ingest.id_column, ingest.quality_column,
-                          ingest.diversity_column, tuple(ingest.score_columns), tuple(ingest.text_columns))
+        mapping = Mapping(ingest.text_column, ingest.domain_column if read_domain else None, ingest.id_column,
+                          ingest.quality_column, ingest.diversity_column, tuple(ingest.score_columns),
+                          tuple(ingest.text_columns))
         return read_units(spark, list_units(ingest.sources, ingest.format), mapping)
     # Delta tables are written by Spark engines, which read them alike: their schema is checked up front.
-    mapped = map_columns(read_sources(spark, ingest.sources, "delta"), ingest)
-    present = {"has_text": True, "has_domain": True, "has_id": bool(ingest.id_column),
+    mapped = map_columns(read_sources(spark, ingest.sources, "delta"), ingest, read_domain)
+    present = {"has_text": True, "has_domain": read_domain, "has_id": bool(ingest.id_column),
                "has_q": bool(ingest.quality_column), "has_d": bool(ingest.diversity_column)}
     if ingest.score_columns:
         n = len(ingest.score_columns)
@@ -261,7 +267,7 @@ _LIKELY_CAUSE = {
 }
 
 
-def check_flagged(summary: list, ingest: IngestConfig) -> int:
+def check_flagged(summary: list, ingest: IngestConfig, read_domain: bool = True) -> int:
     """Check column presence and the reject share from ``summarise``'s rows; returns the input row count."""
     extras = [f"{flag}_{i}" for i in range(len(ingest.score_columns)) for flag in ("has_extra", "bad_extra")]
     extras += [f"has_labels_{i}" for i in range(len(ingest.text_columns))]
@@ -275,7 +281,7 @@ def check_flagged(summary: list, ingest: IngestConfig) -> int:
     seen = f" (fields of a record: {fields})" if fields else ""
     parsed = sum(int(row["rows"]) for row in summary if row["reason"] not in ("malformed_json", "invalid_utf8"))
     checks = [("text_column", ingest.text_column, "has_text", "bad_text", "string"),
-              ("domain_column", ingest.domain_column, "has_domain", None, None),
+              ("domain_column", ingest.domain_column if read_domain else None, "has_domain", None, None),
               ("id_column", ingest.id_column, "has_id", None, None),
               ("quality_column", ingest.quality_column, "has_q", "bad_q", "numeric"),
               ("diversity_column", ingest.diversity_column, "has_d", "bad_d", "numeric")]
@@ -339,6 +345,8 @@ class IngestStep:
 
     def check(self) -> None:
         tokenizer_file(self.cfg.ingest.tokenizer)
+        if labelled(self.cfg):
+            check_domain_classifier(self.cfg.domain)
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
         flagged, n_input = self._flagged(spark, store)
@@ -424,13 +432,15 @@ class IngestStep:
         sources against the training rows of the current sources (not against
         stored documents whose source files are gone).
         """
-        ingest = self.cfg.ingest
-        flagged = flag_rows(read_raw(spark, ingest), self.cfg)
-        n_input = check_flagged(summarise(flagged, len(ingest.score_columns), len(ingest.text_columns)), ingest)
+        ingest, read_domain = self.cfg.ingest, not labelled(self.cfg)
+        flagged = flag_rows(read_raw(spark, ingest, read_domain), self.cfg)
+        n_input = check_flagged(summarise(flagged, len(ingest.score_columns), len(ingest.text_columns)), ingest,
+                                read_domain)
         if ingest.holdout_sources:
             given = dataclasses.replace(ingest, sources=ingest.holdout_sources)
-            held = flag_rows(read_raw(spark, given), self.cfg)
-            n_input += check_flagged(summarise(held, len(given.score_columns), len(given.text_columns)), given)
+            held = flag_rows(read_raw(spark, given, read_domain), self.cfg)
+            n_input += check_flagged(summarise(held, len(given.score_columns), len(given.text_columns)), given,
+                                     read_domain)
             both = flagged.withColumn("split", F.lit("train")).unionByName(held.withColumn("split", F.lit("holdout")))
             flagged = drop_leaks(both)
         else:
@@ -450,11 +460,14 @@ class IngestStep:
                  "rejected as holdout_near_duplicate (every held-out document's share is in holdout_overlap)",
                  n_near, 100 * ingest.holdout_overlap, SHINGLE_WORDS)
 
-    @staticmethod
-    def _write_holdout(flagged: DataFrame, store: TableStore) -> int:
+    def _write_holdout(self, flagged: DataFrame, store: TableStore) -> int:
         """Write the held-out documents (an empty table when no split is configured, so none is stale)."""
+        rows = holdout_rows(flagged)
+        if labelled(self.cfg):
+            rows = label_domains(rows.drop("domain"), self.cfg.domain, Progress("ingest: labelling held-out domains",
+                                                                                total=0)).drop("domain_confidence")
         with _file_errors():
-            store.write(holdout_rows(flagged), "holdout")
+            store.write(rows.select("doc_id", "domain", "text"), "holdout")
         return store.read("holdout").count()
 
     @staticmethod
@@ -468,8 +481,12 @@ class IngestStep:
 
     def _documents(self, kept: DataFrame) -> DataFrame:
         counted = Progress("ingest: counting tokens", total=0)
+        if labelled(self.cfg):
+            kept = label_domains(kept, self.cfg.domain, Progress("ingest: labelling domains", total=0))
         columns = [F.col("doc_id"), F.col("domain"), F.col("text"),
                    token_count_column(F.col("text"), self.cfg.ingest.tokenizer, counted).alias("n_tokens")]
+        if labelled(self.cfg):
+            columns.append(F.col("domain_confidence"))
         if self.cfg.ingest.quality_column:
             columns.append(F.col("q_input"))
         if self.cfg.ingest.diversity_column:

@@ -103,7 +103,7 @@ class Mapping:
     """Dotted field paths of the mapped columns (None = not mapped)."""
 
     text: str
-    domain: str
+    domain: Optional[str]  # None: domains come from a classifier (``domain.method``)
     id: Optional[str] = None
     quality: Optional[str] = None
     diversity: Optional[str] = None
@@ -300,7 +300,8 @@ def map_record(record: dict, paths: dict, escaped_surrogates: bool) -> dict:
     bad_text = has_text and text is not None and (not isinstance(text, str) or isinstance(text, _JsonNumber))
     values = {"text": None if bad_text else _clean(text, escaped_surrogates), "has_text": has_text and not bad_text,
               "bad_text": bad_text}
-    _label_field(values, "domain", "has_domain", *_lookup(record, paths["domain"]), escaped_surrogates)
+    if paths["domain"]:
+        _label_field(values, "domain", "has_domain", *_lookup(record, paths["domain"]), escaped_surrogates)
     if paths["id"]:
         _label_field(values, "id", "has_id", *_lookup(record, paths["id"]), escaped_surrogates)
     for key, path, flag in (("q_input", paths["quality"], "q"), ("d_input", paths["diversity"], "d")):

@@ -54,14 +54,15 @@ def _column(df: DataFrame, dotted: str, key: str, expected: Optional[type] = Non
     return column
 
 
-def map_columns(df: DataFrame, cfg: IngestConfig) -> DataFrame:
+def map_columns(df: DataFrame, cfg: IngestConfig, read_domain: bool = True) -> DataFrame:
     """Select the mapped columns as ``source_id, domain, text, q_input, d_input``.
 
     The id, quality and diversity columns are optional; absent ones become nulls
     of the right type so that the rest of ingest has one schema to work with.
     """
     text = _column(df, cfg.text_column, "ingest.text_column", StringType)
-    domain = _column(df, cfg.domain_column, "ingest.domain_column").cast("string")
+    domain = (_column(df, cfg.domain_column, "ingest.domain_column").cast("string") if read_domain
+              else F.lit(None).cast("string"))
     source_id = (_column(df, cfg.id_column, "ingest.id_column").cast("string")
                  if cfg.id_column else F.lit(None).cast("string"))
     scores = {}

@@ -68,6 +68,19 @@ class BackboneLayout:
 
 
 @dataclass
+class TopLabels:
+    """Each text's most probable class (the first on a tie) and its probability."""
+
+    names: list
+    confidence: np.ndarray  # float64
+
+    @classmethod
+    def of(cls, shares: np.ndarray, names: list[str]) -> "TopLabels":
+        top = np.argmax(shares, axis=1) if len(shares) else np.zeros(0, dtype=int)
+        return cls([names[i] for i in top], shares[np.arange(len(top)), top].astype(np.float64))
+
+
+@dataclass
 class Scores:
     quality: np.ndarray          # int32, 0..10
     expected: np.ndarray         # float64, 0..10
@@ -89,8 +102,8 @@ def _file_version(*files: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def check_fasttext(path: Path, positive_label: str, key: str = "quality.classifier") -> dict:
-    """Refuse, in one line, a file that is not a fastText model or lacks ``positive_label``; driver side."""
+def check_fasttext(path: Path, positive_label: Optional[str], key: str = "quality.classifier") -> dict:
+    """Refuse, in one line, a file that is not a fastText model or lacks ``positive_label`` (if given); driver side."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config key '{key}.path': {str(path)!r} is not a fastText model file (.bin)")
@@ -98,7 +111,7 @@ def check_fasttext(path: Path, positive_label: str, key: str = "quality.classifi
         labels = load_fasttext(path).get_labels()
     except ValueError as exc:
         raise ConfigError(f"config key '{key}.path': {str(path)!r} is not a fastText model ({exc})") from exc
-    if positive_label not in labels:
+    if positive_label is not None and positive_label not in labels:
         raise ConfigError(f"config key '{key}.positive_label': {positive_label!r} is not a label of the model; "
                           f"it has {', '.join(labels)}")
     return {"model_id": path.name, "model_version": _file_version(path)}
@@ -115,12 +128,23 @@ def load_fasttext(path: Path):
 
 
 class FastTextClassifier:
-    """A fastText supervised model: q = 10 x P(``positive_label``); probabilities in ``get_labels()`` order."""
+    """A fastText supervised model: q = 10 x P(``positive_label``); probabilities in ``get_labels()`` order.
 
-    def __init__(self, path: Path, positive_label: str) -> None:
+    Without a ``positive_label`` it only names top labels (``top_labels``), as a domain classifier.
+    """
+
+    def __init__(self, path: Path, positive_label: Optional[str] = None) -> None:
         self.model = load_fasttext(path)
         self.labels = self.model.get_labels()
-        self.positive = self.labels.index(positive_label)
+        self.positive = self.labels.index(positive_label) if positive_label else None
+
+    def top_labels(self, texts: list[str], batch_size: int = 32,
+                   on_batch: Optional[Callable[[int], object]] = None) -> TopLabels:
+        shares = np.stack([self.probabilities(t) for t in texts]) if texts else np.zeros((0, len(self.labels)))
+        if on_batch is not None:
+            on_batch(len(texts))
+        names = [label.removeprefix("__label__") for label in self.labels]
+        return TopLabels.of(shares, names)
 
     def probabilities(self, text: str) -> np.ndarray:
         # fastText reads one line: newlines become spaces, as its own predict requires. The binding is
@@ -151,9 +175,10 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
-def check_checkpoint(folder: Path, spec: ClassifierSpec, key: str = "quality.classifier",
+def check_checkpoint(folder: Path, spec: Optional[ClassifierSpec], key: str = "quality.classifier",
                      layout: Optional[BackboneLayout] = None) -> dict:
-    """Refuse, in one line, a folder that is not a classifier checkpoint or does not match ``spec``.
+    """Refuse, in one line, a folder that is not a classifier checkpoint or does not match ``spec``
+    (None: a domain classifier, which needs at least two named classes).
 
     Driver side, before any stage runs. Returns ``model_id`` (the folder's name)
     and ``model_version`` (a hash of the weights file and config.json, and of the
@@ -168,6 +193,10 @@ def check_checkpoint(folder: Path, spec: ClassifierSpec, key: str = "quality.cla
     if layout is not None:
         _check_layout(weights, layout, len(checkpoint_labels(folder)), key)
     labels = checkpoint_labels(folder)
+    if spec is None and len(labels) < 2:
+        raise ConfigError(f"config key '{key}.path': a domain classifier needs named classes; the checkpoint has "
+                          f"{len(labels)} output(s)")
+    spec = spec or ClassifierSpec("classes", class_values=dict.fromkeys(labels.values(), 0.0))
     if spec.head == "regression" and len(labels) != 1:
         raise ConfigError(f"config key '{key}.head': 'regression' needs one output; the checkpoint has "
                           f"{len(labels)} ({', '.join(labels.values())}): use head 'classes' with class_values")
@@ -253,6 +282,7 @@ class TextClassifier:
             self.encoder = TextEncoder(Path(layout.backbone), "cls", max_tokens, device, precision,
                                        model=load_backbone_head(folder, layout))
         labels = checkpoint_labels(folder)
+        self.labels = [labels[i] for i in sorted(labels)]
         self.values = (torch.tensor([float(spec.class_values[labels[i]]) for i in sorted(labels)],
                                     dtype=torch.float64) if spec.head == "classes" else None)
 
@@ -281,3 +311,46 @@ class TextClassifier:
             if on_batch is not None:
                 on_batch(len(index))
         return Scores(np.floor(expected + 0.5).astype(np.int32), expected, probabilities)
+
+    def top_labels(self, texts: list[str], batch_size: int = 32,
+                   on_batch: Optional[Callable[[int], object]] = None) -> TopLabels:
+        """Each text's top class by ``id2label`` name and its softmax probability, in input order."""
+        shares = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        for index, batch in self.encoder.batches(texts, batch_size):
+            shares[index] = torch.softmax(self.logits(batch).cpu().double(), dim=-1).numpy()
+            if on_batch is not None:
+                on_batch(len(index))
+        return TopLabels.of(shares, self.labels)
+
+
+def backbone_layout(settings, key: str = "quality.classifier") -> Optional[BackboneLayout]:
+    """Where a ``backbone_head`` checkpoint's backbone and keys are (``settings``: a classifier config section)."""
+    from samplemix_spark.models.paths import resolve_local_path
+
+    if settings.format != "backbone_head":
+        return None
+    folder = resolve_local_path(settings.backbone, f"{key}.backbone")
+    return BackboneLayout(str(folder), settings.backbone_prefix, settings.head_key)
+
+
+def open_classifier(path: Path, settings, spec: ClassifierSpec, max_tokens: int, device: str, precision: str,
+                    positive_label: Optional[str] = None,
+                    key: str = "quality.classifier") -> "TextClassifier | FastTextClassifier":
+    """The process-wide classifier for these settings (executor side): loaded once per Python process."""
+    from samplemix_spark.models.cache import cached
+
+    if settings.format == "fasttext":
+        return cached(("fasttext", str(path), positive_label), lambda: FastTextClassifier(path, positive_label))
+    layout = backbone_layout(settings, key)
+    key = ("classifier", str(path), repr(spec), repr(layout), max_tokens, device, precision)
+    return cached(key, lambda: TextClassifier(path, spec, max_tokens, device, precision, layout))
+
+
+def portable_settings(settings):
+    """A classifier config section with its paths as executors must read them (``pkg:`` kept, local absolute)."""
+    import dataclasses
+
+    from samplemix_spark.models.paths import portable_location
+
+    backbone = settings.backbone and portable_location(settings.backbone)
+    return dataclasses.replace(settings, path=portable_location(settings.path), backbone=backbone)

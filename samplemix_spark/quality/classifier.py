@@ -19,7 +19,6 @@ name and a hash of the weights and config).
 from __future__ import annotations
 
 import dataclasses
-import string
 from typing import Iterator, Optional
 
 import pandas as pd
@@ -28,16 +27,18 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.config import QualityConfig
 from samplemix_spark.engine.progress import Progress
-from samplemix_spark.models.cache import cached
+from samplemix_spark.ingest.domain_labels import classifier_input
 from samplemix_spark.models.classifier import (
-    BackboneLayout,
     ClassifierSpec,
     FastTextClassifier,
     TextClassifier,
+    backbone_layout,
     check_checkpoint,
     check_fasttext,
+    open_classifier,
+    portable_settings,
 )
-from samplemix_spark.models.paths import portable_location, resolve_local_path
+from samplemix_spark.models.paths import resolve_local_path
 from samplemix_spark.quality.scorer import ModelQuality
 from samplemix_spark.tables import TableStore
 
@@ -50,25 +51,12 @@ def classifier_spec(cfg: QualityConfig) -> ClassifierSpec:
                           {str(k): float(v) for k, v in settings.class_values.items()}, settings.trust_remote_code)
 
 
-def backbone_layout(cfg: QualityConfig) -> Optional[BackboneLayout]:
-    """Where a ``backbone_head`` checkpoint's backbone and keys are; None for other formats."""
-    settings = cfg.classifier
-    if settings.format != "backbone_head":
-        return None
-    folder = resolve_local_path(settings.backbone, "quality.classifier.backbone")
-    return BackboneLayout(str(folder), settings.backbone_prefix, settings.head_key)
-
-
 def load_classifier(cfg: QualityConfig) -> TextClassifier | FastTextClassifier:
     """The process-wide classifier for these settings (executor side)."""
-    spec, settings = classifier_spec(cfg), cfg.classifier
+    settings = cfg.classifier
     path = resolve_local_path(settings.path, "quality.classifier.path")
-    if settings.format == "fasttext":
-        return cached(("fasttext", settings.path, settings.positive_label),
-                      lambda: FastTextClassifier(path, settings.positive_label))
-    layout = backbone_layout(cfg)
-    key = ("classifier", settings.path, repr(spec), repr(layout), cfg.max_tokens, cfg.device, cfg.precision)
-    return cached(key, lambda: TextClassifier(path, spec, cfg.max_tokens, cfg.device, cfg.precision, layout))
+    return open_classifier(path, settings, classifier_spec(cfg), cfg.max_tokens, cfg.device, cfg.precision,
+                           settings.positive_label)
 
 
 def classifier_column(text: Column, cfg: QualityConfig, progress: Optional[Progress] = None) -> Column:
@@ -87,22 +75,6 @@ def classifier_column(text: Column, cfg: QualityConfig, progress: Optional[Progr
     return score(text)
 
 
-def classifier_input(template: Optional[str]) -> Column:
-    """The text the classifier reads: ``text``, or ``input_template`` filled from documents columns in Spark.
-
-    ``"{url}\\n\\n{text}"`` becomes concat(coalesce(url, ''), '\\n\\n', text): a null field reads as empty.
-    """
-    if template is None:
-        return F.col("text")
-    parts = []
-    for literal, name, _, _ in string.Formatter().parse(template):
-        if literal:
-            parts.append(F.lit(literal))
-        if name is not None:
-            parts.append(F.coalesce(F.col(name), F.lit("")))
-    return F.concat(*parts)
-
-
 class ClassifierQuality(ModelQuality):
     """Write the quality table with a sequence classifier's scores (the evaluator step's table and progress)."""
 
@@ -115,14 +87,12 @@ class ClassifierQuality(ModelQuality):
         path = resolve_local_path(settings.path, "quality.classifier.path")
         if settings.format == "fasttext":
             return check_fasttext(path, settings.positive_label)
-        return check_checkpoint(path, classifier_spec(self.cfg.quality), layout=backbone_layout(self.cfg.quality))
+        return check_checkpoint(path, classifier_spec(self.cfg.quality), layout=backbone_layout(settings))
 
     def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
                   progress: Optional[Progress] = None) -> DataFrame:
         provenance = self.provenance()
-        given = self.cfg.quality.classifier
-        settings = dataclasses.replace(given, path=portable_location(given.path),
-                                       backbone=given.backbone and portable_location(given.backbone))
+        settings = portable_settings(self.cfg.quality.classifier)
         quality = dataclasses.replace(self.cfg.quality, classifier=settings)
         text = classifier_input(settings.input_template)
         scored = rows.select("doc_id", classifier_column(text, quality, progress).alias("s"))
