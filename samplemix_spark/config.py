@@ -257,17 +257,13 @@ class AnnotateConfig:
 
 
 @dataclass
-class ClassifierConfig:
-    """``quality.method: classifier``: a sequence classifier checkpoint users already have.
+class ClassifierFiles:
+    """Where a classifier is and how to load it: the keys ``quality.classifier`` and ``domain.classifier`` share.
 
     ``path``: a local folder (or ``pkg:``) loadable with ``AutoModelForSequenceClassification``,
-    present on every node. ``head: regression`` maps the single output linearly from
-    ``range`` onto 0-10 (clipped); ``head: classes`` takes the expected value of
-    ``class_values`` (label name -> value in 0..10, matched to the checkpoint's id2label).
-    ``trust_remote_code`` runs code shipped in the folder; off unless set.
-    ``format: fasttext``: ``path`` is a fastText ``.bin`` model and q is 10 x the
-    probability of ``positive_label`` (e.g. ``__label__hq``).
-    ``input_template`` builds the classifier's input from ``text`` and
+    present on every node (``format: transformers``), or a fastText ``.bin`` model
+    (``format: fasttext``). ``trust_remote_code`` runs code shipped in the folder; off
+    unless set. ``input_template`` builds the classifier's input from ``text`` and
     ``ingest.text_columns`` (``"{url}\\n\\n{text}"``; a null field reads as empty).
     ``format: backbone_head`` (NVIDIA's DeBERTa classifiers): ``path`` holds the
     weights file and a config.json with ``id2label``; the weights under
@@ -276,20 +272,46 @@ class ClassifierConfig:
     and ``head_key`` names the linear head applied to the first token.
     """
 
+    KEY: typing.ClassVar[str] = "classifier"
+
     path: Optional[str] = None
     format: str = "transformers"
-    head: str = "regression"
-    range: list = field(default_factory=lambda: [0.0, 5.0])
-    class_values: dict = field(default_factory=dict)
     trust_remote_code: bool = False
-    positive_label: Optional[str] = None
     backbone: Optional[str] = None
     backbone_prefix: str = "model."
     head_key: str = "fc"
     input_template: Optional[str] = None
 
     def __post_init__(self) -> None:
-        _check_model_files(self, "quality.classifier")
+        key = self.KEY
+        _require_choice(self.format, f"{key}.format", CLASSIFIER_FORMATS)
+        _require(self.input_template is None or bool(template_fields(self.input_template)), f"{key}.input_template",
+                 f"got {self.input_template!r}, expected fields in braces, e.g. '{{url}}\\n\\n{{text}}'")
+        _require(self.format != "backbone_head" or bool(self.backbone), f"{key}.backbone",
+                 "format 'backbone_head' needs the backbone's folder (its config.json and tokenizer), "
+                 "e.g. a local copy of microsoft/deberta-v3-base")
+        _require(isinstance(self.trust_remote_code, bool), f"{key}.trust_remote_code", "expected true or false")
+
+
+@dataclass
+class ClassifierConfig(ClassifierFiles):
+    """``quality.method: classifier``: a sequence classifier checkpoint users already have.
+
+    ``head: regression`` maps the single output linearly from ``range`` onto 0-10
+    (clipped); ``head: classes`` takes the expected value of ``class_values`` (label
+    name -> value in 0..10, matched to the checkpoint's id2label). With ``format:
+    fasttext`` q is 10 x the probability of ``positive_label`` (e.g. ``__label__hq``).
+    """
+
+    KEY: typing.ClassVar[str] = "quality.classifier"
+
+    head: str = "regression"
+    range: list = field(default_factory=lambda: [0.0, 5.0])
+    class_values: dict = field(default_factory=dict)
+    positive_label: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         _require_choice(self.head, "quality.classifier.head", CLASSIFIER_HEADS)
         _require(isinstance(self.range, (list, tuple)) and len(self.range) == 2
                  and all(_is_number(v) for v in self.range) and self.range[0] < self.range[1],
@@ -303,37 +325,16 @@ class ClassifierConfig:
                  "format 'fasttext' needs the label whose probability is the quality, e.g. __label__hq")
 
 
-def _check_model_files(settings: Any, key: str) -> None:
-    """The settings a quality and a domain classifier share: format, backbone, template, remote code."""
-    _require_choice(settings.format, f"{key}.format", CLASSIFIER_FORMATS)
-    _require(settings.input_template is None or bool(template_fields(settings.input_template)),
-             f"{key}.input_template",
-             f"got {settings.input_template!r}, expected fields in braces, e.g. '{{url}}\\n\\n{{text}}'")
-    _require(settings.format != "backbone_head" or bool(settings.backbone), f"{key}.backbone",
-             "format 'backbone_head' needs the backbone's folder (its config.json and tokenizer), "
-             "e.g. a local copy of microsoft/deberta-v3-base")
-    _require(isinstance(settings.trust_remote_code, bool), f"{key}.trust_remote_code", "expected true or false")
-
-
 @dataclass
-class DomainClassifierConfig:
+class DomainClassifierConfig(ClassifierFiles):
     """``domain.method: classifier``: a checkpoint whose top class names each document's domain.
 
-    The same formats as ``quality.classifier`` (``transformers``, ``fasttext``,
-    ``backbone_head``); the domain is the top class's ``id2label`` name (a fastText
-    label without its ``__label__`` prefix), its probability the confidence.
+    The same formats as ``quality.classifier``; the domain is the top class's
+    ``id2label`` name (a fastText label without its ``__label__`` prefix), its
+    probability the confidence.
     """
 
-    path: Optional[str] = None
-    format: str = "transformers"
-    trust_remote_code: bool = False
-    backbone: Optional[str] = None
-    backbone_prefix: str = "model."
-    head_key: str = "fc"
-    input_template: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        _check_model_files(self, "domain.classifier")
+    KEY: typing.ClassVar[str] = "domain.classifier"
 
 
 @dataclass
@@ -357,10 +358,15 @@ class DomainConfig:
         _require_choice(self.method, "domain.method", DOMAIN_METHODS)
         _require(self.method != "classifier" or bool(self.classifier.path), "domain.classifier.path",
                  "domain.method 'classifier' needs the checkpoint that labels documents")
-        _require_choice(self.device, "domain.device", DEVICES)
-        _require_choice(self.precision, "domain.precision", PRECISIONS)
-        for key in ("batch_size", "max_tokens"):
-            _require_positive_int(getattr(self, key), f"domain.{key}")
+        _check_inference(self, "domain")
+
+
+def _check_inference(settings: Any, section: str) -> None:
+    """device, precision, batch_size and max_tokens of a section that runs a model on executors."""
+    _require_choice(settings.device, f"{section}.device", DEVICES)
+    _require_choice(settings.precision, f"{section}.precision", PRECISIONS)
+    for key in ("batch_size", "max_tokens"):
+        _require_positive_int(getattr(settings, key), f"{section}.{key}")
 
 
 @dataclass
@@ -389,10 +395,7 @@ class QualityConfig:
                  "quality.method 'model' needs the checkpoint folder written by `samplemix train-quality`")
         _require(self.method != "classifier" or bool(self.classifier.path), "quality.classifier.path",
                  "quality.method 'classifier' needs the checkpoint folder of a sequence classifier")
-        _require_choice(self.device, "quality.device", DEVICES)
-        _require_choice(self.precision, "quality.precision", PRECISIONS)
-        for key in ("batch_size", "max_tokens"):
-            _require_positive_int(getattr(self, key), f"quality.{key}")
+        _check_inference(self, "quality")
 
 
 @dataclass
