@@ -31,7 +31,7 @@ QUADMIX_CRITERIA = ("quality",)  # the quality table's q; ingest.score_columns a
 DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_threshold")
 ENTROPY_KINDS = ("shannon", "conditional", "joint")
 QUALITY_SOURCES = ("integer", "expected")
-QUALITY_METHODS = ("classifier", "column", "heuristic", "model")
+QUALITY_METHODS = ("classifier", "column", "heuristic", "model", "perplexity")
 DOMAIN_METHODS = ("column", "classifier")
 CLASSIFIER_FORMATS = ("transformers", "fasttext", "backbone_head")
 CLASSIFIER_HEADS = ("regression", "classes")
@@ -370,6 +370,39 @@ def _check_inference(settings: Any, section: str) -> None:
 
 
 @dataclass
+class PerplexityConfig:
+    """``quality.method: perplexity``: bits per byte under a byte-level model of text the user trusts.
+
+    ``reference`` names the corpus's trusted domains. Two models with the proxy
+    trainer's architecture (``preset``) are trained on the reference documents,
+    each on one hashed half; every document is scored by the model that did not
+    train on its half, over its first ``doc_bytes`` bytes. The quality table keeps
+    the bpb; the mix turns it into q in ``buckets`` steps from the quantiles of a
+    hashed sample of at most ``sample`` scores (lower bpb, higher q).
+    """
+
+    reference: list = field(default_factory=list)
+    preset: str = "cpu"
+    doc_bytes: int = 1024
+    buckets: int = 11
+    sample: int = 1_000_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.reference, str):
+            self.reference = [self.reference]
+        _require(isinstance(self.reference, list) and all(isinstance(d, str) and d for d in self.reference),
+                 "quality.perplexity.reference", f"got {self.reference!r}, expected a list of domains")
+        _require_choice(self.preset, "quality.perplexity.preset", PROXY_PRESETS)
+        for key in ("doc_bytes", "sample"):
+            _require_positive_int(getattr(self, key), f"quality.perplexity.{key}")
+        _require(isinstance(self.buckets, int) and not isinstance(self.buckets, bool) and 2 <= self.buckets <= 11,
+                 "quality.perplexity.buckets", f"got {self.buckets!r}, expected an integer in 2..11 (q is 0..10)")
+        _require(isinstance(self.seed, int) and not isinstance(self.seed, bool), "quality.perplexity.seed",
+                 f"got {self.seed!r}, expected an integer")
+
+
+@dataclass
 class QualityConfig:
     """How q(x) is obtained.
 
@@ -388,9 +421,12 @@ class QualityConfig:
     train: QualityTrainConfig = field(default_factory=QualityTrainConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    perplexity: PerplexityConfig = field(default_factory=PerplexityConfig)
 
     def __post_init__(self) -> None:
         _require_choice(self.method, "quality.method", QUALITY_METHODS)
+        _require(self.method != "perplexity" or bool(self.perplexity.reference), "quality.perplexity.reference",
+                 "quality.method 'perplexity' needs the domains whose text the reference model learns")
         _require(self.method != "model" or bool(self.model_path), "quality.model_path",
                  "quality.method 'model' needs the checkpoint folder written by `samplemix train-quality`")
         _require(self.method != "classifier" or bool(self.classifier.path), "quality.classifier.path",

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from samplemix_spark.models.byte_lm import (  # noqa: F401  (PRESETS and Preset are read from here too)
     LN2,
@@ -33,8 +31,8 @@ from samplemix_spark.models.byte_lm import (  # noqa: F401  (PRESETS and Preset 
     autocast,
     document_bits,
     document_windows,
+    fit,
     flops_per_byte,
-    windows,
 )
 
 
@@ -63,14 +61,6 @@ SCORE_COLUMNS = ["step", "tokens_seen", "domain", "doc_id", "bytes", "bits", "su
 EVAL_BATCH = 128
 
 
-def _schedule(step: int, total: int, peak: float) -> float:
-    warmup = max(1, total // 20)
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
-
-
 class _Scorer:
     """Scores the held-out documents of every domain: the step subset, or all at the final step."""
 
@@ -97,34 +87,18 @@ def train(stream: np.ndarray, held_out: dict, preset: Preset, seed: int, threads
     row per scored document and step.
     """
     chosen = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    scorer, scores = _Scorer(held_out, preset.context, chosen), []
+
+    def evaluate(step: int, steps: int, model: ByteLM, loss: torch.Tensor) -> None:
+        if step not in {max(1, round(steps * (i + 1) / preset.evaluations)) for i in range(preset.evaluations)}:
+            return
+        scores.extend(scorer.rows(model, step, step * preset.batch_size * preset.context, final=step == steps))
+        if log:
+            log(f"step {step}/{steps}: train loss {float(loss.detach()) / LN2:.3f} bpb")
+
     with pinned_threads(threads):
-        torch.manual_seed(seed)
-        model = ByteLM(preset).to(chosen)
-        generator = torch.Generator().manual_seed(seed)
-        data = windows(stream, preset.context)
-        order = torch.randperm(len(data), generator=generator)
-        steps = max(1, len(data) // preset.batch_size)
-        evals = {max(1, round(steps * (i + 1) / preset.evaluations)) for i in range(preset.evaluations)}
-        scorer = _Scorer(held_out, preset.context, chosen)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, weight_decay=0.1,
-                                      betas=(0.9, 0.95), fused=chosen.type == "cuda")
-        scores, started = [], time.perf_counter()
-        for step in range(steps):
-            for group in optimizer.param_groups:
-                group["lr"] = _schedule(step, steps, preset.learning_rate)
-            batch = data[order[step * preset.batch_size:(step + 1) * preset.batch_size]].to(chosen)
-            with autocast(chosen):
-                logits = model(batch[:, :-1])
-            loss = F.cross_entropy(logits.float().reshape(-1, 256), batch[:, 1:].reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            if step + 1 in evals:
-                seen = (step + 1) * preset.batch_size * preset.context
-                scores += scorer.rows(model, step + 1, seen, final=step + 1 == steps)
-                if log:
-                    log(f"step {step + 1}/{steps}: train loss {float(loss.detach()) / LN2:.3f} bpb")
+        started = time.perf_counter()
+        model, steps = fit(stream, preset, seed, chosen, evaluate)
         if chosen.type == "cuda":
             torch.cuda.synchronize(chosen)  # kernels still queued belong to the timed steps
         seconds = time.perf_counter() - started

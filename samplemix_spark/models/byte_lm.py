@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -184,3 +185,43 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def _schedule(step: int, total: int, peak: float) -> float:
+    warmup = max(1, total // 20)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+
+
+def fit(stream: np.ndarray, preset: Preset, seed: int, device: torch.device,
+        on_step: Optional[Callable[[int, int, "ByteLM", torch.Tensor], None]] = None) -> tuple["ByteLM", int]:
+    """A fresh model trained on ``stream`` (uint8) for one pass of non-overlapping windows; and its step count.
+
+    The seed fixes the initialisation and the window order, so on CPU with pinned
+    threads the same stream gives the same weights. ``on_step(step, steps, model,
+    loss)`` runs after every optimiser step (the proxy trainer scores there).
+    """
+    torch.manual_seed(seed)
+    model = ByteLM(preset).to(device)
+    generator = torch.Generator().manual_seed(seed)
+    data = windows(stream, preset.context)
+    order = torch.randperm(len(data), generator=generator)
+    steps = max(1, len(data) // preset.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, weight_decay=0.1,
+                                  betas=(0.9, 0.95), fused=device.type == "cuda")
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _schedule(step, steps, preset.learning_rate)
+        batch = data[order[step * preset.batch_size:(step + 1) * preset.batch_size]].to(device)
+        with autocast(device):
+            logits = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, 256), batch[:, 1:].reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if on_step is not None:
+            on_step(step + 1, steps, model, loss)
+    return model, steps
