@@ -201,11 +201,12 @@ def _run(args: argparse.Namespace) -> None:
         else:
             tune(spark, cfg, grid(args.alphas, args.taus, args.max_repeats), Path(args.out))
     elif args.command == "sweep":
+        from samplemix_spark.mixing.weights import quality_view
         from samplemix_spark.report.sweep import run_sweep
         from samplemix_spark.tables import TableStore
 
         run_sweep(spark, TableStore(spark, cfg.tables), cfg.mixing, args.alphas, args.taus, args.fractions,
-                  Path(args.out))
+                  Path(args.out), quality_view(cfg))
     elif args.command == "compare":
         from samplemix_spark.report.compare import compare_runs
 

@@ -44,6 +44,9 @@ KMEANS_SAMPLE = "kmeans-sample"          # which embeddings k-means is fitted on
 ANNOTATION_SAMPLE = "annotation-sample"  # which documents are sent for annotation
 SYSTEMATIC_ORDER = "systematic-order"    # the order of documents of equal length in systematic rounding
 LABEL_SAMPLE = "label-sample"            # which labelled rows the quality evaluator trains on, above max_labels
+PERPLEXITY_HALF = "perplexity-half"      # which reference model trains on a document (the other one scores it)
+PERPLEXITY_ORDER = "perplexity-order"    # the order of a reference model's training text
+PERPLEXITY_SAMPLE = "perplexity-sample"  # which perplexity scores the mix's q quantiles come from
 # Python-side purposes (``doc_key``).
 HOLDOUT_ORDER = "holdout-order"    # which held-out documents are scored, and which at every evaluation step
 HOLDOUT_WINDOW = "holdout-window"  # where a long held-out document's scored window starts

@@ -188,3 +188,34 @@ def test_domain_labels_on_jvm_local_equal_direct_labelling(tmp_path):
         assert rows["domain"].tolist() == top.names, table
         if table == "documents":
             np.testing.assert_allclose(rows["domain_confidence"], top.confidence, rtol=1e-9)
+
+
+def test_perplexity_scores_and_q_on_jvm_local_equal_the_embedded_engine(spark, tmp_path):
+    """The reference models train on the driver either way; JVM Spark's Python workers give the same bpb and q."""
+    from samplemix_spark.mixing.weights import quality_view, scored_documents
+    from samplemix_spark.pipeline import run_stage
+
+    from .conftest import make_config, store_for, write_jsonl
+    from .test_cli import samplemix
+    from .test_perplexity import corpus
+
+    records, _ = corpus()
+    write_jsonl(tmp_path / "data" / "docs.jsonl", records)
+    settings = {"reference": ["ref"], "preset": "test", "doc_bytes": 512, "buckets": 5}
+    cfg = make_config(tmp_path / "embedded", [tmp_path / "data" / "docs.jsonl"],
+                      quality={"method": "perplexity", "perplexity": settings})
+    for stage in ("ingest", "quality", "diversity"):
+        run_stage(spark, cfg, stage)
+    store = store_for(spark, cfg)
+    embedded = scored_documents(store, quality_view(cfg)).toPandas().set_index("doc_id")
+    embedded_bpb = store.read("quality").toPandas().set_index("doc_id")["bpb"]
+    sets = [f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
+            "--set=quality.method=perplexity", "--set=quality.perplexity.reference=[ref]",
+            "--set=quality.perplexity.preset=test", "--set=quality.perplexity.doc_bytes=512",
+            "--set=quality.perplexity.buckets=5", *[f"--set={o}" for o in JVM]]
+    result = samplemix("run", "--config", str(REPO / "conf" / "synthetic.yaml"), *sets, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jvm_bpb = pd.read_parquet(tmp_path / "jvm" / "quality").set_index("doc_id")["bpb"]
+    assert jvm_bpb.sort_index().tolist() == embedded_bpb.sort_index().tolist()
+    weights = pd.read_parquet(tmp_path / "jvm" / "weights").set_index("doc_id")["q"]
+    assert weights.sort_index().tolist() == embedded["q"].loc[weights.index].sort_index().tolist()

@@ -91,3 +91,18 @@ def test_html_report_has_summary_table_and_figures(spark, reported, tmp_path):
     assert "<li>mix:" in page  # time per stage from stage_runs
     for domain in store.read("report_domains").toPandas()["domain"]:
         assert f"<td>{domain}</td>" in page
+
+
+def test_q_shares_count_each_domains_documents_at_each_rounded_q(spark, reported):
+    import numpy as np
+
+    from samplemix_spark.report.domains import format_report, q_shares
+
+    store = store_for(spark, reported)
+    weights = store.read("weights").select("domain", "q").toPandas()
+    rounded = np.floor(weights["q"] + 0.5).astype(int)
+    expected = pd.crosstab(weights["domain"], rounded, normalize="index")
+    shares = q_shares(store)
+    assert list(shares.index) == list(expected.index) and list(shares.columns) == list(expected.columns)
+    np.testing.assert_allclose(shares.to_numpy(), expected.to_numpy(), rtol=1e-12)
+    assert "share of each domain's documents at each q" in format_report(spark, store)

@@ -162,12 +162,12 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
 
     ``extra`` adds that many random mixtures to the design (``samplemix tune --domains``).
     """
-    from samplemix_spark.mixing.weights import scored_documents
+    from samplemix_spark.mixing.weights import quality_view, scored_documents
 
     holdout = held.required_fingerprint(store, "mixing.domain_weights.source 'bimix' without observations")
     settings, source = cfg.evaluate, cfg.mixing.domain_weights
     preset, budget = settings.preset, settings.budget_bytes or PRESETS[settings.preset].budget_bytes
-    scored = scored_documents(store, cfg.mixing.quality_source)
+    scored = scored_documents(store, quality_view(cfg))
     domains = sorted(r["domain"] for r in scored.select("domain").distinct().collect())
     mixtures = design(domains, source.bimix_min_proportion)
     mixtures += random_mixtures(domains, source.bimix_min_proportion, extra, cfg.mixing.seed)

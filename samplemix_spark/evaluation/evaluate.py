@@ -48,7 +48,7 @@ from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, final_domain_bars, learning_curves, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
 from samplemix_spark.evaluation.swarm import ProxyJob, output_bytes, scores_fingerprint
-from samplemix_spark.mixing.weights import MixStats, MixStep, read_stats
+from samplemix_spark.mixing.weights import MixStats, MixStep, quality_view, read_stats
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import snapshot_files
 
@@ -358,7 +358,8 @@ def plan(cfg: SampleMixConfig, runs: list[Run]) -> Planned:
     # Runs mixed from one scored warehouse share its scores fingerprint: one aggregate per warehouse.
     inputs = {run.name: run.inputs() for run in runs}
     warehouses = {store.location("documents"): store for store in inputs.values()}
-    scores = {location: scores_fingerprint(store) for location, store in warehouses.items()}
+    view = quality_view(cfg) if cfg.quality.method == "perplexity" else None
+    scores = {location: scores_fingerprint(store, view) for location, store in warehouses.items()}
     identities = {run.name: proxy_cache.mix_identity(run.stats, scores[inputs[run.name].location("documents")])
                   for run in runs}
     return Planned(spec, chosen_domains(cfg, spec), jobs,

@@ -12,11 +12,10 @@ model FLOPs utilisation against the device's peak.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -33,18 +32,8 @@ from samplemix_spark.models.byte_lm import (  # noqa: F401  (PRESETS and Preset 
     document_windows,
     fit,
     flops_per_byte,
+    pinned_threads,
 )
-
-
-@contextlib.contextmanager
-def pinned_threads(n: int) -> Iterator[None]:
-    """Run with ``n`` intra-op threads (a fixed count keeps CPU results reproducible)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass

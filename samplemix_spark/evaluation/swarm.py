@@ -177,13 +177,16 @@ def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob],
         record(run_on_spark(spark, jobs))
 
 
-def scores_fingerprint(store) -> str:
-    """Content of the documents and scores that candidate counts come from: rows and a sum of row hashes."""
+def scores_fingerprint(store, view=None) -> str:
+    """Content of the documents and scores that candidate counts come from: rows and a sum of row hashes.
+
+    ``view`` (``mixing.weights.QualityView``, default: the integer q) says how q is read.
+    """
     from pyspark.sql import functions as F
 
-    from samplemix_spark.mixing.weights import scored_documents
+    from samplemix_spark.mixing.weights import QualityView, scored_documents
 
-    row = scored_documents(store).agg(F.count(F.lit(1)).alias("n"), F.sum(F.shiftrightunsigned(
+    row = scored_documents(store, view or QualityView()).agg(F.count(F.lit(1)).alias("n"), F.sum(F.shiftrightunsigned(
         F.xxhash64("doc_id", "domain", "n_tokens", "q", "d"), 33)).alias("h")).collect()[0]
     return f"{row['n']}:{int(row['h'] or 0):x}"
 
@@ -206,11 +209,13 @@ def proxy_fingerprint(cfg, store, holdout: str, searched: tuple) -> str:
     import hashlib
 
     from samplemix_spark.evaluation.proxy import PRESETS
+    from samplemix_spark.mixing.weights import quality_view
 
     ev = cfg.evaluate
     mixing = {k: v for k, v in dataclasses.asdict(cfg.mixing).items()
               if k not in searched and not _later_default(k, v)}
-    parts = {"mixing": mixing, "scores": scores_fingerprint(store), "holdout": holdout, "preset": ev.preset,
+    view = quality_view(cfg) if cfg.quality.method == "perplexity" else None  # others: as stored proxies hash it
+    parts = {"mixing": mixing, "scores": scores_fingerprint(store, view), "holdout": holdout, "preset": ev.preset,
              "budget": ev.budget_bytes or PRESETS[ev.preset].budget_bytes, "threads": ev.threads,
              "device": ev.device, "doc_bytes": ev.doc_bytes, "max_eval_docs": ev.max_eval_docs,
              "step_docs": ev.step_docs}

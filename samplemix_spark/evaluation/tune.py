@@ -44,7 +44,7 @@ from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
 from samplemix_spark.evaluation.swarm import by_candidate, counted_jobs, proxy_fingerprint, train_recording
-from samplemix_spark.mixing.weights import compute_stats, scored_documents, weights_frame
+from samplemix_spark.mixing.weights import compute_stats, quality_view, scored_documents, weights_frame
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate],
     fingerprint = proxy_fingerprint(cfg, store, holdout, SEARCHED)
     wanted = {_key(c, seed) for c in candidates for seed in cfg.evaluate.seeds}
     done = _done(store, fingerprint, wanted)
-    scored = scored_documents(store, cfg.mixing.quality_source)
+    scored = scored_documents(store, quality_view(cfg))
     store.write(by_candidate(candidate_counts(scored, cfg.mixing, candidates, store.hash_scheme)), "tune_counts")
     finished = set(_row_keys(done))
     names = [f"alpha={c.alpha:g} tau={c.tau:g}" for c in candidates]

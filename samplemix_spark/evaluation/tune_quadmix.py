@@ -40,7 +40,7 @@ from samplemix_spark.evaluation.proxy import PRESETS
 from samplemix_spark.evaluation.swarm import by_candidate, counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.hashing import TUNE_SAMPLE, uniform
 from samplemix_spark.mixing import quadmix
-from samplemix_spark.mixing.weights import compute_stats, quadmix_inputs, scored_documents, weights_frame
+from samplemix_spark.mixing.weights import compute_stats, quadmix_inputs, quality_view, scored_documents, weights_frame
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ def search_scored(store: TableStore, cfg: SampleMixConfig) -> tuple[DataFrame, M
     """The scored documents a search mixes (a hashed sample above ``tune.sample_docs``) and the base mixing
     settings, with an absolute token budget turned into the same share of the sample."""
     mixing = cfg.mixing
-    scored = scored_documents(store, mixing.quality_source, quadmix.score_columns(mixing))
+    scored = scored_documents(store, quality_view(cfg), quadmix.score_columns(mixing))
     totals = scored.agg(F.count(F.lit(1)).alias("n"), F.sum("n_tokens").cast("double").alias("t")).collect()[0]
     if totals["n"] <= cfg.tune.sample_docs:
         return scored, mixing

@@ -16,12 +16,13 @@ import typing
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+import numpy as np
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.errors import InputError, TableError
-from samplemix_spark.hashing import COUNT_DRAW, CURRENT_SCHEME, uniform
+from samplemix_spark.hashing import COUNT_DRAW, CURRENT_SCHEME, PERPLEXITY_SAMPLE, uniform
 from samplemix_spark.ingest.holdout import fingerprint
 from samplemix_spark.mixing import budget, formulas, quadmix
 from samplemix_spark.mixing.output import build_output, export_output, output_file_count
@@ -88,12 +89,52 @@ def stats_schema() -> str:
     return ", ".join(f"{f.name} {_DDL[hints[f.name]]}" for f in dataclasses.fields(MixStats))
 
 
-def scored_documents(store: TableStore, quality_source: str = "integer", extra: Sequence[str] = ()) -> DataFrame:
+@dataclass(frozen=True)
+class QualityView:
+    """How the mix reads q from the quality table: ``mixing.quality_source``, and for perplexity scores
+    (``quality.method: perplexity``) the buckets, sample and seed their quantiles come from."""
+
+    source: str = "integer"
+    buckets: int = 11
+    sample: int = 1_000_000
+    seed: int = 0
+
+
+def quality_view(cfg: SampleMixConfig) -> QualityView:
+    """The ``QualityView`` of a config."""
+    settings = cfg.quality.perplexity
+    return QualityView(cfg.mixing.quality_source, settings.buckets, settings.sample, settings.seed)
+
+
+def perplexity_cuts(table: DataFrame, view: QualityView, hash_scheme: str) -> list[float]:
+    """The ``buckets - 1`` cut points of bits per byte: exact quantiles of a hashed sample of at most ``sample``
+    scores, computed on the driver, so every engine and partitioning gets the same cuts."""
+    n = table.count()
+    share = min(1.0, view.sample / max(1, n))
+    chosen = table.where(uniform(F.col("doc_id"), view.seed, PERPLEXITY_SAMPLE, hash_scheme) < share)
+    values = np.sort(np.array([r["bpb"] for r in chosen.select("bpb").collect()], dtype=np.float64))
+    if not len(values):
+        raise InputError("the quality table holds no perplexity scores to cut into buckets")
+    return [float(values[min(len(values) - 1, k * len(values) // view.buckets)]) for k in range(1, view.buckets)]
+
+
+def perplexity_q(table: DataFrame, view: QualityView, hash_scheme: str) -> DataFrame:
+    """doc_id, quality and quality_expected from bits per byte: the lowest bucket of bpb gets q = 10."""
+    cuts = perplexity_cuts(table, view, hash_scheme)
+    rank = sum((F.col("bpb") >= F.lit(cut)).cast("int") for cut in cuts)
+    expected = (F.lit(view.buckets - 1) - rank).cast("double") * F.lit(10.0 / (view.buckets - 1))
+    return table.select("doc_id", F.floor(expected + 0.5).cast("int").alias("quality"),
+                        expected.alias("quality_expected"))
+
+
+def scored_documents(store: TableStore, view: QualityView | str = "integer", extra: Sequence[str] = ()) -> DataFrame:
     """doc_id, domain, n_tokens (and the ``extra`` documents columns) with q and d attached (null where missing).
 
-    q is the quality table's integer ``quality``, or with ``quality_source``
-    ``expected`` its unrounded ``quality_expected`` (``mixing.quality_source``).
+    q is the quality table's integer ``quality``, or with ``view.source``
+    ``expected`` its unrounded ``quality_expected`` (``mixing.quality_source``);
+    perplexity scores (a ``bpb`` column) become both first (``perplexity_q``).
     """
+    view = view if isinstance(view, QualityView) else QualityView(view)
     documents = store.read("documents")
     missing = [c for c in extra if c not in documents.columns]
     if missing:
@@ -101,7 +142,9 @@ def scored_documents(store: TableStore, quality_source: str = "integer", extra: 
                          "ingest.score_columns and run ingest again")
     documents = documents.select("doc_id", "domain", "n_tokens", *extra)
     table = store.read("quality")
-    column = "quality" if quality_source == "integer" else "quality_expected"
+    if "bpb" in table.columns:
+        table = perplexity_q(table, view, store.hash_scheme)
+    column = "quality" if view.source == "integer" else "quality_expected"
     if column not in table.columns:
         raise InputError("config key 'mixing.quality_source': 'expected' needs the quality table's "
                          "quality_expected column, which only quality.method 'model' and 'classifier' write")
@@ -216,7 +259,7 @@ class MixStep:
         """
         mixing, inputs = self.cfg.mixing, inputs or store
         extra = quadmix.score_columns(mixing) if mixing.method == "quadmix" else []
-        scored = scored_documents(inputs, mixing.quality_source, extra)
+        scored = scored_documents(inputs, quality_view(self.cfg), extra)
         stats = dataclasses.replace(compute_stats(scored, mixing, store.hash_scheme), holdout=fingerprint(inputs),
                                     inputs="" if inputs is store else inputs.location("documents").rsplit("/", 1)[0])
         c, shown = None, None

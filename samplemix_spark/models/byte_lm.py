@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -164,17 +164,26 @@ def document_windows(texts, context: int, separator: bytes) -> DocumentWindows:
 
 
 @torch.no_grad()
-def document_bits(model: ByteLM, docs: DocumentWindows, batch_size: int, device: torch.device) -> np.ndarray:
-    """Per document, the summed next-byte cross-entropy of its bytes, in bits."""
+def document_bits(model: ByteLM, docs: DocumentWindows, batch_size: int, device: torch.device,
+                  fixed_shape: bool = False) -> np.ndarray:
+    """Per document, the summed next-byte cross-entropy of its bytes, in bits.
+
+    With ``fixed_shape`` every forward pass has exactly ``batch_size`` windows (the
+    last padded with zero windows), so every window meets the same kernels and a
+    document's bits do not depend on the documents scored with it.
+    """
     model.eval()
     per_window = np.zeros(len(docs.windows))
     for start in range(0, len(docs.windows), batch_size):
         batch = docs.windows[start:start + batch_size].to(device).long()
+        n = batch.shape[0]
+        if fixed_shape and n < batch_size:
+            batch = torch.cat([batch, batch.new_zeros(batch_size - n, batch.shape[1])])
         with autocast(device):
             logits = model(batch[:, :-1])
         loss = F.cross_entropy(logits.float().reshape(-1, 256), batch[:, 1:].reshape(-1), reduction="none")
-        masked = loss.view(batch.shape[0], -1) * docs.mask[start:start + batch_size].to(device)
-        per_window[start:start + batch.shape[0]] = masked.sum(dim=1).double().cpu().numpy()
+        masked = loss.view(batch.shape[0], -1)[:n] * docs.mask[start:start + batch_size].to(device)
+        per_window[start:start + n] = masked.sum(dim=1).double().cpu().numpy()
     model.train()
     bits = np.zeros(docs.n_docs)
     np.add.at(bits, docs.owner, per_window)
@@ -185,6 +194,17 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """Run with ``n`` intra-op threads (a fixed count keeps CPU results reproducible)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _schedule(step: int, total: int, peak: float) -> float:

@@ -5,6 +5,7 @@ Methods (``quality.method``):
 - ``model``: the ordinal-regression evaluator (``ordinal.py``, ``train.py``, ``scorer.py``);
 - ``classifier``: a sequence classifier checkpoint users already have (``classifier.py``,
   scoring in ``models.classifier``);
+- ``perplexity``: bits per byte under byte-level models of trusted domains (``perplexity.py``);
 - ``column``: precomputed scores from ``ingest.quality_column``.
 
 ``annotate.py`` produces rubric labels for training. Torch is imported only by
@@ -28,6 +29,10 @@ def quality_step(cfg: SampleMixConfig):
         from samplemix_spark.quality.classifier import ClassifierQuality
 
         return ClassifierQuality(cfg)
+    if cfg.quality.method == "perplexity":
+        from samplemix_spark.quality.perplexity import PerplexityQuality
+
+        return PerplexityQuality(cfg)
     from samplemix_spark.scores import InputScoreStep
 
     return InputScoreStep("quality", "q_input")

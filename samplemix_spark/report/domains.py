@@ -11,6 +11,7 @@ import logging
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.mixing import read_stats
@@ -168,4 +169,15 @@ def format_report(spark: SparkSession, store: TableStore) -> str:
                "mean_q", "mean_d", "mean_p", "docs_count_0", "docs_count_1", "docs_count_2", "docs_count_3",
                "docs_count_4plus", "cap_mass_out", "cap_mass_in"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
-        return f"{head}\n{domains[columns].to_string(index=False)}"
+        table = domains[columns].to_string(index=False)
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
+        shares = q_shares(store).to_string()
+    return f"{head}\n{table}\nshare of each domain's documents at each q (rounded to an integer):\n{shares}"
+
+
+def q_shares(store: TableStore) -> pd.DataFrame:
+    """domain x q (0-10, rounded half up): the share of the domain's documents with that q."""
+    counts = (store.read("weights").groupBy("domain", F.floor(F.col("q") + 0.5).cast("int").alias("q"))
+              .agg(F.count(F.lit(1)).alias("docs")).toPandas())
+    table = counts.pivot(index="domain", columns="q", values="docs").fillna(0).sort_index()
+    return table.div(table.sum(axis=1), axis=0)

@@ -49,6 +49,7 @@ TABLES: dict[str, str] = {
     "increment": "run --incremental",
     "annotations": "annotate",
     "annotation_rejects": "annotate",
+    "perplexity_models": "quality (method perplexity)",
     "quality": "quality",
     "embeddings": "embed",
     "centroids": "cluster",
