@@ -34,8 +34,21 @@ METHODS = {
 # default, the fidelity study only when asked, so its published command keeps training what it published.
 ADDED_METHODS = {
     "quadmix": {"method": "quadmix"},
+    # The setting `samplemix tune --method quadmix --samples 20 --seeds 0 --preset cpu` proposed on the quick
+    # start (its regression did not beat a constant, so it proposed its best observed run, setting 11), as the
+    # --set lines it printed give it.
+    "quadmix_tuned": {"method": "quadmix", "quadmix": {"lam": 5.74506, "omega": 0.730451, "domains": {
+        "code": {"eta": 0.945112, "epsilon": 0.0264078}, "email": {"eta": 0.743823, "epsilon": 0.0601103},
+        "news": {"eta": 0.389695, "epsilon": 0.0402155}, "spam": {"eta": 0.281165, "epsilon": 0.0638609},
+        "speeches": {"eta": 0.34693, "epsilon": 0.0879971}}}},
+    # SampleMix alpha = 0.8 with q from reference-model perplexity (news and speeches), scored in the warehouse
+    # SCORED_ELSEWHERE names (see evaluate_demo's docstring for the command that scores it).
+    "samplemix_a0.8_perplexity": {"alpha": 0.8, "tau": 0.2},
 }
 ALL_METHODS = {**METHODS, **ADDED_METHODS}
+# Methods mixed from another scored warehouse than the quick start's (a folder under --out): the same documents,
+# held-out set and diversity, another q.
+SCORED_ELSEWHERE = {"samplemix_a0.8_perplexity": "perplexity_scores"}
 
 
 def study_arguments(description: str, methods: dict = ALL_METHODS) -> argparse.ArgumentParser:
@@ -60,9 +73,10 @@ def with_evaluate(cfg: SampleMixConfig, **settings) -> SampleMixConfig:
 
 def mix_methods(spark, cfg: SampleMixConfig, methods: list[str], out: str, swarm_seeds: list[int]) -> list[Run]:
     """Mix each method from ``cfg``'s scored warehouse into ``<out>/<method>``; the runs, named by method."""
-    scored = TableStore(spark, cfg.tables)
     runs = []
     for name in methods:
+        scored = TableStore(spark, cfg.tables if name not in SCORED_ELSEWHERE else
+                            dataclasses.replace(cfg.tables, warehouse=f"{out}/{SCORED_ELSEWHERE[name]}"))
         mixing = build_config({"mixing": {**dataclasses.asdict(cfg.mixing), "budget_mode": "tokens",
                                           "method": "samplemix", "domain_weights": {}, **ALL_METHODS[name]}}).mixing
         variant = dataclasses.replace(with_evaluate(cfg, seeds=swarm_seeds) if name == "bimix" else cfg,

@@ -6,14 +6,21 @@
     .venv/bin/python benchmarks/evaluate_demo.py --summary-only     # the tables again, from what is stored
     .venv/bin/python benchmarks/evaluate_demo.py --summary-only --versus quadmix   # paired against another run
 
-Mixes each method (``_study.ALL_METHODS``: the fidelity study's eight and QuaDMix at its defaults) from the
-quick start's scored documents
-(``warehouse``) into ``out/evaluate_demo/<method>`` with the same token budget,
+Mixes each method (``_study.ALL_METHODS``: the fidelity study's eight, QuaDMix at its defaults and at the
+setting its search proposed, and SampleMix with q from reference-model perplexity) from the quick start's
+scored documents (``warehouse``) into ``out/evaluate_demo/<method>`` with the same token budget,
 then runs ``samplemix evaluate`` on all of them: every proxy gets the same byte
 budget, model and optimiser, and is scored on every held-out document. Resumable:
 proxies already in ``warehouse/proxy_eval_curves`` are read back, not retrained,
 so a killed run, or one that adds a method or a seed, trains only what is missing.
 ``bimix`` trains its own proxy swarm first (stored in ``bimix_observations``).
+
+The perplexity row mixes from a copy of the quick start's warehouse whose quality stage was run again with
+``quality.method: perplexity`` (the same documents, held-out set and diversity):
+
+    cp -r warehouse out/evaluate_demo/perplexity_scores
+    .venv/bin/samplemix run --config conf/local.yaml --set tables.warehouse=out/evaluate_demo/perplexity_scores \
+        --set quality.method=perplexity --set 'quality.perplexity.reference=[news,speeches]'
 
 The headline table is the macro over every held-out domain, the view configured
 before any result was seen. The second table leaves out spam and raw mail, for
