@@ -373,7 +373,9 @@ def _check_inference(settings: Any, section: str) -> None:
 class PerplexityConfig:
     """``quality.method: perplexity``: bits per byte under a byte-level model of text the user trusts.
 
-    ``reference`` names the corpus's trusted domains. Two models with the proxy
+    ``reference`` names the corpus's trusted domains, ``sources`` files of trusted
+    text outside the corpus (read with ``ingest``'s format and column mapping), or
+    both. Two models with the proxy
     trainer's architecture (``preset``) are trained on the reference documents,
     each on one hashed half; every document is scored by the model that did not
     train on its half, over its first ``doc_bytes`` bytes. The quality table keeps
@@ -382,6 +384,7 @@ class PerplexityConfig:
     """
 
     reference: list = field(default_factory=list)
+    sources: list = field(default_factory=list)
     preset: str = "cpu"
     doc_bytes: int = 1024
     buckets: int = 11
@@ -393,6 +396,10 @@ class PerplexityConfig:
             self.reference = [self.reference]
         _require(isinstance(self.reference, list) and all(isinstance(d, str) and d for d in self.reference),
                  "quality.perplexity.reference", f"got {self.reference!r}, expected a list of domains")
+        if isinstance(self.sources, str):
+            self.sources = [self.sources]
+        _require(isinstance(self.sources, list) and all(isinstance(p, str) and p for p in self.sources),
+                 "quality.perplexity.sources", f"got {self.sources!r}, expected a list of files, folders or globs")
         _require_choice(self.preset, "quality.perplexity.preset", PROXY_PRESETS)
         for key in ("doc_bytes", "sample"):
             _require_positive_int(getattr(self, key), f"quality.perplexity.{key}")
@@ -425,8 +432,9 @@ class QualityConfig:
 
     def __post_init__(self) -> None:
         _require_choice(self.method, "quality.method", QUALITY_METHODS)
-        _require(self.method != "perplexity" or bool(self.perplexity.reference), "quality.perplexity.reference",
-                 "quality.method 'perplexity' needs the domains whose text the reference model learns")
+        _require(self.method != "perplexity" or bool(self.perplexity.reference or self.perplexity.sources),
+                 "quality.perplexity.reference", "quality.method 'perplexity' needs the domains (or, in "
+                 "quality.perplexity.sources, the files) whose text the reference model learns")
         _require(self.method != "model" or bool(self.model_path), "quality.model_path",
                  "quality.method 'model' needs the checkpoint folder written by `samplemix train-quality`")
         _require(self.method != "classifier" or bool(self.classifier.path), "quality.classifier.path",

@@ -120,3 +120,18 @@ def test_a_reference_domain_the_corpus_lacks_fails_in_one_line(spark, tmp_path):
     with pytest.raises(InputError, match="quality.perplexity.reference names news, which the documents do not "
                                          "hold; domains: web"):
         run_stage(spark, cfg, "quality")
+
+
+def test_reference_text_from_files_outside_the_corpus(spark, tmp_path):
+    records, noise = corpus()
+    reference = write_jsonl(tmp_path / "trusted" / "ref.jsonl", [{"text": r["text"]} for r in records
+                                                                   if r["domain"] == "ref"])
+    source = write_jsonl(tmp_path / "docs.jsonl", [r for r in records if r["domain"] != "ref"])
+    cfg = make_config(tmp_path / "wh", [source], quality={"method": "perplexity", "perplexity": {
+        "sources": [str(reference)], "preset": "test", "doc_bytes": 512, "buckets": 5}})
+    for stage in ("ingest", "quality", "diversity"):
+        run_stage(spark, cfg, stage)
+    store = store_for(spark, cfg)
+    q = scored_documents(store, quality_view(cfg)).toPandas().set_index("doc_id")["q"]
+    by_noise = pd.DataFrame({"noise": pd.Series(noise)}).join(q).groupby("noise")["q"].mean()
+    assert by_noise.is_monotonic_decreasing and by_noise.iloc[0] > by_noise.iloc[-1]

@@ -4,7 +4,9 @@ A reference model rewards resemblance to the reference text, not quality in
 itself: a document unlike the trusted domains scores low however good it is.
 
 Driver side, once per warehouse (``reference_models``): the documents of the
-``quality.perplexity.reference`` domains are split into two hashed halves
+``quality.perplexity.reference`` domains, and the valid rows of the files in
+``quality.perplexity.sources`` (read with ingest's format and column mapping),
+are split into two hashed halves
 (``hashing.PERPLEXITY_HALF``) and a byte-level model with the proxy trainer's
 architecture (``models.byte_lm``, preset ``quality.perplexity.preset``) is
 trained on each half's text in a hashed order, up to the preset's byte budget.
@@ -21,6 +23,7 @@ byte (``bpb``); the mix turns them into q (``mixing.weights.perplexity_q``).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -54,7 +57,7 @@ def half_column(seed: int, hash_scheme: str) -> Column:
 
 def _settings_key(settings: PerplexityConfig, hash_scheme: str) -> str:
     """What decides the reference models; stored with them, and compared before they are reused."""
-    return repr((sorted(settings.reference), settings.preset, settings.seed, hash_scheme))
+    return repr((sorted(settings.reference), sorted(settings.sources), settings.preset, settings.seed, hash_scheme))
 
 
 def _training_bytes(documents: DataFrame, need: int, seed: int, hash_scheme: str) -> np.ndarray:
@@ -88,18 +91,34 @@ def reference_models(spark: SparkSession, store: TableStore, cfg: SampleMixConfi
     stored = store.read_if_exists(MODELS_TABLE)
     if stored is not None and {r["settings"] for r in stored.select("settings").distinct().collect()} == {key}:
         return tuple(snapshot_files(store, MODELS_TABLE))
+    reference = _reference_text(spark, store, cfg)
+    rows = [(half, key, _train_half(reference.where(half_column(settings.seed, scheme) == half), settings, scheme,
+                                    half)) for half in (0, 1)]
+    store.write(spark.createDataFrame(pd.DataFrame(rows, columns=["half", "settings", "weights"]), MODELS_SCHEMA),
+                MODELS_TABLE)
+    return tuple(snapshot_files(store, MODELS_TABLE))
+
+
+def _reference_text(spark: SparkSession, store: TableStore, cfg: SampleMixConfig) -> DataFrame:
+    """doc_id and text of the reference: the ``reference`` domains' documents and the ``sources``' valid rows."""
+    settings = cfg.quality.perplexity
     documents = store.read("documents")
     present = {r["domain"] for r in documents.select("domain").distinct().collect()}
     missing = sorted(set(settings.reference) - present)
     if missing:
         raise InputError(f"quality.perplexity.reference names {', '.join(missing)}, which the documents do not "
                          f"hold; domains: {', '.join(sorted(present))}")
-    reference = documents.where(F.col("domain").isin(settings.reference))
-    rows = [(half, key, _train_half(reference.where(half_column(settings.seed, scheme) == half), settings, scheme,
-                                    half)) for half in (0, 1)]
-    store.write(spark.createDataFrame(pd.DataFrame(rows, columns=["half", "settings", "weights"]), MODELS_SCHEMA),
-                MODELS_TABLE)
-    return tuple(snapshot_files(store, MODELS_TABLE))
+    reference = documents.where(F.col("domain").isin(settings.reference)).select("doc_id", "text")
+    if not settings.sources:
+        return reference
+    from samplemix_spark.ingest.documents import read_raw
+
+    given = dataclasses.replace(cfg.ingest, sources=list(settings.sources), holdout_sources=[], holdout_fraction=0.0)
+    raw = read_raw(spark, given, read_domain=False)
+    valid = raw.where(F.col("parse_error").isNull() & F.col("text").isNotNull() & (F.trim("text") != ""))
+    # Keyed as ingest keys a text without an id: its hash orders and splits it like a document.
+    outside = valid.select(F.substring(F.sha2("text", 256), 1, 32).alias("doc_id"), "text")
+    return reference.unionByName(outside)
 
 
 def _train_half(documents: DataFrame, settings: PerplexityConfig, hash_scheme: str, half: int) -> bytes:
