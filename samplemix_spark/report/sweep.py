@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 from pyspark.sql import SparkSession
