@@ -93,8 +93,8 @@ class Copies:
                 mask = pc.is_in(ids, value_set=wanted)
                 if not pc.any(mask).as_py():
                     continue
-                rows = handle.read_row_group(group, columns=["doc_id", "text"]).filter(mask)
-                for doc_id, text in zip(rows.column("doc_id").to_pylist(), rows.column("text").to_pylist()):
+                texts = handle.read_row_group(group, columns=["text"]).column("text").filter(mask)
+                for doc_id, text in zip(ids.filter(mask).to_pylist(), texts.to_pylist()):
                     found.setdefault(doc_id, text.encode("utf-8") + SEPARATOR)
         return found
 

@@ -464,8 +464,7 @@ class IngestStep:
         """Write the held-out documents (an empty table when no split is configured, so none is stale)."""
         rows = holdout_rows(flagged)
         if labelled(self.cfg):
-            rows = label_domains(rows.drop("domain"), self.cfg.domain, Progress("ingest: labelling held-out domains",
-                                                                                total=0)).drop("domain_confidence")
+            rows = label_domains(rows, self.cfg.domain, Progress("ingest: labelling held-out domains", total=0))
         with _file_errors():
             store.write(rows.select("doc_id", "domain", "text"), "holdout")
         return store.read("holdout").count()
