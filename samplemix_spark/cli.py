@@ -33,6 +33,7 @@ STAGE_HELP = {
     "embed": "embed every document with the diversity encoder",
     "cluster": "fit spherical k-means centroids on a subsample (driver)",
     "assign": "assign every document to its nearest centroid",
+    "domains": "label documents with groups of their k-means clusters (domain.method clusters)",
     "diversity": "write cluster statistics and the diversity table (d per doc_id)",
     "mix": "compute weights and counts, write weights, mix_run and output",
     "report": "write and print the per-domain report",

@@ -32,7 +32,7 @@ DOMAIN_WEIGHT_SOURCES = ("natural", "manual", "entropy", "bimix", "quality_thres
 ENTROPY_KINDS = ("shannon", "conditional", "joint")
 QUALITY_SOURCES = ("integer", "expected")
 QUALITY_METHODS = ("classifier", "column", "heuristic", "model", "perplexity")
-DOMAIN_METHODS = ("column", "classifier")
+DOMAIN_METHODS = ("column", "classifier", "clusters")
 CLASSIFIER_FORMATS = ("transformers", "fasttext", "backbone_head")
 CLASSIFIER_HEADS = ("regression", "classes")
 TRAIN_MODES = ("finetune", "frozen")
@@ -344,11 +344,15 @@ class DomainConfig:
     - ``column`` (the default): ``ingest.domain_column``; a row without one is a ``null_domain`` reject;
     - ``classifier``: labelled at ingest by ``domain.classifier``, training and held-out
       documents alike, so everything downstream sees the labels as if they were a
-      source column; ``ingest.domain_column`` is not read. Inference settings as ``quality``'s.
+      source column; ``ingest.domain_column`` is not read. Inference settings as ``quality``'s;
+    - ``clusters``: the diversity stage's k-means clusters grouped into at most
+      ``max_domains`` domains ``cluster_group_<i>`` by k-means over the centroids
+      (the ``domains`` stage, after ``assign``); needs ``diversity.method: kmeans``.
     """
 
     method: str = "column"
     classifier: DomainClassifierConfig = field(default_factory=DomainClassifierConfig)
+    max_domains: int = 8
     batch_size: int = 32
     max_tokens: int = 512
     device: str = "auto"
@@ -359,6 +363,7 @@ class DomainConfig:
         _require(self.method != "classifier" or bool(self.classifier.path), "domain.classifier.path",
                  "domain.method 'classifier' needs the checkpoint that labels documents")
         _check_inference(self, "domain")
+        _require_positive_int(self.max_domains, "domain.max_domains")
 
 
 def _check_inference(settings: Any, section: str) -> None:
@@ -754,6 +759,9 @@ class SampleMixConfig:
         if self.diversity.method == "column":
             _require(bool(self.ingest.diversity_column), "ingest.diversity_column",
                      "diversity.method 'column' needs the source column that holds d(x)")
+        _require(self.domain.method != "clusters" or self.diversity.method == "kmeans", "domain.method",
+                 "'clusters' groups the diversity stage's k-means clusters: it needs diversity.method 'kmeans', "
+                 f"not {self.diversity.method!r}")
         self._check_quadmix_criteria()
         self._check_input_template(self.quality.classifier.input_template, "quality.classifier.input_template")
         self._check_input_template(self.domain.classifier.input_template, "domain.classifier.input_template")

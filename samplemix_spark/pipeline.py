@@ -19,16 +19,21 @@ from samplemix_spark.tables.state import StageState, stage_fingerprint
 log = logging.getLogger(__name__)
 
 # Every stage, in pipeline order; `samplemix run` runs those that its methods need.
-STAGES = ("ingest", "quality", "embed", "cluster", "assign", "diversity", "mix", "report")
+STAGES = ("ingest", "quality", "embed", "cluster", "assign", "domains", "diversity", "mix", "report")
 # Jobs run on their own: labelling and training feed the quality model.
 EXTRA_JOBS = ("annotate", "train-quality", "score-quality")
 
 
 def pipeline_stages(cfg: SampleMixConfig) -> tuple[str, ...]:
-    """The stages `samplemix run` runs: embed/cluster/assign only for k-means diversity."""
-    if cfg.diversity.method == "kmeans":
-        return STAGES
-    return tuple(s for s in STAGES if s not in ("embed", "cluster", "assign"))
+    """The stages `samplemix run` runs: embed/cluster/assign only for k-means diversity.
+
+    Domains from clusters come after assign, and quality after them (a perplexity
+    reference names domains).
+    """
+    if cfg.domain.method == "clusters":
+        return ("ingest", "embed", "cluster", "assign", "domains", "quality", "diversity", "mix", "report")
+    skipped = {"domains"} if cfg.diversity.method == "kmeans" else {"embed", "cluster", "assign", "domains"}
+    return tuple(s for s in STAGES if s not in skipped)
 
 
 class Step(Protocol):
@@ -46,6 +51,7 @@ _FACTORIES = {
     "embed": ("samplemix_spark.diversity.embed", "EmbedStep"),
     "cluster": ("samplemix_spark.diversity.cluster", "ClusterStep"),
     "assign": ("samplemix_spark.diversity.assign", "AssignStep"),
+    "domains": ("samplemix_spark.diversity.domains", "DomainGroupsStep"),
     "diversity": ("samplemix_spark.diversity", "diversity_step"),
     "mix": ("samplemix_spark.evaluation.mix_stage", "mix_step"),
     "report": ("samplemix_spark.report", "ReportStep"),
@@ -105,7 +111,8 @@ def run_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str) -> StageRes
 
 # The table whose presence shows that a stage finished (with its recorded fingerprint).
 STAGE_OUTPUT = {"ingest": "documents", "quality": "quality", "embed": "embeddings", "cluster": "centroids",
-                "assign": "assignments", "diversity": "diversity", "mix": "output", "report": "report_summary"}
+                "assign": "assignments", "domains": "domain_groups",
+                "diversity": "diversity", "mix": "output", "report": "report_summary"}
 
 
 def plan(cfg: SampleMixConfig, stages: tuple[str, ...] | None = None) -> list[tuple[str, Step]]:

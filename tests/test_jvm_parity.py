@@ -219,3 +219,29 @@ def test_perplexity_scores_and_q_on_jvm_local_equal_the_embedded_engine(spark, t
     assert jvm_bpb.sort_index().tolist() == embedded_bpb.sort_index().tolist()
     weights = pd.read_parquet(tmp_path / "jvm" / "weights").set_index("doc_id")["q"]
     assert weights.sort_index().tolist() == embedded["q"].loc[weights.index].sort_index().tolist()
+
+
+def test_domains_from_clusters_on_jvm_local_equal_the_embedded_engine(tmp_path):
+    """domain.method clusters on a corpus without a domain field: the same labels and groups on both engines."""
+    import numpy as np
+
+    from .conftest import write_jsonl
+    from .realtext import bbc_articles
+
+    settings = ("quality.method=heuristic", "ingest.quality_column=null", "ingest.diversity_column=null",
+                "ingest.holdout_fraction=0.2", "diversity.method=kmeans", "diversity.max_tokens=32", "diversity.k=6",
+                "diversity.niter=10", "domain.method=clusters", "domain.max_domains=3")
+    tables = {}
+    for name, engine in (("embedded", ()), ("jvm", JVM)):
+        write_jsonl(tmp_path / name / "data" / "docs.jsonl", [{"text": t} for t in bbc_articles(60)])
+        result = run_pipeline_cli(tmp_path / name, *settings, *engine)
+        assert result.returncode == 0, result.stderr[-3000:]
+        warehouse = tmp_path / name / "wh"
+        tables[name] = {t: DeltaTable(str(warehouse / t)).to_pandas() if name == "embedded"
+                        else pd.read_parquet(warehouse / t) for t in ("documents", "holdout", "domain_groups")}
+    for table, key in (("documents", "doc_id"), ("holdout", "doc_id"), ("domain_groups", "group_id")):
+        embedded, jvm = _sorted(tables["embedded"][table], key), _sorted(tables["jvm"][table], key)
+        assert embedded[key].tolist() == jvm[key].tolist() and embedded["domain"].tolist() == jvm["domain"].tolist()
+    assert tables["embedded"]["documents"]["domain"].nunique() > 1
+    groups = [np.stack(_sorted(tables[n]["domain_groups"], "group_id")["centroid"]) for n in ("embedded", "jvm")]
+    np.testing.assert_allclose(groups[0], groups[1], atol=1e-6)

@@ -112,8 +112,13 @@ class AssignStep(PerDocumentStep):
                   progress: Optional[Progress] = None) -> DataFrame:
         centroids = read_centroids(store)
         check_dimensions(store, centroids)
-        if centroids.nbytes > _CLOSURE_WARN_BYTES:
-            log.warning("assign: %.0f MiB of centroids travel in the UDF closure; the Spark Connect message "
-                        "cap is 128 MiB", centroids.nbytes / 2**20)
-        vectors = rows.select("doc_id", *embedding_columns(rows))
-        return vectors.mapInPandas(assign_batches(centroids, progress), ASSIGNMENT_SCHEMA)
+        return assign_rows(rows, centroids, progress)
+
+
+def assign_rows(vectors: DataFrame, centroids: np.ndarray, progress: Optional[Progress] = None) -> DataFrame:
+    """doc_id, cluster_id, distance of each row of an embeddings-shaped DataFrame (on executors)."""
+    if centroids.nbytes > _CLOSURE_WARN_BYTES:
+        log.warning("assign: %.0f MiB of centroids travel in the UDF closure; the Spark Connect message "
+                    "cap is 128 MiB", centroids.nbytes / 2**20)
+    vectors = vectors.select("doc_id", *embedding_columns(vectors))
+    return vectors.mapInPandas(assign_batches(centroids, progress), ASSIGNMENT_SCHEMA)

@@ -82,6 +82,11 @@ class EmbedStep(PerDocumentStep):
 
     def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
                   progress: Optional[Progress] = None) -> DataFrame:
-        diversity = dataclasses.replace(self.cfg.diversity, encoder=portable_location(self.cfg.diversity.encoder))
-        column = "embedding_f16" if diversity.storage == "float16" else "embedding"
-        return rows.select("doc_id", embedding_column(F.col("text"), diversity, progress).alias(column))
+        return embed_rows(rows, self.cfg.diversity, progress)
+
+
+def embed_rows(rows: DataFrame, cfg: DiversityConfig, progress: Optional[Progress] = None) -> DataFrame:
+    """doc_id and the stored vector column of each row's ``text``; the UDF's closure holds settings only."""
+    portable = dataclasses.replace(cfg, encoder=portable_location(cfg.encoder))
+    column = "embedding_f16" if portable.storage == "float16" else "embedding"
+    return rows.select("doc_id", embedding_column(F.col("text"), portable, progress).alias(column))

@@ -32,7 +32,7 @@ from samplemix_spark.config import IngestConfig, SampleMixConfig, score_column_n
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import HOLDOUT_SPLIT, SHINGLE_WORDS, shingle_hashes, uniform
-from samplemix_spark.ingest.domain_labels import check_domain_classifier, label_domains, labelled
+from samplemix_spark.ingest.domain_labels import check_domain_classifier, classified, label_domains, labelled
 from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
 from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
@@ -345,7 +345,7 @@ class IngestStep:
 
     def check(self) -> None:
         tokenizer_file(self.cfg.ingest.tokenizer)
-        if labelled(self.cfg):
+        if classified(self.cfg):
             check_domain_classifier(self.cfg.domain)
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
@@ -391,7 +391,8 @@ class IngestStep:
         _write_increment(store, new.select("doc_id"))
         store.write(stored.unionByName(self._documents(new)), "documents")
         n_rejects = self._write_rejects(flagged, store)
-        n_holdout = self._write_holdout(flagged, store)
+        keep_labels = self.cfg.domain.method == "clusters" and store.exists("holdout")
+        n_holdout = self._write_holdout(flagged, store, keep_labels)
         record_split(store, split_settings(self.cfg.ingest, store.hash_scheme))
         self._log_near_duplicates(store)
         log.info("ingest: %d input rows = %d new documents + %d already stored + %d rejects + %d held out",
@@ -460,11 +461,19 @@ class IngestStep:
                  "rejected as holdout_near_duplicate (every held-out document's share is in holdout_overlap)",
                  n_near, 100 * ingest.holdout_overlap, SHINGLE_WORDS)
 
-    def _write_holdout(self, flagged: DataFrame, store: TableStore) -> int:
-        """Write the held-out documents (an empty table when no split is configured, so none is stale)."""
+    def _write_holdout(self, flagged: DataFrame, store: TableStore, keep_labels: bool = False) -> int:
+        """Write the held-out documents (an empty table when no split is configured, so none is stale).
+
+        With ``keep_labels`` (a refresh under ``domain.method: clusters``) a held-out
+        document keeps the domain the stored table gave it, so a refresh never renames one.
+        """
         rows = holdout_rows(flagged)
-        if labelled(self.cfg):
+        if classified(self.cfg):
             rows = label_domains(rows, self.cfg.domain, Progress("ingest: labelling held-out domains", total=0))
+        if keep_labels:
+            stored = store.read("holdout").select("doc_id", F.col("domain").alias("_stored_domain"))
+            rows = (rows.join(stored, "doc_id", "left").withColumn("domain", F.col("_stored_domain"))
+                    .drop("_stored_domain"))
         with _file_errors():
             store.write(rows.select("doc_id", "domain", "text"), "holdout")
         return store.read("holdout").count()
@@ -480,11 +489,11 @@ class IngestStep:
 
     def _documents(self, kept: DataFrame) -> DataFrame:
         counted = Progress("ingest: counting tokens", total=0)
-        if labelled(self.cfg):
+        if classified(self.cfg):
             kept = label_domains(kept, self.cfg.domain, Progress("ingest: labelling domains", total=0))
         columns = [F.col("doc_id"), F.col("domain"), F.col("text"),
                    token_count_column(F.col("text"), self.cfg.ingest.tokenizer, counted).alias("n_tokens")]
-        if labelled(self.cfg):
+        if classified(self.cfg):
             columns.append(F.col("domain_confidence"))
         if self.cfg.ingest.quality_column:
             columns.append(F.col("q_input"))

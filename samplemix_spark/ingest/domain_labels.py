@@ -52,8 +52,13 @@ def classifier_input(template: Optional[str]) -> Column:
 
 
 def labelled(cfg: SampleMixConfig) -> bool:
-    """Whether domains come from a model rather than ``ingest.domain_column``."""
+    """Whether domains come from a model rather than ``ingest.domain_column`` (which is then not read)."""
     return cfg.domain.method != "column"
+
+
+def classified(cfg: SampleMixConfig) -> bool:
+    """Whether ingest labels the documents (``classifier``); ``clusters`` labels them after ``assign``."""
+    return cfg.domain.method == "classifier"
 
 
 def check_domain_classifier(cfg: DomainConfig) -> dict:

@@ -86,8 +86,12 @@ class StageState:
 def stage_fingerprint(stage: str, cfg, previous: Optional[str]) -> str:
     """The fingerprint of ``stage`` under ``cfg`` after a stage with fingerprint ``previous``."""
     sections = {"ingest": cfg.ingest, "quality": cfg.quality, "embed": cfg.diversity, "cluster": cfg.diversity,
-                "assign": cfg.diversity, "diversity": cfg.diversity, "mix": cfg.mixing, "report": None}
+                "assign": cfg.diversity, "domains": cfg.domain, "diversity": cfg.diversity, "mix": cfg.mixing,
+                "report": None}
     extra = source_signature(cfg.ingest.sources) if stage == "ingest" else None
+    if stage == "ingest" and cfg.domain.method != "column":
+        # Labels from a model are part of what ingest writes (the default keeps its old fingerprint).
+        extra = {"sources": extra, "domain": asdict(cfg.domain)}
     scheme = cfg.tables.hash_scheme
     if stage == "ingest" and scheme not in ("v1", "auto"):
         # Every later stage chains on ingest's fingerprint. v1 keeps the fingerprints it always had, so a

@@ -54,6 +54,7 @@ TABLES: dict[str, str] = {
     "embeddings": "embed",
     "centroids": "cluster",
     "assignments": "assign",
+    "domain_groups": "domains",
     "cluster_stats": "diversity",
     "diversity": "diversity",
     "weights": "mix",

@@ -1,0 +1,146 @@
+"""``samplemix domains`` (``domain.method: clusters``): domains for a corpus that has none, from its clusters.
+
+The stage sits after ``assign``, since the clusters exist only then, and before
+``quality``, so a perplexity reference can name its domains. The k cluster
+centroids are grouped by spherical k-means (faiss, on the driver: k x dim
+floats) into G = min(``domain.max_domains``, k) groups, numbered from the group
+with the most documents down and named ``cluster_group_<i>``. A cluster belongs
+to the group whose centroid is nearest its own (float64 cosine, ties to the
+lower group) and a document to its cluster's group.
+
+The group centroids are the map. They are fitted when no document has a label
+yet, which is the case after every full ingest (``samplemix run``, ``--force``,
+``--resplit``), and stored in ``domain_groups``. Otherwise, on a refresh, also
+one that re-clusters, they are read back: new clusters map onto the stored
+groups, and a training or held-out document that has a label keeps it. A
+refresh labels only new documents and never renames one.
+
+Writes ``documents`` with ``domain`` filled in: one rewrite, after which the
+labels are a column like a source's for every later stage, report, baseline
+and evaluation. Writes ``holdout`` the same way: held-out texts are embedded
+and assigned to the stored centroids on executors, as documents were (their
+vectors are not kept). Writes ``domain_groups`` (group_id, domain, centroid).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from samplemix_spark.config import SampleMixConfig
+from samplemix_spark.diversity.assign import assign_rows
+from samplemix_spark.diversity.cluster import centroids_frame, read_centroids
+from samplemix_spark.diversity.embed import embed_rows
+from samplemix_spark.diversity.stats import cluster_sizes
+from samplemix_spark.engine.progress import Progress
+from samplemix_spark.errors import ConfigError, InputError
+from samplemix_spark.models.kmeans import train_kmeans
+from samplemix_spark.tables import TableStore
+
+log = logging.getLogger(__name__)
+
+GROUP_PREFIX = "cluster_group_"
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = vectors.astype(np.float64)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def nearest_group(centroids: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each cluster centroid's group: the highest float64 cosine, the lower group among equals."""
+    return (_unit(centroids) @ _unit(groups).T).argmax(axis=1)  # argmax keeps the first of equal maxima
+
+
+def fit_groups(centroids: np.ndarray, sizes: np.ndarray, max_domains: int, niter: int, seed: int) -> np.ndarray:
+    """(G, dim) group centroids over the cluster centroids, the group with the most documents first.
+
+    ``sizes`` are the clusters' document counts; groups of equal size keep faiss's order.
+    """
+    n_groups = min(max_domains, len(centroids))
+    groups = train_kmeans(centroids, n_groups, niter, seed)
+    members = np.bincount(nearest_group(centroids, groups), weights=sizes, minlength=n_groups)
+    return groups[np.lexsort((np.arange(n_groups), -members))]
+
+
+def group_names(n_groups: int) -> list[str]:
+    return [f"{GROUP_PREFIX}{i}" for i in range(n_groups)]
+
+
+def read_groups(store: TableStore) -> np.ndarray:
+    """(G, dim) stored group centroids ordered by group_id."""
+    frame = store.read("domain_groups").select("group_id", "centroid").toPandas().sort_values("group_id")
+    return np.stack(frame["centroid"].to_numpy()).astype(np.float32)
+
+
+def fill_domain(rows: DataFrame, labels: DataFrame) -> DataFrame:
+    """``rows`` with a null ``domain`` taken from ``labels`` (doc_id, _label); a label already there stays."""
+    return (rows.join(labels, "doc_id", "left")
+            .withColumn("domain", F.coalesce(F.col("domain"), F.col("_label"))).select(*rows.columns))
+
+
+class DomainGroupsStep:
+    """Label documents and held-out documents with their cluster's group; write ``domain_groups``."""
+
+    name = "domains"
+
+    def __init__(self, cfg: SampleMixConfig) -> None:
+        self.cfg = cfg
+
+    def check(self) -> None:
+        if self.cfg.domain.method != "clusters":
+            raise ConfigError(f"'domain.method': the domains stage labels documents for 'clusters', and this "
+                              f"config's method is {self.cfg.domain.method!r}")
+
+    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
+        centroids = read_centroids(store)
+        documents = store.read("documents")
+        groups = self._groups(spark, store, centroids, documents)
+        names = np.array(group_names(len(groups)))[nearest_group(centroids, groups)]
+        mapping = spark.createDataFrame(pd.DataFrame({"cluster_id": list(range(len(centroids))),
+                                                      "_label": names.tolist()}), "cluster_id int, _label string")
+        labels = store.read("assignments").join(mapping, "cluster_id").select("doc_id", "_label")
+        store.write(fill_domain(documents, labels), "documents")
+        n_missing = store.read("documents").filter(F.col("domain").isNull()).count()
+        if n_missing:
+            raise InputError(f"{n_missing} documents have no cluster assignment, so no domain: run `samplemix "
+                             "embed`, `cluster` and `assign` (or `samplemix run`) before `samplemix domains`")
+        return {"documents": store.read("documents").count(),
+                "holdout": self._label_holdout(store, centroids, mapping), "domain_groups": len(groups)}
+
+    def _groups(self, spark: SparkSession, store: TableStore, centroids: np.ndarray,
+                documents: DataFrame) -> np.ndarray:
+        """The stored map when documents have labels already (a refresh), else a new fit, stored."""
+        if store.exists("domain_groups") and documents.filter(F.col("domain").isNotNull()).limit(1).count():
+            groups = read_groups(store)
+            if groups.shape[1] != centroids.shape[1]:
+                raise InputError(f"the stored domain groups have dimension {groups.shape[1]} and the centroids "
+                                 f"{centroids.shape[1]}: the encoder changed; `samplemix run --force` labels "
+                                 "every document again")
+            log.info("domains: %d stored groups; labelling the documents without a domain", len(groups))
+            return groups
+        diversity, domain = self.cfg.diversity, self.cfg.domain
+        sizes = cluster_sizes(store.read("assignments")).set_index("cluster_id")["size"]
+        sizes = sizes.reindex(range(len(centroids)), fill_value=0).to_numpy(dtype=np.float64)
+        groups = fit_groups(centroids, sizes, domain.max_domains, diversity.niter, diversity.seed)
+        log.info("domains: %d clusters grouped into %d domains (domain.max_domains %d)", len(centroids),
+                 len(groups), domain.max_domains)
+        frame = centroids_frame(spark, groups).withColumnRenamed("cluster_id", "group_id")
+        store.write(frame.select("group_id", F.concat(F.lit(GROUP_PREFIX), F.col("group_id").cast("string"))
+                                 .alias("domain"), "centroid"), "domain_groups")
+        return groups
+
+    def _label_holdout(self, store: TableStore, centroids: np.ndarray, mapping: DataFrame) -> int:
+        """Embed and assign the held-out documents without a label; returns the held-out count."""
+        holdout = store.read("holdout")
+        unlabelled = holdout.filter(F.col("domain").isNull())
+        if unlabelled.limit(1).count():
+            vectors = embed_rows(unlabelled, self.cfg.diversity, Progress("domains: embedding held-out documents",
+                                                                          total=0))
+            labels = assign_rows(vectors, centroids).join(mapping, "cluster_id").select("doc_id", "_label")
+            store.write(fill_domain(holdout, labels), "holdout")
+        return store.read("holdout").count()

@@ -1,0 +1,133 @@
+"""domain.method: clusters: a corpus without a domain column gets domains from groups of its k-means clusters.
+
+Answers known in advance: centroids drawn as blobs group into exactly those
+blobs, the blob with the most documents first; on real text (BBC articles with
+no domain field) every document's domain is the group of its cluster, and every
+held-out document's the group of the centroid nearest its own embedding, both
+recomputed in numpy from the stored tables and a direct encoder; a refresh that
+re-clusters renames nothing and labels new documents through the stored groups.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from samplemix_spark.diversity.domains import fit_groups, group_names, nearest_group
+from samplemix_spark.errors import ConfigError
+from samplemix_spark.pipeline import plan, run_pipeline
+from samplemix_spark.refresh import run_incremental
+
+from .conftest import make_config, store_for, write_jsonl
+from .realtext import bbc_articles
+
+ARTICLES = bbc_articles(150)
+MAX_DOMAINS = 3
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def test_centroid_blobs_group_into_the_blobs_the_one_with_most_documents_first():
+    rng = np.random.default_rng(0)
+    centers = np.eye(8)[:3]
+    blob = np.repeat(np.arange(3), [5, 7, 4])  # 16 cluster centroids in three blobs
+    centroids = _unit(centers[blob] + 0.05 * rng.standard_normal((len(blob), 8))).astype(np.float32)
+    sizes = np.where(blob == 2, 100.0, 10.0)  # blob 2 has the fewest clusters and the most documents
+    groups = fit_groups(centroids, sizes, MAX_DOMAINS, niter=20, seed=1)
+    assigned = nearest_group(centroids, groups)
+    for b in range(3):  # each blob is one group, and no group spans two blobs
+        assert len(set(assigned[blob == b])) == 1
+    assert len(set(assigned)) == 3
+    assert assigned[blob == 2][0] == 0 and assigned[blob == 1][0] == 1  # 400 documents, then 70, then 50
+
+
+def test_fewer_clusters_than_max_domains_give_each_cluster_its_own_group():
+    centroids = np.eye(4, dtype=np.float32)[:2]
+    groups = fit_groups(centroids, np.array([3.0, 5.0]), 8, niter=10, seed=1)
+    assert len(groups) == 2 and nearest_group(centroids, groups).tolist() == [1, 0]
+    assert group_names(2) == ["cluster_group_0", "cluster_group_1"]
+
+
+def _config(warehouse, sources):
+    return make_config(warehouse, sources, quality={"method": "heuristic"},
+                       diversity={"method": "kmeans", "max_tokens": 32, "k": 8, "niter": 10},
+                       ingest={"quality_column": None, "diversity_column": None, "holdout_fraction": 0.2},
+                       domain={"method": "clusters", "max_domains": MAX_DOMAINS})
+
+
+def _tables(store) -> dict[str, pd.DataFrame]:
+    names = ("documents", "holdout", "assignments", "centroids", "domain_groups", "rejects")
+    return {t: store.read(t).toPandas() for t in names}
+
+
+def _matrix(frame: pd.DataFrame, key: str) -> np.ndarray:
+    return np.stack(frame.sort_values(key)["centroid"].to_numpy()).astype(np.float64)
+
+
+def _expected_domains(tables) -> tuple[pd.Series, np.ndarray]:
+    """doc_id -> domain from the stored centroids, groups and assignments; the cluster -> domain array."""
+    groups = _matrix(tables["domain_groups"], "group_id")
+    names = tables["domain_groups"].sort_values("group_id")["domain"].to_numpy()
+    of_cluster = names[(_unit(_matrix(tables["centroids"], "cluster_id")) @ _unit(groups).T).argmax(1)]
+    assignments = tables["assignments"].set_index("doc_id")["cluster_id"]
+    return pd.Series(of_cluster[assignments.to_numpy()], index=assignments.index), of_cluster
+
+
+@pytest.fixture(scope="module")
+def clustered(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("clusters")
+    write_jsonl(root / "src" / "a.jsonl", [{"text": t} for t in ARTICLES[:120]])
+    cfg = _config(root / "wh", [root / "src" / "*.jsonl"])
+    results = run_pipeline(spark, cfg)
+    return root, cfg, [r.stage for r in results], _tables(store_for(spark, cfg))
+
+
+def test_every_document_gets_its_cluster_group_training_and_held_out(clustered):
+    from samplemix_spark.models.encoder import TextEncoder
+    from samplemix_spark.models.paths import resolve_local_path
+
+    _, cfg, stages, tables = clustered
+    assert stages.index("domains") == stages.index("assign") + 1 < stages.index("quality")
+    documents, holdout = tables["documents"].set_index("doc_id"), tables["holdout"]
+    assert (tables["rejects"]["reason"] != "null_domain").all() and len(holdout) > 0
+    assert len(documents) + len(holdout) + len(tables["rejects"]) == 120
+    expected, of_cluster = _expected_domains(tables)
+    assert documents["domain"].sort_index().tolist() == expected.sort_index().tolist()
+    counts = documents["domain"].value_counts()
+    assert len(tables["domain_groups"]) == MAX_DOMAINS and set(counts.index) <= set(group_names(MAX_DOMAINS))
+    assert counts.idxmax() == "cluster_group_0" and counts.get("cluster_group_0") >= counts.max()
+    encoder = TextEncoder(resolve_local_path(cfg.diversity.encoder, "test"), max_tokens=32)
+    vectors = encoder.embed(holdout["text"].tolist(), normalize=True).astype(np.float64)
+    nearest = (vectors @ _unit(_matrix(tables["centroids"], "cluster_id")).T).argmax(1)
+    assert holdout["domain"].tolist() == of_cluster[nearest].tolist()
+
+
+def test_a_refresh_that_reclusters_keeps_every_label_and_labels_new_documents_by_the_stored_groups(spark, clustered):
+    root, cfg, _, before = clustered
+    write_jsonl(root / "src" / "b.jsonl", [{"text": t} for t in ARTICLES[120:]])
+    run_incremental(spark, cfg, recluster=True)
+    after = _tables(store_for(spark, cfg))
+    pd.testing.assert_frame_equal(after["domain_groups"].sort_values("group_id").reset_index(drop=True),
+                                  before["domain_groups"].sort_values("group_id").reset_index(drop=True))
+    for table in ("documents", "holdout"):
+        old = before[table].set_index("doc_id")["domain"]
+        new = after[table].set_index("doc_id")["domain"]
+        assert new.loc[old.index].tolist() == old.tolist(), table
+        assert new.notna().all() and len(new) > len(old), table
+    documents = after["documents"].set_index("doc_id")["domain"]
+    expected, _ = _expected_domains(after)  # the new centroids, mapped to the stored groups
+    added = documents.index.difference(before["documents"]["doc_id"])
+    assert documents.loc[added].tolist() == expected.loc[added].tolist()
+
+
+def test_clusters_without_kmeans_diversity_or_a_domains_stage_without_clusters_fail_in_one_line(tmp_path):
+    with pytest.raises(ConfigError) as failure:
+        make_config(tmp_path / "wh", ["unused"], domain={"method": "clusters"})
+    assert "'domain.method'" in str(failure.value) and "diversity.method 'kmeans'" in str(failure.value)
+    with pytest.raises(ConfigError) as failure:
+        plan(make_config(tmp_path / "wh", ["unused"]), ("domains",))
+    assert "the domains stage labels documents for 'clusters'" in str(failure.value)
+    assert "\n" not in str(failure.value) and not (tmp_path / "wh").exists()
