@@ -26,6 +26,7 @@ import logging
 from typing import Optional
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.pipeline import (
@@ -78,6 +79,9 @@ def run_incremental(spark: SparkSession, cfg: SampleMixConfig, recluster: bool =
     n_new, n_docs = increment.count(), store.read("documents").count()
     if n_new == 0 and not recluster and not resplit:
         log.info("refresh: no new documents; every table is current")
+        if "domains" in steps and store.read("holdout").filter(F.col("domain").isNull()).limit(1).count():
+            # New held-out documents alone still need their domains (domain.method clusters).
+            results.append(run_step(spark, cfg, steps["domains"]))
     else:
         refit = "cluster" in steps and recluster_needed(n_new, n_docs, cfg, recluster)
         for stage, step in planned[1:]:

@@ -22,7 +22,7 @@ from samplemix_spark.refresh import run_incremental
 from .conftest import make_config, store_for, write_jsonl
 from .realtext import bbc_articles
 
-ARTICLES = bbc_articles(150)
+ARTICLES = bbc_articles(160)
 MAX_DOMAINS = 3
 
 
@@ -51,11 +51,16 @@ def test_fewer_clusters_than_max_domains_give_each_cluster_its_own_group():
     assert group_names(2) == ["cluster_group_0", "cluster_group_1"]
 
 
-def _config(warehouse, sources):
-    return make_config(warehouse, sources, quality={"method": "heuristic"},
+def _config(root):
+    held_out = [str(root / "held" / "*.jsonl")]
+    return make_config(root / "wh", [root / "src" / "*.jsonl"], quality={"method": "heuristic"},
                        diversity={"method": "kmeans", "max_tokens": 32, "k": 8, "niter": 10},
-                       ingest={"quality_column": None, "diversity_column": None, "holdout_fraction": 0.2},
+                       ingest={"quality_column": None, "diversity_column": None, "holdout_sources": held_out},
                        domain={"method": "clusters", "max_domains": MAX_DOMAINS})
+
+
+def _land(path, texts: list[str]) -> None:
+    write_jsonl(path, [{"text": t} for t in texts])
 
 
 def _tables(store) -> dict[str, pd.DataFrame]:
@@ -79,35 +84,42 @@ def _expected_domains(tables) -> tuple[pd.Series, np.ndarray]:
 @pytest.fixture(scope="module")
 def clustered(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("clusters")
-    write_jsonl(root / "src" / "a.jsonl", [{"text": t} for t in ARTICLES[:120]])
-    cfg = _config(root / "wh", [root / "src" / "*.jsonl"])
+    _land(root / "src" / "a.jsonl", ARTICLES[:100])
+    _land(root / "held" / "a.jsonl", ARTICLES[100:120])
+    cfg = _config(root)
     results = run_pipeline(spark, cfg)
     return root, cfg, [r.stage for r in results], _tables(store_for(spark, cfg))
 
 
-def test_every_document_gets_its_cluster_group_training_and_held_out(clustered):
+def _held_out_expected(cfg, tables, holdout: pd.DataFrame) -> list[str]:
+    """The group of the stored centroid nearest each held-out text's embedding by a direct encoder."""
     from samplemix_spark.models.encoder import TextEncoder
     from samplemix_spark.models.paths import resolve_local_path
 
+    encoder = TextEncoder(resolve_local_path(cfg.diversity.encoder, "test"), max_tokens=32)
+    vectors = encoder.embed(holdout["text"].tolist(), normalize=True).astype(np.float64)
+    nearest = (vectors @ _unit(_matrix(tables["centroids"], "cluster_id")).T).argmax(1)
+    return _expected_domains(tables)[1][nearest].tolist()
+
+
+def test_every_document_gets_its_cluster_group_training_and_held_out(clustered):
     _, cfg, stages, tables = clustered
     assert stages.index("domains") == stages.index("assign") + 1 < stages.index("quality")
     documents, holdout = tables["documents"].set_index("doc_id"), tables["holdout"]
     assert (tables["rejects"]["reason"] != "null_domain").all() and len(holdout) > 0
     assert len(documents) + len(holdout) + len(tables["rejects"]) == 120
-    expected, of_cluster = _expected_domains(tables)
+    expected, _ = _expected_domains(tables)
     assert documents["domain"].sort_index().tolist() == expected.sort_index().tolist()
     counts = documents["domain"].value_counts()
     assert len(tables["domain_groups"]) == MAX_DOMAINS and set(counts.index) <= set(group_names(MAX_DOMAINS))
     assert counts.idxmax() == "cluster_group_0" and counts.get("cluster_group_0") >= counts.max()
-    encoder = TextEncoder(resolve_local_path(cfg.diversity.encoder, "test"), max_tokens=32)
-    vectors = encoder.embed(holdout["text"].tolist(), normalize=True).astype(np.float64)
-    nearest = (vectors @ _unit(_matrix(tables["centroids"], "cluster_id")).T).argmax(1)
-    assert holdout["domain"].tolist() == of_cluster[nearest].tolist()
+    assert holdout["domain"].tolist() == _held_out_expected(cfg, tables, holdout)
 
 
 def test_a_refresh_that_reclusters_keeps_every_label_and_labels_new_documents_by_the_stored_groups(spark, clustered):
     root, cfg, _, before = clustered
-    write_jsonl(root / "src" / "b.jsonl", [{"text": t} for t in ARTICLES[120:]])
+    _land(root / "src" / "b.jsonl", ARTICLES[120:140])
+    _land(root / "held" / "b.jsonl", ARTICLES[140:150])
     run_incremental(spark, cfg, recluster=True)
     after = _tables(store_for(spark, cfg))
     pd.testing.assert_frame_equal(after["domain_groups"].sort_values("group_id").reset_index(drop=True),
@@ -121,6 +133,21 @@ def test_a_refresh_that_reclusters_keeps_every_label_and_labels_new_documents_by
     expected, _ = _expected_domains(after)  # the new centroids, mapped to the stored groups
     added = documents.index.difference(before["documents"]["doc_id"])
     assert documents.loc[added].tolist() == expected.loc[added].tolist()
+
+
+def test_a_refresh_that_adds_only_held_out_documents_labels_them_and_nothing_else(spark, clustered):
+    root, cfg, _, _ = clustered
+    store = store_for(spark, cfg)
+    before = _tables(store)
+    _land(root / "held" / "c.jsonl", ARTICLES[150:])
+    assert [r.stage for r in run_incremental(spark, cfg)] == ["ingest", "domains"]
+    after = _tables(store)
+    pd.testing.assert_frame_equal(after["documents"].sort_values("doc_id").reset_index(drop=True),
+                                  before["documents"].sort_values("doc_id").reset_index(drop=True))
+    old, holdout = before["holdout"].set_index("doc_id")["domain"], after["holdout"].set_index("doc_id")
+    assert len(holdout) == len(old) + 10 and holdout.loc[old.index, "domain"].tolist() == old.tolist()
+    added = holdout.drop(index=old.index)
+    assert added["domain"].tolist() == _held_out_expected(cfg, after, added)
 
 
 def test_clusters_without_kmeans_diversity_or_a_domains_stage_without_clusters_fail_in_one_line(tmp_path):

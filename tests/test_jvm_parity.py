@@ -163,7 +163,7 @@ def test_classifier_quality_on_jvm_local_equals_direct_scoring(tmp_path):
 
 
 def test_domain_labels_on_jvm_local_equal_direct_labelling(tmp_path):
-    """domain.method classifier through JVM Spark's Python workers: the executor-side code's labels, held out too."""
+    """domain.method classifier end to end on JVM Spark: the executor-side code's labels, held out and reported too."""
     import numpy as np
 
     from samplemix_spark.models.classifier import ClassifierSpec, TextClassifier
@@ -175,7 +175,7 @@ def test_domain_labels_on_jvm_local_equal_direct_labelling(tmp_path):
     checkpoint = _domain_checkpoint(tmp_path / "classes")
     write_jsonl(tmp_path / "data" / "docs.jsonl", [{"text": t, "diversity_score": 0.5, "quality_score": 0}
                                                    for t in CORPUS])
-    result = samplemix("ingest", "--config", str(REPO / "conf" / "synthetic.yaml"),
+    result = samplemix("run", "--config", str(REPO / "conf" / "synthetic.yaml"),
                        f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
                        "--set=ingest.holdout_fraction=0.3", "--set=domain.method=classifier",
                        f"--set=domain.classifier.path={checkpoint}", "--set=domain.max_tokens=32",
@@ -188,6 +188,8 @@ def test_domain_labels_on_jvm_local_equal_direct_labelling(tmp_path):
         assert rows["domain"].tolist() == top.names, table
         if table == "documents":
             np.testing.assert_allclose(rows["domain_confidence"], top.confidence, rtol=1e-9)
+            reported = pd.read_parquet(tmp_path / "jvm" / "report_domains")["domain"]
+            assert sorted(reported) == sorted(set(top.names))
 
 
 def test_perplexity_scores_and_q_on_jvm_local_equal_the_embedded_engine(spark, tmp_path):
