@@ -9,12 +9,16 @@ Driver-side orchestration of the same steps ``samplemix run`` uses:
 3. cluster runs again only with ``--recluster`` or when new documents are more
    than ``diversity.recluster_share`` of the corpus; then assign runs for every
    document against the new centroids;
-4. cluster statistics, diversity, weights, counts and the report are
+4. with ``domain.method: clusters`` the domains stage labels new training and
+   held-out documents through the stored groups and renames no stored one
+   (it runs even when the only new documents are held out);
+5. cluster statistics, diversity, weights, counts and the report are
    recomputed over the whole corpus, since adding documents changes the
    cluster sizes, the normalisation bounds and the softmax normaliser.
 
 Given the same centroids the tables equal those of a full run over the union
-of old and new sources. The increment is cleared only after the report, so a
+of old and new sources, except that domains from clusters keep the first
+fit's groups, where a full run would fit them again. The increment is cleared only after the report, so a
 refresh killed midway picks the same documents up on its next run; the stage
 fingerprints are then recorded, so a plain ``samplemix run`` finds every stage
 up to date.
@@ -78,10 +82,11 @@ def run_incremental(spark: SparkSession, cfg: SampleMixConfig, recluster: bool =
     increment = store.read("increment")
     n_new, n_docs = increment.count(), store.read("documents").count()
     if n_new == 0 and not recluster and not resplit:
-        log.info("refresh: no new documents; every table is current")
         if "domains" in steps and store.read("holdout").filter(F.col("domain").isNull()).limit(1).count():
-            # New held-out documents alone still need their domains (domain.method clusters).
+            log.info("refresh: no new training documents; labelling the new held-out ones")
             results.append(run_step(spark, cfg, steps["domains"]))
+        else:
+            log.info("refresh: no new documents; every table is current")
     else:
         refit = "cluster" in steps and recluster_needed(n_new, n_docs, cfg, recluster)
         for stage, step in planned[1:]:
