@@ -78,8 +78,8 @@ def main() -> None:
                    "jvm": run(root, "jvm", sources, *JVM, *args.overrides)}
         written = [name for name in KEYS if (root / "embedded" / name).exists()]  # domain_groups: clusters only
         tables = {name: dict(zip(("rows", "differing"), differing_rows(root, name))) for name in written}
-    print(json.dumps({"bench": "parity_demo", "overrides": args.overrides, "seconds": {k: round(v, 1) for k, v in seconds.items()},
-                      "tables": tables}))
+    print(json.dumps({"bench": "parity_demo", "overrides": args.overrides,
+                      "seconds": {k: round(v, 1) for k, v in seconds.items()}, "tables": tables}))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ class Fidelity:
     def resolved_share(self) -> float:
         """Of the pairs the reference separates, the share the small preset separates the same way itself."""
         separated = self.separated()
-        return float((separated["small_word"] == separated["reference_word"]).mean()) if len(separated) else float("nan")
+        if not len(separated):
+            return float("nan")
+        return float((separated["small_word"] == separated["reference_word"]).mean())
 
 
 def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
