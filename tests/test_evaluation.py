@@ -421,6 +421,7 @@ def test_evaluate_command_judges_one_run_against_its_natural_reference(spark, co
 
 
 def test_a_rerun_reads_stored_proxies_and_trains_only_what_is_missing(spark, corpus, tmp_path, monkeypatch):
+    from samplemix_spark.evaluation import evaluate as evaluate_module
     from samplemix_spark.evaluation import swarm
 
     _, cfg = corpus
@@ -438,9 +439,13 @@ def test_a_rerun_reads_stored_proxies_and_trains_only_what_is_missing(spark, cor
     evaluate(spark, ev, runs, ["natural", "alpha"])
     first = Evaluation.read(store_for(spark, cfg)).docs
     assert sorted(trained) == [("alpha", 0, 65536), ("natural", 0, 65536)]
-    # Mixed again (new files, same content) and renamed: nothing is retrained, the figures are the same.
+    # Mixed again (new files, same content) and renamed: nothing is retrained, the figures are the same,
+    # and no run's output is aggregated for its bytes, which only training needs.
     _mix(spark, cfg, tmp_path / "natural", method="domain")
+    monkeypatch.setattr(evaluate_module, "output_bytes", lambda store: pytest.fail("output bytes aggregated"))
     evaluate(spark, ev, runs, ["natural_again", "alpha"])
+    monkeypatch.undo()
+    monkeypatch.setattr(swarm, "run_job", counting)
     again = Evaluation.read(store_for(spark, cfg)).docs.replace({"run": {"natural_again": "natural"}})
     assert len(trained) == 2
     key = ["run", "seed", "doc_id"]

@@ -35,7 +35,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -144,10 +144,19 @@ def _jobs(cfg: SampleMixConfig, runs: list[Run], spec: held.HeldOutSpec) -> list
     ev = cfg.evaluate
     budget = ev.budget_bytes or PRESETS[ev.preset].budget_bytes
     files = {run.name: tuple(snapshot_files(run.store, "output")) for run in runs}
-    sizes = {run.name: output_bytes(run.store) for run in runs}
-    return [ProxyJob(i, run.name, files[run.name], seed, ev.preset, budget, ev.threads, ev.device, spec,
-                     copies_bytes=sizes[run.name])
+    return [ProxyJob(i, run.name, files[run.name], seed, ev.preset, budget, ev.threads, ev.device, spec)
             for i, (run, seed) in enumerate((r, s) for r in runs for s in ev.seeds)]
+
+
+def _with_copies_bytes(runs: list[Run]) -> Callable[[list[ProxyJob]], list[ProxyJob]]:
+    """Gives jobs about to train their run's output bytes: one aggregate per run that has a proxy to train."""
+    stores = {run.name: run.store for run in runs}
+
+    def prepare(todo: list[ProxyJob]) -> list[ProxyJob]:
+        sizes = {name: output_bytes(stores[name]) for name in sorted({job.run for job in todo})}
+        return [dataclasses.replace(job, copies_bytes=sizes[job.run]) for job in todo]
+
+    return prepare
 
 
 def document_tables(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -374,7 +383,8 @@ def score_runs(spark: SparkSession, cfg: SampleMixConfig, runs: list[Run],
     log.info("evaluate: %d runs x %d seeds, preset %s, %d bytes each, macro over %s; held-out documents scored: %s",
              len(runs), len(cfg.evaluate.seeds), cfg.evaluate.preset, planned.jobs[0].budget_bytes,
              ", ".join(planned.domains), rests_on(planned.spec))
-    scores = proxy_cache.train_missing(TableStore(spark, cfg.tables), planned.jobs, planned.prints, executor(cfg))
+    scores = proxy_cache.train_missing(TableStore(spark, cfg.tables), planned.jobs, planned.prints, executor(cfg),
+                                       prepare=_with_copies_bytes(runs))
     _log_speed(scores)
     scores = labelled(scores, planned.jobs)
     return Evaluation(proxy_eval_frame(scores, runs, planned.domains, cfg), *document_tables(scores))

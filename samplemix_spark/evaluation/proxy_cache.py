@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from typing import Callable, Optional
 
 import pandas as pd
 
@@ -105,13 +106,18 @@ def missing(rows: pd.DataFrame, jobs: list[ProxyJob], prints: dict[int, str]) ->
 
 
 def train_missing(store: TableStore, jobs: list[ProxyJob], prints: dict[int, str], executor: str,
-                  what: str = "evaluate") -> pd.DataFrame:
+                  what: str = "evaluate",
+                  prepare: Optional[Callable[[list[ProxyJob]], list[ProxyJob]]] = None) -> pd.DataFrame:
     """The curve rows (``CURVE_COLUMNS``) of every job: stored ones read back, the others trained and stored.
 
     ``prints``: job -> fingerprint. Jobs that share a fingerprint train once.
+    ``prepare`` completes the jobs to train (say, with their copies' bytes), so
+    work that only training needs is skipped when every proxy is stored.
     """
     rows = stored(store)
     todo = missing(rows, jobs, prints)
+    if prepare is not None and todo:
+        todo = prepare(todo)
     log.info(plan_line(what, len(set(prints.values())), todo, executor))
     kept = {"rows": rows}
 

@@ -149,18 +149,17 @@ def counted_jobs(cfg, store, counts_table: str, names: list[str], finished: Call
     Each reads the documents table's current files and its candidate's rows of
     ``counts_table`` (candidate, doc_id, count). Returns the jobs and job -> (candidate, seed).
     """
+    settings = cfg.evaluate
+    pending = [(candidate, seed) for candidate in range(len(names)) for seed in settings.seeds
+               if not finished(candidate, seed)]
+    if not pending:  # a resumed search with every proxy stored: no aggregate, no file listing
+        return [], {}
     documents, counts = tuple(snapshot_files(store, "documents")), tuple(snapshot_files(store, counts_table))
     sizes = candidate_bytes(store, counts_table)
-    settings = cfg.evaluate
-    jobs, labels = [], {}
-    for candidate, name in enumerate(names):
-        for seed in settings.seeds:
-            if finished(candidate, seed):
-                continue
-            labels[len(jobs)] = (candidate, seed)
-            jobs.append(ProxyJob(len(jobs), name, documents, seed, settings.preset, budget, settings.threads,
-                                 settings.device, held_out, counts, candidate, sizes.get(candidate, 0)))
-    return jobs, labels
+    jobs = [ProxyJob(i, names[candidate], documents, seed, settings.preset, budget, settings.threads,
+                     settings.device, held_out, counts, candidate, sizes.get(candidate, 0))
+            for i, (candidate, seed) in enumerate(pending)]
+    return jobs, dict(enumerate(pending))
 
 
 def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob],
