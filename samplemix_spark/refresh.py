@@ -18,8 +18,8 @@ Driver-side orchestration of the same steps ``samplemix run`` uses:
 
 Given the same centroids the tables equal those of a full run over the union
 of old and new sources, except that domains from clusters keep the first
-fit's groups, where a full run would fit them again. The increment is cleared only after the report, so a
-refresh killed midway picks the same documents up on its next run; the stage
+fit's groups, where a full run would fit them again. The increment is cleared
+only after the report, so a refresh killed midway picks the same documents up on its next run; the stage
 fingerprints are then recorded, so a plain ``samplemix run`` finds every stage
 up to date.
 """
@@ -30,9 +30,9 @@ import logging
 from typing import Optional
 
 from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from samplemix_spark.config import SampleMixConfig
+from samplemix_spark.diversity.domains import unlabelled
 from samplemix_spark.pipeline import (
     STAGE_OUTPUT,
     StageResult,
@@ -82,7 +82,7 @@ def run_incremental(spark: SparkSession, cfg: SampleMixConfig, recluster: bool =
     increment = store.read("increment")
     n_new, n_docs = increment.count(), store.read("documents").count()
     if n_new == 0 and not recluster and not resplit:
-        if "domains" in steps and store.read("holdout").filter(F.col("domain").isNull()).limit(1).count():
+        if "domains" in steps and unlabelled(store.read("holdout")).limit(1).count():
             log.info("refresh: no new training documents; labelling the new held-out ones")
             results.append(run_step(spark, cfg, steps["domains"]))
         else:

@@ -71,10 +71,9 @@ def group_names(n_groups: int) -> list[str]:
     return [f"{GROUP_PREFIX}{i}" for i in range(n_groups)]
 
 
-def read_groups(store: TableStore) -> np.ndarray:
-    """(G, dim) stored group centroids ordered by group_id."""
-    frame = store.read("domain_groups").select("group_id", "centroid").toPandas().sort_values("group_id")
-    return np.stack(frame["centroid"].to_numpy()).astype(np.float32)
+def unlabelled(rows: DataFrame) -> DataFrame:
+    """The rows still without a domain: all after a full ingest, the new ones after a refresh's."""
+    return rows.filter(F.col("domain").isNull())
 
 
 def fill_domain(rows: DataFrame, labels: DataFrame) -> DataFrame:
@@ -105,18 +104,20 @@ class DomainGroupsStep:
                                                       "_label": names.tolist()}), "cluster_id int, _label string")
         labels = store.read("assignments").join(mapping, "cluster_id").select("doc_id", "_label")
         store.write(fill_domain(documents, labels), "documents")
-        n_missing = store.read("documents").filter(F.col("domain").isNull()).count()
-        if n_missing:
-            raise InputError(f"{n_missing} documents have no cluster assignment, so no domain: run `samplemix "
-                             "embed`, `cluster` and `assign` (or `samplemix run`) before `samplemix domains`")
-        return {"documents": store.read("documents").count(),
-                "holdout": self._label_holdout(store, centroids, mapping), "domain_groups": len(groups)}
+        missing = F.sum(F.col("domain").isNull().cast("long")).alias("missing")
+        written = store.read("documents").agg(F.count(F.lit(1)).alias("rows"), missing).collect()[0]
+        if written["missing"]:
+            raise InputError(f"{written['missing']} documents have no cluster assignment, so no domain: run "
+                             "`samplemix embed`, `cluster` and `assign` (or `samplemix run`) before "
+                             "`samplemix domains`")
+        return {"documents": written["rows"], "holdout": self._label_holdout(store, centroids, mapping),
+                "domain_groups": len(groups)}
 
     def _groups(self, spark: SparkSession, store: TableStore, centroids: np.ndarray,
                 documents: DataFrame) -> np.ndarray:
         """The stored map when documents have labels already (a refresh), else a new fit, stored."""
         if store.exists("domain_groups") and documents.filter(F.col("domain").isNotNull()).limit(1).count():
-            groups = read_groups(store)
+            groups = read_centroids(store, "domain_groups", "group_id")
             if groups.shape[1] != centroids.shape[1]:
                 raise InputError(f"the stored domain groups have dimension {groups.shape[1]} and the centroids "
                                  f"{centroids.shape[1]}: the encoder changed; `samplemix run --force` labels "
@@ -137,9 +138,9 @@ class DomainGroupsStep:
     def _label_holdout(self, store: TableStore, centroids: np.ndarray, mapping: DataFrame) -> int:
         """Embed and assign the held-out documents without a label; returns the held-out count."""
         holdout = store.read("holdout")
-        unlabelled = holdout.filter(F.col("domain").isNull())
-        if unlabelled.limit(1).count():
-            vectors = embed_rows(unlabelled, self.cfg.diversity, Progress("domains: embedding held-out documents",
+        pending = unlabelled(holdout)
+        if pending.limit(1).count():
+            vectors = embed_rows(pending, self.cfg.diversity, Progress("domains: embedding held-out documents",
                                                                           total=0))
             labels = assign_rows(vectors, centroids).join(mapping, "cluster_id").select("doc_id", "_label")
             store.write(fill_domain(holdout, labels), "holdout")
