@@ -5,6 +5,7 @@
     samplemix sql "SELECT * FROM domain_mix" --config ...
     samplemix evaluate warehouse [RUN ...] --config ...  # proxies trained on each run's output
     samplemix tune --alphas 0 0.5 0.8 1 --config ...      # alpha and tau by proxy loss
+    samplemix distill-encoder --config ...           # the static encoder, once (no Spark)
     samplemix demo-data [--max-per-domain 2500]     # real text from installed packages
     samplemix demo-data --synthetic --docs 20000    # generated text with q and d columns
 
@@ -127,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="token budgets as fractions of the source tokens")
     sweep.add_argument("--out", default="out/sweep", help="folder for sweep.png (default: out/sweep)")
     _add_config_args(sweep)
+    distill = sub.add_parser("distill-encoder",
+                             help="distil the static encoder (diversity.encoder: static) from diversity.static.source "
+                                  "once, into diversity.static.path; no Spark")
+    distill.add_argument("--out", help="folder to distil under (default: diversity.static.path, else encoders/ "
+                                       "beside the warehouse)")
+    _add_config_args(distill)
     demo = sub.add_parser("demo-data", help="write the demo corpus: real text (default) or generated")
     demo.add_argument("--out", help="output folder (default: data/demo, with --synthetic data/synthetic)")
     demo.add_argument("--max-per-domain", type=int, default=2500,
@@ -243,6 +250,16 @@ def _demo_data(args: argparse.Namespace) -> None:
     log.info("wrote %d real documents in %d domains under %s", sum(written.values()), len(written), out)
 
 
+def _distill_encoder(args: argparse.Namespace) -> None:
+    from samplemix_spark.config import load_config
+    from samplemix_spark.diversity.embed import static_encoder_folder
+
+    overrides = [*args.overrides, *([f"diversity.static.path={args.out}"] if args.out else [])]
+    folder = static_encoder_folder(load_config(args.config, overrides))
+    log.info("static encoder ready: %s", folder)
+    print(folder)
+
+
 def _one_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return " ".join(lines) if lines else type(exc).__name__
@@ -256,6 +273,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "demo-data":
             _demo_data(args)
+        elif args.command == "distill-encoder":
+            _distill_encoder(args)
         else:
             _run(args)
     except SampleMixError as exc:

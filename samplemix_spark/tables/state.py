@@ -44,7 +44,9 @@ def source_signature(sources: list[str]) -> list:
 
 
 def fingerprint(stage: str, section: object, previous: str, extra: object = None) -> str:
-    payload = {"stage": stage, "config": asdict(section) if section is not None else None,
+    record = getattr(section, "fingerprint_record", None)
+    config = record() if record is not None else asdict(section) if section is not None else None
+    payload = {"stage": stage, "config": config,
                "previous": previous, "extra": extra}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
