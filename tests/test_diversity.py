@@ -183,3 +183,17 @@ def test_documents_outside_the_kmeans_sample_are_assigned_too(spark, tmp_path, c
     index = faiss.IndexFlatIP(DIM)
     index.add(centroids)
     assert assignments["cluster_id"].tolist() == index.search(vectors, 1)[1][:, 0].tolist()
+
+
+def test_separation_in_row_blocks_equals_the_whole_matrix(monkeypatch):
+    from samplemix_spark.diversity import stats as stats_module
+
+    centroids = np.random.default_rng(5).normal(size=(300, 16)).astype(np.float32)
+    whole = stats_module.separation(centroids, 3)  # 300 x 300 fits in one block
+    monkeypatch.setattr(stats_module, "_SEPARATION_BLOCK_VALUES", 300 * 7)  # blocks of 7 rows, the last short
+    blocked = stats_module.separation(centroids, 3)
+    unit = centroids.astype(np.float64) / np.linalg.norm(centroids.astype(np.float64), axis=1, keepdims=True)
+    distances = 1.0 - unit @ unit.T
+    np.fill_diagonal(distances, np.inf)
+    np.testing.assert_allclose(blocked, np.sort(distances, axis=1)[:, :3].mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(blocked, whole, rtol=1e-6)

@@ -99,9 +99,15 @@ def _shingles(text: str) -> set:
     return {" ".join(words[i:i + 13]) for i in range(len(words) - 12)}
 
 
-def test_a_near_duplicate_held_out_document_is_rejected_and_its_overlap_kept(spark, case_root, tmp_path):
+@pytest.mark.parametrize("broadcast", [True, False], ids=["matched-in-task", "semi-join"])
+def test_a_near_duplicate_held_out_document_is_rejected_and_its_overlap_kept(spark, case_root, tmp_path,
+                                                                              monkeypatch, broadcast):
+    from samplemix_spark.ingest import documents
+
     from .ingest_cases import DELTA, FRESH, GOOD, NEAR_DELTA, hashed
 
+    if not broadcast:  # more held-out shingles than the tasks may carry: every training shingle is joined
+        monkeypatch.setattr(documents, "BROADCAST_SHINGLES", 1)
     result = ingest_case(spark, "holdout_near_duplicate", case_root, tmp_path, EMBEDDED, "delta")
     [reject] = result["rejects"]
     assert reject[:2] == ["holdout_near_duplicate", hashed(NEAR_DELTA)]

@@ -156,22 +156,53 @@ def _shingle_batches(batches):
                                          names=["doc_id", "h"])
 
 
+def _matching_shingles(held: np.ndarray):
+    """mapInArrow function over (doc_id, text) yielding only the shingle hashes found in sorted ``held``.
+
+    Built on the driver; the closure carries the held-out hashes (at most
+    ``BROADCAST_SHINGLES``, 32 MB) to every task, so a training document's
+    shingles are matched where they are made and only the few shared ones leave
+    the task, instead of one row per training shingle.
+    """
+    def matched(batches):
+        import pyarrow as pa
+
+        for batch in batches:
+            found = [np.zeros(0, dtype=np.int64)]
+            for text in batch.column("text").to_pylist():
+                shingles = shingle_hashes(text or "")
+                position = np.searchsorted(held, shingles).clip(max=len(held) - 1)
+                found.append(shingles[held[position] == shingles])
+            yield pa.RecordBatch.from_arrays([pa.array(np.unique(np.concatenate(found)), pa.int64())], names=["h"])
+
+    return matched
+
+
 def holdout_overlap(flagged: DataFrame, store: TableStore) -> DataFrame:
     """Per kept held-out document of at least 13 words: its distinct shingles and how many training text shares.
 
     The held-out shingles are written once (``holdout_shingles``), so the sources
-    are read once for them and once for the training side.
+    are read once for them and once for the training side. Up to
+    ``BROADCAST_SHINGLES`` distinct held-out hashes go to the training side's
+    tasks, which keep only the shared ones; above it, every training shingle goes
+    through a shuffle semi-join.
     """
     kept = F.col("reason").isNull()
     store.write(flagged.filter(kept & (F.col("split") == "holdout")).select("doc_id", "text")
                 .mapInArrow(_shingle_batches, SHINGLE_SCHEMA), "holdout_shingles")
     held = store.read("holdout_shingles")
-    train = (flagged.filter(kept & (F.col("split") == "train")).select("doc_id", "text")
-             .mapInArrow(_shingle_batches, SHINGLE_SCHEMA).select("h"))
+    training = flagged.filter(kept & (F.col("split") == "train")).select("doc_id", "text")
     distinct = held.select("h").distinct()
-    small = distinct.count() <= BROADCAST_SHINGLES
-    seen = (train.join(F.broadcast(distinct) if small else distinct, "h", "left_semi").distinct()
-            .withColumn("_seen", F.lit(1)))
+    n_distinct = distinct.count()
+    if n_distinct == 0:
+        seen = distinct.withColumn("_seen", F.lit(1))
+    elif n_distinct <= BROADCAST_SHINGLES:
+        hashes = np.sort(distinct.toPandas()["h"].to_numpy(dtype=np.int64))
+        seen = (training.mapInArrow(_matching_shingles(hashes), "h long").distinct()
+                .withColumn("_seen", F.lit(1)))
+    else:
+        train = training.mapInArrow(_shingle_batches, SHINGLE_SCHEMA).select("h")
+        seen = train.join(distinct, "h", "left_semi").distinct().withColumn("_seen", F.lit(1))
     return (held.join(seen, "h", "left").groupBy("doc_id")
             .agg(F.count(F.lit(1)).alias("shingles"), F.count("_seen").alias("shared"))
             .withColumn("share", F.col("shared") / F.col("shingles")))
