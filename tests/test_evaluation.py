@@ -427,9 +427,9 @@ def test_a_rerun_reads_stored_proxies_and_trains_only_what_is_missing(spark, cor
     _, cfg = corpus
     trained = []
 
-    def counting(job, say=None):
+    def counting(job, say=None, on_evaluation=None):
         trained.append((job.run, job.seed, job.budget_bytes))
-        return run_job(job, say)
+        return run_job(job, say, on_evaluation)
 
     monkeypatch.setattr(swarm, "run_job", counting)
     natural = _mix(spark, cfg, tmp_path / "natural", method="domain")
@@ -495,3 +495,16 @@ def test_the_demo_study_and_the_fidelity_study_run_and_share_their_proxies(corpu
     assert "Spearman's rho between the rankings" in fid.stdout
     pairs = pd.read_csv(tmp_path / "study" / "proxy_fidelity" / "pairs.csv")
     assert len(pairs) == 3 and set(pairs["reference_word"]) <= {"better", "worse", "tied"}
+
+
+def test_the_time_left_comes_from_the_first_steps_then_from_finished_proxies():
+    from samplemix_spark.evaluation.swarm import ProxyClock
+
+    clock = ProxyClock(total=4)
+    assert clock.first_steps(0, 100, 0.0) is None
+    assert "about 26.7 min for 4 proxies (400 s each, from the first proxy's first 25 of 100 steps)" \
+        in clock.first_steps(25, 100, 100.0)
+    assert clock.first_steps(50, 100, 200.0) is None  # said once
+    assert "1 of 4 proxies trained; about 15.0 min left (300 s per proxy" in clock.proxy_done(300.0)
+    assert "2 of 4 proxies trained; about 10.0 min left (300 s per proxy" in clock.proxy_done(300.0)
+    assert "4 of 4 proxies trained; about 0.0 min left" in (clock.proxy_done(100.0), clock.proxy_done(500.0))[1]

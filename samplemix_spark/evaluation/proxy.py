@@ -12,7 +12,6 @@ model FLOPs utilisation against the device's peak.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -68,12 +67,14 @@ class _Scorer:
 
 
 def train(stream: np.ndarray, held_out: dict, preset: Preset, seed: int, threads: int = 2,
-          device: str = "auto", log: Optional[Callable[[str], None]] = None) -> TrainResult:
+          device: str = "auto", log: Optional[Callable[[str], None]] = None,
+          on_evaluation: Optional[Callable[[int, int, float], None]] = None) -> TrainResult:
     """Train a fresh proxy on ``stream`` (uint8, budget + 1 bytes) and score it on the held-out documents.
 
     ``held_out``: domain -> ``holdout.DomainDocs``. At every evaluation step the
     step subset is scored, at the final step every document; ``scores`` has one
-    row per scored document and step.
+    row per scored document and step. ``on_evaluation(step, steps, seconds)``
+    after each evaluation, with the seconds since training started.
     """
     chosen = torch.device("cuda" if device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     scorer, scores = _Scorer(held_out, preset.context, chosen), []
@@ -84,6 +85,8 @@ def train(stream: np.ndarray, held_out: dict, preset: Preset, seed: int, threads
         scores.extend(scorer.rows(model, step, step * preset.batch_size * preset.context, final=step == steps))
         if log:
             log(f"step {step}/{steps}: train loss {float(loss.detach()) / LN2:.3f} bpb")
+        if on_evaluation:
+            on_evaluation(step, steps, time.perf_counter() - started)
 
     with pinned_threads(threads):
         started = time.perf_counter()
@@ -101,36 +104,6 @@ def _mfu(model: ByteLM, preset: Preset, bytes_per_s: float, device: torch.device
     name = torch.cuda.get_device_name(device)
     peak = next((flops for key, flops in PEAK_BF16.items() if key in name), None)
     return flops_per_byte(model, preset) * bytes_per_s / peak if peak else None
-
-
-def measured_bytes_per_s(preset: Preset, threads: int, steps: int = 8) -> float:
-    """Training bytes/s of ``preset`` on this machine, from a few steps on random bytes (for time estimates).
-
-    A one-step run first pays the one-off costs (allocation, kernel selection), which
-    would otherwise dominate a small preset's few timed steps.
-    """
-    def run(n_steps: int) -> float:
-        data = np.random.default_rng(0).integers(0, 256, (n_steps + 1) * preset.batch_size * preset.context + 1,
-                                                 dtype=np.uint8)
-        quick = dataclasses.replace(preset, budget_bytes=len(data) - 1, evaluations=1)
-        return train(data, {}, quick, seed=0, threads=threads).bytes_per_s
-
-    run(1)
-    return run(steps)
-
-
-def measured_scoring_bytes_per_s(preset: Preset, threads: int, texts: list) -> float:
-    """Held-out scoring bytes/s of ``preset`` on this machine, from an untrained model scoring ``texts``."""
-    if not texts:
-        return float("inf")
-    with pinned_threads(threads):
-        torch.manual_seed(0)
-        model = ByteLM(preset)
-        windows_of = document_windows(texts, preset.context, SEPARATOR)
-        document_bits(model, windows_of, EVAL_BATCH, torch.device("cpu"))  # the one-off costs
-        started = time.perf_counter()
-        document_bits(model, windows_of, EVAL_BATCH, torch.device("cpu"))
-    return sum(len(t) for t in texts) / (time.perf_counter() - started)
 
 
 def unigram_bits_per_byte(train_bytes: np.ndarray, held_out: np.ndarray) -> float:

@@ -31,8 +31,7 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from samplemix_spark.evaluation import holdout as held
-from samplemix_spark.evaluation.proxy import PRESETS, measured_bytes_per_s, measured_scoring_bytes_per_s
+from samplemix_spark.evaluation.proxy import PRESETS
 from samplemix_spark.evaluation.swarm import CURVE_COLUMNS, CURVE_SCHEMA, ProxyJob, train_recording
 from samplemix_spark.tables import TableStore
 
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 TABLE = "proxy_eval_curves"
 SCHEMA = "fingerprint string, " + CURVE_SCHEMA.split(", ", 1)[1]
 STORED_COLUMNS = ["fingerprint", *CURVE_COLUMNS[1:]]
-SCORING_SAMPLE_DOCS = 4  # per domain, timed to estimate held-out scoring
 
 
 # mix_run fields added after proxies were first stored, with their defaults: a field at its default is
@@ -72,27 +70,18 @@ def stored(store: TableStore) -> pd.DataFrame:
     return pd.DataFrame(columns=STORED_COLUMNS) if table is None else table.toPandas()[STORED_COLUMNS]
 
 
-def seconds_per_proxy(preset: str, budget: int, threads: int, spec: held.HeldOutSpec) -> tuple[float, float]:
-    """(estimated seconds per proxy, measured training bytes/s): training plus held-out scoring, both timed here."""
-    settings = PRESETS[preset]
-    rate = measured_bytes_per_s(settings, threads)
-    docs = held.load(spec).values()
-    every = sum(d.n_bytes() for d in docs)
-    subset = sum(sum(len(t) for t in d.texts[:d.n_step]) for d in docs)
-    sample = [t for d in docs for t in d.texts[:SCORING_SAMPLE_DOCS]]
-    scoring = measured_scoring_bytes_per_s(settings, threads, sample)
-    return budget / rate + (every + (settings.evaluations - 1) * subset) / scoring, rate
-
-
 def plan_line(what: str, n_total: int, jobs: list[ProxyJob], executor: str) -> str:
-    """One line before training: how many proxies, how many stored, and the expected time from measured speed."""
+    """One line before training: how many proxies, how many stored, how many to train.
+
+    The time estimate comes later, from the proxies' own steps (``swarm.ProxyClock``):
+    a timing taken at start-up, before the data and threads are warm, was off by 2-5x.
+    """
     if not jobs:
         return f"{what}: {n_total} proxies ({n_total} stored); 0 to train"
     job = jobs[0]
-    seconds, rate = seconds_per_proxy(job.preset, job.budget_bytes, job.threads, job.held_out)
     return (f"{what}: {n_total} proxies of {job.budget_bytes:,} bytes, preset {job.preset} "
-            f"({n_total - len(jobs)} stored); {len(jobs)} to train {executor}, about {len(jobs) * seconds / 60:.1f} "
-            f"min ({seconds:.0f} s each: training at {rate:,.0f} bytes/s measured here, plus held-out scoring)")
+            f"({n_total - len(jobs)} stored); {len(jobs)} to train {executor}; the time left is estimated from "
+            "the first proxy's first steps and updated as proxies finish")
 
 
 def missing(rows: pd.DataFrame, jobs: list[ProxyJob], prints: dict[int, str]) -> list[ProxyJob]:

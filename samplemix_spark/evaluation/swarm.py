@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -100,7 +101,8 @@ def by_candidate(counts: DataFrame) -> DataFrame:
     return counts.sortWithinPartitions("candidate", "doc_id")
 
 
-def run_job(job: ProxyJob, say: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
+def run_job(job: ProxyJob, say: Optional[Callable[[str], None]] = None,
+            on_evaluation: Optional[Callable[[int, int, float], None]] = None) -> pd.DataFrame:
     """Train one proxy; one row per scored held-out document and evaluation step (``CURVE_SCHEMA``)."""
     from samplemix_spark.evaluation.proxy import PRESETS, SCORE_COLUMNS, train
     from samplemix_spark.evaluation.stream import training_stream
@@ -108,23 +110,56 @@ def run_job(job: ProxyJob, say: Optional[Callable[[str], None]] = None) -> pd.Da
     preset = dataclasses.replace(PRESETS[job.preset], budget_bytes=job.budget_bytes)
     stream = training_stream(job.copies(), preset.budget_bytes, job.seed)
     result = train(stream.data, load(job.held_out), preset, job.seed, threads=job.threads, device=job.device,
-                   log=say)
+                   log=say, on_evaluation=on_evaluation)
     curve = pd.DataFrame(result.scores, columns=SCORE_COLUMNS)
     return curve.assign(job=job.job, seconds=result.seconds, bytes_per_s=result.bytes_per_s,
                         mfu=result.mfu if result.mfu is not None else float("nan"), n_params=result.n_params,
                         epochs=stream.epochs)[CURVE_COLUMNS]
 
 
-def run_local(jobs: list[ProxyJob], first: int = 1, total: Optional[int] = None) -> pd.DataFrame:
+def run_local(jobs: list[ProxyJob], first: int = 1, total: Optional[int] = None,
+              on_evaluation: Optional[Callable[[int, int, float], None]] = None) -> pd.DataFrame:
     """Train the proxies in this process, one after another, logging progress (``first`` of ``total``)."""
     curves = []
     for i, job in enumerate(jobs, first):
         log.info("evaluate: proxy %d/%d (run %s, seed %d, preset %s)", i, total or len(jobs), job.run, job.seed,
                  job.preset)
-        curve = run_job(job, say=lambda line: log.info("evaluate:   %s", line))
+        curve = run_job(job, say=lambda line: log.info("evaluate:   %s", line), on_evaluation=on_evaluation)
         log.info("evaluate:   %.0f s, %.0f bytes/s", curve["seconds"].iat[0], curve["bytes_per_s"].iat[0])
         curves.append(curve)
     return pd.concat(curves, ignore_index=True)
+
+
+class ProxyClock:
+    """The time left for ``total`` proxies trained one after another, from the proxies' own pace.
+
+    During the first proxy: its elapsed seconds at its first evaluation, scaled to
+    all of its steps (training dominates; the final step also scores every held-out
+    document, which the first evaluation's subset underweights). Afterwards: the
+    mean wall seconds of the finished proxies, stream building included.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.finished: list[float] = []
+        self.said_first = False
+
+    def first_steps(self, step: int, steps: int, seconds: float) -> Optional[str]:
+        """The estimate after the first proxy's first evaluation (None afterwards or before any step)."""
+        if self.said_first or self.finished or step <= 0:
+            return None
+        self.said_first = True
+        each = seconds * steps / step
+        return (f"evaluate: about {self.total * each / 60:.1f} min for {self.total} proxies "
+                f"({each:.0f} s each, from the first proxy's first {step} of {steps} steps)")
+
+    def proxy_done(self, seconds: float) -> str:
+        """The time left after a proxy finished in ``seconds``."""
+        self.finished.append(seconds)
+        left = self.total - len(self.finished)
+        each = sum(self.finished) / len(self.finished)
+        return (f"evaluate: {len(self.finished)} of {self.total} proxies trained; about {left * each / 60:.1f} min "
+                f"left ({each:.0f} s per proxy so far)")
 
 
 def _train_partition(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -170,8 +205,17 @@ def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob],
     finished proxies; as Spark tasks, after the whole batch.
     """
     if executor == "local":
+        clock = ProxyClock(len(jobs))
+
+        def first_steps(step: int, steps: int, seconds: float) -> None:
+            line = clock.first_steps(step, steps, seconds)
+            if line:
+                log.info(line)
+
         for i, job in enumerate(jobs, 1):
-            record(run_local([job], i, len(jobs)))
+            started = time.perf_counter()
+            record(run_local([job], i, len(jobs), on_evaluation=first_steps))
+            log.info(clock.proxy_done(time.perf_counter() - started))
     elif jobs:
         record(run_on_spark(spark, jobs))
 
