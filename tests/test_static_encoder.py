@@ -98,6 +98,19 @@ def test_distillation_is_named_by_content_and_done_once(corpus, tmp_path, monkey
     assert distill_static(corpus / "bert", target, 16) == target
 
 
+def test_a_failed_distillation_leaves_nothing_behind(corpus, tmp_path, monkeypatch):
+    import model2vec.distill
+
+    def broken(**_):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(model2vec.distill, "distill", broken)
+    target = tmp_path / "encoders" / "static-16d-x"
+    with pytest.raises(RuntimeError, match="out of memory"):
+        distill_static(corpus / "bert", target, 16)
+    assert list((tmp_path / "encoders").iterdir()) == []  # no model, no staging folder
+
+
 def test_a_vector_does_not_depend_on_its_batch_mates(corpus, tmp_path):
     folder = distill_static(corpus / "bert", tmp_path / "static", 16)
     lines = (corpus / "data").glob("*.jsonl")

@@ -95,23 +95,23 @@ def distill_static(source: Path, target: Path, pca_dims: int, source_name: str =
     os.environ["TQDM_DISABLE"] = "1"  # a per-token progress bar has no place in a job's log
     try:
         model = distill(model_name=str(source), pca_dims=pca_dims)
+        model.save_pretrained(str(staging))
+        provenance = {"source": source_name or str(source), "source_digest": folder_digest(source),
+                      "pca_dims": pca_dims, "vocabulary": int(model.embedding.shape[0]), "dim": int(model.dim)}
+        (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
+        staging.rename(target)
+        log.info("static encoder: distilled %d tokens x %d dimensions in %.1f s", provenance["vocabulary"],
+                 provenance["dim"], time.perf_counter() - started)
+    except OSError:
+        if not is_static_model(target):
+            raise
+        log.info("static encoder: another process finished %s first; using it", target)
     finally:
+        shutil.rmtree(staging, ignore_errors=True)
         if previous is None:
             os.environ.pop("TQDM_DISABLE", None)
         else:
             os.environ["TQDM_DISABLE"] = previous
-    model.save_pretrained(str(staging))
-    provenance = {"source": source_name or str(source), "source_digest": folder_digest(source),
-                  "pca_dims": pca_dims, "vocabulary": int(model.embedding.shape[0]), "dim": int(model.dim)}
-    (staging / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n")
-    try:
-        staging.rename(target)
-    except OSError:
-        if not is_static_model(target):
-            raise
-        shutil.rmtree(staging, ignore_errors=True)  # another process finished the same model first
-    log.info("static encoder: distilled %d tokens x %d dimensions in %.1f s", provenance["vocabulary"],
-             provenance["dim"], time.perf_counter() - started)
     return target
 
 
