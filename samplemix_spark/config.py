@@ -53,8 +53,17 @@ def _require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"config key '{key}': {message}")
 
 
+def _did_you_mean(value: Any, names) -> str:
+    """`` (did you mean 'x'?)`` for the closest valid name to a mistyped one, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(n) for n in names], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _require_choice(value: Any, key: str, choices: tuple[str, ...]) -> None:
-    _require(value in choices, key, f"got {value!r}, expected one of {', '.join(choices)}")
+    _require(value in choices, key,
+             f"got {value!r}{_did_you_mean(value, choices)}, expected one of {', '.join(choices)}")
 
 
 @dataclass
@@ -875,7 +884,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         where = f"{prefix}." if prefix else ""
-        raise ConfigError(f"unknown config key '{where}{unknown[0]}'; "
+        raise ConfigError(f"unknown config key '{where}{unknown[0]}'{_did_you_mean(unknown[0], names)}; "
                           f"known keys here: {', '.join(sorted(names))}")
     kwargs = {}
     for name, value in data.items():

@@ -65,3 +65,15 @@ def test_every_proxy_preset_the_trainer_has_is_a_valid_setting():
     assert sorted(PROXY_PRESETS) == sorted(PRESETS)
     for name in PRESETS:
         assert build_config({"evaluate": {"preset": name}}).evaluate.preset == name
+
+
+def test_a_mistyped_key_or_choice_gets_the_closest_valid_name():
+    with pytest.raises(ConfigError, match=r"unknown config key 'mixing\.alfa' \(did you mean 'alpha'\?\); "
+                                          r"known keys here: .*alpha"):
+        load_config(None, ["mixing.alfa=0.5"])
+    with pytest.raises(ConfigError, match=r"'diversity\.method': got 'kmean' \(did you mean 'kmeans'\?\), "
+                                          "expected one of kmeans, column"):
+        load_config(None, ["diversity.method=kmean"])
+    with pytest.raises(ConfigError) as nothing_close:
+        load_config(None, ["mixing.zzzz=1"])
+    assert "did you mean" not in str(nothing_close.value)
