@@ -10,6 +10,7 @@ same run then feeds the report page, the budget sweep and the notebook.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,16 @@ def test_inspection_notebook_runs_top_to_bottom(quickstart, tmp_path, monkeypatc
         assert domain in html  # the domain_mix query and the extremes query both list every domain
     assert "highest" in html and "lowest" in html
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 5
+    # Each domain's highest-q preview: the text with ASCII whitespace runs made one space, every "s" kept
+    # (pandas shows the first 50 characters of a cell; 40 of them are compared).
+    scored = _table(root, "weights").merge(_table(root, "documents")[["doc_id", "text"]], on="doc_id")
+    top = scored.sort_values(["domain", "q", "doc_id"], ascending=[True, False, True]).groupby("domain").head(1)
+    previews = [re.sub("[ \t\n\x0b\f\r]+", " ", text)[:40] for text in top["text"]]
+    plain = [p for p in previews if p.isascii() and not set(p) & set("&<>\"'")]
+    assert any("s" in p for p in plain)
+    for preview in plain:
+        assert preview in html, preview
+    assert not (tmp_path / "report").exists() and (tmp_path / "out" / "report.html").is_file()
 
 
 def test_tune_on_the_demo_corpus_prints_a_setting_from_its_grid(quickstart):
