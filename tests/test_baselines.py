@@ -233,3 +233,18 @@ def test_entropies_from_spark_sums_equal_a_pandas_count_on_real_text(spark):
         assert got == pytest.approx(expected.to_dict(), rel=1e-9, abs=1e-9), kind
         # Bit for bit the same under another partitioning: mixes weighted by entropy are reproducible.
         assert domain_entropies(documents.repartition(5), tokenizer, kind) == got, kind
+
+
+def test_compare_prints_every_table_under_its_title_with_counts_as_integers():
+    from samplemix_spark.report.compare import printable
+
+    metrics = pd.DataFrame({"a": {"output_tokens": 13993044.0, "relative_error": 0.0212, "unique_docs": 8000},
+                            "b": {"output_tokens": 13702141.0, "relative_error": 0.0, "unique_docs": 10756}})
+    shares = pd.DataFrame({"a": {"news": 0.4}, "b": {"news": 0.07}})
+    overlap = pd.DataFrame([[1.0, 0.5], [0.5, 1.0]], index=["a", "b"], columns=["a", "b"])
+    text = printable(metrics, shares, overlap)
+    titles = ["Totals", "Domain token shares of each run's training data",
+              "Selected-document overlap between runs (Jaccard)"]
+    assert [block.splitlines()[0] for block in text.split("\n\n")] == titles
+    assert "13,993,044" in text and "10,756" in text and "e+" not in text
+    assert "0.0212" in text and "0.5000" in text

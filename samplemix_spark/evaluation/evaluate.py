@@ -299,8 +299,9 @@ def summarise(evaluation: Evaluation, samples: int = intervals.SAMPLES, seed: in
                                        f"{_steps_text(reach[r][2])}]" for r in summary.index]
         summary["speedup"] = [_speedup_text(reach[r][3], *reach[r][:3]) for r in summary.index]
         summary["evaluations"] = [reach[r][4] for r in summary.index]
-        summary["vs_natural"] = [intervals.paired_difference(scores, run, natural[0], strata).describe()
-                                 if run != natural[0] else "-" for run in summary.index]
+        # The verdict first, beside the run's name: the table is wider than a terminal.
+        summary.insert(0, "vs_natural", [intervals.paired_difference(scores, run, natural[0], strata).describe()
+                                         if run != natural[0] else "-" for run in summary.index])
     return summary
 
 

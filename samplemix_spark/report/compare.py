@@ -139,5 +139,20 @@ def compare_runs(spark: SparkSession, runs: list[str], table_format: str, out: P
     overlap.to_csv(out / "overlap.csv")
     plot(shares, metrics, out / "compare.png")
     write_page(out, metrics, shares, overlap, _proxy_evaluation(stores, names, out))
-    log.info("compare: wrote %s\n%s\n%s\n%s", out, metrics.to_string(), shares.to_string(), overlap.to_string())
+    log.info("compare: wrote %s\n%s", out, printable(metrics, shares, overlap))
     return metrics
+
+
+# Totals that are counts print as whole numbers with separators; the other rows as ratios.
+COUNT_ROWS = ("output_tokens", "target_tokens", "unique_docs")
+
+
+def printable(metrics: pd.DataFrame, shares: pd.DataFrame, overlap: pd.DataFrame) -> str:
+    """The three tables for the terminal, each under its own title, counts as integers."""
+    totals = metrics.astype(object)
+    for row in totals.index:
+        totals.loc[row] = [f"{v:,.0f}" if row in COUNT_ROWS else f"{v:.4f}" for v in metrics.loc[row]]
+    ratio = "{:.4f}".format
+    return "\n\n".join([f"Totals\n{totals.to_string()}",
+                        f"Domain token shares of each run's training data\n{shares.to_string(float_format=ratio)}",
+                        f"Selected-document overlap between runs (Jaccard)\n{overlap.to_string(float_format=ratio)}"])
