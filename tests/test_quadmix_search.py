@@ -68,3 +68,23 @@ def test_set_lines_put_shared_parameters_globally_and_the_rest_per_domain():
         apply_override(data, line.removeprefix("--set "))
     quadmix = build_config(data).mixing.quadmix
     assert quadmix.for_domain("news")["eta"] == 0.7 and quadmix.lam == pytest.approx(31.6228)
+
+
+def test_a_setting_without_a_score_is_never_fitted_and_never_the_best():
+    from samplemix_spark.errors import InputError
+    from samplemix_spark.evaluation import tune_quadmix
+
+    settings = search.draw(30, DOMAINS, seed=2)
+    observed = 1.2 + np.random.default_rng(5).normal(0, 0.01, len(settings))
+    observed[[0, 7]] = np.nan  # two settings whose proxies never trained
+    with pytest.raises(InputError, match="2 settings without a held-out score"):
+        search.fit(settings, observed)
+    kept = tune_quadmix._scored(observed)
+    assert kept.tolist() == [i for i in range(30) if i not in (0, 7)]
+    fitted = search.fit(settings.iloc[kept].reset_index(drop=True), observed[kept])
+    proposal = search.propose(fitted, settings.iloc[kept].reset_index(drop=True), observed[kept], DOMAINS, seed=2)
+    assert not proposal.accepted  # noise: the best observed run is proposed
+    table = tune_quadmix._result_table(settings, observed, fitted, proposal, seeds=1, docs=10)
+    proposed = table.loc[table["proposed"], "sample"].tolist()
+    assert proposed == [int(np.nanargmin(observed))] and proposed[0] not in (0, 7)
+    assert table.loc[[0, 7], "predicted_bpb"].isna().all() and table["predicted_bpb"].notna().sum() == 28

@@ -114,6 +114,9 @@ class SearchFit:
 def fit(settings: pd.DataFrame, observed: np.ndarray, seed: int = 0) -> SearchFit:
     """The regression from settings to observed macro bpb, with both leave-one-out errors."""
     x, y = features(settings), np.asarray(observed, dtype=np.float64)
+    if not np.isfinite(y).all():
+        raise InputError(f"a parameter search was handed {int((~np.isfinite(y)).sum())} settings without a held-out "
+                         "score; leave them out before fitting, so none can be taken for the best")
     n = len(y)
     if n < 4:
         raise InputError(f"a parameter search needs at least 4 runs to judge its regression; it has {n}")

@@ -121,8 +121,11 @@ def tune_quadmix(spark: SparkSession, cfg: SampleMixConfig, n_samples: int, out:
 
     train_recording(spark, executor, jobs, record)
     observed, seeds, docs = _macro(rows["docs"], scored_domains, n_samples)
-    fitted = quadmix_search.fit(settings, observed, cfg.tune.seed)
-    proposal = quadmix_search.propose(fitted, settings, observed, domains, cfg.tune.seed, cfg.tune.reduced)
+    scored_rows = _scored(observed)
+    fitted = quadmix_search.fit(settings.iloc[scored_rows].reset_index(drop=True), observed[scored_rows],
+                                cfg.tune.seed)
+    proposal = quadmix_search.propose(fitted, settings.iloc[scored_rows].reset_index(drop=True),
+                                      observed[scored_rows], domains, cfg.tune.seed, cfg.tune.reduced)
     table = _result_table(settings, observed, fitted, proposal, seeds, docs)
     store.write(spark.createDataFrame(table, RESULT_SCHEMA), "tune_quadmix")
     out.mkdir(parents=True, exist_ok=True)
@@ -176,13 +179,26 @@ def _macro(docs: pd.DataFrame, domains: list[str], n_samples: int) -> tuple[np.n
     return bpb.reindex(range(n_samples)).to_numpy(), seeds, n_docs
 
 
+def _scored(observed: np.ndarray) -> np.ndarray:
+    """Positions of the settings with a held-out score; the others are named in the log and left out."""
+    finite = np.isfinite(observed)
+    if not finite.all():
+        log.warning("tune: QuaDMix settings %s have no held-out score (no proxy was trained on them): the "
+                    "regression and the proposal use the other %d", np.flatnonzero(~finite).tolist(), finite.sum())
+    return np.flatnonzero(finite)
+
+
 def _result_table(settings: pd.DataFrame, observed: np.ndarray, fitted: quadmix_search.SearchFit,
                   proposal: quadmix_search.Proposal, seeds: int, docs: int) -> pd.DataFrame:
+    """One row per drawn setting; a setting without a score has no prediction and is never the proposed one."""
+    scored_rows = np.flatnonzero(np.isfinite(observed))
+    predicted = np.full(len(settings), np.nan)
+    predicted[scored_rows] = fitted.predicted
     table = pd.DataFrame({"sample": range(len(settings)),
                           "parameters": [json.dumps(s, sort_keys=True) for s in settings.to_dict("records")],
-                          "observed_bpb": observed, "predicted_bpb": fitted.predicted, "seeds": seeds, "docs": docs,
+                          "observed_bpb": observed, "predicted_bpb": predicted, "seeds": seeds, "docs": docs,
                           "model": fitted.model_name, "loo_error": fitted.loo_error,
                           "constant_error": fitted.constant_error, "proposed": False})
     if not proposal.accepted:
-        table.loc[int(np.argmin(observed)), "proposed"] = True
+        table.loc[int(scored_rows[np.argmin(observed[scored_rows])]), "proposed"] = True
     return table
