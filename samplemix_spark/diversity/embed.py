@@ -31,19 +31,24 @@ from samplemix_spark.models.paths import portable_location, resolve_local_path
 from samplemix_spark.models.static_encoder import is_static_model
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.per_document import PerDocumentStep
+from samplemix_spark.tables.store import local_folder
 
 
 def load_encoder(cfg: DiversityConfig):
     """The process-wide encoder for these settings (executor side): transformer or static by the folder."""
-    path = resolve_local_path(cfg.encoder, "diversity.encoder")
     key = ("diversity", cfg.encoder, cfg.pooling, cfg.max_tokens, cfg.device, cfg.precision)
+    return cached(key, lambda: _new_encoder(cfg))
+
+
+def _new_encoder(cfg: DiversityConfig):
+    path = resolve_local_path(cfg.encoder, "diversity.encoder")
     if is_static_model(path):
         from samplemix_spark.models.static_encoder import StaticEncoder
 
-        return cached(key, lambda: StaticEncoder(path, cfg.max_tokens))
+        return StaticEncoder(path, cfg.max_tokens)
     from samplemix_spark.models.encoder import TextEncoder
 
-    return cached(key, lambda: TextEncoder(path, cfg.pooling, cfg.max_tokens, cfg.device, cfg.precision))
+    return TextEncoder(path, cfg.pooling, cfg.max_tokens, cfg.device, cfg.precision)
 
 
 def static_encoder_root(cfg: SampleMixConfig) -> Path:
@@ -51,13 +56,12 @@ def static_encoder_root(cfg: SampleMixConfig) -> Path:
     warehouse (driver side)."""
     if cfg.diversity.static.path:
         return Path(cfg.diversity.static.path).expanduser().resolve()
-    warehouse = cfg.tables.warehouse
-    if cfg.tables.catalog is not None or ("://" in warehouse and not warehouse.startswith("file://")):
-        raise ConfigError(f"config key 'diversity.static.path': the warehouse {warehouse!r} is not a local folder, "
-                          "so the distilled encoder has no default home; set it to a folder every executor reads "
-                          "(e.g. /dbfs/... or /Volumes/...)")
-    local = warehouse[len("file://"):] if warehouse.startswith("file://") else warehouse
-    return Path(local).expanduser().resolve().parent / "encoders"
+    warehouse = local_folder(cfg.tables.warehouse) if cfg.tables.catalog is None else None
+    if warehouse is None:
+        raise ConfigError(f"config key 'diversity.static.path': the warehouse {cfg.tables.warehouse!r} is not a local "
+                          "folder, so the distilled encoder has no default home; set it to a folder every executor "
+                          "reads (e.g. /dbfs/... or /Volumes/...)")
+    return warehouse.resolve().parent / "encoders"
 
 
 def static_encoder_folder(cfg: SampleMixConfig) -> Path:

@@ -122,10 +122,10 @@ def tune_quadmix(spark: SparkSession, cfg: SampleMixConfig, n_samples: int, out:
     train_recording(spark, executor, jobs, record)
     observed, seeds, docs = _macro(rows["docs"], scored_domains, n_samples)
     scored_rows = _scored(observed)
-    fitted = quadmix_search.fit(settings.iloc[scored_rows].reset_index(drop=True), observed[scored_rows],
-                                cfg.tune.seed)
-    proposal = quadmix_search.propose(fitted, settings.iloc[scored_rows].reset_index(drop=True),
-                                      observed[scored_rows], domains, cfg.tune.seed, cfg.tune.reduced)
+    scored_settings, scored_observed = settings.iloc[scored_rows].reset_index(drop=True), observed[scored_rows]
+    fitted = quadmix_search.fit(scored_settings, scored_observed, cfg.tune.seed)
+    proposal = quadmix_search.propose(fitted, scored_settings, scored_observed, domains, cfg.tune.seed,
+                                      cfg.tune.reduced)
     table = _result_table(settings, observed, fitted, proposal, seeds, docs)
     store.write(spark.createDataFrame(table, RESULT_SCHEMA), "tune_quadmix")
     out.mkdir(parents=True, exist_ok=True)

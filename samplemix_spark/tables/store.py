@@ -80,11 +80,10 @@ TABLES: dict[str, str] = {
 }
 
 
-def _is_local(location: str) -> bool:
-    return "://" not in location or location.startswith("file://")
-
-
-def _local_path(location: str) -> Path:
+def local_folder(location: str) -> Optional[Path]:
+    """The local folder of a path or ``file://`` URI; None for an object-store URI."""
+    if "://" in location and not location.startswith("file://"):
+        return None
     return Path(location[len("file://"):] if location.startswith("file://") else location)
 
 
@@ -103,8 +102,9 @@ class TableStore:
         if self.cfg.catalog:
             return f"{self.cfg.catalog}.{name}"
         root = self.cfg.warehouse
-        if _is_local(root):
-            return str(_local_path(root).resolve() / name)
+        local = local_folder(root)
+        if local is not None:
+            return str(local.resolve() / name)
         return f"{root.rstrip('/')}/{name}"
 
     def sql_ref(self, table: str) -> str:
@@ -179,11 +179,11 @@ class TableStore:
             raise
 
     def _write_parquet_swapped(self, writer, location: str) -> None:
-        if not _is_local(location):
+        target = local_folder(location)
+        if target is None:
             log.warning("parquet overwrite of %s is not atomic on remote storage; use delta", location)
             writer.save(location)
             return
-        target = _local_path(location)
         staging = target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
         try:
             writer.save(str(staging))
