@@ -14,12 +14,11 @@ from pyspark.sql import SparkSession
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.engine.progress import heartbeat
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.state import StageState, stage_fingerprint
+from samplemix_spark.tables.state import STAGES, StageState, stage_fingerprint
 
 log = logging.getLogger(__name__)
 
-# Every stage, in pipeline order; `samplemix run` runs those that its methods need.
-STAGES = ("ingest", "quality", "embed", "cluster", "assign", "domains", "diversity", "mix", "report")
+# Every stage is in STAGES, in pipeline order; `samplemix run` runs those that its methods need.
 # Jobs run on their own: labelling and training feed the quality model.
 EXTRA_JOBS = ("annotate", "train-quality", "score-quality")
 
@@ -133,7 +132,7 @@ def execute(spark: SparkSession, cfg: SampleMixConfig, planned: list[tuple[str, 
     cfg = with_hash_scheme(spark, cfg, rebuild=not resume)
     state = StageState(spark, TableStore(spark, cfg.tables))
     results = []
-    for (stage, step), current in zip(planned, fingerprints(cfg, [stage for stage, _ in planned])):
+    for (stage, step), current in zip(planned, fingerprints(cfg, [stage for stage, _ in planned], spark)):
         if resume and state.is_current(stage, current, [STAGE_OUTPUT[stage]]):
             log.info("stage %s: up to date, skipped (--force reruns it)", stage)
             continue
@@ -152,11 +151,11 @@ def with_hash_scheme(spark: SparkSession, cfg: SampleMixConfig, rebuild: bool = 
     return dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, hash_scheme=scheme))
 
 
-def fingerprints(cfg: SampleMixConfig, stages: list[str]) -> list[str]:
-    """Each stage's fingerprint, chained through the stages before it."""
+def fingerprints(cfg: SampleMixConfig, stages: list[str], spark: Optional[SparkSession] = None) -> list[str]:
+    """Each stage's fingerprint, chained through the stages before it (``spark`` lists catalog tables' files)."""
     chain, previous = [], None
     for stage in stages:
-        previous = stage_fingerprint(stage, cfg, previous)
+        previous = stage_fingerprint(stage, cfg, previous, spark)
         chain.append(previous)
     return chain
 

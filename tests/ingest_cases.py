@@ -46,6 +46,10 @@ class Case:
     source: str = "*"
     holdout: Optional[str] = None  # a file of the case's folder read as ingest.holdout_sources
     scores: dict = field(default_factory=dict)  # doc_id -> the score_columns then text_columns values kept
+    # A catalog table read as one more source (``table:<catalog>.default.<name>``), made from the case
+    # folder's ``table/`` Parquet files when there are any.
+    table: Optional[str] = None
+    files: bool = True  # whether ``source`` is a source too
 
 
 def _bytes(name: str, data: bytes) -> Callable[[Path], None]:
@@ -203,6 +207,14 @@ CASES: dict[str, Case] = {
                                 ingest={"text_columns": ["url"]}),
     "score_column_missing": Case(_bytes("a.jsonl", GOOD_LINES), error="'ingest.score_columns': column 'edu' not found",
                                  ingest={"score_columns": ["edu"]}),
+    "catalog_table_and_files": Case(
+        lambda folder: (_bytes("a.jsonl", b"".join(_line(t) for t in GOOD[:2]))(folder),
+                        (folder / "table").mkdir(exist_ok=True),
+                        pq.write_table(pa.table({"text": [*GOOD[2:], None], "domain": ["d"] * 3}),
+                                       folder / "table" / "part-0.parquet")),
+        _docs(GOOD), {"null_text": 1}, source="a.jsonl", table="lake_docs", ingest={"max_reject_share": 1.0}),
+    "catalog_table_missing": Case(lambda folder: None, error="no_such_docs': no such table in the engine's catalog",
+                                  table="no_such_docs", files=False),
     "parquet_schema_differs": Case(
         lambda folder: (pq.write_table(pa.table({"text": GOOD[:2], "domain": ["d"] * 2, "q": [1.0, 2.0]}),
                                        folder / "a.parquet"),
@@ -219,14 +231,26 @@ def write_cases(root: Path) -> None:
         case.write(folder)
 
 
-def case_config(name: str, root: Path, warehouse: Path, engine: dict, table_format: str):
+def case_config(name: str, root: Path, warehouse: Path, engine: dict, table_format: str, catalog: str = ""):
     from samplemix_spark.config import build_config
 
     case = CASES[name]
     held = {"holdout_sources": [str(root / name / case.holdout)]} if case.holdout else {}
+    sources = [str(root / name / case.source)] if case.files else []
+    sources += [f"table:{catalog}.default.{case.table}"] if case.table else []
     return build_config({"engine": engine, "tables": {"format": table_format, "warehouse": str(warehouse)},
-                         "ingest": {"sources": [str(root / name / case.source)], **held, **case.ingest},
+                         "ingest": {"sources": sources, **held, **case.ingest},
                          "quality": {"method": "heuristic"}})
+
+
+def register_table(spark, name: str, root: Path) -> str:
+    """Register the case's ``table/`` folder (if any) as a Parquet catalog table; returns the session's catalog."""
+    case = CASES[name]
+    catalog = spark.sql("SELECT current_catalog()").first()[0]
+    if case.table and (root / name / "table").is_dir():
+        spark.sql(f"DROP TABLE IF EXISTS default.{case.table}")
+        spark.sql(f"CREATE TABLE default.{case.table} USING parquet LOCATION '{root / name / 'table'}'")
+    return catalog
 
 
 def ingest_case(spark, name: str, root: Path, warehouse: Path, engine: dict, table_format: str) -> dict:
@@ -235,18 +259,24 @@ def ingest_case(spark, name: str, root: Path, warehouse: Path, engine: dict, tab
     from samplemix_spark.ingest import IngestStep
     from samplemix_spark.tables import TableStore
 
-    cfg = case_config(name, root, warehouse / name, engine, table_format)
+    catalog = register_table(spark, name, root)
+    cfg = case_config(name, root, warehouse / name, engine, table_format, catalog)
     store = TableStore(spark, cfg.tables)
     try:
         IngestStep(cfg).run(spark, store)
     except SampleMixError as exc:
-        return {"error": str(exc), "written": (warehouse / name).exists()}
+        return {"error": str(exc).replace(f"table:{catalog}.", "table:"), "written": (warehouse / name).exists()}
     from samplemix_spark.config import score_column_name
 
     extra = [score_column_name(name) for name in (*cfg.ingest.score_columns, *cfg.ingest.text_columns)]
     documents = store.read("documents").select("doc_id", "domain", "text", "n_tokens", *extra).toPandas()
     rejects = store.read("rejects").toPandas()
-    rejects["source_file"] = rejects["source_file"].map(lambda p: Path(p).name if p else None)
+    # The engines' catalogs have different names; the rest of a table source is the same.
+    rejects["source_file"] = rejects["source_file"].map(
+        lambda p: p.replace(f"table:{catalog}.", "table:") if p and p.startswith("table:") else Path(p).name if p
+        else None)
+    # A table row has no line number: keep it None, not pandas' NaN, which never equals itself.
+    rejects["source_line"] = rejects["source_line"].astype(object).map(lambda v: None if v is None or v != v else int(v))
     overlap = store.read_if_exists("holdout_overlap")
     return {"holdout": sorted(store.read("holdout").toPandas()["doc_id"]),
             "overlap": [] if overlap is None else sorted(map(list, overlap.select(
@@ -262,7 +292,8 @@ def main(out: str, root: str) -> None:
     from samplemix_spark.engine import build_session
 
     engine = {"kind": "jvm-local", "master": "local[2]",
-              "spark_conf": {"spark.sql.shuffle.partitions": 3, "spark.driver.memory": "2g"}}
+              "spark_conf": {"spark.sql.shuffle.partitions": 3, "spark.driver.memory": "2g",
+                             "spark.sql.warehouse.dir": str(Path(out) / "catalog")}}
     spark = build_session(EngineConfig(**engine))
     results = {name: ingest_case(spark, name, Path(root), Path(out) / "wh", engine, "parquet") for name in CASES}
     Path(out, "results.json").write_text(json.dumps(results, default=str))

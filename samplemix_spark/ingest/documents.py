@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from functools import reduce
 from typing import Optional
 
 import numpy as np
@@ -38,6 +39,7 @@ from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_messag
 from samplemix_spark.ingest.sources import map_columns, read_sources
 from samplemix_spark.ingest.tokens import token_count_column, tokenizer_file
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.files import read_table, split_sources
 
 log = logging.getLogger(__name__)
 
@@ -244,15 +246,26 @@ def _file_errors():
 def read_raw(spark: SparkSession, ingest: IngestConfig, read_domain: bool = True) -> DataFrame:
     """Source rows mapped onto the reader's schema (``reader.RAW_SCHEMA``), for every source format.
 
-    Without ``read_domain`` (``domain.method: classifier``) the domain column is not read: domains come later.
+    JSONL and Parquet files go through the project's reader; Delta paths and ``table:`` sources through
+    the engine's, whose schema is checked up front. Without ``read_domain`` (``domain.method:
+    classifier``) the domain column is not read: domains come later.
     """
-    if ingest.format != "delta":
+    paths, tables = split_sources(ingest.sources)
+    frames = []
+    if paths and ingest.format != "delta":
         mapping = Mapping(ingest.text_column, ingest.domain_column if read_domain else None, ingest.id_column,
                           ingest.quality_column, ingest.diversity_column, tuple(ingest.score_columns),
                           tuple(ingest.text_columns))
-        return read_units(spark, list_units(ingest.sources, ingest.format), mapping)
-    # Delta tables are written by Spark engines, which read them alike: their schema is checked up front.
-    mapped = map_columns(read_sources(spark, ingest.sources, "delta"), ingest, read_domain)
+        frames.append(read_units(spark, list_units(paths, ingest.format), mapping))
+    elif paths:
+        frames.append(_engine_rows(read_sources(spark, paths, "delta"), ingest, read_domain, None))
+    frames += [_engine_rows(read_table(spark, name), ingest, read_domain, f"table:{name}") for name in tables]
+    return reduce(DataFrame.unionByName, frames)
+
+
+def _engine_rows(frame: DataFrame, ingest: IngestConfig, read_domain: bool, source: Optional[str]) -> DataFrame:
+    """A frame read by the engine (Delta, a catalog table) as ``RAW_SCHEMA`` rows; ``source`` names their origin."""
+    mapped = map_columns(frame, ingest, read_domain)
     present = {"has_text": True, "has_domain": read_domain, "has_id": bool(ingest.id_column),
                "has_q": bool(ingest.quality_column), "has_d": bool(ingest.diversity_column)}
     if ingest.score_columns:
@@ -267,6 +280,8 @@ def read_raw(spark: SparkSession, ingest: IngestConfig, read_domain: bool = True
             columns.append(F.col(field.name))
         elif field.name in present:
             columns.append(F.lit(present[field.name]).alias(field.name))
+        elif field.name == "source_file":
+            columns.append(F.lit(source).cast("string").alias(field.name))
         else:
             flag = field.name.startswith("bad_") and field.type == pa.bool_()
             columns.append(F.lit(False if flag else None).cast(_spark_type(field.type)).alias(field.name))

@@ -2,7 +2,9 @@
 
 Local globs are expanded here rather than by the engine: some engines return an
 empty frame for a glob that matches nothing, which would silently produce an
-empty training set.
+empty training set. A source ``table:catalog.schema.name`` is read with the
+engine's table reader (Unity Catalog, a Hive metastore, the embedded engine's
+catalog), whatever ``ingest.format`` says.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ from pyspark.sql.types import DataType, NumericType, StringType, StructType
 
 from samplemix_spark.config import IngestConfig
 from samplemix_spark.errors import InputError
-from samplemix_spark.tables.files import resolve_sources
+from samplemix_spark.tables.files import read_table, resolve_sources, split_sources
 
 
 def read_sources(spark: SparkSession, sources: list[str], fmt: str) -> DataFrame:
-    """Read every source (paths or globs) of format ``fmt`` into one DataFrame."""
-    paths = resolve_sources(sources)
-    if fmt != "delta":
-        return spark.read.format(fmt).load(paths)
-    # A Delta table is one path: read each and stack them.
-    frames = [spark.read.format("delta").load(path) for path in paths]
+    """Read every source (paths or globs of format ``fmt``, catalog tables) into one DataFrame."""
+    paths, tables = split_sources(sources)
+    frames = [read_table(spark, name) for name in tables]
+    if paths and fmt != "delta":
+        frames.insert(0, spark.read.format(fmt).load(resolve_sources(paths)))
+    elif paths:
+        # A Delta table is one path: read each and stack them.
+        frames[:0] = [spark.read.format("delta").load(path) for path in resolve_sources(paths)]
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 
 

@@ -10,6 +10,7 @@ stage fingerprints (``state``) alike.
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -17,20 +18,60 @@ from samplemix_spark.errors import InputError, TableError
 
 if TYPE_CHECKING:
     import pyarrow.parquet
+    from pyspark.sql import DataFrame, SparkSession
 
     from samplemix_spark.tables.store import TableStore
 
 
 GLOB_CHARS = set("*?[")
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_`-]+(\.[A-Za-z0-9_`-]+){0,2}")
+# A source named ``table:catalog.schema.name`` is a table of the engine's catalog, not a path.
+TABLE_PREFIX = "table:"
+
+
+def table_name(source: str) -> str | None:
+    """The catalog table a source names (``table:main.lake.docs`` -> ``main.lake.docs``), or None for a path."""
+    return source[len(TABLE_PREFIX):] if source.startswith(TABLE_PREFIX) else None
+
+
+def split_sources(sources: list[str]) -> tuple[list[str], list[str]]:
+    """(paths, catalog table names) of a source list, each in the configured order."""
+    if not sources:
+        raise InputError("config key 'ingest.sources' is empty: name at least one file, folder, glob or table")
+    return ([s for s in sources if table_name(s) is None],
+            [table_name(s) for s in sources if table_name(s) is not None])
+
+
+def read_table(spark: "SparkSession", name: str) -> "DataFrame":
+    """A catalog table (``catalog.schema.name``, ``schema.name`` or ``name``); one line naming it when absent.
+
+    Existence is asked of the catalog first, so a missing table reads the same on every engine.
+    """
+    if not _TABLE_NAME.fullmatch(name):
+        raise InputError(f"ingest source 'table:{name}': not a table name; expected table:catalog.schema.name")
+    if not spark.catalog.tableExists(name):
+        raise InputError(f"ingest source 'table:{name}': no such table in the engine's catalog")
+    try:
+        frame = spark.read.table(name)
+        frame.schema  # noqa: B018 - Spark Connect resolves the table only when asked for its schema
+    except Exception as exc:  # noqa: BLE001 - engines raise different classes for a missing table
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise InputError(f"ingest source 'table:{name}': cannot read the table ({first})") from None
+    return frame
+
+
+def table_files(spark: "SparkSession", name: str) -> list[str]:
+    """The data files behind a catalog table now (a Delta table's current snapshot), for fingerprints."""
+    return sorted(read_table(spark, name).inputFiles())
 
 
 def resolve_sources(sources: list[str]) -> list[str]:
-    """Expand local globs and check local paths exist; remote URIs pass through unchanged."""
+    """Expand local globs and check local paths exist; remote URIs and catalog tables pass through unchanged."""
     if not sources:
         raise InputError("config key 'ingest.sources' is empty: name at least one file, folder or glob")
     resolved: list[str] = []
     for source in sources:
-        if is_remote(source):
+        if is_remote(source) or table_name(source) is not None:
             resolved.append(source)
             continue
         local = strip_file_scheme(source)

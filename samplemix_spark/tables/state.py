@@ -20,26 +20,44 @@ from typing import Optional
 
 from pyspark.sql import SparkSession
 
-from samplemix_spark.tables.files import resolve_sources
+from samplemix_spark.tables.files import resolve_sources, table_files, table_name
 from samplemix_spark.tables.store import TableStore
 
 STATE_TABLE = "stage_runs"
+# The pipeline's stages in the order `samplemix run` runs them.
+STAGES = ("ingest", "quality", "embed", "cluster", "assign", "domains", "diversity", "mix", "report")
 SCHEMA = "stage string, fingerprint string, finished_at string, seconds double, hash_scheme string"
 
 
-def source_signature(sources: list[str]) -> list:
-    """Path, size and modification time of each local source file (remote URIs by name only)."""
+def source_signature(sources: list[str], spark: Optional[SparkSession] = None) -> list:
+    """Path, size and modification time of each local source file (remote URIs by name only).
+
+    A catalog table counts as the data files behind it now, so a new Delta version or a
+    rewritten Parquet table changes the signature; the files are named by the engine.
+    """
     signature = []
     for path in resolve_sources(sources):
-        if "://" in path and not path.startswith("file://"):
-            signature.append([path])
-            continue
-        local = path[len("file://"):] if path.startswith("file://") else path
-        for root, _, files in os.walk(local) if os.path.isdir(local) else [("", [], [local])]:
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                stat = os.stat(full)
-                signature.append([full, stat.st_size, stat.st_mtime_ns])
+        name = table_name(path)
+        if name is not None:
+            if spark is None:
+                raise ValueError(f"the signature of table:{name} needs a Spark session")
+            signature.append([path, *[entry for file in table_files(spark, name) for entry in _files_signature(file)]])
+        else:
+            signature.extend(_files_signature(path))
+    return signature
+
+
+def _files_signature(path: str) -> list:
+    """[path, size, mtime] of each file under a local path; a URI (or a path not on this node) by name."""
+    local = path[len("file://"):] if path.startswith("file://") else path
+    if "://" in local or not os.path.exists(local):
+        return [[path]]
+    signature = []
+    for root, _, files in os.walk(local) if os.path.isdir(local) else [("", [], [local])]:
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            stat = os.stat(full)
+            signature.append([full, stat.st_size, stat.st_mtime_ns])
     return signature
 
 
@@ -85,12 +103,15 @@ class StageState:
         return self.recorded().get(stage) == stage_fingerprint and all(self.store.exists(t) for t in tables)
 
 
-def stage_fingerprint(stage: str, cfg, previous: Optional[str]) -> str:
-    """The fingerprint of ``stage`` under ``cfg`` after a stage with fingerprint ``previous``."""
+def stage_fingerprint(stage: str, cfg, previous: Optional[str], spark: Optional[SparkSession] = None) -> str:
+    """The fingerprint of ``stage`` under ``cfg`` after a stage with fingerprint ``previous``.
+
+    ``spark`` is needed only to list the files behind ``table:`` sources.
+    """
     sections = {"ingest": cfg.ingest, "quality": cfg.quality, "embed": cfg.diversity, "cluster": cfg.diversity,
                 "assign": cfg.diversity, "domains": cfg.domain, "diversity": cfg.diversity, "mix": cfg.mixing,
                 "report": None}
-    extra = source_signature(cfg.ingest.sources) if stage == "ingest" else None
+    extra = source_signature(cfg.ingest.sources, spark) if stage == "ingest" else None
     if stage == "ingest" and cfg.domain.method != "column":
         # Labels from a model are part of what ingest writes (the default keeps its old fingerprint).
         extra = {"sources": extra, "domain": asdict(cfg.domain)}
