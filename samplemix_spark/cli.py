@@ -226,13 +226,14 @@ def _run(args: argparse.Namespace) -> None:
 
 def _sql(spark, cfg, query: str) -> None:
     from samplemix_spark.report import register_domain_mix_view
+    from samplemix_spark.report.domains import plain_table
     from samplemix_spark.tables import TableStore
 
     store = TableStore(spark, cfg.tables)
     store.register_views()
     if store.exists("weights"):
         register_domain_mix_view(spark, store)
-    print(spark.sql(query).toPandas().to_string(index=False))
+    print(plain_table(spark.sql(query).toPandas()))
 
 
 def _demo_data(args: argparse.Namespace) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from html.parser import HTMLParser
+
 import pandas as pd
 import pytest
 
@@ -88,9 +90,72 @@ def test_html_report_has_summary_table_and_figures(spark, reported, tmp_path):
     assert page.count('src="data:image/png;base64,') == 4
     for name in ("quality_by_domain", "diversity_by_domain", "token_shares", "counts"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
-    assert "<li>mix:" in page  # time per stage from stage_runs
     for domain in store.read("report_domains").toPandas()["domain"]:
         assert f"<td>{domain}</td>" in page
+
+
+class _Tables(HTMLParser):
+    """Each <table> of a page: its header cells, its first column, and whether a scroll container holds it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables, self.open_divs, self.cell = [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "div":
+            self.open_divs.append(dict(attrs).get("class"))
+        elif tag == "table":
+            self.tables.append({"scrolls": "scroll" in self.open_divs, "header": [], "first_column": []})
+        elif tag == "tr" and self.tables:
+            self.tables[-1]["column"] = 0
+        elif tag in ("th", "td"):
+            self.cell = tag
+
+    def handle_endtag(self, tag):
+        if tag == "div":
+            self.open_divs.pop()
+        elif tag in ("th", "td"):
+            self.tables[-1]["column"] += 1
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell == "th":
+            self.tables[-1]["header"].append(data.strip())
+        elif self.cell == "td" and self.tables[-1]["column"] == 0:
+            self.tables[-1]["first_column"].append(data.strip())
+
+
+def test_html_report_leads_with_the_headline_and_every_table_scrolls(spark, reported, tmp_path):
+    from samplemix_spark.report.html import write_html
+    from samplemix_spark.tables.state import STAGES
+
+    store = store_for(spark, reported)
+    parser = _Tables()
+    parser.feed(write_html(spark, store, tmp_path / "report.html").read_text())
+    assert len(parser.tables) == 3 and all(table["scrolls"] for table in parser.tables)
+    first = parser.tables[0]["header"]
+    assert first[0] == "domain" and {"source_token_share", "output_token_share"} <= set(first[:6])
+    assert {"mean_q", "mean_d", "source_docs", "output_docs"} <= set(first)
+    assert set(parser.tables[1]["header"]) > set(store.read("report_domains").columns) - set(first)
+    stages = parser.tables[-1]["first_column"]
+    recorded = {row.stage for row in store.read("stage_runs").collect()}
+    assert stages == [s for s in STAGES if s in recorded] + ["total"]
+
+
+def test_the_view_the_table_and_the_terminal_share_one_column_order(spark, reported):
+    from samplemix_spark.report.domains import DETAIL_COLUMNS, HEADLINE_COLUMNS, format_report
+
+    store = store_for(spark, reported)
+    order = list(HEADLINE_COLUMNS + DETAIL_COLUMNS)
+    assert store.read("report_domains").columns == order
+    view = spark.sql("SELECT * FROM domain_mix")
+    assert view.columns == order
+    domains = [row.domain for row in view.collect()]
+    assert domains == sorted(domains)
+    lines = format_report(spark, store).splitlines()
+    header = next(line for line in lines if line.split()[:1] == ["domain"])
+    assert header.split() == list(HEADLINE_COLUMNS)
+    assert all(len(line) <= 120 for line in lines[3:])
 
 
 def test_q_shares_count_each_domains_documents_at_each_rounded_q(spark, reported):
@@ -106,3 +171,16 @@ def test_q_shares_count_each_domains_documents_at_each_rounded_q(spark, reported
     assert list(shares.index) == list(expected.index) and list(shares.columns) == list(expected.columns)
     np.testing.assert_allclose(shares.to_numpy(), expected.to_numpy(), rtol=1e-12)
     assert "share of each domain's documents at each q" in format_report(spark, store)
+
+
+def test_the_page_shows_the_budget_sweep_once_one_ran(spark, reported, tmp_path):
+    """Last in this module: the sweep adds a table to the shared warehouse."""
+    from samplemix_spark.report.html import write_html
+    from samplemix_spark.report.sweep import run_sweep
+
+    store = store_for(spark, reported)
+    before = write_html(spark, store, tmp_path / "before" / "report.html").read_text()
+    run_sweep(spark, store, reported.mixing, [0.2, 0.8], [0.1], [0.7], tmp_path / "sweep")
+    after = write_html(spark, store, tmp_path / "after" / "report.html").read_text()
+    assert 'alt="sweep"' not in before and 'alt="sweep"' in after
+    assert (tmp_path / "after" / "sweep.png").stat().st_size > 1000

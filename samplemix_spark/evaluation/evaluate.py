@@ -292,16 +292,16 @@ def summarise(evaluation: Evaluation, samples: int = intervals.SAMPLES, seed: in
     summary = per_domain.join(figures).assign(docs=sum(len(s.positions) for s in strata),
                                               seeds=last.groupby("run")["seed"].nunique())
     summary.insert(0, "method", last.groupby("run")["method"].first())
-    natural = last.loc[last["method"] == NATURAL, "run"].unique()
-    if len(natural):
-        reach = _steps_to_natural(evaluation.step_docs, natural[0], domains, samples, seed)
+    natural = _reference_run(last)
+    if natural is not None:
+        reach = _steps_to_natural(evaluation.step_docs, natural, domains, samples, seed)
         summary["steps_to_natural"] = [f"{_steps_text(reach[r][0])} [{_steps_text(reach[r][1])}, "
                                        f"{_steps_text(reach[r][2])}]" for r in summary.index]
         summary["speedup"] = [_speedup_text(reach[r][3], *reach[r][:3]) for r in summary.index]
         summary["evaluations"] = [reach[r][4] for r in summary.index]
         # The verdict first, beside the run's name: the table is wider than a terminal.
-        summary.insert(0, "vs_natural", [intervals.paired_difference(scores, run, natural[0], strata).describe()
-                                         if run != natural[0] else "-" for run in summary.index])
+        summary.insert(0, "vs_natural", [intervals.paired_difference(scores, run, natural, strata).describe()
+                                         if run != natural else "-" for run in summary.index])
     return summary
 
 
@@ -309,7 +309,13 @@ def write_figures(proxy_eval: pd.DataFrame, out: Path) -> list[str]:
     """Learning curves and final per-domain bars as PNGs under ``out``; returns the page fragments."""
     out.mkdir(parents=True, exist_ok=True)
     return [save_figure(out / "learning_curves.png", learning_curves(proxy_eval)),
-            save_figure(out / "domain_bpb.png", final_domain_bars(proxy_eval))]
+            save_figure(out / "domain_bpb.png", final_domain_bars(proxy_eval, _reference_run(proxy_eval)))]
+
+
+def _reference_run(proxy_eval: pd.DataFrame) -> str | None:
+    """The run that mixes by natural proportions, when the evaluation has one."""
+    natural = proxy_eval.loc[proxy_eval["method"] == NATURAL, "run"].unique()
+    return str(natural[0]) if len(natural) else None
 
 
 def executor(cfg: SampleMixConfig) -> str:

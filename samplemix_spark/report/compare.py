@@ -108,13 +108,13 @@ def _proxy_evaluation(stores: list[TableStore], names: list[str], out: Path) -> 
 def write_page(out: Path, metrics: pd.DataFrame, shares: pd.DataFrame, overlap: pd.DataFrame, evaluation: str) -> Path:
     """``compare.html``: the runs' training-data domain shares and totals, then their proxy evaluation."""
     from samplemix_spark.evaluation.plots import image_tag
-    from samplemix_spark.report.html import page
+    from samplemix_spark.report.html import page, scrolling
 
     number = lambda v: f"{v:,.4f}"  # noqa: E731
     body = (f"<h1>Mix runs compared</h1><h2>Domain token shares of each run's training data</h2>"
-            f"{shares.to_html(float_format=number)}{image_tag(out / 'compare.png')}"
-            f"<h2>Totals</h2>{metrics.to_html(float_format=number)}"
-            f"<h2>Selected-document overlap (Jaccard)</h2>{overlap.to_html(float_format=number)}"
+            f"{scrolling(shares.to_html(float_format=number))}{image_tag(out / 'compare.png')}"
+            f"<h2>Totals</h2>{scrolling(_totals(metrics).to_html())}"
+            f"<h2>Selected-document overlap (Jaccard)</h2>{scrolling(overlap.to_html(float_format=number))}"
             f"{evaluation or '<p>No proxy evaluation covers all of these runs: run samplemix evaluate on them.</p>'}")
     path = out / "compare.html"
     path.write_text(page("SampleMix runs compared", body))
@@ -147,12 +147,17 @@ def compare_runs(spark: SparkSession, runs: list[str], table_format: str, out: P
 COUNT_ROWS = ("output_tokens", "target_tokens", "unique_docs")
 
 
-def printable(metrics: pd.DataFrame, shares: pd.DataFrame, overlap: pd.DataFrame) -> str:
-    """The three tables for the terminal, each under its own title, counts as integers."""
+def _totals(metrics: pd.DataFrame) -> pd.DataFrame:
+    """The totals as text: counts as integers with separators, ratios to four places."""
     totals = metrics.astype(object)
     for row in totals.index:
         totals.loc[row] = [f"{v:,.0f}" if row in COUNT_ROWS else f"{v:.4f}" for v in metrics.loc[row]]
+    return totals
+
+
+def printable(metrics: pd.DataFrame, shares: pd.DataFrame, overlap: pd.DataFrame) -> str:
+    """The three tables for the terminal, each under its own title, counts as integers."""
     ratio = "{:.4f}".format
-    return "\n\n".join([f"Totals\n{totals.to_string()}",
+    return "\n\n".join([f"Totals\n{_totals(metrics).to_string()}",
                         f"Domain token shares of each run's training data\n{shares.to_string(float_format=ratio)}",
                         f"Selected-document overlap between runs (Jaccard)\n{overlap.to_string(float_format=ratio)}"])

@@ -21,6 +21,14 @@ log = logging.getLogger(__name__)
 
 VIEW_NAME = "domain_mix"
 
+# The columns a reader looks at first, then the rest: the same order in the table, the view, the
+# terminal and the page.
+HEADLINE_COLUMNS = ("domain", "source_token_share", "output_token_share", "source_docs", "output_docs",
+                    "mean_q", "mean_d")
+DETAIL_COLUMNS = ("source_tokens", "output_tokens", "selected_docs", "unique_output_tokens", "repeated_token_share",
+                  "mean_p", "docs_count_0", "docs_count_1", "docs_count_2", "docs_count_3", "docs_count_4plus",
+                  "cap_mass_out", "cap_mass_in", "expected_docs", "expected_tokens", "rounding_variance")
+
 DOMAIN_MIX_SQL = """
 WITH per_domain AS (
   SELECT domain,
@@ -50,23 +58,32 @@ WITH per_domain AS (
   SELECT SUM(source_tokens) AS all_source_tokens, SUM(output_tokens) AS all_output_tokens
   FROM per_domain
 )
-SELECT per_domain.*,
-       source_tokens / all_source_tokens AS source_token_share,
-       CASE WHEN all_output_tokens > 0 THEN output_tokens / all_output_tokens END AS output_token_share,
-       CASE WHEN output_tokens > 0 THEN (output_tokens - unique_output_tokens) / output_tokens END
-         AS repeated_token_share
-FROM per_domain CROSS JOIN totals
+SELECT {columns}
+FROM (
+  SELECT per_domain.*,
+         source_tokens / all_source_tokens AS source_token_share,
+         CASE WHEN all_output_tokens > 0 THEN output_tokens / all_output_tokens END AS output_token_share,
+         CASE WHEN output_tokens > 0 THEN (output_tokens - unique_output_tokens) / output_tokens END
+           AS repeated_token_share
+  FROM per_domain CROSS JOIN totals
+)
+ORDER BY domain
 """
+
+
+def domain_mix_sql(weights: str) -> str:
+    """The per-domain query over the table ``weights`` names, columns in report order, rows by domain."""
+    return DOMAIN_MIX_SQL.format(weights=weights, columns=", ".join(HEADLINE_COLUMNS + DETAIL_COLUMNS))
 
 
 def domain_mix(spark: SparkSession, store: TableStore) -> DataFrame:
     """The per-domain report as a live query over the weights table."""
-    return spark.sql(DOMAIN_MIX_SQL.format(weights=store.sql_ref("weights")))
+    return spark.sql(domain_mix_sql(store.sql_ref("weights")))
 
 
 def register_domain_mix_view(spark: SparkSession, store: TableStore) -> str:
     """Create the ``domain_mix`` view: persistent under a catalog, a session temp view otherwise."""
-    sql = DOMAIN_MIX_SQL.format(weights=store.sql_ref("weights"))
+    sql = domain_mix_sql(store.sql_ref("weights"))
     if store.cfg.catalog:
         name = f"{store.cfg.catalog}.{store.cfg.prefix}{VIEW_NAME}"
         spark.sql(f"CREATE OR REPLACE VIEW {name} AS {sql}")
@@ -164,15 +181,32 @@ def format_report(spark: SparkSession, store: TableStore) -> str:
     if summary.max_repeats is not None:
         head += (f"\nmax_repeats {summary.max_repeats}: {summary.capped_docs:,} documents capped after "
                  f"{summary.cap_rounds} rounds")
-    columns = ["domain", "source_docs", "source_tokens", "selected_docs", "output_docs", "output_tokens",
-               "source_token_share", "output_token_share", "repeated_token_share", "unique_output_tokens",
-               "mean_q", "mean_d", "mean_p", "docs_count_0", "docs_count_1", "docs_count_2", "docs_count_3",
-               "docs_count_4plus", "cap_mass_out", "cap_mass_in"]
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
-        table = domains[columns].to_string(index=False)
-    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
-        shares = q_shares(store).to_string()
-    return f"{head}\n{table}\nshare of each domain's documents at each q (rounded to an integer):\n{shares}"
+    details = ["domain", *DETAIL_COLUMNS[:DETAIL_COLUMNS.index("cap_mass_in") + 1]]
+    return (f"{head}\n{plain_table(domains[list(HEADLINE_COLUMNS)])}\ndetails:\n{plain_table(domains[details])}\n"
+            f"share of each domain's documents at each q (rounded to an integer):\n{plain_table(q_shares(store), 3)}")
+
+
+def plain_table(frame: pd.DataFrame, decimals: int = 4, width: int = 120) -> str:
+    """``frame`` as terminal text: integer columns with separators, the rest to ``decimals``.
+
+    Wider than ``width``, it continues in blocks below, each led by the first column (or the index).
+    """
+    shown = frame.copy()
+    for column in frame.columns:
+        if pd.api.types.is_integer_dtype(frame[column]):
+            shown[column] = frame[column].map("{:,}".format)
+        elif pd.api.types.is_float_dtype(frame[column]):
+            shown[column] = frame[column].map(lambda v: "" if pd.isna(v) else f"{v:.{decimals}f}")
+    keep_index = not isinstance(frame.index, pd.RangeIndex)
+    lead, rest = ([], list(shown.columns)) if keep_index else ([shown.columns[0]], list(shown.columns[1:]))
+    blocks, block = [], []
+    for column in rest:
+        if block and len(shown[lead + block + [column]].to_string(index=keep_index).split("\n")[0]) > width:
+            blocks.append(block)
+            block = []
+        block.append(column)
+    blocks.append(block)
+    return "\n\n".join(shown[lead + b].to_string(index=keep_index) for b in blocks)
 
 
 def q_shares(store: TableStore) -> pd.DataFrame:
