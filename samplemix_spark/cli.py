@@ -233,7 +233,8 @@ def _sql(spark, cfg, query: str) -> None:
     store.register_views()
     if store.exists("weights"):
         register_domain_mix_view(spark, store)
-    print(plain_table(spark.sql(query).toPandas()))
+    # Plain integers, so the output stays easy to read back; wide results wrap in blocks.
+    print(plain_table(spark.sql(query).toPandas(), separators=False))
 
 
 def _demo_data(args: argparse.Namespace) -> None:

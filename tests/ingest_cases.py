@@ -276,7 +276,8 @@ def ingest_case(spark, name: str, root: Path, warehouse: Path, engine: dict, tab
         lambda p: p.replace(f"table:{catalog}.", "table:") if p and p.startswith("table:") else Path(p).name if p
         else None)
     # A table row has no line number: keep it None, not pandas' NaN, which never equals itself.
-    rejects["source_line"] = rejects["source_line"].astype(object).map(lambda v: None if v is None or v != v else int(v))
+    rejects["source_line"] = rejects["source_line"].astype(object).map(
+        lambda v: None if v is None or v != v else int(v))
     overlap = store.read_if_exists("holdout_overlap")
     return {"holdout": sorted(store.read("holdout").toPandas()["doc_id"]),
             "overlap": [] if overlap is None else sorted(map(list, overlap.select(

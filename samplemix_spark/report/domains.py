@@ -186,15 +186,15 @@ def format_report(spark: SparkSession, store: TableStore) -> str:
             f"share of each domain's documents at each q (rounded to an integer):\n{plain_table(q_shares(store), 3)}")
 
 
-def plain_table(frame: pd.DataFrame, decimals: int = 4, width: int = 120) -> str:
-    """``frame`` as terminal text: integer columns with separators, the rest to ``decimals``.
+def plain_table(frame: pd.DataFrame, decimals: int = 4, width: int = 120, separators: bool = True) -> str:
+    """``frame`` as terminal text: integer columns (with separators), the rest to ``decimals``.
 
     Wider than ``width``, it continues in blocks below, each led by the first column (or the index).
     """
     shown = frame.copy()
     for column in frame.columns:
         if pd.api.types.is_integer_dtype(frame[column]):
-            shown[column] = frame[column].map("{:,}".format)
+            shown[column] = frame[column].map("{:,}".format if separators else str)
         elif pd.api.types.is_float_dtype(frame[column]):
             shown[column] = frame[column].map(lambda v: "" if pd.isna(v) else f"{v:.{decimals}f}")
     keep_index = not isinstance(frame.index, pd.RangeIndex)

@@ -145,7 +145,9 @@ def _stage_times(store: TableStore) -> str:
 
 
 def _table(frame: pd.DataFrame, decimals: int = 4) -> str:
-    return scrolling(frame.to_html(index=False, float_format=lambda v: f"{v:.{decimals}f}"))
+    """Integers with separators, other numbers to ``decimals`` places, in a scroll container."""
+    integers = {column: "{:,}".format for column in frame.columns if pd.api.types.is_integer_dtype(frame[column])}
+    return scrolling(frame.to_html(index=False, formatters=integers, float_format=lambda v: f"{v:.{decimals}f}"))
 
 
 def scrolling(table_html: str) -> str:
@@ -157,7 +159,7 @@ def page(title: str, body: str) -> str:
     """A self-contained HTML page around ``body`` (figures are embedded as data URIs)."""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}img{{max-width:100%}}
+td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}}img{{max-width:100%}}
 .scroll{{overflow-x:auto;max-width:100%}}details{{margin:1em 0}}</style></head><body>
 {body}
 </body></html>"""
