@@ -24,7 +24,8 @@ EXTRA_JOBS = ("annotate", "train-quality", "score-quality")
 
 
 def pipeline_stages(cfg: SampleMixConfig) -> tuple[str, ...]:
-    """The stages `samplemix run` runs: embed/cluster/assign only for k-means diversity.
+    """The stages `samplemix run` runs: embed/cluster/assign only for k-means diversity, and no diversity
+    stage at all for QuaDMix unless domains come from clusters.
 
     Domains from clusters come after assign, and quality after them (a perplexity
     reference names domains).
@@ -32,6 +33,8 @@ def pipeline_stages(cfg: SampleMixConfig) -> tuple[str, ...]:
     if cfg.domain.method == "clusters":
         return ("ingest", "embed", "cluster", "assign", "domains", "quality", "diversity", "mix", "report")
     skipped = {"domains"} if cfg.diversity.method == "kmeans" else {"embed", "cluster", "assign", "domains"}
+    if cfg.mixing.method == "quadmix":  # QuaDMix never reads d(x)
+        skipped |= {"embed", "cluster", "assign", "diversity"}
     return tuple(s for s in STAGES if s not in skipped)
 
 

@@ -153,3 +153,38 @@ def test_score_columns_are_merged_with_q_by_their_weights(spark, tmp_path):
     with pytest.raises(InputError, match="the documents table has no column edu"):
         store.write(store.read("documents").drop("edu"), "documents")
         MixStep(cfg).run(spark, store)
+
+
+def test_a_domain_whose_documents_hold_no_tokens_is_ranked_by_documents(spark):
+    histogram = pd.DataFrame({"domain": ["empty"] * 3 + ["text"] * 2, "_bucket": [0.1, 0.5, 0.9, 0.2, 0.7],
+                              "tokens": [0, 0, 0, 10, 30], "docs": [2, 1, 1, 1, 1]})
+    ranks = quadmix.mid_ranks(histogram).set_index(["domain", "_bucket"])["rank"]
+    # Documents stand in for tokens: the best bucket (0.9) holds 1 of 4 documents, the worst 2 of 4.
+    np.testing.assert_allclose(ranks.loc["empty"].sort_index(), [0.75, 0.375, 0.125], rtol=1e-12)
+    np.testing.assert_allclose(ranks.loc["text"].sort_index(), [0.875, 0.375], rtol=1e-12)
+    scored = _scored(spark, [("a", "empty", 0, 3.0), ("b", "empty", 0, 7.0), ("c", "text", 50, 5.0)])
+    mixing = build_config({"mixing": {"method": "quadmix", "budget_mode": "documents"}}).mixing
+    counts = quadmix.quadmix_counts(scored, mixing, target=3.0)
+    c = counts.frame.select("doc_id", counts.c.alias("c")).toPandas().set_index("doc_id")["c"]
+    assert np.isfinite(c).all() and c["b"] > c["a"]
+
+
+def test_quadmix_runs_without_the_diversity_stages(spark, tmp_path):
+    """QuaDMix reads merged quality criteria only: no embeddings, clusters or diversity are computed."""
+    from samplemix_spark.demo.synthetic import write_corpus
+    from samplemix_spark.pipeline import pipeline_stages, run_pipeline
+
+    from .conftest import make_config, store_for
+
+    paths = write_corpus(tmp_path / "corpus", 300, seed=8, n_files=1)
+    cfg = make_config(tmp_path / "wh", paths, diversity={"method": "kmeans"},
+                      mixing={"method": "quadmix", "budget_mode": "tokens"})
+    assert not {"embed", "cluster", "assign", "diversity"} & set(pipeline_stages(cfg))
+    run_pipeline(spark, cfg)
+    store = store_for(spark, cfg)
+    assert not any(store.exists(t) for t in ("embeddings", "centroids", "assignments", "diversity"))
+    weights = store.read("weights").toPandas()
+    assert len(weights) == 300 and weights["d"].isna().all() and np.isfinite(weights["c"]).all()
+    assert (weights["c"] * weights["n_tokens"]).sum() == pytest.approx(
+        weights["n_tokens"].sum(), rel=1e-9)  # the default budget: the source's tokens
+    assert len(store.read("output").toPandas()) == weights["count"].sum()

@@ -229,7 +229,9 @@ def scores_fingerprint(store, view=None) -> str:
 
     from samplemix_spark.mixing.weights import QualityView, scored_documents
 
-    row = scored_documents(store, view or QualityView()).agg(F.count(F.lit(1)).alias("n"), F.sum(F.shiftrightunsigned(
+    # d joins when the warehouse has it; a QuaDMix warehouse may have none.
+    scored = scored_documents(store, view or QualityView(), diversity=False)
+    row = scored.agg(F.count(F.lit(1)).alias("n"), F.sum(F.shiftrightunsigned(
         F.xxhash64("doc_id", "domain", "n_tokens", "q", "d"), 33)).alias("h")).collect()[0]
     return f"{row['n']}:{int(row['h'] or 0):x}"
 

@@ -67,7 +67,7 @@ def search_scored(store: TableStore, cfg: SampleMixConfig) -> tuple[DataFrame, M
     """The scored documents a search mixes (a hashed sample above ``tune.sample_docs``) and the base mixing
     settings, with an absolute token budget turned into the same share of the sample."""
     mixing = cfg.mixing
-    scored = scored_documents(store, quality_view(cfg), quadmix.score_columns(mixing))
+    scored = scored_documents(store, quality_view(cfg), quadmix.score_columns(mixing), diversity=False)
     totals = scored.agg(F.count(F.lit(1)).alias("n"), F.sum("n_tokens").cast("double").alias("t")).collect()[0]
     if totals["n"] <= cfg.tune.sample_docs:
         return scored, mixing

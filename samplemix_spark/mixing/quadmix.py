@@ -106,11 +106,17 @@ def _buckets(frame: DataFrame) -> DataFrame:
 
 
 def mid_ranks(histogram: pd.DataFrame) -> pd.DataFrame:
-    """Per (domain, bucket) with its tokens: the token-weighted mid-rank, best (largest bucket) first."""
+    """Per (domain, bucket) with its tokens: the token-weighted mid-rank, best (largest bucket) first.
+
+    A domain whose documents hold no tokens at all is ranked by documents instead (``docs``), so its
+    ranks stay defined.
+    """
     parts = []
     for _, group in histogram.groupby("domain", sort=True):
         group = group.sort_values("_bucket", ascending=False)
         tokens = group["tokens"].astype(float)
+        if not tokens.sum() > 0:
+            tokens = group["docs"].astype(float)
         better = tokens.cumsum() - tokens
         parts.append(group.assign(rank=(better + tokens / 2) / tokens.sum()))
     return pd.concat(parts, ignore_index=True)[["domain", "_bucket", "rank"]]
@@ -125,7 +131,8 @@ def quadmix_counts(scored: DataFrame, cfg: MixingConfig, target: float) -> QuadM
         raise InputError(f"mixing.quadmix.domains names {', '.join(unknown)}, which the documents do not hold; "
                          f"their domains: {', '.join(domains)}")
     keyed = _buckets(scored.withColumn("merged", merged_score(scored, cfg, domains)))
-    histogram = keyed.groupBy("domain", "_bucket").agg(F.sum("n_tokens").alias("tokens")).toPandas()
+    histogram = keyed.groupBy("domain", "_bucket").agg(F.sum("n_tokens").alias("tokens"),
+                                                       F.count(F.lit(1)).alias("docs")).toPandas()
     params = {d: cfg.quadmix.for_domain(d) for d in domains}
     ranks = mid_ranks(histogram).assign(**{k: lambda t, k=k: t["domain"].map(lambda d: params[d][k])
                                            for k in QUADMIX_SAMPLING})

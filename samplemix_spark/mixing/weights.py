@@ -127,12 +127,20 @@ def perplexity_q(table: DataFrame, view: QualityView, hash_scheme: str) -> DataF
                         expected.alias("quality_expected"))
 
 
-def scored_documents(store: TableStore, view: QualityView | str = "integer", extra: Sequence[str] = ()) -> DataFrame:
+def needs_diversity(mixing: MixingConfig) -> bool:
+    """Whether the mix reads d(x): SampleMix does; QuaDMix ranks merged quality criteria only, and the
+    domain-weight baselines keep p for comparison when a diversity table exists."""
+    return mixing.method == "samplemix"
+
+
+def scored_documents(store: TableStore, view: QualityView | str = "integer", extra: Sequence[str] = (),
+                     diversity: bool = True) -> DataFrame:
     """doc_id, domain, n_tokens (and the ``extra`` documents columns) with q and d attached (null where missing).
 
     q is the quality table's integer ``quality``, or with ``view.source``
     ``expected`` its unrounded ``quality_expected`` (``mixing.quality_source``);
     perplexity scores (a ``bpb`` column) become both first (``perplexity_q``).
+    Without ``diversity`` a missing diversity table leaves d null instead of failing.
     """
     view = view if isinstance(view, QualityView) else QualityView(view)
     documents = store.read("documents")
@@ -149,8 +157,11 @@ def scored_documents(store: TableStore, view: QualityView | str = "integer", ext
         raise InputError("config key 'mixing.quality_source': 'expected' needs the quality table's "
                          "quality_expected column, which only quality.method 'model' and 'classifier' write")
     quality = table.select("doc_id", F.col(column).cast("double").alias("q"))
-    diversity = store.read("diversity").select("doc_id", F.col("diversity").cast("double").alias("d"))
-    return documents.join(quality, "doc_id", "left").join(diversity, "doc_id", "left")
+    scored = documents.join(quality, "doc_id", "left")
+    if not diversity and not store.exists("diversity"):
+        return scored.withColumn("d", F.lit(None).cast("double"))
+    d = store.read("diversity").select("doc_id", F.col("diversity").cast("double").alias("d"))
+    return scored.join(d, "doc_id", "left")
 
 
 def _count_if(condition: Column) -> Column:
@@ -167,10 +178,10 @@ def _source_aggregates(scored: DataFrame) -> dict:
     return row.asDict()
 
 
-def _check_source(agg: dict) -> None:
+def _check_source(agg: dict, diversity: bool = True) -> None:
     if not agg["n"]:
         raise InputError("the documents table is empty: nothing to mix")
-    for score, table in (("q", "quality"), ("d", "diversity")):
+    for score, table in (("q", "quality"), ("d", "diversity"))[:2 if diversity else 1]:
         if agg[f"{score}_missing"]:
             raise InputError(f"{agg[f'{score}_missing']} of {agg['n']} documents have no {table} score; "
                              f"rerun `samplemix {table}` after ingest")
@@ -195,9 +206,15 @@ def weight_columns(bounds: dict, alpha: float) -> tuple[Column, Column, Column]:
 
 
 def compute_stats(scored: DataFrame, cfg: MixingConfig, hash_scheme: str = CURRENT_SCHEME) -> MixStats:
-    """Run the global aggregates over the scored documents and size the counts (drawn under ``hash_scheme``)."""
+    """Run the global aggregates over the scored documents and size the counts (drawn under ``hash_scheme``).
+
+    A method that does not read d(x), given documents without it, gets the corpus totals and budget
+    only: its own counts replace SampleMix's (p and its sums are NaN in ``mix_run``).
+    """
     agg = _source_aggregates(scored)
-    _check_source(agg)
+    _check_source(agg, needs_diversity(cfg))
+    if agg["d_missing"]:
+        return _stats_without_p(agg, cfg, hash_scheme)
     _, _, p = weight_columns(agg, cfg.alpha)
     p_max = scored.agg(F.max(p)).collect()[0][0]
     w = formulas.shifted_exponent(p, p_max, cfg.tau)
@@ -217,6 +234,21 @@ def compute_stats(scored: DataFrame, cfg: MixingConfig, hash_scheme: str = CURRE
         scale=scale.scale, uncapped_scale=scale.uncapped_scale, cap_rounds=scale.cap_rounds,
         n_capped=scale.n_capped, hash_scheme=hash_scheme, rounding=cfg.rounding,
         quality_source=cfg.quality_source,
+    )
+
+
+def _stats_without_p(agg: dict, cfg: MixingConfig, hash_scheme: str) -> MixStats:
+    t_target = target_tokens(cfg, agg["tokens"])
+    if cfg.max_repeats is not None:
+        budget.check_cap_reachable(cfg.max_repeats, agg["tokens"], t_target)
+    nan = float("nan")
+    return MixStats(
+        alpha=cfg.alpha, tau=cfg.tau, seed=cfg.seed, budget_mode=cfg.budget_mode, max_repeats=cfg.max_repeats,
+        n_source_docs=agg["n"], source_tokens=agg["tokens"], target_tokens=t_target,
+        n_target_docs=formulas.target_documents(agg["n"], agg["tokens"], t_target),
+        q_min=agg["q_min"], q_max=agg["q_max"], d_min=nan, d_max=nan, p_max=nan, shifted_sum=nan,
+        shifted_token_sum=nan, scale=nan, uncapped_scale=nan, cap_rounds=0, n_capped=0, hash_scheme=hash_scheme,
+        rounding=cfg.rounding, quality_source=cfg.quality_source,
     )
 
 
@@ -259,7 +291,7 @@ class MixStep:
         """
         mixing, inputs = self.cfg.mixing, inputs or store
         extra = quadmix.score_columns(mixing) if mixing.method == "quadmix" else []
-        scored = scored_documents(inputs, quality_view(self.cfg), extra)
+        scored = scored_documents(inputs, quality_view(self.cfg), extra, needs_diversity(mixing))
         stats = dataclasses.replace(compute_stats(scored, mixing, store.hash_scheme), holdout=fingerprint(inputs),
                                     inputs="" if inputs is store else inputs.location("documents").rsplit("/", 1)[0])
         c, shown = None, None
