@@ -10,6 +10,7 @@ from deltalake import DeltaTable
 
 from samplemix_spark.demo.synthetic import write_corpus
 
+from .cli_sequence import run_sequence
 from .conftest import REPO
 from .test_cli import run_pipeline_cli
 
@@ -78,7 +79,6 @@ def test_model_quality_scores_on_jvm_local_equal_direct_scoring(quality_checkpoi
 
     from .conftest import write_jsonl
     from .realtext import ENCYCLOPEDIC, SPAM, bbc_articles
-    from .test_cli import samplemix
 
     checkpoint, _, _ = quality_checkpoint
     texts = ENCYCLOPEDIC + SPAM + bbc_articles(40)
@@ -86,10 +86,10 @@ def test_model_quality_scores_on_jvm_local_equal_direct_scoring(quality_checkpoi
                 [{"text": t, "domain": "d", "diversity_score": 0.5, "quality_score": 0} for t in texts])
     common = [f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]", f"--set=tables.warehouse={tmp_path}/jvm",
               *[f"--set={o}" for o in JVM]]
-    for stage, method in (("ingest", "heuristic"), ("quality", "model")):
-        result = samplemix(stage, "--config", str(REPO / "conf" / "synthetic.yaml"), *common,
-                           f"--set=quality.method={method}", f"--set=quality.model_path={checkpoint}", cwd=tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
+    result = run_sequence([[stage, "--config", str(REPO / "conf" / "synthetic.yaml"), *common,
+                            f"--set=quality.method={method}", f"--set=quality.model_path={checkpoint}"]
+                           for stage, method in (("ingest", "heuristic"), ("quality", "model"))], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
     documents = pd.read_parquet(tmp_path / "jvm" / "documents")[["doc_id", "text"]]
     jvm_model = pd.read_parquet(tmp_path / "jvm" / "quality").merge(documents, on="doc_id").set_index("text")
     direct, expected = QualityScorer(str(checkpoint)).score(texts)
@@ -125,7 +125,6 @@ def test_classifier_quality_on_jvm_local_equals_direct_scoring(tmp_path):
     from samplemix_spark.models.classifier import BackboneLayout, ClassifierSpec, FastTextClassifier, TextClassifier
 
     from .conftest import write_jsonl
-    from .test_cli import samplemix
     from .test_quality_classifier import TEXTS, _checkpoint, _fasttext_model, _nvidia_layout
 
     values = {"Low": 0.0, "Medium": 5.0, "High": 10.0}
@@ -149,14 +148,18 @@ def test_classifier_quality_on_jvm_local_equals_direct_scoring(tmp_path):
                 [{"text": t, "domain": "d", "diversity_score": 0.5, "quality_score": 0} for t in TEXTS])
     common = ["--config", str(REPO / "conf" / "synthetic.yaml"), f"--set=ingest.sources=[{tmp_path}/data/*.jsonl]",
               f"--set=tables.warehouse={tmp_path}/jvm", *[f"--set={o}" for o in JVM]]
-    result = samplemix("ingest", *common, cwd=tmp_path)
+    # One JVM for every format: each quality run writes its own warehouse's table.
+    commands = [["ingest", *common]]
+    commands += [["quality", *common, "--set=quality.method=classifier", "--set=quality.max_tokens=32", *settings,
+                  f"--set=tables.warehouse={tmp_path}/wh-{name}"] for name, (settings, _) in formats.items()]
+    for name in formats:
+        (tmp_path / f"wh-{name}").mkdir()
+        (tmp_path / f"wh-{name}" / "documents").symlink_to(tmp_path / "jvm" / "documents")
+    result = run_sequence(commands, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     documents = pd.read_parquet(tmp_path / "jvm" / "documents")[["doc_id", "text"]]
     for name, (settings, direct) in formats.items():
-        result = samplemix("quality", *common, "--set=quality.method=classifier", "--set=quality.max_tokens=32",
-                           *settings, cwd=tmp_path)
-        assert result.returncode == 0, (name, result.stderr[-3000:])
-        scored = pd.read_parquet(tmp_path / "jvm" / "quality").merge(documents, on="doc_id").set_index("text")
+        scored = pd.read_parquet(tmp_path / f"wh-{name}" / "quality").merge(documents, on="doc_id").set_index("text")
         expected = direct().score(TEXTS)
         assert scored.loc[TEXTS, "quality"].tolist() == expected.quality.tolist(), name
         np.testing.assert_allclose(scored.loc[TEXTS, "quality_expected"], expected.expected, rtol=1e-9, err_msg=name)
