@@ -230,9 +230,9 @@ def _spec(spark, cfg, doc_bytes: int = 4096, max_docs: int = 2000, step_docs: in
     return held.spec(store_for(spark, cfg), doc_bytes, max_docs, step_docs)
 
 
-def _job(cfg, spark, seed: int, store=None, spec=None) -> ProxyJob:
+def _job(cfg, spark, seed: int, store=None, spec=None, budget_bytes: int = PRESETS["test"].budget_bytes) -> ProxyJob:
     files = tuple(snapshot_files(store or store_for(spark, cfg)))
-    return ProxyJob(0, "run", files, seed, "test", PRESETS["test"].budget_bytes, threads=2, device="cpu",
+    return ProxyJob(0, "run", files, seed, "test", budget_bytes, threads=2, device="cpu",
                     held_out=spec or _spec(spark, cfg))
 
 
@@ -307,8 +307,10 @@ def test_a_trained_proxy_beats_a_byte_unigram_model_on_every_held_out_domain(spa
 
 def test_the_same_seed_gives_the_same_losses_on_cpu(spark, corpus):
     _, cfg = corpus
-    first, again = run_job(_job(cfg, spark, 5)), run_job(_job(cfg, spark, 5))
-    other = run_job(_job(cfg, spark, 6))
+    # Determinism does not depend on size: a short run scored on a few short documents shows it.
+    small = {"spec": _spec(spark, cfg, doc_bytes=512, max_docs=20, step_docs=8), "budget_bytes": 16384}
+    first, again = run_job(_job(cfg, spark, 5, **small)), run_job(_job(cfg, spark, 5, **small))
+    other = run_job(_job(cfg, spark, 6, **small))
     assert first["bits"].tolist() == again["bits"].tolist()
     assert first["bits"].tolist() != other["bits"].tolist()
 
@@ -376,7 +378,7 @@ def test_the_same_mixture_under_two_mixing_seeds_is_tied(spark, corpus, tmp_path
     _, cfg = corpus
     a = _mix(spark, cfg, tmp_path / "a", seed=11)
     b = _mix(spark, cfg, tmp_path / "b", seed=12)
-    ev = _evaluation_config(cfg, tmp_path / "out", seeds=[0, 1, 2], max_eval_docs=12)
+    ev = _evaluation_config(cfg, tmp_path / "out", seeds=[0, 1, 2], max_eval_docs=12, budget_bytes=32768)
     evaluate(spark, ev, [a.tables.warehouse, b.tables.warehouse], ["a", "b"])
     stored = Evaluation.read(store_for(spark, cfg))
     scores = intervals.Scores.from_frame(stored.docs)
@@ -408,7 +410,7 @@ def test_evaluate_command_judges_one_run_against_its_natural_reference(spark, co
     config.write_text(yaml.safe_dump(cfg.to_dict()))
     out = tmp_path / "out"
     result = samplemix("evaluate", cfg.tables.warehouse, "--config", str(config), "--preset", "test",
-                       "--seeds", "0", "1", "--out", str(out), cwd=tmp_path)
+                       "--seeds", "0", "1", "--out", str(out), "--set", "evaluate.budget_bytes=32768", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "steps_to_natural" in result.stderr and "natural" in result.stderr
     table = store_for(spark, cfg).read("proxy_eval").toPandas()
@@ -435,10 +437,11 @@ def test_a_rerun_reads_stored_proxies_and_trains_only_what_is_missing(spark, cor
     natural = _mix(spark, cfg, tmp_path / "natural", method="domain")
     alpha = _mix(spark, cfg, tmp_path / "alpha", alpha=0.5)
     runs = [natural.tables.warehouse, alpha.tables.warehouse]
-    ev = _evaluation_config(cfg, tmp_path / "out", seeds=[0], max_eval_docs=6, budget_bytes=65536)
+    # Short proxies: what is stored and reused does not depend on their length.
+    ev = _evaluation_config(cfg, tmp_path / "out", seeds=[0], max_eval_docs=6, budget_bytes=16384)
     evaluate(spark, ev, runs, ["natural", "alpha"])
     first = Evaluation.read(store_for(spark, cfg)).docs
-    assert sorted(trained) == [("alpha", 0, 65536), ("natural", 0, 65536)]
+    assert sorted(trained) == [("alpha", 0, 16384), ("natural", 0, 16384)]
     # Mixed again (new files, same content) and renamed: nothing is retrained, the figures are the same,
     # and no run's output is aggregated for its bytes, which only training needs.
     _mix(spark, cfg, tmp_path / "natural", method="domain")
@@ -454,12 +457,12 @@ def test_a_rerun_reads_stored_proxies_and_trains_only_what_is_missing(spark, cor
     # A new seed trains only its proxies; another budget or another mix retrains.
     evaluate(spark, dataclasses.replace(ev, evaluate=dataclasses.replace(ev.evaluate, seeds=[0, 1])), runs,
              ["natural", "alpha"])
-    assert sorted(trained[2:]) == [("alpha", 1, 65536), ("natural", 1, 65536)]
-    evaluate(spark, dataclasses.replace(ev, evaluate=dataclasses.replace(ev.evaluate, budget_bytes=32768)),
+    assert sorted(trained[2:]) == [("alpha", 1, 16384), ("natural", 1, 16384)]
+    evaluate(spark, dataclasses.replace(ev, evaluate=dataclasses.replace(ev.evaluate, budget_bytes=8192)),
              runs[:1], ["natural"], reference=False)
     _mix(spark, cfg, tmp_path / "alpha", alpha=0.6)
     evaluate(spark, ev, runs[1:], ["alpha"], reference=False)
-    assert trained[4:] == [("natural", 0, 32768), ("alpha", 0, 65536)]
+    assert trained[4:] == [("natural", 0, 8192), ("alpha", 0, 16384)]
 
 
 def test_the_demo_study_and_the_fidelity_study_run_and_share_their_proxies(corpus, tmp_path):

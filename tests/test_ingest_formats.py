@@ -31,6 +31,18 @@ def case_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def embedded_results(spark, case_root, tmp_path_factory):
+    """Each case ingested once on the embedded engine, on first use, for every test that reads it."""
+    warehouse, results = tmp_path_factory.mktemp("embedded_ingest"), {}
+
+    def result(name: str) -> dict:
+        if name not in results:
+            results[name] = ingest_case(spark, name, case_root, warehouse, EMBEDDED, "delta")
+        return results[name]
+    return result
+
+
+@pytest.fixture(scope="module")
 def jvm_results(case_root, tmp_path_factory):
     if shutil.which("java") is None:
         pytest.skip("classic Spark needs Java")
@@ -60,35 +72,34 @@ def _check_expectation(name: str, result: dict) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_embedded_engine_matches_the_expectation(spark, case_root, tmp_path, name):
-    _check_expectation(name, ingest_case(spark, name, case_root, tmp_path, EMBEDDED, "delta"))
+def test_embedded_engine_matches_the_expectation(embedded_results, name):
+    _check_expectation(name, embedded_results(name))
 
 
 @pytest.mark.jvm
-def test_jvm_local_matches_the_expectation_and_the_embedded_engine(spark, case_root, jvm_results, tmp_path):
+def test_jvm_local_matches_the_expectation_and_the_embedded_engine(embedded_results, jvm_results):
     for name in sorted(CASES):
         _check_expectation(name, jvm_results[name])
-        embedded = json.loads(json.dumps(ingest_case(spark, name, case_root, tmp_path, EMBEDDED, "delta"),
-                                         default=str))
+        embedded = json.loads(json.dumps(embedded_results(name), default=str))
         if "error" in embedded:
             assert embedded["error"] == jvm_results[name]["error"], name
         else:
             assert embedded == jvm_results[name], name
 
 
-def test_malformed_line_reject_keeps_the_raw_line_file_and_line_number(spark, case_root, tmp_path):
-    result = ingest_case(spark, "malformed_line", case_root, tmp_path, EMBEDDED, "delta")
+def test_malformed_line_reject_keeps_the_raw_line_file_and_line_number(embedded_results):
+    result = embedded_results("malformed_line")
     [(reason, doc_id, domain, text, source_file, source_line)] = result["rejects"]
     assert (reason, doc_id, domain, source_file, source_line) == ("malformed_json", None, None, "a.jsonl", 2)
     assert text == '{"text": "cut off in the middle, "domain": '
 
 
-def test_astral_text_equals_json_loads_escaped_and_raw(spark, case_root, tmp_path):
+def test_astral_text_equals_json_loads_escaped_and_raw(case_root, embedded_results):
     for name in ("astral_escaped", "astral_raw_utf8"):
         raw = next((case_root / name).glob("*.jsonl")).read_bytes().splitlines()[0]
         expected = json.loads(raw)["text"]
         assert expected == ASTRAL
-        texts = {row[2] for row in ingest_case(spark, name, case_root, tmp_path, EMBEDDED, "delta")["documents"]}
+        texts = {row[2] for row in embedded_results(name)["documents"]}
         assert expected in texts
 
 
@@ -102,14 +113,17 @@ def _shingles(text: str) -> set:
 
 @pytest.mark.parametrize("broadcast", [True, False], ids=["matched-in-task", "semi-join"])
 def test_a_near_duplicate_held_out_document_is_rejected_and_its_overlap_kept(spark, case_root, tmp_path,
-                                                                              monkeypatch, broadcast):
+                                                                              monkeypatch, broadcast,
+                                                                              embedded_results):
     from samplemix_spark.ingest import documents
 
     from .ingest_cases import DELTA, FRESH, GOOD, NEAR_DELTA, hashed
 
-    if not broadcast:  # more held-out shingles than the tasks may carry: every training shingle is joined
+    if broadcast:  # the default path, as every case runs it
+        result = embedded_results("holdout_near_duplicate")
+    else:  # more held-out shingles than the tasks may carry: every training shingle is joined
         monkeypatch.setattr(documents, "BROADCAST_SHINGLES", 1)
-    result = ingest_case(spark, "holdout_near_duplicate", case_root, tmp_path, EMBEDDED, "delta")
+        result = ingest_case(spark, "holdout_near_duplicate", case_root, tmp_path, EMBEDDED, "delta")
     [reject] = result["rejects"]
     assert reject[:2] == ["holdout_near_duplicate", hashed(NEAR_DELTA)]
     training = set().union(*(_shingles(t) for t in GOOD + [DELTA]))
