@@ -42,12 +42,13 @@ def test_the_first_hour_runs_only_setup_steps_and_documented_subcommands():
     from samplemix_spark.cli import build_parser
 
     subcommands = next(action.choices for action in build_parser()._subparsers._group_actions)
-    setup_steps = {step.strip() for command in _setup_commands() for step in command.split(" && ")}
+    setup_commands = _setup_commands()
+    setup_steps = {step.strip() for command in setup_commands for step in command.split(" && ")}
     first_hour = "\n".join((REPO / "README.md").read_text().splitlines()[:FIRST_HOUR_LINES])
     commands = [line.split("  #")[0].strip() for block in _bash_blocks(first_hour) for line in block.splitlines()]
     used = set()
     for command in commands:
-        if command in _setup_commands():
+        if command in setup_commands:
             continue
         words = shlex.split(command)
         if words[0] == ".venv/bin/samplemix":
@@ -67,7 +68,7 @@ def _collected(request) -> int:
              and not config.option.keyword and not config.option.markexpr and not config.getoption("deselect"))
     if whole:
         return len(request.session.items)
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "PYTEST_XDIST"))}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     result = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     return int(re.search(r"(\d+) tests? collected", result.stdout).group(1))

@@ -47,7 +47,7 @@ from typing import Any, Iterator, Optional
 import pyarrow as pa
 
 from samplemix_spark.errors import InputError
-from samplemix_spark.tables.files import GLOB_CHARS, is_remote
+from samplemix_spark.tables.files import GLOB_CHARS, is_remote, require_sources
 from samplemix_spark.tables.files import filesystem_for as _filesystem_for
 
 RAW_CHARS = 500
@@ -181,8 +181,7 @@ def _matches(path: str, pattern: list[str]) -> bool:
 
 def list_units(sources: list[str], fmt: str) -> list[Unit]:
     """Every work unit of the sources, in a fixed order; an unmatched source is an error."""
-    if not sources:
-        raise InputError("config key 'ingest.sources' is empty: name at least one file, folder or glob")
+    require_sources(sources)
     units: list[Unit] = []
     for source in sources:
         files = expand_source(source)

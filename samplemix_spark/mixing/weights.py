@@ -213,43 +213,38 @@ def compute_stats(scored: DataFrame, cfg: MixingConfig, hash_scheme: str = CURRE
     """
     agg = _source_aggregates(scored)
     _check_source(agg, needs_diversity(cfg))
-    if agg["d_missing"]:
-        return _stats_without_p(agg, cfg, hash_scheme)
-    _, _, p = weight_columns(agg, cfg.alpha)
-    p_max = scored.agg(F.max(p)).collect()[0][0]
-    w = formulas.shifted_exponent(p, p_max, cfg.tau)
-    sums = scored.agg(F.sum(w).alias("w"), F.sum(w * F.col("n_tokens")).alias("wn")).collect()[0]
     t_target = target_tokens(cfg, agg["tokens"])
     n_target = formulas.target_documents(agg["n"], agg["tokens"], t_target)
     if cfg.max_repeats is not None:
         budget.check_cap_reachable(cfg.max_repeats, agg["tokens"], t_target)
-    by_tokens = cfg.budget_mode == "tokens"
-    scale = budget.solve_scale(scored, w, budget.unit(cfg.budget_mode), t_target if by_tokens else n_target,
-                               float(sums["wn"] if by_tokens else sums["w"]), cfg.max_repeats)
+    weighting = _no_weighting() if agg["d_missing"] else _softmax_weighting(scored, agg, cfg, t_target, n_target)
     return MixStats(
         alpha=cfg.alpha, tau=cfg.tau, seed=cfg.seed, budget_mode=cfg.budget_mode, max_repeats=cfg.max_repeats,
         n_source_docs=agg["n"], source_tokens=agg["tokens"], target_tokens=t_target, n_target_docs=n_target,
-        q_min=agg["q_min"], q_max=agg["q_max"], d_min=agg["d_min"], d_max=agg["d_max"],
-        p_max=p_max, shifted_sum=float(sums["w"]), shifted_token_sum=float(sums["wn"]),
-        scale=scale.scale, uncapped_scale=scale.uncapped_scale, cap_rounds=scale.cap_rounds,
-        n_capped=scale.n_capped, hash_scheme=hash_scheme, rounding=cfg.rounding,
-        quality_source=cfg.quality_source,
+        q_min=agg["q_min"], q_max=agg["q_max"], hash_scheme=hash_scheme, rounding=cfg.rounding,
+        quality_source=cfg.quality_source, **weighting,
     )
 
 
-def _stats_without_p(agg: dict, cfg: MixingConfig, hash_scheme: str) -> MixStats:
-    t_target = target_tokens(cfg, agg["tokens"])
-    if cfg.max_repeats is not None:
-        budget.check_cap_reachable(cfg.max_repeats, agg["tokens"], t_target)
+def _softmax_weighting(scored: DataFrame, agg: dict, cfg: MixingConfig, t_target: float, n_target: float) -> dict:
+    """SampleMix's global quantities: the d bounds, p_max, the softmax sums and the budget's scale."""
+    _, _, p = weight_columns(agg, cfg.alpha)
+    p_max = scored.agg(F.max(p)).collect()[0][0]
+    w = formulas.shifted_exponent(p, p_max, cfg.tau)
+    sums = scored.agg(F.sum(w).alias("w"), F.sum(w * F.col("n_tokens")).alias("wn")).collect()[0]
+    by_tokens = cfg.budget_mode == "tokens"
+    scale = budget.solve_scale(scored, w, budget.unit(cfg.budget_mode), t_target if by_tokens else n_target,
+                               float(sums["wn"] if by_tokens else sums["w"]), cfg.max_repeats)
+    return {"d_min": agg["d_min"], "d_max": agg["d_max"], "p_max": p_max, "shifted_sum": float(sums["w"]),
+            "shifted_token_sum": float(sums["wn"]), "scale": scale.scale, "uncapped_scale": scale.uncapped_scale,
+            "cap_rounds": scale.cap_rounds, "n_capped": scale.n_capped}
+
+
+def _no_weighting() -> dict:
+    """Documents without d(x): SampleMix's quantities are undefined, and the method's own counts are used."""
     nan = float("nan")
-    return MixStats(
-        alpha=cfg.alpha, tau=cfg.tau, seed=cfg.seed, budget_mode=cfg.budget_mode, max_repeats=cfg.max_repeats,
-        n_source_docs=agg["n"], source_tokens=agg["tokens"], target_tokens=t_target,
-        n_target_docs=formulas.target_documents(agg["n"], agg["tokens"], t_target),
-        q_min=agg["q_min"], q_max=agg["q_max"], d_min=nan, d_max=nan, p_max=nan, shifted_sum=nan,
-        shifted_token_sum=nan, scale=nan, uncapped_scale=nan, cap_rounds=0, n_capped=0, hash_scheme=hash_scheme,
-        rounding=cfg.rounding, quality_source=cfg.quality_source,
-    )
+    return {"d_min": nan, "d_max": nan, "p_max": nan, "shifted_sum": nan, "shifted_token_sum": nan, "scale": nan,
+            "uncapped_scale": nan, "cap_rounds": 0, "n_capped": 0}
 
 
 def weights_frame(scored: DataFrame, stats: MixStats, c: Optional[Column] = None,

@@ -34,10 +34,15 @@ def table_name(source: str) -> str | None:
     return source[len(TABLE_PREFIX):] if source.startswith(TABLE_PREFIX) else None
 
 
-def split_sources(sources: list[str]) -> tuple[list[str], list[str]]:
-    """(paths, catalog table names) of a source list, each in the configured order."""
+def require_sources(sources: list[str]) -> None:
+    """One line when the source list is empty."""
     if not sources:
         raise InputError("config key 'ingest.sources' is empty: name at least one file, folder, glob or table")
+
+
+def split_sources(sources: list[str]) -> tuple[list[str], list[str]]:
+    """(paths, catalog table names) of a source list, each in the configured order."""
+    require_sources(sources)
     return ([s for s in sources if table_name(s) is None],
             [table_name(s) for s in sources if table_name(s) is not None])
 
@@ -67,8 +72,7 @@ def table_files(spark: "SparkSession", name: str) -> list[str]:
 
 def resolve_sources(sources: list[str]) -> list[str]:
     """Expand local globs and check local paths exist; remote URIs and catalog tables pass through unchanged."""
-    if not sources:
-        raise InputError("config key 'ingest.sources' is empty: name at least one file, folder or glob")
+    require_sources(sources)
     resolved: list[str] = []
     for source in sources:
         if is_remote(source) or table_name(source) is not None:

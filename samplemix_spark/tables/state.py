@@ -20,7 +20,7 @@ from typing import Optional
 
 from pyspark.sql import SparkSession
 
-from samplemix_spark.tables.files import resolve_sources, table_files, table_name
+from samplemix_spark.tables.files import is_remote, resolve_sources, strip_file_scheme, table_files, table_name
 from samplemix_spark.tables.store import TableStore
 
 STATE_TABLE = "stage_runs"
@@ -49,8 +49,8 @@ def source_signature(sources: list[str], spark: Optional[SparkSession] = None) -
 
 def _files_signature(path: str) -> list:
     """[path, size, mtime] of each file under a local path; a URI (or a path not on this node) by name."""
-    local = path[len("file://"):] if path.startswith("file://") else path
-    if "://" in local or not os.path.exists(local):
+    local = strip_file_scheme(path)
+    if is_remote(path) or not os.path.exists(local):
         return [[path]]
     signature = []
     for root, _, files in os.walk(local) if os.path.isdir(local) else [("", [], [local])]:
