@@ -24,7 +24,7 @@ ENGINE_KINDS = ("auto", "embedded", "jvm-local", "remote", "existing")
 TABLE_FORMATS = ("delta", "parquet")
 SOURCE_FORMATS = ("json", "parquet", "delta")
 EXPORT_FORMATS = ("jsonl", "parquet")
-BUDGET_MODES = ("documents", "tokens")
+BUDGET_MODES = ("documents", "tokens", "implicit")
 ROUNDINGS = ("bernoulli", "systematic")
 MIX_METHODS = ("samplemix", "domain", "quadmix")
 QUADMIX_CRITERIA = ("quality",)  # the quality table's q; ingest.score_columns add theirs
@@ -280,9 +280,13 @@ class ClassifierFiles:
     ``backbone_prefix`` go into an ``AutoModel`` built from ``backbone`` (a local
     folder with the backbone's config.json and tokenizer, e.g. deberta-v3-base),
     and ``head_key`` names the linear head applied to the first token.
+    ``max_chars`` cuts the input to its first characters before tokenizing, as
+    NeMo Curator does; unset, ``backbone_head`` takes NeMo's cut for the stage
+    (6,000 characters for quality, 2,000 for domains) and the other formats none.
     """
 
     KEY: typing.ClassVar[str] = "classifier"
+    NEMO_MAX_CHARS: typing.ClassVar[Optional[int]] = None
 
     path: Optional[str] = None
     format: str = "transformers"
@@ -291,16 +295,26 @@ class ClassifierFiles:
     backbone_prefix: str = "model."
     head_key: str = "fc"
     input_template: Optional[str] = None
+    max_chars: Optional[int] = None
 
     def __post_init__(self) -> None:
         key = self.KEY
         _require_choice(self.format, f"{key}.format", CLASSIFIER_FORMATS)
+        if self.max_chars is not None:
+            _require_positive_int(self.max_chars, f"{key}.max_chars")
         _require(self.input_template is None or bool(template_fields(self.input_template)), f"{key}.input_template",
                  f"got {self.input_template!r}, expected fields in braces, e.g. '{{url}}\\n\\n{{text}}'")
         _require(self.format != "backbone_head" or bool(self.backbone), f"{key}.backbone",
                  "format 'backbone_head' needs the backbone's folder (its config.json and tokenizer), "
                  "e.g. a local copy of microsoft/deberta-v3-base")
         _require(isinstance(self.trust_remote_code, bool), f"{key}.trust_remote_code", "expected true or false")
+
+    @property
+    def char_cap(self) -> Optional[int]:
+        """How many characters the classifier reads: ``max_chars``, else NeMo's for its own format."""
+        if self.max_chars is not None:
+            return self.max_chars
+        return self.NEMO_MAX_CHARS if self.format == "backbone_head" else None
 
 
 @dataclass
@@ -314,6 +328,7 @@ class ClassifierConfig(ClassifierFiles):
     """
 
     KEY: typing.ClassVar[str] = "quality.classifier"
+    NEMO_MAX_CHARS: typing.ClassVar[Optional[int]] = 6000  # NeMo Curator's quality classifier
 
     head: str = "regression"
     range: list = field(default_factory=lambda: [0.0, 5.0])
@@ -345,6 +360,7 @@ class DomainClassifierConfig(ClassifierFiles):
     """
 
     KEY: typing.ClassVar[str] = "domain.classifier"
+    NEMO_MAX_CHARS: typing.ClassVar[Optional[int]] = 2000  # NeMo Curator's domain classifiers
 
 
 @dataclass
@@ -358,11 +374,13 @@ class DomainConfig:
     - ``clusters``: the diversity stage's k-means clusters grouped into at most
       ``max_domains`` domains ``cluster_group_<i>`` by k-means over the centroids
       (the ``domains`` stage, after ``assign``); needs ``diversity.method: kmeans``.
+      A group under ``min_group_share`` of the documents is merged into the nearest others.
     """
 
     method: str = "column"
     classifier: DomainClassifierConfig = field(default_factory=DomainClassifierConfig)
     max_domains: int = 8
+    min_group_share: float = 0.0
     batch_size: int = 32
     max_tokens: int = 512
     device: str = "auto"
@@ -374,6 +392,8 @@ class DomainConfig:
                  "domain.method 'classifier' needs the checkpoint that labels documents")
         _check_inference(self, "domain")
         _require_positive_int(self.max_domains, "domain.max_domains")
+        _require(_is_number(self.min_group_share) and 0 <= self.min_group_share < 1, "domain.min_group_share",
+                 f"got {self.min_group_share!r}, expected a number in [0, 1)")
 
 
 def _check_inference(settings: Any, section: str) -> None:
@@ -391,11 +411,12 @@ class PerplexityConfig:
     ``reference`` names the corpus's trusted domains, ``sources`` files of trusted
     text outside the corpus (read with ``ingest``'s format and column mapping), or
     both. Two models with the proxy
-    trainer's architecture (``preset``) are trained on the reference documents,
-    each on one hashed half; every document is scored by the model that did not
-    train on its half, over its first ``doc_bytes`` bytes. The quality table keeps
-    the bpb; the mix turns it into q in ``buckets`` steps from the quantiles of a
-    hashed sample of at most ``sample`` scores (lower bpb, higher q).
+    trainer's architecture (``preset``) are trained on the reference text, each on
+    one half split by a hash of the text; every document is scored by the model
+    that did not train on its half, over a ``doc_bytes`` window placed by a hash of
+    its doc_id. The quality table keeps the bpb; the mix turns it into q in
+    ``buckets`` steps from each model's quantiles of a hashed sample of at most
+    ``sample`` scores (lower bpb, higher q).
     """
 
     reference: list = field(default_factory=list)
@@ -591,6 +612,10 @@ class DomainWeightsConfig:
 
 
 QUADMIX_SAMPLING = ("lam", "omega", "eta", "epsilon")
+QUADMIX_ETA_MODES = ("exponent", "factor")
+TUNE_RANGES = ("wide", "paper")
+TUNE_BOUNDS = ("lam", "omega", "eta", "epsilon", "merge")
+QUADMIX_MAX_REPEATS = 4.0  # QuaDMix's repeat cap unless mixing.max_repeats is set: S's top can be 20x its floor
 
 
 def _check_quadmix_sampling(values: dict, prefix: str) -> None:
@@ -615,9 +640,11 @@ class QuadMixConfig:
     """QuaDMix's sampling function (arXiv 2504.16511, eq. 1-3), per domain m:
 
     merged score q̄ = Σ_n σ(q_n)·weights[n] (σ: min-max over the corpus, larger is
-    better); r̄ = the token-weighted mid-rank of q̄ inside the domain (0: best);
-    S(r̄) = eta·2/(1 + exp(−lam·(omega − r̄))) + epsilon for r̄ <= omega, else
-    epsilon. The budget then scales every S by one factor. ``domains`` overrides
+    better); r̄ = the token share of the domain better than q̄ (0: best);
+    S(r̄) = (2/(1 + exp(−lam·(omega − r̄))))^eta + epsilon for r̄ <= omega, else
+    epsilon (``eta_mode: exponent``, the paper's formula as extracted; ``factor``
+    multiplies the bracket by eta instead). The budget then scales every S by one
+    factor (or not at all: ``mixing.budget_mode: implicit``). ``domains`` overrides
     any of lam, omega, eta, epsilon and weights for one domain.
     """
 
@@ -627,9 +654,11 @@ class QuadMixConfig:
     epsilon: float = 0.05
     weights: dict = field(default_factory=lambda: {"quality": 1.0})
     domains: dict = field(default_factory=dict)
+    eta_mode: str = "exponent"
 
     def __post_init__(self) -> None:
         _check_quadmix_sampling({k: getattr(self, k) for k in QUADMIX_SAMPLING}, "mixing.quadmix")
+        _require_choice(self.eta_mode, "mixing.quadmix.eta_mode", QUADMIX_ETA_MODES)
         _check_quadmix_weights(self.weights, "mixing.quadmix.weights")
         _require(isinstance(self.domains, dict), "mixing.quadmix.domains", "expected a domain -> settings mapping")
         for domain, values in self.domains.items():
@@ -657,8 +686,10 @@ class MixingConfig:
     ``budget_mode``: ``documents`` sizes the target in documents as the paper does
     (eq. 3), so the realised tokens drift when selected documents are longer or
     shorter than average; ``tokens`` scales the counts so that sum c(x) n_tokens(x)
-    equals the token budget exactly. ``max_repeats`` caps each document's expected
-    count; the excess goes to uncapped documents in proportion to their weights.
+    equals the token budget exactly; ``implicit`` (QuaDMix only) takes its sampling
+    value as the expected count unscaled, as the QuaDMix paper does, and reports the
+    tokens that gives. ``max_repeats`` caps each document's expected count; the excess
+    goes to uncapped documents in proportion to their weights (QuaDMix: 4 unless set).
     ``quality_source``: q is the quality table's 0-10 integer (``integer``, the paper's)
     or its unrounded ``quality_expected`` (``expected``; recommended for classifiers,
     whose integer scores lump most documents into a few values).
@@ -701,6 +732,10 @@ class MixingConfig:
         _require_choice(self.rounding, "mixing.rounding", ROUNDINGS)
         _require_choice(self.quality_source, "mixing.quality_source", QUALITY_SOURCES)
         _require_choice(self.method, "mixing.method", MIX_METHODS)
+        _require(self.budget_mode != "implicit" or self.method == "quadmix", "mixing.budget_mode",
+                 "'implicit' takes QuaDMix's sampling value as the count; it needs mixing.method 'quadmix'")
+        _require(self.budget_mode != "implicit" or (self.target_tokens is None and self.target_fraction is None),
+                 "mixing.budget_mode", "'implicit' sets no budget: leave target_tokens and target_fraction unset")
         _require(self.method != "domain" or self.max_repeats is None, "mixing.max_repeats",
                  "the repetition cap applies to mixing.method 'samplemix' and 'quadmix', not 'domain'")
         _require(_is_number(self.output_file_mb) and self.output_file_mb > 0, "mixing.output_file_mb",
@@ -711,6 +746,13 @@ class MixingConfig:
             _require_choice(self.export_format, "mixing.export_format", EXPORT_FORMATS)
             _require(bool(self.export_path), "mixing.export_path",
                      "needed when mixing.export_format is set")
+
+    @property
+    def repeat_cap(self) -> Optional[float]:
+        """The cap on each expected count: ``max_repeats``, else QuaDMix's default, else none."""
+        if self.max_repeats is not None:
+            return float(self.max_repeats)
+        return QUADMIX_MAX_REPEATS if self.method == "quadmix" else None
 
 
 @dataclass
@@ -771,19 +813,34 @@ class TuneConfig:
     """``samplemix tune --method quadmix``: QuaDMix's parameter search (``evaluation.quadmix_search``).
 
     ``seed`` draws the settings; ``reduced`` shares λ and ω across domains (for tens
-    of runs). On a corpus above ``sample_docs`` documents the candidates' counts are
-    computed on a hashed sample of that size, the budget scaled with it.
+    of runs). ``ranges``: ``wide`` (budgets near the corpus size) or ``paper``
+    (Algorithm 1's); ``bounds`` overrides any of them, e.g. ``{omega: [0.2, 0.8]}``
+    (lam, omega, eta, epsilon, merge). On a corpus above ``sample_docs`` documents
+    the candidates' counts are computed on a hashed sample of that size, the budget
+    scaled with it.
     """
 
     seed: int = 1024
     reduced: bool = True
     sample_docs: int = 1_000_000
+    ranges: str = "wide"
+    bounds: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(isinstance(self.seed, int) and not isinstance(self.seed, bool), "tune.seed",
                  f"got {self.seed!r}, expected an integer")
         _require(isinstance(self.reduced, bool), "tune.reduced", "expected true or false")
         _require_positive_int(self.sample_docs, "tune.sample_docs")
+        _require_choice(self.ranges, "tune.ranges", TUNE_RANGES)
+        _require(isinstance(self.bounds, dict), "tune.bounds", "expected a parameter -> [low, high] mapping")
+        for name, pair in self.bounds.items():
+            key = f"tune.bounds.{name}"
+            _require(name in TUNE_BOUNDS, key, f"unknown parameter; expected one of {', '.join(TUNE_BOUNDS)}")
+            _require(isinstance(pair, (list, tuple)) and len(pair) == 2 and all(_is_number(v) for v in pair)
+                     and pair[0] < pair[1], key, f"got {pair!r}, expected [low, high] with low < high")
+            low, high = pair
+            _require(low >= 0 and (name != "lam" or low > 0) and (name != "omega" or high <= 1), key,
+                     f"got {pair!r}, outside what mixing.quadmix.{name} accepts")
 
 
 @dataclass

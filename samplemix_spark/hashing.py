@@ -44,14 +44,17 @@ KMEANS_SAMPLE = "kmeans-sample"          # which embeddings k-means is fitted on
 ANNOTATION_SAMPLE = "annotation-sample"  # which documents are sent for annotation
 SYSTEMATIC_ORDER = "systematic-order"    # the order of documents of equal length in systematic rounding
 LABEL_SAMPLE = "label-sample"            # which labelled rows the quality evaluator trains on, above max_labels
-PERPLEXITY_HALF = "perplexity-half"      # which reference model trains on a document (the other one scores it)
+PERPLEXITY_HALF = "perplexity-half"      # which reference model trains on a text (the other one scores it)
 PERPLEXITY_ORDER = "perplexity-order"    # the order of a reference model's training text
+PERPLEXITY_WINDOW = "perplexity-window"  # where a document's scored window starts
 PERPLEXITY_SAMPLE = "perplexity-sample"  # which perplexity scores the mix's q quantiles come from
 # Python-side purposes (``doc_key``).
 HOLDOUT_ORDER = "holdout-order"    # which held-out documents are scored, and which at every evaluation step
 HOLDOUT_WINDOW = "holdout-window"  # where a long held-out document's scored window starts
 SWARM_DESIGN = "swarm-design"      # the random mixtures of a proxy swarm
 QUADMIX_SEARCH = "quadmix-search"  # the QuaDMix parameter settings a search draws
+QUADMIX_TIES = "quadmix-ties"      # where a document lies inside its tie group's share of QuaDMix ranks
+QUADMIX_BINS = "quadmix-bins"      # which documents cut a large domain's QuaDMix ranks into equal-mass bins
 TUNE_SAMPLE = "tune-sample"        # which documents a parameter search mixes, above tune.sample_docs
 SYSTEMATIC_OFFSET = "systematic-offset"  # the one uniform offset of a systematic rounding
 

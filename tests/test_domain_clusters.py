@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from samplemix_spark.diversity.domains import fit_groups, group_names, nearest_group
+from samplemix_spark.diversity.domains import fit_groups, group_names, nearest_group, stable_names
 from samplemix_spark.errors import ConfigError
 from samplemix_spark.pipeline import plan, run_pipeline
 from samplemix_spark.refresh import run_incremental
@@ -49,6 +49,32 @@ def test_fewer_clusters_than_max_domains_give_each_cluster_its_own_group():
     groups = fit_groups(centroids, np.array([3.0, 5.0]), 8, niter=10, seed=1)
     assert len(groups) == 2 and nearest_group(centroids, groups).tolist() == [1, 0]
     assert group_names(2) == ["cluster_group_0", "cluster_group_1"]
+
+
+def test_groups_under_the_minimum_share_are_dissolved_into_the_nearest_others():
+    rng = np.random.default_rng(3)
+    blob = np.repeat(np.arange(3), [6, 6, 2])
+    centroids = _unit(np.eye(8)[blob] + 0.05 * rng.standard_normal((len(blob), 8))).astype(np.float32)
+    sizes = np.where(blob == 2, 5.0, 100.0)  # the third blob holds 10 of 1,210 documents
+    assert len(fit_groups(centroids, sizes, 3, niter=20, seed=1)) == 3
+    groups = fit_groups(centroids, sizes, 3, niter=20, seed=1, min_share=0.05)
+    assigned = nearest_group(centroids, groups)
+    assert len(groups) == 2 and len(set(assigned[blob == 0])) == len(set(assigned[blob == 1])) == 1
+
+
+def test_refitted_groups_keep_the_names_of_the_stored_groups_they_match():
+    rng = np.random.default_rng(4)
+    stored = _unit(rng.standard_normal((4, 16)))
+    stored_names = ["cluster_group_0", "cluster_group_1", "cluster_group_2", "cluster_group_5"]
+    order = [2, 0, 3, 1]  # the refit ranks the groups by size differently, and moves each a little
+    refit = _unit(stored[order] + 0.1 * rng.standard_normal((4, 16)))
+    names, lines = stable_names(refit, stored, stored_names)
+    assert names == [stored_names[i] for i in order] and len(lines) == 4
+    more = np.vstack([refit, _unit(rng.standard_normal((1, 16)))])
+    names, lines = stable_names(more, stored, stored_names)
+    assert names[:4] == [stored_names[i] for i in order] and names[4] == "cluster_group_6"  # never reused
+    names, lines = stable_names(refit[:3], stored, stored_names)
+    assert names == [stored_names[i] for i in order[:3]] and "cluster_group_1 retired: no group matches it" in lines
 
 
 def _config(root):
@@ -158,3 +184,28 @@ def test_clusters_without_kmeans_diversity_or_a_domains_stage_without_clusters_f
         plan(make_config(tmp_path / "wh", ["unused"]), ("domains",))
     assert "the domains stage labels documents for 'clusters'" in str(failure.value)
     assert "\n" not in str(failure.value) and not (tmp_path / "wh").exists()
+
+
+def test_a_full_relabel_keeps_the_stored_group_names(spark, clustered):
+    """A full rerun refits the groups; each keeps the name of the stored group its centroid matches."""
+    from pyspark.sql import functions as F
+
+    from samplemix_spark.diversity.domains import DomainGroupsStep
+
+    _, cfg, _, _ = clustered
+    store = store_for(spark, cfg)
+    stored = store.read("domain_groups").toPandas().sort_values("group_id")
+    renamed = dict(zip(stored["domain"], ["cluster_group_7", "cluster_group_3", "cluster_group_9"]))
+    new_name = F.coalesce(*[F.when(F.col("domain") == old, F.lit(new)) for old, new in renamed.items()])
+    store.write(store.read("domain_groups").withColumn("domain", new_name), "domain_groups")
+    store.write(store.read("documents").withColumn("domain", F.lit(None).cast("string")), "documents")
+    DomainGroupsStep(cfg).run(spark, store)
+    tables = _tables(store)
+    refit = _matrix(tables["domain_groups"], "group_id")
+    closest = (_unit(refit) @ _unit(_matrix(stored, "group_id")).T).argmax(1)
+    assert sorted(closest) == [0, 1, 2]  # each refitted group has its own nearest stored group
+    names = tables["domain_groups"].sort_values("group_id")["domain"].tolist()
+    assert names == [renamed[n] for n in stored["domain"].to_numpy()[closest]]
+    expected, _ = _expected_domains(tables)
+    documents = tables["documents"].set_index("doc_id")["domain"]
+    assert documents.loc[expected.index].tolist() == expected.tolist()

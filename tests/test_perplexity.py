@@ -89,9 +89,10 @@ def test_a_score_does_not_depend_on_its_batch_mates_and_a_rerun_gives_the_same(s
     models = _load_models(tuple(snapshot_files(store, MODELS_TABLE)), "test", "cpu")
     rows = store.read("documents").join(store.read("quality"), "doc_id").toPandas().head(40)
     halves = [int(h) for h in np.random.default_rng(1).integers(0, 2, len(rows))]
+    starts = np.random.default_rng(2).random(len(rows)).tolist()
     texts, context = rows["text"].tolist(), PRESETS["test"].context
-    together = bits_per_byte(models, texts, halves, context, 512)
-    alone = [bits_per_byte(models, [t], [h], context, 512)[0] for t, h in zip(texts, halves)]
+    together = bits_per_byte(models, texts, halves, starts, context, 512)
+    alone = [bits_per_byte(models, [t], [h], [u], context, 512)[0] for t, h, u in zip(texts, halves, starts)]
     assert together.tolist() == alone
     before = store.read("quality").toPandas().sort_values("doc_id")["bpb"].tolist()
     make_step("quality", cfg).run(spark, store)
@@ -109,6 +110,40 @@ def test_buckets_hold_equal_shares_and_order_documents_by_bpb(spark):
     assert q.groupby(bpb)["quality"].nunique().max() == 1                 # ties share a bucket
     shares = q["quality"].value_counts()
     assert sorted(shares.index) == list(range(11)) and shares.max() - shares.min() <= 40  # about 1000 / 11 each
+
+
+def test_an_offset_between_the_two_models_moves_no_document_across_a_bucket(spark):
+    rng = np.random.default_rng(5)
+    n = 1000
+    frame = pd.DataFrame({"doc_id": [f"d{i}" for i in range(n)], "bpb": rng.gamma(4.0, 0.5, n),
+                          "half": rng.integers(0, 2, n)})
+    view = QualityView(buckets=11, sample=10_000)
+    q = perplexity_q(spark.createDataFrame(frame), view, "v2").toPandas().set_index("doc_id").loc[frame["doc_id"]]
+    offset = frame.assign(bpb=frame["bpb"] + 0.75 * frame["half"])  # model 0 scores 0.75 bits per byte higher
+    shifted = perplexity_q(spark.createDataFrame(offset), view, "v2").toPandas().set_index("doc_id")
+    assert shifted.loc[frame["doc_id"], "quality"].tolist() == q["quality"].tolist()
+    for _, group in q.groupby(frame.set_index("doc_id")["half"]):  # each half spans every bucket
+        assert sorted(group["quality"].unique()) == list(range(11))
+    cut_as_one = perplexity_q(spark.createDataFrame(offset.drop(columns="half")), view, "v2").toPandas()
+    assert (cut_as_one.set_index("doc_id").loc[frame["doc_id"], "quality"] != q["quality"]).mean() > 0.3
+
+
+def test_halves_follow_the_text_and_windows_are_placed_by_doc_id(spark):
+    from samplemix_spark.quality.perplexity import half_column, scored_window, window_column
+
+    texts = [f"text number {i} " * 40 for i in range(40)]
+    frame = spark.createDataFrame(pd.DataFrame({"doc_id": [f"a{i}" for i in range(40)] + [f"b{i}" for i in range(40)],
+                                                "text": texts + texts}))
+    got = frame.select("doc_id", half_column(0, "v2").alias("half"), window_column(0, "v2").alias("u")).toPandas()
+    got = got.set_index("doc_id")
+    # One text under two ids is in one half: the model that scores it never trained on it.
+    assert got.loc[[f"a{i}" for i in range(40)], "half"].tolist() == got.loc[[f"b{i}" for i in range(40)],
+                                                                                "half"].tolist()
+    assert 0 < got["half"].mean() < 1 and got["u"].between(0, 1).all()
+    text = "".join(chr(ord("a") + i % 26) for i in range(3000))
+    assert scored_window(text, 0.0, 1024) == text[:1024].encode() and scored_window(text, 1.0, 1024) == \
+        text[-1024:].encode()
+    assert scored_window(text, 0.5, 1024) == text[988:2012].encode() and scored_window("short", 0.7, 1024) == b"short"
 
 
 def test_a_reference_domain_the_corpus_lacks_fails_in_one_line(spark, tmp_path):

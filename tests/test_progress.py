@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import pytest
 
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.pipeline import run_stage

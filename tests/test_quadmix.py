@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.config import build_config
 from samplemix_spark.errors import ConfigError, InputError
+from samplemix_spark.hashing import QUADMIX_TIES, uniform
 from samplemix_spark.mixing import quadmix
 
 
@@ -20,46 +21,80 @@ def _scored(spark, rows: list[tuple]) -> object:
     return spark.createDataFrame(frame)
 
 
-def _numpy_mid_ranks(values: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-    """Token share strictly better, plus half the share of equal values (ties included): the oracle."""
+def _tie_uniforms(spark, doc_ids, seed: int = 1024) -> pd.Series:
+    """The hashed uniform that places each document inside its tie group (the mix seed's)."""
+    frame = spark.createDataFrame(pd.DataFrame({"doc_id": list(doc_ids)}))
+    u = uniform(F.col("doc_id"), seed, QUADMIX_TIES, "v2").alias("u")
+    return frame.select("doc_id", u).toPandas().set_index("doc_id")["u"]
+
+
+def _numpy_ranks(values: np.ndarray, tokens: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Token share strictly better, plus the document's hashed place in its tie group's share: the oracle."""
     tokens = tokens.astype(float)
     better = np.array([tokens[values > v].sum() for v in values])
     equal = np.array([tokens[values == v].sum() for v in values])
-    return (better + equal / 2) / tokens.sum()
+    return (better + u * equal) / tokens.sum()
 
 
-def test_sampling_function_matches_eq_3_by_hand(spark):
+@pytest.mark.parametrize("mode", ["exponent", "factor"])
+def test_sampling_function_matches_eq_3_by_hand(spark, mode):
     frame = spark.createDataFrame(pd.DataFrame({"rank": [0.0, 0.25, 0.5, 0.7]}))
-    s = quadmix.sampling_value(F.col("rank"), F.lit(10.0), F.lit(0.5), F.lit(1.0), F.lit(0.05))
+    s = quadmix.sampling_value(F.col("rank"), F.lit(10.0), F.lit(0.5), F.lit(2.0), F.lit(0.05), eta_mode=mode)
     values = [row[0] for row in frame.select(s).collect()]
     # 2/(1 + e^-5) = 1.9866142981514305; 2/(1 + e^-2.5) = 1.8482836399575129; at omega 2/2 = 1.
-    assert values == pytest.approx([1.9866142981514305 + 0.05, 1.8482836399575129 + 0.05, 1.05, 0.05], abs=1e-12)
+    top = np.array([1.9866142981514305, 1.8482836399575129, 1.0])
+    expected = top ** 2 if mode == "exponent" else 2 * top
+    assert values == pytest.approx([*(expected + 0.05), 0.05], abs=1e-12)
 
 
-def test_mid_ranks_are_token_weighted_with_ties_sharing_their_mid_rank(spark):
+def test_ranks_are_token_weighted_and_ties_spread_by_hashed_doc_id(spark):
     rows = [("a1", "a", 10, 9.0), ("a2", "a", 30, 9.0), ("a3", "a", 20, 5.0), ("a4", "a", 40, 1.0),
             ("b1", "b", 5, 7.0), ("b2", "b", 5, 3.0), ("b3", "b", 90, 3.0)]
     scored = _scored(spark, rows)
     counts = quadmix.quadmix_counts(scored, build_config({"mixing": {"budget_mode": "tokens"}}).mixing, 1000.0)
     got = counts.frame.select("doc_id", "rank").toPandas().set_index("doc_id")["rank"]
     frame = pd.DataFrame(rows, columns=["doc_id", "domain", "n_tokens", "q"])
+    u = _tie_uniforms(spark, frame["doc_id"])
     for _, group in frame.groupby("domain"):
-        expected = _numpy_mid_ranks(group["q"].to_numpy(), group["n_tokens"].to_numpy())
+        expected = _numpy_ranks(group["q"].to_numpy(), group["n_tokens"].to_numpy(), u[group["doc_id"]].to_numpy())
         np.testing.assert_allclose(got[group["doc_id"]].to_numpy(), expected, rtol=1e-12)
-    # By hand: a's best two documents share (0 + 40/2)/100 = 0.2.
-    assert got["a1"] == got["a2"] == pytest.approx(0.2)
+    # By hand: a's best two documents hold 40 of its 100 tokens, so each lies somewhere in [0, 0.4).
+    assert got["a1"] == pytest.approx(0.4 * u["a1"]) and got["a3"] == pytest.approx(0.4 + 0.2 * u["a3"])
 
 
-def test_a_domain_with_many_values_is_ranked_by_fixed_width_bins(spark, monkeypatch):
-    monkeypatch.setattr(quadmix, "EXACT_VALUES", 3)
-    monkeypatch.setattr(quadmix, "BINS", 4)
-    q = np.array([0.0, 1.0, 2.0, 2.4, 5.0, 7.6, 9.9, 10.0])
-    tokens = np.array([10, 20, 30, 40, 50, 60, 70, 80])
-    rows = [(f"d{i}", "a", int(t), float(v)) for i, (v, t) in enumerate(zip(q, tokens))]
-    counts = quadmix.quadmix_counts(_scored(spark, rows), build_config({}).mixing, 100.0)
-    got = counts.frame.orderBy("doc_id").select("rank").toPandas()["rank"].to_numpy()
-    bins = np.minimum(np.floor(q / 10.0 * 4), 3)  # merged = q / 10 on [0, 1], four bins
-    np.testing.assert_allclose(got, _numpy_mid_ranks(bins, tokens), rtol=1e-12)
+def test_a_cut_inside_one_large_tie_group_keeps_omega_of_its_tokens(spark):
+    """Integer quality puts a domain's documents in a few tie groups; ω still means the share kept."""
+    rng = np.random.default_rng(11)
+    rows = [(f"d{i}", "a", int(rng.integers(50, 150)), 5.0) for i in range(2000)]
+    mixing = build_config({"mixing": {"method": "quadmix", "quadmix": {"omega": 0.3}}}).mixing
+    counts = quadmix.quadmix_counts(_scored(spark, rows), mixing, 2000.0)
+    frame = counts.frame.select("n_tokens", "rank").toPandas()
+    kept = frame.loc[frame["rank"] <= 0.3, "n_tokens"].sum() / frame["n_tokens"].sum()
+    assert abs(kept - 0.3) < 0.03  # mid-ranks gave 0.5 to every document: none kept, or all of them
+
+
+def test_a_domain_with_many_values_is_ranked_by_equal_token_mass_bins(spark):
+    rng = np.random.default_rng(7)
+    n = 100_000
+    q = rng.lognormal(0.0, 1.5, n)  # skewed: most of the tokens sit in a narrow band near the minimum
+    tokens = rng.integers(1, 400, n)
+    rows = pd.DataFrame({"doc_id": [f"d{i:06d}" for i in range(n)], "domain": "a", "n_tokens": tokens, "q": q})
+    counts = quadmix.quadmix_counts(spark.createDataFrame(rows.assign(d=0.0)), build_config({}).mixing, float(n))
+    got = counts.frame.select("doc_id", "rank").toPandas().set_index("doc_id")["rank"][rows["doc_id"]].to_numpy()
+    order = np.argsort(-q)  # no ties: the exact rank is the token share of better documents
+    exact = np.empty(n)
+    exact[order] = (np.cumsum(tokens[order]) - tokens[order]) / tokens.sum()
+    assert np.abs(got - exact).max() < 0.01
+    fixed_width = np.minimum(np.floor((q - q.min()) / (q.max() - q.min()) * quadmix.BINS), quadmix.BINS - 1)
+    heaviest = np.bincount(fixed_width.astype(int), weights=tokens).max() / tokens.sum()
+    assert heaviest > 0.05  # fixed-width bins would lump more than 5% of the tokens into one rank
+
+
+def test_weighted_edges_cut_equal_mass():
+    values = np.arange(10.0)
+    edges = quadmix.weighted_edges(values, np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 11.0]), 2)
+    assert list(edges) == [9.0]  # half the mass is the last value: everything below it is the lower bin
+    assert list(quadmix.weighted_edges(values, np.ones(10), 5)) == [2.0, 4.0, 6.0, 8.0]
 
 
 @pytest.mark.parametrize("mode", ["tokens", "documents"])
@@ -72,8 +107,8 @@ def test_the_budget_scales_every_sampling_value_by_one_factor(spark, mode):
     frame = counts.frame.select("doc_id", "domain", "n_tokens", "rank", "_s", counts.c.alias("c")).toPandas()
     unit = frame["n_tokens"] if mode == "tokens" else 1.0
     assert (frame["c"] * unit).sum() == pytest.approx(target, rel=1e-9)
-    expected_s = np.where(frame["rank"] <= 0.5, np.where(frame["domain"] == "y", 3.0, 1.0)
-                          * 2 / (1 + np.exp(-10 * (0.5 - frame["rank"]))) + 0.05, 0.05)
+    bracket = 2 / (1 + np.exp(-10 * (0.5 - frame["rank"])))
+    expected_s = np.where(frame["rank"] <= 0.5, bracket ** np.where(frame["domain"] == "y", 3.0, 1.0) + 0.05, 0.05)
     np.testing.assert_allclose(frame["_s"], expected_s, rtol=1e-12)
     np.testing.assert_allclose(frame["c"] / frame["_s"], counts.scale.scale, rtol=1e-12)
     assert json.loads(counts.parameters)["y"]["eta"] == 3.0
@@ -92,7 +127,14 @@ def test_settings_and_domains_are_checked_by_name(spark):
     mixing = build_config({"mixing": {"quadmix": {"domains": {"legal": {"eta": 2}}}}}).mixing
     with pytest.raises(InputError, match="legal"):
         quadmix.quadmix_counts(_scored(spark, [("a", "news", 10, 1.0)]), mixing, 10.0)
-    assert build_config({"mixing": {"method": "quadmix", "max_repeats": 3}}).mixing.max_repeats == 3
+    assert build_config({"mixing": {"method": "quadmix", "max_repeats": 3}}).mixing.repeat_cap == 3
+    assert build_config({}).mixing.repeat_cap is None  # SampleMix is uncapped unless asked
+    with pytest.raises(ConfigError, match="mixing.quadmix.eta_mode"):
+        build_config({"mixing": {"quadmix": {"eta_mode": "power"}}})
+    with pytest.raises(ConfigError, match="mixing.budget_mode.*needs mixing.method 'quadmix'"):
+        build_config({"mixing": {"budget_mode": "implicit"}})
+    with pytest.raises(ConfigError, match="mixing.budget_mode.*leave target_tokens"):
+        build_config({"mixing": {"method": "quadmix", "budget_mode": "implicit", "target_fraction": 0.5}})
     assert math.isfinite(build_config({}).mixing.quadmix.lam)
 
 
@@ -107,7 +149,8 @@ def test_the_mix_stage_writes_quadmix_weights_and_output(spark, tmp_path):
                           "text": [f"text {i}" for i in range(n)], "n_tokens": rng.integers(5, 400, n),
                           "quality": rng.integers(0, 11, n).astype(float), "diversity": rng.random(n)})
     cfg = make_config(tmp_path / "wh", [tmp_path / "none"], mixing={
-        "method": "quadmix", "budget_mode": "tokens", "max_repeats": 4, "quadmix": {"domains": {"mail": {"eta": 0}}}})
+        "method": "quadmix", "budget_mode": "tokens", "max_repeats": 4,
+        "quadmix": {"eta_mode": "factor", "domains": {"mail": {"eta": 0}}}})
     write_scored_tables(spark, cfg, frame)
     store = store_for(spark, cfg)
     MixStep(cfg).run(spark, store)
@@ -115,11 +158,12 @@ def test_the_mix_stage_writes_quadmix_weights_and_output(spark, tmp_path):
     stats = read_stats(store)
     assert stats.method == "quadmix" and json.loads(stats.parameters)["mail"]["eta"] == 0
     assert weights["d_norm"].isna().all() and weights["c"].max() <= 4 + 1e-12
-    # p is the merged score (the normalised quality), q_norm the mid-rank inside the domain.
+    # p is the merged score (the normalised quality), q_norm the rank inside the domain.
     q = frame.set_index("doc_id")["quality"]
     np.testing.assert_allclose(weights["p"], (q - q.min()) / (q.max() - q.min()), rtol=1e-12)
+    u = _tie_uniforms(spark, weights.index, cfg.mixing.seed)
     for domain, group in weights.groupby("domain"):
-        expected = _numpy_mid_ranks(group["p"].to_numpy(), group["n_tokens"].to_numpy())
+        expected = _numpy_ranks(group["p"].to_numpy(), group["n_tokens"].to_numpy(), u[group.index].to_numpy())
         np.testing.assert_allclose(group["q_norm"], expected, rtol=1e-12)
     # With eta 0, every mail document has the floor epsilon: one expected count for all of them.
     assert weights.loc[weights["domain"] == "mail", "c"].nunique() == 1
@@ -156,17 +200,28 @@ def test_score_columns_are_merged_with_q_by_their_weights(spark, tmp_path):
 
 
 def test_a_domain_whose_documents_hold_no_tokens_is_ranked_by_documents(spark):
-    histogram = pd.DataFrame({"domain": ["empty"] * 3 + ["text"] * 2, "_bucket": [0.1, 0.5, 0.9, 0.2, 0.7],
-                              "tokens": [0, 0, 0, 10, 30], "docs": [2, 1, 1, 1, 1]})
-    ranks = quadmix.mid_ranks(histogram).set_index(["domain", "_bucket"])["rank"]
-    # Documents stand in for tokens: the best bucket (0.9) holds 1 of 4 documents, the worst 2 of 4.
-    np.testing.assert_allclose(ranks.loc["empty"].sort_index(), [0.75, 0.375, 0.125], rtol=1e-12)
-    np.testing.assert_allclose(ranks.loc["text"].sort_index(), [0.875, 0.375], rtol=1e-12)
     scored = _scored(spark, [("a", "empty", 0, 3.0), ("b", "empty", 0, 7.0), ("c", "text", 50, 5.0)])
     mixing = build_config({"mixing": {"method": "quadmix", "budget_mode": "documents"}}).mixing
     counts = quadmix.quadmix_counts(scored, mixing, target=3.0)
-    c = counts.frame.select("doc_id", counts.c.alias("c")).toPandas().set_index("doc_id")["c"]
-    assert np.isfinite(c).all() and c["b"] > c["a"]
+    got = counts.frame.select("doc_id", "rank", counts.c.alias("c")).toPandas().set_index("doc_id")
+    # Documents stand in for tokens: b is the better half of its domain, a the worse.
+    assert 0 <= got.loc["b", "rank"] < 0.5 <= got.loc["a", "rank"] < 1
+    assert np.isfinite(got["c"]).all() and got.loc["b", "c"] > got.loc["a", "c"]
+
+
+def test_the_implicit_budget_takes_s_as_the_expected_count_under_the_cap(spark):
+    from samplemix_spark.mixing.weights import compute_stats, quadmix_inputs
+
+    rng = np.random.default_rng(6)
+    rows = [(f"d{i}", ["x", "y"][i % 2], int(rng.integers(10, 500)), float(rng.integers(0, 11))) for i in range(60)]
+    scored = _scored(spark, rows)
+    mixing = build_config({"mixing": {"method": "quadmix", "budget_mode": "implicit", "quadmix": {"eta": 3.0}}}).mixing
+    assert mixing.repeat_cap == 4.0  # QuaDMix's default cap: S reaches 2^3 + 0.05 here
+    frame, c, stats, _ = quadmix_inputs(scored, mixing, compute_stats(scored, mixing))
+    got = frame.select("n_tokens", "_s", c.alias("c")).toPandas()
+    np.testing.assert_allclose(got["c"], np.minimum(got["_s"], 4.0), rtol=1e-12)
+    assert stats.scale == 1.0 and stats.n_capped == (got["_s"] > 4.0).sum() > 0
+    assert stats.target_tokens == pytest.approx((got["_s"] * got["n_tokens"]).sum(), rel=1e-12)
 
 
 def test_quadmix_runs_without_the_diversity_stages(spark, tmp_path):

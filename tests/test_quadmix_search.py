@@ -9,6 +9,7 @@ import pytest
 from samplemix_spark.evaluation import quadmix_search as search
 
 DOMAINS = ["news", "mail"]
+SPACE = search.SearchSpace(tuple(DOMAINS))
 
 
 def _objective(settings, rng, noise=0.002):
@@ -19,12 +20,62 @@ def _objective(settings, rng, noise=0.002):
 
 
 def test_draws_are_seeded_and_inside_the_documented_ranges():
-    settings = search.draw(500, DOMAINS, seed=3)
+    settings = search.draw(500, SPACE, seed=3)
     assert list(settings.columns) == ["lam", "omega", "eta.news", "eta.mail", "epsilon.news", "epsilon.mail"]
-    assert settings.equals(search.draw(500, DOMAINS, seed=3)) and not settings.equals(search.draw(500, DOMAINS, 4))
+    assert settings.equals(search.draw(500, SPACE, seed=3)) and not settings.equals(search.draw(500, SPACE, 4))
+    assert settings.iloc[:20].equals(search.draw(20, SPACE, seed=3))  # a larger search extends a smaller one
     assert settings["lam"].between(1, 1000).all() and settings["omega"].between(0.05, 1).all()
     assert settings["eta.news"].between(0, 1).all() and settings["epsilon.mail"].between(0, 0.1).all()
-    assert len(search.columns(DOMAINS, reduced=False)) == 8
+    # log10 lam is uniform: about a third of the draws in each decade.
+    assert abs((settings["lam"] < 10).mean() - 1 / 3) < 0.07
+    assert len(search.SearchSpace(tuple(DOMAINS), reduced=False).columns()) == 8
+    paper = search.draw(500, search.SearchSpace(tuple(DOMAINS), ranges=search.RANGES["paper"]), seed=3)
+    assert paper["omega"].between(0, 0.1).all() and paper["epsilon.news"].between(0, 0.001).all()
+    assert paper["omega"].max() > 0.09 and paper["epsilon.news"].max() > 0.0009
+
+
+def test_merging_weights_are_drawn_as_a_global_times_a_per_domain_factor(tmp_path):
+    import json
+
+    from samplemix_spark.config import build_config
+    from samplemix_spark.evaluation import tune_quadmix
+
+    cfg = build_config({"ingest": {"score_columns": ["edu"]},
+                        "mixing": {"quadmix": {"weights": {"quality": 1, "edu": 1}}},
+                        "tune": {"ranges": "paper", "bounds": {"omega": [0.2, 0.4]}}})
+    space = tune_quadmix.search_space(cfg, DOMAINS)
+    assert space.criteria == ("edu", "quality") and space.ranges["epsilon"] == (0.0, 0.001)
+    settings = search.draw(40, space, seed=5)
+    assert {"a.edu", "a.quality", "b.edu.news", "b.quality.mail"} <= set(settings.columns)
+    assert settings["omega"].between(0.2, 0.4).all()
+    setting = settings.iloc[0].to_dict()
+    mixing = tune_quadmix.setting_mixing(cfg.mixing, setting, tuple(cfg.ingest.score_columns))
+    for domain in DOMAINS:
+        weights = mixing.quadmix.for_domain(domain)["weights"]
+        for criterion in ("edu", "quality"):
+            assert weights[criterion] == pytest.approx(setting[f"a.{criterion}"] * setting[f"b.{criterion}.{domain}"])
+    assert "--set mixing.quadmix.domains.mail.weights.edu=" in " ".join(search.set_lines(setting))
+    observed = 1.2 + np.random.default_rng(5).normal(0, 0.01, len(settings))
+    fitted = search.fit(settings, observed)
+    proposal = search.propose(fitted, settings, observed, space, seed=5)
+    table = tune_quadmix._result_table(settings, observed, fitted, proposal, seeds=1, docs=10)
+    assert "b.edu.news" in json.loads(table["parameters"][0])  # the tune_quadmix table records them
+    one = tune_quadmix.search_space(build_config({}), DOMAINS)
+    assert not any(c.startswith(("a.", "b.")) for c in one.columns())  # one criterion: they would cancel
+
+
+def test_search_bounds_are_checked_by_name():
+    from samplemix_spark.config import build_config
+    from samplemix_spark.errors import ConfigError
+
+    for bounds, match in (({"gamma": [0, 1]}, "tune.bounds.gamma': unknown parameter"),
+                          ({"omega": [0.5, 0.2]}, "tune.bounds.omega': got \\[0.5, 0.2\\], expected \\[low, high\\]"),
+                          ({"omega": [0.5, 2]}, "tune.bounds.omega': got \\[0.5, 2\\], outside"),
+                          ({"lam": [0, 10]}, "tune.bounds.lam")):
+        with pytest.raises(ConfigError, match=match):
+            build_config({"tune": {"bounds": bounds}})
+    with pytest.raises(ConfigError, match="tune.ranges"):
+        build_config({"tune": {"ranges": "narrow"}})
 
 
 @pytest.mark.parametrize("model", ["lightgbm", "ridge"])
@@ -33,11 +84,11 @@ def test_a_learnable_objective_gives_an_accepted_proposal_near_its_optimum(model
         monkeypatch.setattr(search, "_model", lambda n, seed: ("ridge", search._Ridge()))
     else:
         pytest.importorskip("lightgbm")
-    settings = search.draw(60, DOMAINS, seed=1)
+    settings = search.draw(60, SPACE, seed=1)
     observed = _objective(settings, np.random.default_rng(0))
     fitted = search.fit(settings, observed)
     assert fitted.model_name == model and fitted.beats_constant
-    proposal = search.propose(fitted, settings, observed, DOMAINS, seed=1)
+    proposal = search.propose(fitted, settings, observed, SPACE, seed=1)
     assert proposal.accepted and "is proposed" in proposal.reason
     found = proposal.setting
     assert abs(np.log10(found["lam"]) - 1.5) < 0.6 and abs(found["omega"] - 0.6) < 0.25
@@ -48,11 +99,11 @@ def test_a_learnable_objective_gives_an_accepted_proposal_near_its_optimum(model
 
 
 def test_noise_that_no_regression_can_learn_is_refused_for_the_best_observed_run():
-    settings = search.draw(30, DOMAINS, seed=2)
+    settings = search.draw(30, SPACE, seed=2)
     observed = 1.2 + np.random.default_rng(5).normal(0, 0.01, len(settings))
     fitted = search.fit(settings, observed)
     assert not fitted.beats_constant
-    proposal = search.propose(fitted, settings, observed, DOMAINS, seed=2)
+    proposal = search.propose(fitted, settings, observed, SPACE, seed=2)
     assert not proposal.accepted and "does not beat a constant predictor" in proposal.reason
     assert proposal.setting == settings.iloc[int(np.argmin(observed))].to_dict()
 
@@ -74,7 +125,7 @@ def test_a_setting_without_a_score_is_never_fitted_and_never_the_best():
     from samplemix_spark.errors import InputError
     from samplemix_spark.evaluation import tune_quadmix
 
-    settings = search.draw(30, DOMAINS, seed=2)
+    settings = search.draw(30, SPACE, seed=2)
     observed = 1.2 + np.random.default_rng(5).normal(0, 0.01, len(settings))
     observed[[0, 7]] = np.nan  # two settings whose proxies never trained
     with pytest.raises(InputError, match="2 settings without a held-out score"):
@@ -82,7 +133,7 @@ def test_a_setting_without_a_score_is_never_fitted_and_never_the_best():
     kept = tune_quadmix._scored(observed)
     assert kept.tolist() == [i for i in range(30) if i not in (0, 7)]
     fitted = search.fit(settings.iloc[kept].reset_index(drop=True), observed[kept])
-    proposal = search.propose(fitted, settings.iloc[kept].reset_index(drop=True), observed[kept], DOMAINS, seed=2)
+    proposal = search.propose(fitted, settings.iloc[kept].reset_index(drop=True), observed[kept], SPACE, seed=2)
     assert not proposal.accepted  # noise: the best observed run is proposed
     table = tune_quadmix._result_table(settings, observed, fitted, proposal, seeds=1, docs=10)
     proposed = table.loc[table["proposed"], "sample"].tolist()

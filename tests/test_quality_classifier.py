@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from samplemix_spark.config import build_config
 from samplemix_spark.errors import ConfigError
 from samplemix_spark.models.classifier import ClassifierSpec, TextClassifier
 from samplemix_spark.pipeline import plan, run_stage
@@ -28,8 +29,13 @@ LABELS = {0: "Low", 1: "Medium", 2: "High"}
 
 def _checkpoint(folder, kind: str):
     """A BERT regression head (one output) or a DeBERTa-v2 head with three named classes, saved to ``folder``."""
-    from transformers import (BertConfig, BertForSequenceClassification, BertTokenizerFast, DebertaV2Config,
-                              DebertaV2ForSequenceClassification)
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+        DebertaV2Config,
+        DebertaV2ForSequenceClassification,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     words = sorted({w for t in TEXTS for w in re.findall(r"\w+", t)})
@@ -72,6 +78,26 @@ def test_regression_scores_equal_a_plain_loop_mapped_from_the_range_and_clipped(
     np.testing.assert_allclose(scores.expected, expected, atol=1e-5)
     assert scores.quality.tolist() == np.floor(expected + 0.5).astype(int).tolist()
     assert scores.probabilities is None
+
+
+def test_fineweb_edus_int_score_of_3_is_an_expected_q_above_5(checkpoints, tmp_path):
+    """cosmopedia's filter keeps int(round(max(0, min(score, 5)))) >= 3; ours keeps q_expected > 5 at range [0, 5]."""
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(checkpoints["regression"]))
+    raw = _plain_logits(checkpoints["regression"], TEXTS, 16)[:, 0]
+    with torch.no_grad():  # output 50 (raw - median) + 2.5: texts fall on both sides of the cut
+        model.classifier.bias.copy_(50.0 * (model.classifier.bias - float(np.median(raw))) + 2.5)
+        model.classifier.weight *= 50.0
+    folder = tmp_path / "edu"
+    model.save_pretrained(str(folder))
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (checkpoints["regression"] / name).exists():
+            (folder / name).write_bytes((checkpoints["regression"] / name).read_bytes())
+    score = _plain_logits(folder, TEXTS, 16)[:, 0]
+    theirs = np.array([int(round(max(0, min(s, 5)))) >= 3 for s in score])
+    ours = TextClassifier(folder, ClassifierSpec("regression", (0.0, 5.0)), 16, "cpu").score(TEXTS).expected > 5.0
+    assert ours.tolist() == theirs.tolist() and 0 < theirs.sum() < len(TEXTS)
 
 
 def test_classes_give_the_expected_value_of_their_labels(checkpoints):
@@ -177,16 +203,34 @@ def test_fasttext_scores_are_ten_times_the_positive_probability(tmp_path):
     from samplemix_spark.models.classifier import FastTextClassifier
 
     path, model = _fasttext_model(tmp_path)
-    texts = ["the river carried silt\nto the delta", "buy cheap pills now", "an unrelated sentence"]
+    texts = ["the river carried silt\nto the delta", "buy cheap pills now", "an unrelated sentence",
+             "  the river\u2028carried silt\r\nto the delta\x1cover centuries \n"]
     scores = FastTextClassifier(path, "__label__hq").score(texts)
-    # Independently: softmax of the output matrix times the sentence vector (newlines read as spaces).
+    # Independently: softmax of the output matrix times the sentence vector of DCLM's input line.
     labels = model.get_labels()
     for text, shares, q in zip(texts, scores.probabilities, scores.expected):
-        logits = model.get_output_matrix() @ model.get_sentence_vector(text.replace("\n", " "))
+        logits = model.get_output_matrix() @ model.get_sentence_vector(" ".join(text.strip().splitlines()))
         oracle = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         np.testing.assert_allclose(shares, oracle, atol=1e-4)  # fastText sums in float32
         assert q == pytest.approx(10 * oracle[labels.index("__label__hq")], abs=1e-3)
     assert scores.expected[0] > 5 > scores.expected[1]
+
+
+def test_dclms_probability_cut_is_an_expected_q_cut_ten_times_larger(tmp_path):
+    """DCLM keeps P(__label__hq) >= 0.018112 on its preprocessed line; ours keeps q_expected >= 0.18112."""
+    pytest.importorskip("fasttext")
+    from samplemix_spark.models.classifier import FastTextClassifier
+
+    path, model = _fasttext_model(tmp_path)
+    texts = ["the river carried silt to the delta", "buy cheap pills now click here", "the delta over centuries",
+             "cheap offer now", "a sentence about nothing in particular"]
+    hq = model.get_labels().index("__label__hq")
+    theirs = []
+    for text in texts:  # fastText's probability: the softmax of the output matrix times the sentence vector
+        logits = model.get_output_matrix() @ model.get_sentence_vector(" ".join(text.strip().splitlines()))
+        theirs.append(bool(np.exp(logits[hq] - logits.max()) / np.exp(logits - logits.max()).sum() >= 0.018112))
+    ours = FastTextClassifier(path, "__label__hq").score(texts).expected >= 0.18112
+    assert ours.tolist() == theirs and 0 < sum(theirs) < len(texts)
 
 
 def test_a_fasttext_label_the_model_lacks_fails_in_one_line(tmp_path):
@@ -213,17 +257,38 @@ def test_the_quality_stage_scores_with_a_fasttext_model(spark, tmp_path):
     assert set(table["model_id"]) == {"quality.bin"} and len(table) == len(TEXTS)
 
 
+def _deberta_tokenizer(folder) -> None:
+    """DeBERTa-v3's tokenizer layout (``spm.model`` and a tokenizer_config.json, no tokenizer.json), its
+    SentencePiece model trained offline on the test texts; loading it converts the model, as for the real one."""
+    import json
+
+    import sentencepiece
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "corpus.txt").write_text("\n".join(TEXTS) + "\n")
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(folder / "corpus.txt"), model_prefix=str(folder / "spm"), vocab_size=24, hard_vocab_limit=False,
+        model_type="word", pad_id=0, pad_piece="[PAD]", bos_id=1, bos_piece="[CLS]", eos_id=2, eos_piece="[SEP]",
+        unk_id=3, unk_piece="[UNK]", user_defined_symbols=["[MASK]"], num_threads=1, minloglevel=2)
+    for name in ("corpus.txt", "spm.vocab"):
+        (folder / name).unlink()
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "DebertaV2Tokenizer",
+                                                               "do_lower_case": False}))
+
+
 def _nvidia_layout(root):
     """NVIDIA's layout: a checkpoint of backbone weights under ``model.`` and an ``fc`` head, whose config.json is
-    not a transformers config; beside it, the backbone's folder (config and tokenizer, no weights)."""
+    not a transformers config, with its own DeBERTa-v2 tokenizer (``spm.model``); beside it, the backbone's folder
+    (a DeBERTa-v2 config.json with its real ``model_type``, no weights)."""
     import json
 
     from safetensors.torch import save_file
     from transformers import DebertaV2Config, DebertaV2Model
 
-    backbone = _checkpoint(root / "backbone", "classes")  # tokenizer and a DeBERTa-v2 config.json
+    backbone = _checkpoint(root / "backbone", "classes")  # a DeBERTa-v2 config.json (and a tokenizer)
     for weights in backbone.glob("*.safetensors"):
         weights.unlink()
+    assert json.loads((backbone / "config.json").read_text())["model_type"] == "deberta-v2"
     torch.manual_seed(1)
     model = DebertaV2Model(DebertaV2Config.from_pretrained(str(backbone)))
     fc = torch.nn.Linear(model.config.hidden_size, len(LABELS))
@@ -235,6 +300,7 @@ def _nvidia_layout(root):
     tensors = {**{f"model.{k}": v.contiguous() for k, v in model.state_dict().items()},
                "fc.weight": fc.weight.detach().clone(), "fc.bias": fc.bias.detach().clone()}
     save_file(tensors, str(checkpoint / "model.safetensors"))
+    _deberta_tokenizer(checkpoint)
     return backbone, checkpoint, model.eval(), fc
 
 
@@ -247,7 +313,8 @@ def test_a_backbone_head_checkpoint_scores_as_nvidias_forward_does(tmp_path):
     values = {"Low": 0.0, "Medium": 5.0, "High": 10.0}
     classifier = TextClassifier(checkpoint, ClassifierSpec("classes", class_values=values), max_tokens=32,
                                 device="cpu", layout=BackboneLayout(str(backbone)))
-    tokenizer = AutoTokenizer.from_pretrained(str(backbone))
+    tokenizer = AutoTokenizer.from_pretrained(str(checkpoint))  # NeMo's checkpoints ship their tokenizer
+    assert type(tokenizer).__name__.startswith("DebertaV2Tokenizer")
     with torch.inference_mode():  # NVIDIA's forward: fc over every token, softmax of token 0
         shares = np.stack([torch.softmax(fc(model(**tokenizer(t, truncation=True, max_length=32,
                                                                return_tensors="pt")).last_hidden_state)[:, 0, :], 1)
@@ -262,10 +329,28 @@ def test_a_backbone_head_checkpoint_scores_as_nvidias_forward_does(tmp_path):
     ({"backbone": "{root}/bert"}, "'quality.classifier.backbone': the checkpoint lacks"),
     ({"backbone": "{root}/quality-classifier-deberta"},
      "'quality.classifier.backbone': '{root}/quality-classifier-deberta' is not a transformers model folder"),
+    ({"backbone": "{root}/wide"}, "'quality.classifier.backbone': 1 of the checkpoint's backbone weights differ in "
+                                  "shape from '{root}/wide''s config (e.g. embeddings.word_embeddings.weight: (24, 32) "
+                                  "against (96, 32)): another backbone; the checkpoint was trained on "
+                                  "microsoft/deberta-v3-base"),
+    ({"path": "{root}/untokenized", "backbone": "{root}/untokenized-backbone"},
+     "'quality.classifier.backbone': no tokenizer loads from '{root}/untokenized-backbone'"),
 ])
 def test_a_backbone_head_that_does_not_fit_fails_in_one_line_before_any_stage(tmp_path, change, message):
+    import json
+    import shutil
+
     backbone, checkpoint, _, _ = _nvidia_layout(tmp_path / "models")
     _checkpoint(tmp_path / "models" / "bert", "regression")
+    wide = shutil.copytree(backbone, tmp_path / "models" / "wide")  # mdeberta's case: another vocabulary size
+    config = json.loads((wide / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps({**config, "vocab_size": 96}))
+    untokenized = shutil.copytree(checkpoint, tmp_path / "models" / "untokenized")
+    bare = tmp_path / "models" / "untokenized-backbone"
+    bare.mkdir()
+    shutil.copy(backbone / "config.json", bare / "config.json")
+    for name in ("spm.model", "tokenizer_config.json"):
+        (untokenized / name).unlink()
     settings = {"path": str(checkpoint), "format": "backbone_head", "backbone": str(backbone), "head": "classes",
                 "class_values": {"Low": 0, "Medium": 5, "High": 10}}
     settings.update({k: v.format(root=tmp_path / "models") for k, v in change.items()})
@@ -282,15 +367,22 @@ def test_the_quality_stage_scores_with_a_backbone_head_checkpoint(spark, tmp_pat
     backbone, checkpoint, _, _ = _nvidia_layout(tmp_path / "models")
     values = {"Low": 0, "Medium": 5, "High": 10}
     cfg = _config(tmp_path, {"path": str(checkpoint), "format": "backbone_head", "backbone": str(backbone),
-                             "head": "classes", "class_values": values})
+                             "head": "classes", "class_values": values, "max_chars": 15})
+    assert _config(tmp_path, {"path": str(checkpoint), "format": "backbone_head", "backbone": str(backbone),
+                              "head": "classes", "class_values": values}).quality.classifier.char_cap == 6000
+    domain = {"method": "classifier", "classifier": {"path": str(checkpoint), "format": "backbone_head",
+                                                     "backbone": str(backbone)}}
+    assert build_config({"domain": domain}).domain.classifier.char_cap == 2000  # NeMo's domain classifiers
     for stage in ("ingest", "quality"):
         run_stage(spark, cfg, stage)
     store = store_for(spark, cfg)
     table = store.read("quality").join(store.read("documents").select("doc_id", "text"), "doc_id").toPandas()
     spec = ClassifierSpec("classes", class_values={k: float(v) for k, v in values.items()})
     direct = TextClassifier(checkpoint, spec, 32, "cpu", layout=BackboneLayout(str(backbone)))
-    direct = direct.score(table["text"].tolist())
-    np.testing.assert_allclose(table["quality_expected"], direct.expected, rtol=1e-9)
+    cut = direct.score([t[:15] for t in table["text"]])  # NeMo Curator cuts the characters before tokenizing
+    np.testing.assert_allclose(table["quality_expected"], cut.expected, rtol=1e-9)
+    whole = direct.score(table["text"].tolist())
+    assert np.abs(whole.expected - cut.expected).max() > 1e-6  # the cut changed what the model read
     assert set(table["model_id"]) == {"quality-classifier-deberta"} and len(table) == len(TEXTS)
 
 

@@ -75,9 +75,9 @@ def centroids_frame(spark: SparkSession, centroids: np.ndarray) -> DataFrame:
     return result
 
 
-def read_centroids(store: TableStore, table: str = "centroids", key: str = "cluster_id") -> np.ndarray:
-    """(k, dim) float32 centroids ordered by ``key`` (also the domain groups': ``domain_groups``, ``group_id``)."""
-    frame = store.read(table).select(key, "centroid").toPandas().sort_values(key)
+def read_centroids(store: TableStore) -> np.ndarray:
+    """(k, dim) float32 centroids ordered by cluster_id."""
+    frame = store.read("centroids").select("cluster_id", "centroid").toPandas().sort_values("cluster_id")
     return np.stack(frame["centroid"].to_numpy()).astype(np.float32)
 
 

@@ -4,13 +4,19 @@ Pure numpy (LightGBM when installed): the proxy runs that give each setting its
 held-out macro bits per byte come from ``samplemix tune``; this module draws the
 settings and turns the observed losses into a proposal.
 
-- **Drawing** (``draw``): seeded from ``hashing.QUADMIX_SEARCH``. The paper draws
-  λ = 10^(3u), ω = u/10, η = u and ε = u/1000 (u ~ U(0, 1) each), which suits its
-  selection of 6% of a corpus: at most the best 10% of a domain's tokens lie above
-  the floor. Our budgets are usually near the corpus size, so the ranges here are
-  λ = 10^(3u) (1 to 1,000, as the paper), ω = 0.05 + 0.95u (from the best 5% of a
-  domain to all of it), η = u and ε = u/10 (a floor up to a tenth of a typical top
-  value, where the paper's u/1000 would all but drop the rest of a domain).
+- **Drawing** (``draw``): seeded from ``hashing.QUADMIX_SEARCH``, each parameter
+  uniform in its range (λ log-uniform). ``tune.ranges`` picks the ranges:
+  ``paper`` is Algorithm 1's (λ = 10^(3u), ω = u/10, η = u, ε = u/1000), which
+  suits its selection of 6% of a corpus: at most the best 10% of a domain's tokens
+  lie above the floor. ``wide`` (the default) suits budgets near the corpus size:
+  λ as the paper, ω = 0.05 + 0.95u (from the best 5% of a domain to all of it),
+  η = u and ε = u/10 (a floor up to a tenth of a typical top value, where u/1000
+  would all but drop the rest of a domain). ``tune.bounds`` overrides any range.
+- **Merging weights**: with two or more criteria, Algorithm 1's merging weights
+  are drawn too, a global a_n = u per criterion times a per-domain b_{n,m} = u, so
+  domain m merges criterion n with weight a_n·b_{n,m} (columns ``a.<criterion>``
+  and ``b.<criterion>.<domain>``). With one criterion they cancel in the
+  normalisation and are not drawn.
 - **Reduced parameterisation**: with tens of runs, not thousands, one λ and one ω
   are shared by every domain and only η and ε are per domain (2 + 2D numbers, not
   4D); ``reduced=False`` draws all four per domain.
@@ -29,7 +35,7 @@ settings and turns the observed losses into a proposal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -39,28 +45,67 @@ from samplemix_spark.hashing import QUADMIX_SEARCH, purpose_seed
 
 SHARED = ("lam", "omega")       # one value for every domain in the reduced parameterisation
 PER_DOMAIN = ("eta", "epsilon")
+MERGE = ("a", "b")              # the global and the per-domain factor of a merging weight
 PREDICTED = 100_000
 TOP_K = 10
 RIDGE_ALPHA = 1.0
+RANGES = {
+    "wide": {"lam": (1.0, 1000.0), "omega": (0.05, 1.0), "eta": (0.0, 1.0), "epsilon": (0.0, 0.1),
+             "merge": (0.0, 1.0)},
+    "paper": {"lam": (1.0, 1000.0), "omega": (0.0, 0.1), "eta": (0.0, 1.0), "epsilon": (0.0, 0.001),
+              "merge": (0.0, 1.0)},
+}
+LOG_UNIFORM = ("lam",)
 
 
-def _values(name: str, u: np.ndarray) -> np.ndarray:
-    """A parameter's value from uniform draws (ranges in the module doc)."""
-    return {"lam": 10.0 ** (3.0 * u), "omega": 0.05 + 0.95 * u, "eta": u, "epsilon": u / 10.0}[name]
+@dataclass(frozen=True)
+class SearchSpace:
+    """What a search draws: the domains, whether λ and ω are shared, the merged criteria and the ranges."""
+
+    domains: tuple
+    reduced: bool = True
+    criteria: tuple = ("quality",)
+    ranges: dict = field(default_factory=lambda: dict(RANGES["wide"]))
+
+    def columns(self) -> list[str]:
+        """``lam``, ``omega``, ``eta.<domain>``, ... (``lam.<domain>`` when not reduced), then merging weights."""
+        shared = list(SHARED) if self.reduced else [f"{p}.{d}" for p in SHARED for d in self.domains]
+        names = shared + [f"{p}.{d}" for p in PER_DOMAIN for d in self.domains]
+        if len(self.criteria) > 1:
+            names += [f"a.{n}" for n in self.criteria] + [f"b.{n}.{d}" for n in self.criteria for d in self.domains]
+        return names
+
+    def value(self, column: str, u: np.ndarray) -> np.ndarray:
+        """A parameter's value from uniform draws: linear in its range, log-uniform for λ."""
+        name = column.split(".")[0]
+        low, high = self.ranges["merge" if name in MERGE else name]
+        if name in LOG_UNIFORM:
+            return low * (high / low) ** u
+        return low + (high - low) * u
 
 
-def columns(domains: list[str], reduced: bool = True) -> list[str]:
-    """The searched parameters: ``lam``, ``omega``, ``eta.<domain>``, ... (``lam.<domain>`` when not reduced)."""
-    shared = list(SHARED) if reduced else [f"{p}.{d}" for p in SHARED for d in domains]
-    return shared + [f"{p}.{d}" for p in PER_DOMAIN for d in domains]
-
-
-def draw(n: int, domains: list[str], seed: int, reduced: bool = True) -> pd.DataFrame:
-    """``n`` settings, one row each, in the columns of ``columns``."""
+def draw(n: int, space: SearchSpace, seed: int) -> pd.DataFrame:
+    """``n`` settings, one row each, in the columns of ``space.columns()``; the first k of n are a draw of k."""
     rng = np.random.default_rng(purpose_seed(QUADMIX_SEARCH, seed))
-    names = columns(domains, reduced)
+    names = space.columns()
     u = rng.random((n, len(names)))
-    return pd.DataFrame({name: _values(name.split(".")[0], u[:, i]) for i, name in enumerate(names)})
+    return pd.DataFrame({name: space.value(name, u[:, i]) for i, name in enumerate(names)})
+
+
+def config_values(setting: dict) -> dict[tuple[str, ...], float]:
+    """A drawn setting as paths under ``mixing.quadmix``: shared parameters globally, the rest per domain, and
+    each domain's merging weight a_n·b_{n,m}."""
+    values = {}
+    for column, value in setting.items():
+        name, _, rest = column.partition(".")
+        if name == "a":
+            continue
+        if name == "b":
+            criterion, _, domain = rest.partition(".")
+            values[("domains", domain, "weights", criterion)] = float(setting[f"a.{criterion}"]) * float(value)
+        else:
+            values[("domains", rest, name) if rest else (name,)] = float(value)
+    return values
 
 
 def features(settings: pd.DataFrame) -> np.ndarray:
@@ -138,15 +183,15 @@ class Proposal:
     reason: str
 
 
-def propose(search: SearchFit, settings: pd.DataFrame, observed: np.ndarray, domains: list[str], seed: int,
-            reduced: bool = True) -> Proposal:
+def propose(search: SearchFit, settings: pd.DataFrame, observed: np.ndarray, space: SearchSpace,
+            seed: int) -> Proposal:
     """The mean of the top ``TOP_K`` of ``PREDICTED`` drawn settings, or the best observed run (module doc)."""
     if not search.beats_constant:
         best = settings.iloc[int(np.argmin(observed))].to_dict()
         return Proposal(best, False, f"the regression's leave-one-out error {search.loo_error:.4f} bpb does not "
                                      f"beat a constant predictor's {search.constant_error:.4f}: the best observed "
                                      "run is proposed instead")
-    pool = draw(PREDICTED, domains, seed + 1, reduced)
+    pool = draw(PREDICTED, space, seed + 1)
     top = pool.iloc[np.argsort(search.model.predict(features(pool)), kind="stable")[:TOP_K]]
     setting = {c: float(10.0 ** np.log10(top[c]).mean()) if c.split(".")[0] == "lam" else float(top[c].mean())
                for c in pool.columns}
@@ -158,9 +203,5 @@ def propose(search: SearchFit, settings: pd.DataFrame, observed: np.ndarray, dom
 
 def set_lines(setting: dict) -> list[str]:
     """``--set`` lines for ``samplemix run``: shared parameters globally, per-domain ones as overrides."""
-    lines = []
-    for column, value in sorted(setting.items()):
-        name, _, domain = column.partition(".")
-        key = f"mixing.quadmix.{name}" if not domain else f"mixing.quadmix.domains.{domain}.{name}"
-        lines.append(f"--set {key}={value:.6g}")
-    return lines
+    values = sorted(config_values(setting).items())
+    return [f"--set mixing.quadmix.{'.'.join(path)}={value:.6g}" for path, value in values]

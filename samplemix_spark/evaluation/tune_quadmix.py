@@ -51,16 +51,28 @@ RESULT_SCHEMA = ("sample long, parameters string, observed_bpb double, predicted
                  "docs long, model string, loo_error double, constant_error double, proposed boolean")
 
 
-def setting_mixing(base: MixingConfig, setting: dict) -> MixingConfig:
-    """``base`` as QuaDMix with one drawn setting: shared parameters globally, the rest per domain."""
-    data: dict = {"mixing": {**dataclasses.asdict(base), "method": "quadmix"}}
+def setting_mixing(base: MixingConfig, setting: dict, score_columns: tuple = ()) -> MixingConfig:
+    """``base`` as QuaDMix with one drawn setting (``quadmix_search.config_values``); ``score_columns`` are
+    ``ingest.score_columns``, which the merging weights may name."""
+    data: dict = {"mixing": {**dataclasses.asdict(base), "method": "quadmix"},
+                  "ingest": {"score_columns": list(score_columns)}}
     quadmix_data = data["mixing"]["quadmix"]
-    quadmix_data["domains"] = {d: dict(v) for d, v in quadmix_data["domains"].items()}
-    for column, value in setting.items():
-        name, _, domain = column.partition(".")
-        target = quadmix_data["domains"].setdefault(domain, {}) if domain else quadmix_data
-        target[name] = float(value)
+    quadmix_data["domains"] = {d: {**v, "weights": dict(v["weights"])} if "weights" in v else dict(v)
+                               for d, v in quadmix_data["domains"].items()}
+    for path, value in quadmix_search.config_values(setting).items():
+        node = quadmix_data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
     return build_config(data).mixing
+
+
+def search_space(cfg: SampleMixConfig, domains: list[str]) -> quadmix_search.SearchSpace:
+    """The search's parameters: ``tune``'s ranges and bounds, and every criterion the merging weights name."""
+    quadmix_cfg = cfg.mixing.quadmix
+    criteria = set(quadmix_cfg.weights) | {n for v in quadmix_cfg.domains.values() for n in v.get("weights", {})}
+    ranges = {**quadmix_search.RANGES[cfg.tune.ranges], **{k: tuple(v) for k, v in cfg.tune.bounds.items()}}
+    return quadmix_search.SearchSpace(tuple(domains), cfg.tune.reduced, tuple(sorted(criteria)), ranges)
 
 
 def search_scored(store: TableStore, cfg: SampleMixConfig) -> tuple[DataFrame, MixingConfig]:
@@ -80,11 +92,12 @@ def search_scored(store: TableStore, cfg: SampleMixConfig) -> tuple[DataFrame, M
     return sample, mixing
 
 
-def setting_counts(scored: DataFrame, base: MixingConfig, settings: pd.DataFrame, hash_scheme: str) -> DataFrame:
+def setting_counts(scored: DataFrame, base: MixingConfig, settings: pd.DataFrame, hash_scheme: str,
+                   score_columns: tuple = ()) -> DataFrame:
     """(candidate, doc_id, count) of every document each setting selects."""
     frames = []
     for i, setting in enumerate(settings.to_dict("records")):
-        mixing = setting_mixing(base, setting)
+        mixing = setting_mixing(base, setting, score_columns)
         frame, c, stats, shown = quadmix_inputs(scored, mixing, compute_stats(scored, mixing, hash_scheme))
         weights = weights_frame(frame, stats, c, shown)
         frames.append(weights.filter(F.col("count") > 0).select(F.lit(i).alias("candidate"), "doc_id", "count"))
@@ -101,10 +114,12 @@ def tune_quadmix(spark: SparkSession, cfg: SampleMixConfig, n_samples: int, out:
     scored_domains = ev.chosen_domains(cfg, spec)
     scored, base = search_scored(store, cfg)
     domains = sorted(r["domain"] for r in scored.select("domain").distinct().collect())
-    settings = quadmix_search.draw(n_samples, domains, cfg.tune.seed, cfg.tune.reduced)
+    space = search_space(cfg, domains)
+    settings = quadmix_search.draw(n_samples, space, cfg.tune.seed)
     fingerprint = _fingerprint(cfg, store, holdout, domains)
     done = _done(store, fingerprint, n_samples, cfg.evaluate.seeds)
-    store.write(by_candidate(setting_counts(scored, base, settings, store.hash_scheme)), "tune_counts")
+    store.write(by_candidate(setting_counts(scored, base, settings, store.hash_scheme,
+                                                   tuple(cfg.ingest.score_columns))), "tune_counts")
     finished = set(zip(done["sample"], done["seed"]))
     budget = cfg.evaluate.budget_bytes or PRESETS[cfg.evaluate.preset].budget_bytes
     jobs, labels = counted_jobs(cfg, store, "tune_counts", [f"quadmix setting {i}" for i in range(n_samples)],
@@ -124,8 +139,7 @@ def tune_quadmix(spark: SparkSession, cfg: SampleMixConfig, n_samples: int, out:
     scored_rows = _scored(observed)
     scored_settings, scored_observed = settings.iloc[scored_rows].reset_index(drop=True), observed[scored_rows]
     fitted = quadmix_search.fit(scored_settings, scored_observed, cfg.tune.seed)
-    proposal = quadmix_search.propose(fitted, scored_settings, scored_observed, domains, cfg.tune.seed,
-                                      cfg.tune.reduced)
+    proposal = quadmix_search.propose(fitted, scored_settings, scored_observed, space, cfg.tune.seed)
     table = _result_table(settings, observed, fitted, proposal, seeds, docs)
     store.write(spark.createDataFrame(table, RESULT_SCHEMA), "tune_quadmix")
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +154,7 @@ def tune_quadmix(spark: SparkSession, cfg: SampleMixConfig, n_samples: int, out:
 def _fingerprint(cfg: SampleMixConfig, store: TableStore, holdout: str, domains: list[str]) -> str:
     """What a stored setting's proxy depends on besides its parameters (``tune``'s, plus the search's own)."""
     parts = [proxy_fingerprint(cfg, store, holdout, SEARCHED), cfg.tune.seed, cfg.tune.reduced,
-             cfg.tune.sample_docs, domains]
+             cfg.tune.sample_docs, domains, cfg.tune.ranges, sorted(cfg.tune.bounds.items())]
     return hashlib.blake2b(json.dumps(parts).encode(), digest_size=8).hexdigest()
 
 

@@ -69,7 +69,8 @@ def check_domain_classifier(cfg: DomainConfig) -> dict:
     path = resolve_local_path(settings.path, "domain.classifier.path")
     if settings.format == "fasttext":
         return check_fasttext(path, None, "domain.classifier")
-    return check_checkpoint(path, None, "domain.classifier", backbone_layout(settings, "domain.classifier"))
+    return check_checkpoint(path, None, "domain.classifier", backbone_layout(settings, "domain.classifier"),
+                            settings.trust_remote_code)
 
 
 def domain_label_column(text: Column, cfg: DomainConfig, progress: Optional[Progress] = None) -> Column:
@@ -77,14 +78,15 @@ def domain_label_column(text: Column, cfg: DomainConfig, progress: Optional[Prog
 
     @F.pandas_udf(LABEL)
     def label(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
-        from samplemix_spark.models.classifier import ClassifierSpec, open_classifier
+        from samplemix_spark.models.classifier import ClassifierSpec, first_chars, open_classifier
 
         settings = cfg.classifier
         classifier = open_classifier(resolve_local_path(settings.path, "domain.classifier.path"), settings,
                                      ClassifierSpec(trust_remote_code=settings.trust_remote_code), cfg.max_tokens,
                                      cfg.device, cfg.precision, key="domain.classifier")
         for texts in batches:
-            top = classifier.top_labels(texts.tolist(), cfg.batch_size, progress.add if progress else None)
+            top = classifier.top_labels(first_chars(texts.tolist(), settings.char_cap), cfg.batch_size,
+                                        progress.add if progress else None)
             yield pd.DataFrame({"domain": top.names, "confidence": top.confidence})
 
     return label(text)

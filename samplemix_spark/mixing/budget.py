@@ -48,8 +48,9 @@ def unit(budget_mode: str) -> Column:
 def check_cap_reachable(max_repeats: float, source_tokens: float, target_tokens: float) -> None:
     """Refuse a cap under which even max_repeats copies of everything cannot meet the budget."""
     if max_repeats * source_tokens < target_tokens:
-        raise ConfigError(f"config key 'mixing.max_repeats': {max_repeats} copies of every document give at most "
-                          f"{max_repeats * source_tokens:,.0f} tokens, below the target of {target_tokens:,.0f}")
+        raise ConfigError(f"config key 'mixing.max_repeats': {max_repeats:g} copies of every document give at most "
+                          f"{max_repeats * source_tokens:,.0f} tokens, below the target of {target_tokens:,.0f} "
+                          "(QuaDMix caps at 4 copies unless mixing.max_repeats is set)")
 
 
 def _round(scored: DataFrame, weight: Column, units: Column, scale: float, cap: float) -> tuple[int, float, float]:

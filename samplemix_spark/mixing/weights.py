@@ -108,20 +108,31 @@ def quality_view(cfg: SampleMixConfig) -> QualityView:
 
 def perplexity_cuts(table: DataFrame, view: QualityView, hash_scheme: str) -> list[float]:
     """The ``buckets - 1`` cut points of bits per byte: exact quantiles of a hashed sample of at most ``sample``
-    scores, computed on the driver, so every engine and partitioning gets the same cuts."""
+    scores, computed on the driver, so every engine and partitioning gets the same cuts. Empty without scores."""
     n = table.count()
     share = min(1.0, view.sample / max(1, n))
     chosen = table.where(uniform(F.col("doc_id"), view.seed, PERPLEXITY_SAMPLE, hash_scheme) < share)
     values = np.sort(np.array([r["bpb"] for r in chosen.select("bpb").collect()], dtype=np.float64))
     if not len(values):
-        raise InputError("the quality table holds no perplexity scores to cut into buckets")
+        return []
     return [float(values[min(len(values) - 1, k * len(values) // view.buckets)]) for k in range(1, view.buckets)]
 
 
 def perplexity_q(table: DataFrame, view: QualityView, hash_scheme: str) -> DataFrame:
-    """doc_id, quality and quality_expected from bits per byte: the lowest bucket of bpb gets q = 10."""
-    cuts = perplexity_cuts(table, view, hash_scheme)
-    rank = sum((F.col("bpb") >= F.lit(cut)).cast("int") for cut in cuts)
+    """doc_id, quality and quality_expected from bits per byte: the lowest bucket of bpb gets q = 10.
+
+    The cuts are each scoring model's own (per ``half``), so an offset between the two reference models
+    moves no document across a bucket border; a table without halves is cut as one.
+    """
+    halves = (0, 1) if "half" in table.columns else (None,)
+    cuts = {h: perplexity_cuts(table if h is None else table.where(F.col("half") == h), view, hash_scheme)
+            for h in halves}
+    if not any(cuts.values()):
+        raise InputError("the quality table holds no perplexity scores to cut into buckets")
+    rank = None
+    for h, half_cuts in cuts.items():
+        half_rank = sum((F.col("bpb") >= F.lit(cut)).cast("int") for cut in half_cuts) if half_cuts else F.lit(0)
+        rank = half_rank if rank is None else F.when(F.col("half") == h, half_rank).otherwise(rank)
     expected = (F.lit(view.buckets - 1) - rank).cast("double") * F.lit(10.0 / (view.buckets - 1))
     return table.select("doc_id", F.floor(expected + 0.5).cast("int").alias("quality"),
                         expected.alias("quality_expected"))
@@ -215,11 +226,11 @@ def compute_stats(scored: DataFrame, cfg: MixingConfig, hash_scheme: str = CURRE
     _check_source(agg, needs_diversity(cfg))
     t_target = target_tokens(cfg, agg["tokens"])
     n_target = formulas.target_documents(agg["n"], agg["tokens"], t_target)
-    if cfg.max_repeats is not None:
-        budget.check_cap_reachable(cfg.max_repeats, agg["tokens"], t_target)
+    if cfg.repeat_cap is not None and cfg.budget_mode != "implicit":
+        budget.check_cap_reachable(cfg.repeat_cap, agg["tokens"], t_target)
     weighting = _no_weighting() if agg["d_missing"] else _softmax_weighting(scored, agg, cfg, t_target, n_target)
     return MixStats(
-        alpha=cfg.alpha, tau=cfg.tau, seed=cfg.seed, budget_mode=cfg.budget_mode, max_repeats=cfg.max_repeats,
+        alpha=cfg.alpha, tau=cfg.tau, seed=cfg.seed, budget_mode=cfg.budget_mode, max_repeats=cfg.repeat_cap,
         n_source_docs=agg["n"], source_tokens=agg["tokens"], target_tokens=t_target, n_target_docs=n_target,
         q_min=agg["q_min"], q_max=agg["q_max"], hash_scheme=hash_scheme, rounding=cfg.rounding,
         quality_source=cfg.quality_source, **weighting,
@@ -234,7 +245,7 @@ def _softmax_weighting(scored: DataFrame, agg: dict, cfg: MixingConfig, t_target
     sums = scored.agg(F.sum(w).alias("w"), F.sum(w * F.col("n_tokens")).alias("wn")).collect()[0]
     by_tokens = cfg.budget_mode == "tokens"
     scale = budget.solve_scale(scored, w, budget.unit(cfg.budget_mode), t_target if by_tokens else n_target,
-                               float(sums["wn"] if by_tokens else sums["w"]), cfg.max_repeats)
+                               float(sums["wn"] if by_tokens else sums["w"]), cfg.repeat_cap)
     return {"d_min": agg["d_min"], "d_max": agg["d_max"], "p_max": p_max, "shifted_sum": float(sums["w"]),
             "shifted_token_sum": float(sums["wn"]), "scale": scale.scale, "uncapped_scale": scale.uncapped_scale,
             "cap_rounds": scale.cap_rounds, "n_capped": scale.n_capped}
@@ -320,7 +331,10 @@ def quadmix_inputs(scored: DataFrame, mixing: MixingConfig, stats: MixStats) -> 
 
 
 def _quadmix_stats(stats: MixStats, counts) -> MixStats:
-    """``stats`` with QuaDMix's method, budget scale and sums of S in place of SampleMix's."""
+    """``stats`` with QuaDMix's method, budget scale and sums of S in place of SampleMix's; under
+    ``budget_mode: implicit`` the target is what S gives (before the cap)."""
+    if stats.budget_mode == "implicit":
+        stats = dataclasses.replace(stats, target_tokens=counts.s_token_sum, n_target_docs=counts.s_sum)
     return dataclasses.replace(stats, method="quadmix", scale=counts.scale.scale,
                                uncapped_scale=counts.scale.uncapped_scale, cap_rounds=counts.scale.cap_rounds,
                                n_capped=counts.scale.n_capped, shifted_sum=counts.s_sum,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -46,6 +47,10 @@ from samplemix_spark.errors import ConfigError
 
 HEADS = ("regression", "classes")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# A folder holding any of these ships its own tokenizer (NeMo Curator's checkpoints do).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spm.model", "sentencepiece.bpe.model", "vocab.txt",
+                   "vocab.json")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,16 @@ def load_fasttext(path: Path):
     return fasttext.load_model(str(path))
 
 
+def first_chars(texts: list, cap: Optional[int]) -> list:
+    """Each text cut to its first ``cap`` characters (code points, as Python and NeMo Curator slice)."""
+    return texts if cap is None else [t[:cap] for t in texts]
+
+
+def fasttext_line(text: str) -> str:
+    """A text as DCLM's fastText enricher feeds it: ``" ".join(text.strip().splitlines())``."""
+    return " ".join(text.strip().splitlines())
+
+
 class FastTextClassifier:
     """A fastText supervised model: q = 10 x P(``positive_label``); probabilities in ``get_labels()`` order.
 
@@ -147,9 +162,10 @@ class FastTextClassifier:
         return TopLabels.of(shares, names)
 
     def probabilities(self, text: str) -> np.ndarray:
-        # fastText reads one line: newlines become spaces, as its own predict requires. The binding is
+        # fastText reads one line. DCLM's enricher joins the stripped text's lines with spaces, so every line
+        # break Python knows (\r, \x1c, \u2028, ...) becomes a space, as its scores were made. The binding is
         # called directly because the package's predict builds arrays in a way numpy 2 refuses.
-        pairs = self.model.f.predict(text.replace("\n", " ") + "\n", -1, 0.0, "replace")
+        pairs = self.model.f.predict(fasttext_line(text) + "\n", -1, 0.0, "replace")
         found = {label: probability for probability, label in pairs}
         return np.array([min(1.0, found.get(label, 0.0)) for label in self.labels], dtype=np.float64)
 
@@ -175,14 +191,41 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(str(path), map_location="cpu", weights_only=True)
 
 
+def tokenizer_folder(folder: Path, layout: Optional[BackboneLayout]) -> Path:
+    """Where a classifier's tokenizer is: the checkpoint folder when it ships one, else the backbone's."""
+    folder = Path(folder)
+    if layout is None or any((folder / name).is_file() for name in TOKENIZER_FILES):
+        return folder
+    return Path(layout.backbone)
+
+
+def _check_tokenizer(folder: Path, key: str, trust_remote_code: bool) -> None:
+    """Load the tokenizer once on the driver, so a missing file or package fails here and not on executors."""
+    from transformers import AutoTokenizer
+
+    if not any((Path(folder) / name).is_file() for name in TOKENIZER_FILES):
+        raise ConfigError(f"config key '{key}': no tokenizer loads from {str(folder)!r} (none of "
+                          f"{', '.join(TOKENIZER_FILES)}); the checkpoint or its backbone folder must ship one")
+    try:
+        AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust_remote_code)
+    except (ImportError, OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        hint = ("; a SentencePiece tokenizer (DeBERTa-v3's spm.model) needs `pip install "
+                "'samplemix-spark[deberta]'` (sentencepiece and protobuf)"
+                if "sentencepiece" in str(exc).lower() or "protobuf" in str(exc).lower() else "")
+        raise ConfigError(f"config key '{key}': no tokenizer loads from {str(folder)!r} ({first}){hint}") from None
+
+
 def check_checkpoint(folder: Path, spec: Optional[ClassifierSpec], key: str = "quality.classifier",
-                     layout: Optional[BackboneLayout] = None) -> dict:
+                     layout: Optional[BackboneLayout] = None, trust_remote_code: bool = False) -> dict:
     """Refuse, in one line, a folder that is not a classifier checkpoint or does not match ``spec``
     (None: a domain classifier, which needs at least two named classes).
 
-    Driver side, before any stage runs. Returns ``model_id`` (the folder's name)
-    and ``model_version`` (a hash of the weights file and config.json, and of the
-    backbone's config.json for a ``layout``).
+    Driver side, before any stage runs: the config, the head, for a ``layout``
+    every backbone weight's name and shape, and the tokenizer, loaded once.
+    Returns ``model_id`` (the folder's name) and ``model_version`` (a hash of
+    the weights file and config.json, and of the backbone's config.json for a
+    ``layout``).
     """
     folder = Path(folder)
     config_file = folder / "config.json"
@@ -191,11 +234,12 @@ def check_checkpoint(folder: Path, spec: Optional[ClassifierSpec], key: str = "q
         raise ConfigError(f"config key '{key}.path': {str(folder)!r} is not a transformers checkpoint "
                           f"(expected config.json and one of {', '.join(WEIGHT_FILES)})")
     if layout is not None:
-        _check_layout(weights, layout, len(checkpoint_labels(folder)), key)
+        _check_layout(folder, weights, layout, len(checkpoint_labels(folder)), key)
     labels = checkpoint_labels(folder)
     if spec is None and len(labels) < 2:
         raise ConfigError(f"config key '{key}.path': a domain classifier needs named classes; the checkpoint has "
                           f"{len(labels)} output(s)")
+    trust = spec.trust_remote_code if spec is not None else trust_remote_code
     spec = spec or ClassifierSpec("classes", class_values=dict.fromkeys(labels.values(), 0.0))
     if spec.head == "regression" and len(labels) != 1:
         raise ConfigError(f"config key '{key}.head': 'regression' needs one output; the checkpoint has "
@@ -206,12 +250,23 @@ def check_checkpoint(folder: Path, spec: Optional[ClassifierSpec], key: str = "q
             raise ConfigError(f"config key '{key}.class_values': the checkpoint's labels are "
                               f"{', '.join(labels[i] for i in sorted(labels))}; class_values names "
                               f"{', '.join(sorted(given)) or 'none'}")
+    tokenizer = tokenizer_folder(folder, layout)
+    _check_tokenizer(tokenizer, f"{key}.{'path' if tokenizer == folder else 'backbone'}", trust)
     backbone = () if layout is None else (Path(layout.backbone) / "config.json",)
     return {"model_id": folder.resolve().name, "model_version": _file_version(weights, config_file, *backbone)}
 
 
-def _check_layout(weights: Path, layout: BackboneLayout, n_labels: int, key: str) -> None:
-    """The head's key and size, and every backbone weight present under the prefix; nothing is allocated."""
+def _config_field(folder: Path, name: str) -> Optional[str]:
+    """One field of a folder's config.json (NVIDIA's ``base_model``, a saved ``_name_or_path``), when present."""
+    try:
+        return json.loads((folder / "config.json").read_text()).get(name) or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_layout(folder: Path, weights: Path, layout: BackboneLayout, n_labels: int, key: str) -> None:
+    """The head's key and size, and every backbone weight present under the prefix with the backbone config's
+    shape; nothing is allocated."""
     tensors = read_weights(weights)
     head = tensors.get(f"{layout.head_key}.weight")
     if head is None:
@@ -221,12 +276,26 @@ def _check_layout(weights: Path, layout: BackboneLayout, n_labels: int, key: str
         raise ConfigError(f"config key '{key}.head_key': {layout.head_key} has {head.shape[0]} outputs; "
                           f"config.json names {n_labels} labels")
     with torch.device("meta"):
-        expected = _backbone(layout, key).state_dict()
+        backbone = _backbone(layout, key)
+    expected = backbone.state_dict()
+    base = _config_field(folder, "base_model")
+    trained_on = f"; the checkpoint was trained on {base}" if base else ""
     missing = sorted(set(expected) - {k[len(layout.prefix):] for k in tensors if k.startswith(layout.prefix)})
     if missing:
         raise ConfigError(f"config key '{key}.backbone': the checkpoint lacks {len(missing)} of the backbone's "
                           f"{len(expected)} weights under {layout.prefix!r} (e.g. {missing[0]}): another "
-                          "architecture, or another backbone_prefix?")
+                          f"architecture, or another backbone_prefix?{trained_on}")
+    shapes = [(name, tuple(tensors[layout.prefix + name].shape), tuple(value.shape))
+              for name, value in expected.items() if tuple(tensors[layout.prefix + name].shape) != tuple(value.shape)]
+    if shapes:
+        name, got, wanted = shapes[0]
+        raise ConfigError(f"config key '{key}.backbone': {len(shapes)} of the checkpoint's backbone weights differ "
+                          f"in shape from {layout.backbone!r}'s config (e.g. {name}: {got} against {wanted}): "
+                          f"another backbone{trained_on}")
+    named = _config_field(Path(layout.backbone), "_name_or_path")
+    if base and named and Path(named).name != Path(base).name:
+        log.warning("%s.backbone: %s was saved from %s, the checkpoint was trained on %s; the weights fit it", key,
+                    layout.backbone, named, base)
 
 
 def _backbone(layout: BackboneLayout, key: str = "quality.classifier") -> torch.nn.Module:
@@ -279,7 +348,7 @@ class TextClassifier:
                                        model_class=AutoModelForSequenceClassification,
                                        trust_remote_code=spec.trust_remote_code)
         else:
-            self.encoder = TextEncoder(Path(layout.backbone), "cls", max_tokens, device, precision,
+            self.encoder = TextEncoder(tokenizer_folder(folder, layout), "cls", max_tokens, device, precision,
                                        model=load_backbone_head(folder, layout))
         labels = checkpoint_labels(folder)
         self.labels = [labels[i] for i in sorted(labels)]

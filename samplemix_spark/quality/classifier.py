@@ -35,6 +35,7 @@ from samplemix_spark.models.classifier import (
     backbone_layout,
     check_checkpoint,
     check_fasttext,
+    first_chars,
     open_classifier,
     portable_settings,
 )
@@ -66,7 +67,8 @@ def classifier_column(text: Column, cfg: QualityConfig, progress: Optional[Progr
     def score(batches: Iterator[pd.Series]) -> Iterator[pd.DataFrame]:
         classifier = load_classifier(cfg)
         for texts in batches:
-            scores = classifier.score(texts.tolist(), cfg.batch_size, progress.add if progress else None)
+            scores = classifier.score(first_chars(texts.tolist(), cfg.classifier.char_cap), cfg.batch_size,
+                                      progress.add if progress else None)
             probabilities = (scores.probabilities if scores.probabilities is not None
                              else [None] * len(scores.expected))
             yield pd.DataFrame({"quality": scores.quality, "quality_expected": scores.expected,

@@ -6,7 +6,7 @@ itself: a document unlike the trusted domains scores low however good it is.
 Driver side, once per warehouse (``reference_models``): the documents of the
 ``quality.perplexity.reference`` domains, and the valid rows of the files in
 ``quality.perplexity.sources`` (read with ingest's format and column mapping),
-are split into two hashed halves
+are split into two halves by a hash of their text
 (``hashing.PERPLEXITY_HALF``) and a byte-level model with the proxy trainer's
 architecture (``models.byte_lm``, preset ``quality.perplexity.preset``) is
 trained on each half's text in a hashed order, up to the preset's byte budget.
@@ -15,10 +15,16 @@ documents with the same models (other settings, or ``--force`` on a changed
 reference, train them again).
 
 Executor side (``bits_per_byte_column``): every document is scored by the model
-that did not train on its half, so a reference document is always scored out of
-fold, over its first ``doc_bytes`` bytes, forward only, in fixed-shape batches so
-a score never depends on its batch-mates. The quality table keeps the bits per
-byte (``bpb``); the mix turns them into q (``mixing.weights.perplexity_q``).
+that did not train on its half. Halves follow the text, not the doc_id, so a
+reference document, and any document whose text is also in ``sources`` or in the
+reference under another id, is always scored by a model that never saw that
+text. The score covers a window of ``doc_bytes`` bytes placed by a hash of the
+doc_id (``hashing.PERPLEXITY_WINDOW``; the whole text when shorter), so a web
+page's fixed header is not all that is read; forward only, in fixed-shape batches
+so a score never depends on its batch-mates. The quality table keeps the bits per
+byte (``bpb``) and the half (``half``); the mix turns them into q per half
+(``mixing.weights.perplexity_q``), so an offset between the two models moves no
+document across a bucket border.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import PerplexityConfig, SampleMixConfig
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import InputError
-from samplemix_spark.hashing import PERPLEXITY_HALF, PERPLEXITY_ORDER, uniform
+from samplemix_spark.hashing import PERPLEXITY_HALF, PERPLEXITY_ORDER, PERPLEXITY_WINDOW, uniform
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import snapshot_files
 from samplemix_spark.tables.per_document import PerDocumentStep
@@ -50,14 +56,23 @@ SCORE_WINDOWS = 64  # windows per forward pass when scoring (a fixed shape)
 TRAIN_THREADS = 2   # a fixed count keeps the trained weights reproducible on CPU
 
 
+HALVES_BY = "text"  # part of the models' settings key: models split by doc_id are not reused
+
+
 def half_column(seed: int, hash_scheme: str) -> Column:
-    """0 or 1: the reference model a document trains (the other one scores it)."""
-    return (uniform(F.col("doc_id"), seed, PERPLEXITY_HALF, hash_scheme) >= 0.5).cast("int")
+    """0 or 1 from the text: the reference model that trains on a text (the other one scores it)."""
+    return (uniform(F.col("text"), seed, PERPLEXITY_HALF, hash_scheme) >= 0.5).cast("int")
+
+
+def window_column(seed: int, hash_scheme: str) -> Column:
+    """Where a document's scored window starts, as a share of its bytes beyond ``doc_bytes``."""
+    return uniform(F.col("doc_id"), seed, PERPLEXITY_WINDOW, hash_scheme)
 
 
 def _settings_key(settings: PerplexityConfig, hash_scheme: str) -> str:
     """What decides the reference models; stored with them, and compared before they are reused."""
-    return repr((sorted(settings.reference), sorted(settings.sources), settings.preset, settings.seed, hash_scheme))
+    return repr((sorted(settings.reference), sorted(settings.sources), settings.preset, settings.seed, hash_scheme,
+                 HALVES_BY))
 
 
 def _training_bytes(documents: DataFrame, need: int, seed: int, hash_scheme: str) -> np.ndarray:
@@ -161,8 +176,15 @@ def _load_models(files: tuple, preset_name: str, device: str) -> dict:
     return models
 
 
-def bits_per_byte(models: dict, texts: list, halves: list, context: int, doc_bytes: int) -> np.ndarray:
-    """Each text's bits per byte over its first ``doc_bytes`` bytes, under the model of the other half."""
+def scored_window(text: str, start: float, doc_bytes: int) -> bytes:
+    """The ``doc_bytes`` bytes of ``text`` from ``start`` (a share of the bytes beyond the window)."""
+    data = text.encode("utf-8")
+    offset = int(start * max(0, len(data) - doc_bytes))
+    return data[offset:offset + doc_bytes]
+
+
+def bits_per_byte(models: dict, texts: list, halves: list, starts: list, context: int, doc_bytes: int) -> np.ndarray:
+    """Each text's bits per byte over its window (``scored_window``), under the model of the other half."""
     from samplemix_spark.models.byte_lm import SEPARATOR, document_bits, document_windows
 
     result = np.zeros(len(texts))
@@ -170,7 +192,7 @@ def bits_per_byte(models: dict, texts: list, halves: list, context: int, doc_byt
         index = [i for i, h in enumerate(halves) if h == half]
         if not index:
             continue
-        data = [texts[i].encode("utf-8")[:doc_bytes] for i in index]
+        data = [scored_window(texts[i], starts[i], doc_bytes) for i in index]
         model = models[1 - half]
         bits = document_bits(model, document_windows(data, context, SEPARATOR), SCORE_WINDOWS,
                              next(model.parameters()).device, fixed_shape=True)
@@ -178,24 +200,24 @@ def bits_per_byte(models: dict, texts: list, halves: list, context: int, doc_byt
     return result
 
 
-def bits_per_byte_column(text: Column, half: Column, files: tuple, settings: PerplexityConfig, device: str,
-                         progress: Optional[Progress] = None) -> Column:
+def bits_per_byte_column(text: Column, half: Column, start: Column, files: tuple, settings: PerplexityConfig,
+                         device: str, progress: Optional[Progress] = None) -> Column:
     """Bits per byte per document; built on the driver (its closure holds file names), run on executors."""
 
     @F.pandas_udf("double")
-    def score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
+    def score(batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.Series]:
         from samplemix_spark.models.byte_lm import PRESETS
         from samplemix_spark.models.cache import cached
 
         models = cached(("perplexity", files, device), lambda: _load_models(files, settings.preset, device))
-        for texts, halves in batches:
-            scores = bits_per_byte(models, texts.tolist(), halves.tolist(), PRESETS[settings.preset].context,
-                                   settings.doc_bytes)
+        for texts, halves, starts in batches:
+            scores = bits_per_byte(models, texts.tolist(), halves.tolist(), starts.tolist(),
+                                   PRESETS[settings.preset].context, settings.doc_bytes)
             if progress is not None:
                 progress.add(len(texts))
             yield pd.Series(scores)
 
-    return score(text, half)
+    return score(text, half, start)
 
 
 class PerplexityQuality(PerDocumentStep):
@@ -213,8 +235,9 @@ class PerplexityQuality(PerDocumentStep):
         settings = self.cfg.quality.perplexity
         files = reference_models(spark, store, self.cfg)
         half = half_column(settings.seed, store.hash_scheme)
-        bpb = bits_per_byte_column(F.col("text"), half, files, settings, self.cfg.quality.device, progress)
+        start = window_column(settings.seed, store.hash_scheme)
+        bpb = bits_per_byte_column(F.col("text"), half, start, files, settings, self.cfg.quality.device, progress)
         return rows.select("doc_id", F.lit(None).cast("int").alias("quality"),
-                           F.lit(None).cast("double").alias("quality_expected"), bpb.alias("bpb"),
+                           F.lit(None).cast("double").alias("quality_expected"), bpb.alias("bpb"), half.alias("half"),
                            F.lit("perplexity").alias("method"), F.lit(f"byte_lm_{settings.preset}").alias("model_id"),
                            F.lit(_version(files)).alias("model_version"))

@@ -162,9 +162,12 @@ def budget_line(summary) -> str:
     """The budget's precision: the mode's expected error, the draw's sigma, and the other mode as a what-if."""
     mode = summary.budget_mode
     other = "documents" if mode == "tokens" else "tokens"
-    line = (f"budget in {mode}: expected token error before rounding "
-            f"{summary[f'expected_error_{mode}_mode']:+.3%}; rounding sigma {summary.rounding_sd_share:.2%} of the "
-            f"target ({summary.rounding_sd_tokens:,.0f} tokens), this draw {summary.realised_error_sd:+.2f} sigma")
+    sigma = (f"rounding sigma {summary.rounding_sd_share:.2%} of the target ({summary.rounding_sd_tokens:,.0f} "
+             f"tokens), this draw {summary.realised_error_sd:+.2f} sigma")
+    if mode == "implicit":
+        return f"budget implicit: QuaDMix's sampling values are the counts, the target their tokens; {sigma}"
+    error = summary[f"expected_error_{mode}_mode"]
+    line = f"budget in {mode}: expected token error before rounding {error:+.3%}; {sigma}"
     return (f"{line}\nhypothetical, had the budget been in {other}: expected token error "
             f"{summary[f'expected_error_{other}_mode']:+.3%}")
 
