@@ -50,7 +50,8 @@ def versus_lines(evaluation: Evaluation, versus: str, domains: list[str], settin
     if versus not in scores.bits:
         return f"(no run {versus} in this evaluation)"
     strata = intervals.strata(scores.domains, domains, settings.bootstrap, settings.bootstrap_seed)
-    lines = [f"{run} vs {versus}: {intervals.paired_difference(scores, run, versus, strata).describe()}"
+    noise = intervals.seed_noise(scores, strata)
+    lines = [f"{run} vs {versus}: {intervals.paired_difference(scores, run, versus, strata, noise).describe()}"
              for run in sorted(scores.bits) if run != versus]
     return "\n".join(lines)
 

@@ -83,7 +83,8 @@ def main() -> None:
     parser.add_argument("--small", default="cpu", help="the preset whose ranking is judged")
     parser.add_argument("--small-seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--reference", default="reference", help="the larger preset it is judged against")
-    parser.add_argument("--reference-seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--reference-seeds", nargs="+", type=int, default=[0, 1],
+                        help="two or more: with one seed per run no pair verdict is better or worse (undetermined)")
     parser.add_argument("--reference-budget", type=int, default=0,
                         help="bytes per reference proxy (default: the preset's own)")
     args = parser.parse_args()

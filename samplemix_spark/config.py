@@ -774,7 +774,7 @@ class EvaluateConfig:
     """
 
     preset: str = "cpu"
-    seeds: list = field(default_factory=lambda: [0, 1])
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
     domains: list = field(default_factory=list)
     executor: str = "auto"
     threads: int = 2

@@ -45,7 +45,7 @@ def test_row_spearman_matches_scipy_with_ties():
 def test_agreement_with_a_reference_counts_pairs_it_separates():
     runs = ["r0", "r1", "r2", "r3"]
     # The reference tells r0 < r1 < r2 apart clearly and r2 from r3 not at all; the small preset swaps r0 and r1.
-    reference = _docs({"r0": 0.0, "r1": 0.2, "r2": 0.4, "r3": 0.4}, noise=0.05, seed=1)
+    reference = _docs({"r0": 0.0, "r1": 0.2, "r2": 0.4, "r3": 0.4}, noise=0.05, seed=1, n_seeds=2)
     small = _docs({"r0": 0.25, "r1": 0.2, "r2": 0.6, "r3": 0.9}, noise=0.05, seed=2, n_seeds=2)
     big, sml = intervals.Scores.from_frame(reference), intervals.Scores.from_frame(small)
     strata = intervals.strata(big.domains, list(DOMAINS), samples=400, seed=0)

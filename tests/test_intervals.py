@@ -49,7 +49,8 @@ def test_the_paired_interval_covers_the_true_difference_about_95_percent_of_the_
     draws, covered, wrong_way = 500, 0, 0
     for draw in range(draws):
         sample = population.groupby("domain").sample(n=60, random_state=int(rng.integers(2**31)))
-        scores = intervals.Scores.from_frame(_docs(sample, {"a": {0: 0.0}, "b": {0: 0.0}}))
+        # Two seeds that train alike: the pooled seed variance is 0, so the interval is the documents' alone.
+        scores = intervals.Scores.from_frame(_docs(sample, {"a": {0: 0.0, 1: 0.0}, "b": {0: 0.0, 1: 0.0}}))
         strata = intervals.strata(scores.domains, DOMAINS, seed=draw)
         difference = intervals.paired_difference(scores, "b", "a", strata)
         covered += difference.lo <= truth <= difference.hi
@@ -62,13 +63,14 @@ def test_the_paired_interval_covers_the_true_difference_about_95_percent_of_the_
 def test_identical_runs_are_tied_and_a_shift_beyond_the_interval_is_better_or_worse():
     rng = np.random.default_rng(7)
     sample = _population(rng, 600)
-    scores = intervals.Scores.from_frame(_docs(sample.assign(same=sample["a"]), {"a": {0: 0.0}, "same": {0: 0.0}}))
+    two = {0: 0.0, 1: 0.01 * sample["bytes"].to_numpy()}  # the second seed 0.01 bpb worse, in both runs
+    scores = intervals.Scores.from_frame(_docs(sample.assign(same=sample["a"]), {"a": two, "same": two}))
     strata = intervals.strata(scores.domains, DOMAINS)
     same = intervals.paired_difference(scores, "same", "a", strata)
-    assert same.estimate == 0 and same.lo == 0 and same.hi == 0 and same.word == "tied"
-    # A 0.3 bpb shift on every document: far outside the document interval.
+    assert same.estimate == 0 and same.lo < 0 < same.hi and same.word == "tied"
+    # A 0.3 bpb shift on every document: far outside the document and seed intervals.
     scores.bits["better"] = scores.bits["a"] - 0.3 * scores.bytes
-    scores.per_seed["better"] = {0: scores.bits["better"]}
+    scores.per_seed["better"] = {s: bits - 0.3 * scores.bytes for s, bits in scores.per_seed["a"].items()}
     better = intervals.paired_difference(scores, "better", "a", strata)
     assert better.word == "better" and better.estimate == pytest.approx(-0.3)
     assert intervals.paired_difference(scores, "a", "better", strata).word == "worse"
@@ -86,26 +88,55 @@ def test_the_point_estimate_is_the_macro_of_ratios_of_summed_bits_and_bytes():
     assert difference.n_docs == int((sample["domain"] != "spam").sum())
 
 
-def test_three_seeds_add_a_t_interval_and_fewer_say_seed_variance_is_not_included():
+def test_seed_variance_is_pooled_over_the_runs_and_one_seed_is_undetermined():
     rng = np.random.default_rng(11)
     sample = _population(rng, 300)
-    offsets = {0: 0.05, 1: -0.02, 2: 0.04}  # bpb per seed: the same on every byte of b
-    seeds = {"a": {s: 0.0 for s in offsets}, "b": {s: o * sample["bytes"].to_numpy() for s, o in offsets.items()}}
+    offsets = {"a": [0.0, 0.03, -0.01], "b": [0.05, -0.02, 0.04], "c": [0.01, 0.02]}  # bpb per seed, every byte
+    seeds = {run: {s: o * sample["bytes"].to_numpy() for s, o in enumerate(values)} for run, values in offsets.items()}
+    sample = sample.assign(c=sample["a"])
     scores = intervals.Scores.from_frame(_docs(sample, seeds))
     strata = intervals.strata(scores.domains, DOMAINS)
-    with_seeds = intervals.paired_difference(scores, "b", "a", strata)
-    per_seed = [intervals.macro(scores.per_seed["b"][s], scores.bytes, strata, False)
-                - intervals.macro(scores.per_seed["a"][s], scores.bytes, strata, False) for s in offsets]
-    half = stats.t.ppf(0.975, 2) * np.std(per_seed, ddof=1) / np.sqrt(3)
-    assert half == pytest.approx(intervals.seed_half_width(per_seed))
-    one_seed = intervals.Scores.from_frame(_docs(sample, {r: {0: v[0]} for r, v in seeds.items()}))
-    two_seeds = intervals.Scores.from_frame(_docs(sample, {r: {0: v[0], 1: v[1]} for r, v in seeds.items()}))
-    docs_only = intervals.paired_difference(two_seeds, "b", "a", strata)
-    assert with_seeds.seed_variance and not docs_only.seed_variance
-    assert with_seeds.hi - with_seeds.estimate >= half and with_seeds.estimate - with_seeds.lo >= half
-    assert "seed variance included" in with_seeds.describe()
-    assert "(300 docs, 2 seeds, seed variance not included)" in docs_only.describe()
-    assert "1 seed, seed variance not included" in intervals.paired_difference(one_seed, "b", "a", strata).describe()
+    # Independently: each run's per-seed macros about their mean, pooled, then a t-interval on 2 + 2 + 1 df.
+    residuals = []
+    for run, values in offsets.items():
+        macros = np.array([_true_macro(sample.assign(x=sample[run] + o * sample["bytes"]), "x") for o in values])
+        residuals += list(macros - macros.mean())
+    sd = np.sqrt(np.sum(np.square(residuals)) / 5)
+    seed_se = sd * np.sqrt(1 / 3 + 1 / 2)
+    noise = intervals.seed_noise(scores, strata)
+    assert noise.df == 5 and noise.sd == pytest.approx(sd, rel=1e-9)
+    with_seeds = intervals.paired_difference(scores, "b", "c", strata)
+    docs_only = intervals.paired_difference(intervals.Scores.from_frame(
+        _docs(sample, {r: {0: v[0]} for r, v in seeds.items()})), "b", "c", strata)
+    # The upper side: the document side's standard error and the seed's in quadrature, on Satterthwaite's df.
+    doc_se = (docs_only.hi - docs_only.estimate) / stats.norm.ppf(0.975)
+    total = np.sqrt(doc_se ** 2 + seed_se ** 2)
+    upper = stats.t.ppf(0.975, total ** 4 / (seed_se ** 4 / 5)) * total
+    assert with_seeds.seed_variance and with_seeds.hi - with_seeds.estimate == pytest.approx(upper, rel=1e-9)
+    assert "(300 docs, 2 seeds, seed variance included)" in with_seeds.describe()
+    assert docs_only.word == "undetermined" and not docs_only.seed_variance
+    assert "undetermined" in docs_only.describe() and "1 seed, no estimate of seed variance" in docs_only.describe()
+
+
+@pytest.mark.parametrize("n_seeds", [2, 3])
+def test_the_interval_covers_the_truth_under_seed_noise(n_seeds):
+    """Each seed shifts a run's bits per byte by N(0, 0.02) on every document, as training noise does; the
+    interval with the pooled seed variance covers the population's difference about 95% of the time."""
+    rng = np.random.default_rng(20261203 + n_seeds)
+    population = _population(rng)
+    truth = _true_macro(population, "b") - _true_macro(population, "a")
+    draws, covered, wrong_way = 300, 0, 0
+    for draw in range(draws):
+        sample = population.groupby("domain").sample(n=40, random_state=int(rng.integers(2**31)))
+        size = sample["bytes"].to_numpy()
+        seeds = {run: {s: rng.normal(0, 0.02) * size for s in range(n_seeds)} for run in ("a", "b", "c")}
+        scores = intervals.Scores.from_frame(_docs(sample.assign(c=sample["a"]), seeds))
+        strata = intervals.strata(scores.domains, DOMAINS, samples=500, seed=draw)
+        difference = intervals.paired_difference(scores, "b", "a", strata)
+        covered += difference.lo <= truth <= difference.hi
+        wrong_way += difference.word == "better"
+    assert 0.92 <= covered / draws <= 0.98, covered / draws
+    assert wrong_way / draws <= 0.04, wrong_way / draws
 
 
 def test_runs_scored_on_different_documents_are_refused():

@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
@@ -141,8 +142,9 @@ def test_tune_on_the_demo_corpus_prints_a_setting_from_its_grid(quickstart):
                        "--preset", "test", cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "tune: 2 proxies of 131,072 bytes, preset test (0 stored); 2 to train" in result.stderr
-    # One seed: the verdicts rest on the held-out documents alone, and say so.
-    assert "1 seed(s), seed variance not included" in result.stderr
+    # One seed: no estimate of seed variance, so no verdict, and the log says so.
+    assert "one seed per run: no estimate of seed variance, so every verdict is undetermined" in result.stderr
+    assert "undetermined" in pd.read_csv(root / "out" / "tune" / "tune.csv")["vs_chosen"].str.cat()
     table = _table(root, "tune")
     macro = table[table["domain"] == "_all"].set_index("alpha")["bpb"]
     best = macro.idxmin()

@@ -287,7 +287,8 @@ def summarise(evaluation: Evaluation, samples: int = intervals.SAMPLES, seed: in
                                                            aggfunc="mean")
     scores = intervals.Scores.from_frame(evaluation.docs)
     strata = intervals.strata(scores.domains, domains, samples, seed)
-    figures = pd.DataFrame([intervals.run_interval(scores, run, strata) for run in per_domain.index],
+    noise = intervals.seed_noise(scores, strata)
+    figures = pd.DataFrame([intervals.run_interval(scores, run, strata, noise) for run in per_domain.index],
                            index=per_domain.index, columns=["macro", "macro_lo", "macro_hi"])
     summary = per_domain.join(figures).assign(docs=sum(len(s.positions) for s in strata),
                                               seeds=last.groupby("run")["seed"].nunique())
@@ -300,7 +301,7 @@ def summarise(evaluation: Evaluation, samples: int = intervals.SAMPLES, seed: in
         summary["speedup"] = [_speedup_text(reach[r][3], *reach[r][:3]) for r in summary.index]
         summary["evaluations"] = [reach[r][4] for r in summary.index]
         # The verdict first, beside the run's name: the table is wider than a terminal.
-        summary.insert(0, "vs_natural", [intervals.paired_difference(scores, run, natural, strata).describe()
+        summary.insert(0, "vs_natural", [intervals.paired_difference(scores, run, natural, strata, noise).describe()
                                          if run != natural else "-" for run in summary.index])
     return summary
 
@@ -351,8 +352,7 @@ def evaluate(spark: SparkSession, cfg: SampleMixConfig, warehouses: list[str], n
     summary.to_csv(out / "evaluate.csv")
     log.info("evaluate: final held-out bits per byte (mean over seeds %s) on every scored document, 95%% intervals "
              "over documents%s; figures in %s\n%s", cfg.evaluate.seeds,
-             " and seeds" if len(cfg.evaluate.seeds) >= intervals.MIN_SEEDS_FOR_VARIANCE
-             else " (seed variance not included: fewer than 3 seeds)", out,
+             intervals.interval_sources(len(cfg.evaluate.seeds)), out,
              summary.to_string(float_format=lambda v: f"{v:.4f}"))
     return summary
 

@@ -35,7 +35,8 @@ class Fidelity:
     n_docs: int
 
     def separated(self) -> pd.DataFrame:
-        return self.pairs[self.pairs["reference_word"] != "tied"]
+        """The pairs the reference calls better or worse (not tied, nor undetermined for want of seeds)."""
+        return self.pairs[self.pairs["reference_word"].isin(["better", "worse"])]
 
     def same_order_share(self) -> float:
         """Of the pairs the reference separates, the share the small preset orders the same way."""
@@ -80,7 +81,8 @@ def compare(small: intervals.Scores, reference: intervals.Scores, runs: list[str
     rho_lo, rho_hi = intervals.interval(np.nan_to_num(row_spearman(draws[:, :k], draws[:, k:])))
     table = pd.DataFrame({"run": runs})
     for name, scores in (("small", small), ("reference", reference)):
-        figures = [intervals.run_interval(scores, run, strata) for run in runs]
+        noise = intervals.seed_noise(scores, strata)
+        figures = [intervals.run_interval(scores, run, strata, noise) for run in runs]
         table[[name, f"{name}_lo", f"{name}_hi"]] = pd.DataFrame(figures, index=table.index)
         table[f"{name}_rank"] = table[name].rank(method="min").astype(int)
     n_docs = int(sum(len(s.positions) for s in strata))
@@ -90,9 +92,10 @@ def compare(small: intervals.Scores, reference: intervals.Scores, runs: list[str
 def _pairs(small: intervals.Scores, reference: intervals.Scores, runs: list[str],
            strata: list[intervals.Stratum]) -> pd.DataFrame:
     rows = []
+    noise = {"small": intervals.seed_noise(small, strata), "reference": intervals.seed_noise(reference, strata)}
     for a, b in itertools.combinations(runs, 2):
-        ref = intervals.paired_difference(reference, a, b, strata)
-        sml = intervals.paired_difference(small, a, b, strata)
+        ref = intervals.paired_difference(reference, a, b, strata, noise["reference"])
+        sml = intervals.paired_difference(small, a, b, strata, noise["small"])
         rows.append({"run_a": a, "run_b": b, "reference": ref.estimate, "reference_lo": ref.lo,
                      "reference_hi": ref.hi, "reference_word": ref.word, "small": sml.estimate, "small_lo": sml.lo,
                      "small_hi": sml.hi, "small_word": sml.word,

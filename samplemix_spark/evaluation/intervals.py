@@ -11,10 +11,15 @@ tables always print the same interval.
 A comparison is **paired**: both runs are scored on the same resampled
 documents, so the shared difficulty of a document cancels and only the
 difference between the runs is left. Seeds are averaged per document inside
-each resample. With three or more seeds the seed-to-seed variance is added: a
-t-interval over the per-seed differences, combined with the document interval
-in quadrature (two independent error sources); with fewer seeds the verdict
-says that seed variance is not included.
+each resample. Training noise is usually the larger error on small proxies, so
+the seed-to-seed variance is always added: each run's per-seed macros give a
+variance about their own mean, pooled over every run of the evaluation
+(degrees of freedom Σ(seeds − 1)); its standard error for the difference of two
+seed means (or for one run's mean) is combined with the document interval's in
+quadrature (two independent error sources), with a t quantile on the
+Welch-Satterthwaite degrees of freedom of the sum (``combine``). When no run has two seeds there
+is no estimate of that variance, and the verdict is ``undetermined``, never
+better or worse.
 
 The input is a frame of per-document scores with columns ``run``, ``seed``,
 ``doc_id``, ``domain``, ``bytes``, ``bits`` (the ``proxy_eval_docs`` table);
@@ -31,7 +36,6 @@ import pandas as pd
 
 LEVEL = 0.95
 SAMPLES = 2000
-MIN_SEEDS_FOR_VARIANCE = 3
 _TAILS = (100 * (1 - LEVEL) / 2, 100 * (1 + LEVEL) / 2)
 
 
@@ -131,6 +135,40 @@ def interval(draws: np.ndarray) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
+class SeedNoise:
+    """The seed-to-seed standard deviation of a run's macro, pooled over every run of one evaluation."""
+
+    sd: float
+    df: int            # Σ (seeds − 1) over the runs; 0: no run has two seeds, so no estimate
+
+    def standard_error(self, *seeds: int) -> Optional[float]:
+        """Of a mean over ``seeds`` (one count), or of the difference of two independent means (two counts);
+        None without an estimate."""
+        if self.df < 1:
+            return None
+        return float(self.sd * np.sqrt(sum(1.0 / n for n in seeds)))
+
+
+def interval_sources(seeds: int) -> str:
+    """What an evaluation's intervals cover, for its log line, given the fewest seeds of any run."""
+    if seeds >= 2:
+        return " and seeds (seed variance pooled over the runs)"
+    return "; one seed per run: no estimate of seed variance, so every verdict is undetermined"
+
+
+def seed_noise(scores: Scores, strata: list[Stratum]) -> SeedNoise:
+    """Each run's per-seed macros (on the documents as scored) about their own mean, pooled over the runs."""
+    squares, df = 0.0, 0
+    for seeds in scores.per_seed.values():
+        if len(seeds) < 2:
+            continue
+        values = macro_columns(np.column_stack(list(seeds.values())), scores.bytes, strata, resampled=False)
+        squares += float(((values - values.mean()) ** 2).sum())
+        df += len(values) - 1
+    return SeedNoise(float(np.sqrt(squares / df)) if df else float("nan"), df)
+
+
+@dataclass(frozen=True)
 class Difference:
     """run minus reference, in macro bits per byte (negative: the run is better)."""
 
@@ -143,7 +181,10 @@ class Difference:
 
     @property
     def word(self) -> str:
-        """``better``, ``worse`` or ``tied``: a difference counts only when its interval excludes 0."""
+        """``better``, ``worse`` or ``tied`` (the interval excludes 0 or not); ``undetermined`` without seed
+        variance, whose absence makes a document-only interval far too narrow to call a difference."""
+        if not self.seed_variance:
+            return "undetermined"
         if self.hi < 0:
             return "better"
         if self.lo > 0:
@@ -151,62 +192,57 @@ class Difference:
         return "tied"
 
     def describe(self) -> str:
-        seeds = ("seed variance included" if self.seed_variance
-                 else f"{self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}, seed variance not included")
+        seeds = (f"{self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}, seed variance included" if self.seed_variance
+                 else f"{self.n_seeds} seed{'s' if self.n_seeds != 1 else ''}, no estimate of seed variance")
         return (f"{self.word} {self.estimate:+.4f} [{self.lo:+.4f}, {self.hi:+.4f}] "
                 f"({self.n_docs} docs, {seeds})")
 
 
-def seed_half_width(differences: Sequence[float]) -> Optional[float]:
-    """Half-width of the t-interval of the mean of per-seed differences; None below three seeds."""
+def combine(estimate: float, lo: float, hi: float, seed_se: Optional[float], df: int = 0) -> tuple[float, float]:
+    """Widen a document interval by the seed standard error, each side on its own: the side's document
+    standard error (its width over the normal quantile) and the seed's add in quadrature, and the t quantile
+    takes the Welch-Satterthwaite degrees of freedom of that sum (only the seed part is estimated from few
+    values), so neither a t-quantile on the seed part alone nor a normal one on the sum is used."""
+    if seed_se is None:
+        return lo, hi
     from scipy import stats
 
-    values = np.asarray(differences, dtype=float)
-    if len(values) < MIN_SEEDS_FOR_VARIANCE:
-        return None
-    return float(stats.t.ppf((1 + LEVEL) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    z = stats.norm.ppf((1 + LEVEL) / 2)
+
+    def side(width: float) -> float:
+        total = float(np.hypot(width / z, seed_se))
+        if seed_se == 0 or total == 0:
+            return width
+        return float(stats.t.ppf((1 + LEVEL) / 2, total ** 4 / (seed_se ** 4 / df)) * total)
+
+    return estimate - side(estimate - lo), estimate + side(hi - estimate)
 
 
-def combine(estimate: float, lo: float, hi: float, half_width: Optional[float]) -> tuple[float, float]:
-    """Widen a document interval by a seed half-width, each side in quadrature."""
-    if half_width is None:
-        return lo, hi
-    return (estimate - float(np.hypot(estimate - lo, half_width)),
-            estimate + float(np.hypot(hi - estimate, half_width)))
-
-
-def _seed_differences(scores: Scores, run: str, reference: str, strata: list[Stratum]) -> list:
-    """Per seed both runs have, the difference of their macros on the documents as scored."""
-    common = sorted(set(scores.per_seed[run]) & set(scores.per_seed[reference]))
-    if not common:
-        return []
-    columns = np.column_stack([scores.per_seed[r][s] for s in common for r in (run, reference)])
-    values = macro_columns(columns, scores.bytes, strata, resampled=False)
-    return list(values[0::2] - values[1::2])
-
-
-def paired_difference(scores: Scores, run: str, reference: str, strata: list[Stratum]) -> Difference:
-    """Macro bpb of ``run`` minus ``reference`` on the same resampled documents, seeds averaged inside."""
+def paired_difference(scores: Scores, run: str, reference: str, strata: list[Stratum],
+                      noise: Optional[SeedNoise] = None) -> Difference:
+    """Macro bpb of ``run`` minus ``reference`` on the same resampled documents, seeds averaged inside, with
+    the pooled seed variance (``noise``, computed from ``scores`` when not given)."""
+    noise = noise or seed_noise(scores, strata)
     both = np.column_stack([scores.bits[run], scores.bits[reference]])
     point = macro_columns(both, scores.bytes, strata, resampled=False)
     draws = macro_columns(both, scores.bytes, strata)
     estimate = float(point[0] - point[1])
     lo, hi = interval(draws[:, 0] - draws[:, 1])
-    half = seed_half_width(_seed_differences(scores, run, reference, strata))
-    lo, hi = combine(estimate, lo, hi, half)
+    n_run, n_reference = len(scores.per_seed[run]), len(scores.per_seed[reference])
+    seed_se = noise.standard_error(n_run, n_reference)
+    lo, hi = combine(estimate, lo, hi, seed_se, noise.df)
     n_docs = int(sum(len(stratum.positions) for stratum in strata))
-    return Difference(estimate, lo, hi, n_docs, min(len(scores.per_seed[run]), len(scores.per_seed[reference])),
-                      half is not None)
+    return Difference(estimate, lo, hi, n_docs, min(n_run, n_reference), seed_se is not None)
 
 
-def run_interval(scores: Scores, run: str, strata: list[Stratum]) -> tuple[float, float, float]:
-    """(macro, lo, hi) of one run's seed-mean macro bpb; seed variance added with three or more seeds."""
+def run_interval(scores: Scores, run: str, strata: list[Stratum],
+                 noise: Optional[SeedNoise] = None) -> tuple[float, float, float]:
+    """(macro, lo, hi) of one run's seed-mean macro bpb, with the pooled seed variance when there is one."""
+    noise = noise or seed_noise(scores, strata)
     bits = scores.bits[run]
     estimate = macro(bits, scores.bytes, strata, resampled=False)
     lo, hi = interval(macro(bits, scores.bytes, strata))
-    seeds = np.column_stack(list(scores.per_seed[run].values()))
-    per_seed = macro_columns(seeds, scores.bytes, strata, resampled=False)
-    return (estimate, *combine(estimate, lo, hi, seed_half_width(per_seed)))
+    return (estimate, *combine(estimate, lo, hi, noise.standard_error(len(scores.per_seed[run])), noise.df))
 
 
 def steps_to_reach(curve: np.ndarray, steps: np.ndarray, target) -> np.ndarray:

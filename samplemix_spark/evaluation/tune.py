@@ -13,7 +13,9 @@ proxy, so a killed run resumes without retraining finished proxies. The macro
 ``_all`` is recomputed from the per-document rows with the current
 ``evaluate.domains`` on every run, never reused. The candidate with the lowest
 seed-mean macro bpb is chosen; every other candidate whose paired interval of the
-difference from it includes 0 (``intervals.paired_difference``) is marked tied.
+difference from it includes 0 (``intervals.paired_difference``, seed variance
+pooled over the candidates) is marked tied; with one seed per candidate nothing
+is (the verdicts are undetermined).
 
 A stored proxy is reused only while it is still comparable: each row carries a
 fingerprint of everything that changes a proxy's loss besides the searched
@@ -148,13 +150,14 @@ def mark_choice(docs: pd.DataFrame, domains: list[str], samples: int = intervals
     strata = intervals.strata(scores.domains, domains, samples, seed)
     summary = docs.drop_duplicates(setting)[setting].reset_index(drop=True)
     summary["run"] = summary.apply(_label, axis=1)
-    figures = [intervals.run_interval(scores, run, strata) for run in summary["run"]]
+    noise = intervals.seed_noise(scores, strata)
+    figures = [intervals.run_interval(scores, run, strata, noise) for run in summary["run"]]
     summary[["mean", "lo", "hi"]] = pd.DataFrame(figures, index=summary.index)
     summary["seeds"] = [len(scores.per_seed[run]) for run in summary["run"]]
     summary["docs"] = sum(len(s.positions) for s in strata)
     best = summary.loc[summary["mean"].idxmin(), "run"]
     summary["chosen"] = summary["run"] == best
-    differences = {run: intervals.paired_difference(scores, run, best, strata) for run in summary["run"]}
+    differences = {run: intervals.paired_difference(scores, run, best, strata, noise) for run in summary["run"]}
     summary["tied"] = [run != best and differences[run].word == "tied" for run in summary["run"]]
     summary["vs_chosen"] = [differences[run].describe() if run != best else "-" for run in summary["run"]]
     flags = summary[setting + ["chosen", "tied"]]
@@ -255,8 +258,8 @@ def _finish(summary: pd.DataFrame, out: Path) -> pd.DataFrame:
     log.info("tune: held-out macro bits per byte per setting over %d documents (seed mean, 95%% interval over "
              "documents%s)\n%s\nchosen: %s  (%d other settings tied: their paired interval against it includes 0); "
              "plot %s", int(summary["docs"].iat[0]),
-             " and seeds" if seeds >= intervals.MIN_SEEDS_FOR_VARIANCE else f"; {seeds} seed(s), seed variance "
-             "not included", summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"), choice.as_set(),
+             intervals.interval_sources(seeds), summary.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+             choice.as_set(),
              int(summary["tied"].sum()), out / "tune.png")
     print(choice.as_set())
     return summary

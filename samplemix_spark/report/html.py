@@ -88,9 +88,10 @@ def evaluation_section(evaluation, folder: Path) -> str:
     return (f"<h2>Proxy evaluation</h2><p>Held-out bits per byte of byte-level proxies trained on each run's "
             f"output (preset {html.escape(str(table['preset'].iat[0]))}, seeds "
             f"{', '.join(map(str, sorted(table['seed'].unique())))}), on every scored held-out document; lower "
-            f"is better. Intervals are 95%, over held-out documents (and seeds, with three or more), and a "
-            f"difference counts only where <code>vs_natural</code> says <code>better</code> or "
-            f"<code>worse</code>: its paired interval excludes 0.</p>{summary}{''.join(figures)}")
+            f"is better. Intervals are 95%, over held-out documents and seeds (seed variance pooled over the runs), "
+            f"and a difference counts only where <code>vs_natural</code> says <code>better</code> or "
+            f"<code>worse</code>: its paired interval excludes 0. With one seed per run there is no estimate of "
+            f"seed variance and the verdict is <code>undetermined</code>.</p>{summary}{''.join(figures)}")
 
 
 def write_html(spark: SparkSession, store: TableStore, path: Path) -> Path:
