@@ -107,10 +107,10 @@ def merged_score(scored: DataFrame, cfg: MixingConfig, domains: list[str]) -> Co
     return merged
 
 
-def _per_domain(frame: DataFrame, domain_rates: dict[str, float]) -> Column:
+def _per_domain(values: dict[str, float]) -> Column:
     """One number per domain as a column expression (a handful of domains: a CASE, not a join)."""
     column = F.lit(0.0)
-    for domain, value in sorted(domain_rates.items()):
+    for domain, value in sorted(values.items()):
         column = F.when(F.col("domain") == domain, F.lit(value)).otherwise(column)
     return column
 
@@ -130,7 +130,7 @@ def _equal_mass_edges(frame: DataFrame, binned: dict[str, float], seed: int) -> 
     a long document drawn for certain still counts for all its tokens.
     """
     rate = {d: BINS * SAMPLE_PER_BIN / total for d, total in binned.items()}
-    keep = F.least(F.lit(1.0), _per_domain(frame, rate) * F.col("_mass"))
+    keep = F.least(F.lit(1.0), _per_domain(rate) * F.col("_mass"))
     chosen = frame.where(F.col("domain").isin(sorted(binned))).select("domain", "merged", "_mass", keep.alias("p"))
     sample = chosen.where(uniform(F.col("doc_id"), seed, QUADMIX_BINS, HASH_SCHEME) < F.col("p")).toPandas()
     return {d: weighted_edges(g["merged"].to_numpy(float), (g["_mass"] / g["p"]).to_numpy(float), BINS)
@@ -168,7 +168,7 @@ def _buckets(frame: DataFrame, seed: int) -> DataFrame:
     return frame.withColumn("_bucket", _bucket_udf(edges)(F.col("domain"), F.col("merged")))
 
 
-def mid_ranks(histogram: pd.DataFrame) -> pd.DataFrame:
+def bucket_ranks(histogram: pd.DataFrame) -> pd.DataFrame:
     """Per (domain, bucket): ``better``, the mass share of better buckets, and ``share``, the bucket's own."""
     parts = []
     for _, group in histogram.groupby("domain", sort=True):
@@ -192,8 +192,8 @@ def ranked_documents(scored: DataFrame, cfg: MixingConfig, domains: list[str]) -
     histogram = keyed.groupBy("domain", "_bucket").agg(F.sum("_mass").alias("mass"), F.min("merged").alias("lo"),
                                                        F.max("merged").alias("hi")).toPandas()
     params = {d: cfg.quadmix.for_domain(d) for d in domains}
-    ranks = mid_ranks(histogram).assign(**{k: lambda t, k=k: t["domain"].map(lambda d: params[d][k])
-                                           for k in QUADMIX_SAMPLING})
+    ranks = bucket_ranks(histogram).assign(**{k: lambda t, k=k: t["domain"].map(lambda d: params[d][k])
+                                              for k in QUADMIX_SAMPLING})
     joined = keyed.join(F.broadcast(keyed.sparkSession.createDataFrame(ranks)), ["domain", "_bucket"])
     return joined.withColumn("rank", rank_column(cfg.seed)).drop(
         "_bucket", "_mass", "better", "share", "lo", "hi")
