@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.engine.progress import heartbeat
 from samplemix_spark.tables import TableStore
-from samplemix_spark.tables.state import STAGES, StageState, stage_fingerprint
+from samplemix_spark.tables.state import STAGES, StageState, hash_inputs, stage_inputs
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,12 @@ def execute(spark: SparkSession, cfg: SampleMixConfig, planned: list[tuple[str, 
     cfg = with_hash_scheme(spark, cfg, rebuild=not resume)
     state = StageState(spark, TableStore(spark, cfg.tables))
     results = []
-    for (stage, step), current in zip(planned, fingerprints(cfg, [stage for stage, _ in planned], spark)):
+    for (stage, step), current in zip(planned, chained_inputs(cfg, [stage for stage, _ in planned], spark)):
         if resume and state.is_current(stage, current, [STAGE_OUTPUT[stage]]):
             log.info("stage %s: up to date, skipped (--force reruns it)", stage)
             continue
+        if resume:
+            log.info("stage %s: runs: %s", stage, state.why_stale(stage, current))
         results.append(run_step(spark, cfg, step))
         state.record(stage, current, results[-1].seconds)
     return results
@@ -156,10 +158,15 @@ def with_hash_scheme(spark: SparkSession, cfg: SampleMixConfig, rebuild: bool = 
 
 def fingerprints(cfg: SampleMixConfig, stages: list[str], spark: Optional[SparkSession] = None) -> list[str]:
     """Each stage's fingerprint, chained through the stages before it (``spark`` lists catalog tables' files)."""
+    return [hash_inputs(inputs) for inputs in chained_inputs(cfg, stages, spark)]
+
+
+def chained_inputs(cfg: SampleMixConfig, stages: list[str], spark: Optional[SparkSession] = None) -> list[dict]:
+    """What each stage's fingerprint is made of, each chained on the fingerprint of the stage before it."""
     chain, previous = [], None
     for stage in stages:
-        previous = stage_fingerprint(stage, cfg, previous, spark)
-        chain.append(previous)
+        chain.append(stage_inputs(stage, cfg, previous, spark))
+        previous = hash_inputs(chain[-1])
     return chain
 
 

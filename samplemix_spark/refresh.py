@@ -37,8 +37,8 @@ from samplemix_spark.pipeline import (
     STAGE_OUTPUT,
     StageResult,
     Step,
+    chained_inputs,
     execute,
-    fingerprints,
     plan,
     run_step,
     with_hash_scheme,
@@ -102,7 +102,7 @@ def _record_current(spark: SparkSession, store: TableStore, cfg: SampleMixConfig
     seconds = {r.stage: r.seconds for r in results}
     stages = [stage for stage, _ in planned]
     StageState(spark, store).record_many({stage: (current, seconds.get(stage, 0.0))
-                                          for stage, current in zip(stages, fingerprints(cfg, stages, spark))})
+                                          for stage, current in zip(stages, chained_inputs(cfg, stages, spark))})
 
 
 def _refresh_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str, step: Step, increment,
