@@ -105,7 +105,8 @@ def main() -> None:
     if {"encoder_fp32", "encoder_int8"} <= set(vectors):
         exact, quantized = vectors["encoder_fp32"], vectors["encoder_int8"]
         cosine = np.sum(exact * quantized, axis=1)
-        print(json.dumps({"bench": "cpu_encoder_fidelity", "docs": len(texts), "min_cosine": round(float(cosine.min()), 5),
+        print(json.dumps({"bench": "cpu_encoder_fidelity", "docs": len(texts),
+                          "min_cosine": round(float(cosine.min()), 5),
                           "share_cosine_ge_0.99": round(float(np.mean(cosine >= 0.99)), 5),
                           "same_centroid_share": round(same_centroid_share(exact, quantized), 5)}), flush=True)
 

@@ -10,7 +10,8 @@ presets on the same held-out documents: the small one users run (``cpu``, two
 seeds) and a reference (``reference``: 9.5x the parameters, 2x the bytes, one
 seed). Prints the plan first (proxies, bytes, stored, expected time from
 bytes/s measured here), then per mixture each preset's macro bits per byte and
-rank, Spearman's rho between the rankings with a document-bootstrap interval,
+rank, Spearman's rho between the rankings with a document-bootstrap interval and
+a mixture-bootstrap one, rho within the domain-level and the SampleMix mixtures,
 and the pairs: of the pairs the reference separates beyond its paired interval,
 how many the small preset orders the same way, and how many it separates itself.
 
@@ -31,6 +32,11 @@ from samplemix_spark.engine import build_session
 from samplemix_spark.evaluation import fidelity, intervals, proxy_cache
 from samplemix_spark.evaluation.evaluate import executor, plan, score_runs
 from samplemix_spark.tables import TableStore
+
+
+def group(name: str) -> str:
+    """The group of mixtures a run belongs to, for rho within groups."""
+    return "samplemix" if name.startswith("samplemix_a") else "domain-level"
 
 
 def kind(a: str, b: str) -> str:
@@ -57,10 +63,11 @@ def print_plan(spark, presets: dict, runs) -> dict:
 def report(result: fidelity.Fidelity, presets: dict) -> str:
     small, ref = (f"{label} ({cfg.evaluate.preset}, seeds {cfg.evaluate.seeds})" for label, cfg in presets.items())
     separated = result.separated()
-    header = (f"Held-out macro bits per byte over {result.n_docs} documents, 95% intervals over documents "
-              f"(seed variance not included below 3 seeds); small = {small}, reference = {ref}")
-    rho = (f"\nSpearman's rho between the rankings: {result.rho:.3f} [{result.rho_lo:.3f}, {result.rho_hi:.3f}] "
-           f"over {len(result.runs)} mixtures")
+    header = (f"Held-out macro bits per byte over {result.n_docs} documents, 95% intervals over documents and "
+              f"seeds (seed variance pooled over the runs); small = {small}, reference = {ref}")
+    within = "; ".join(f"{group} {fidelity.rho_text(value)}" for group, value in result.within.items())
+    rho = (f"\nSpearman's rho between the rankings over {len(result.runs)} mixtures: {result.rho_text()}"
+           f"\nrho within each group of mixtures: {within or 'no group of three or more'}")
     agreement = (f"pairs the reference separates: {len(separated)} of {len(result.pairs)}; the small preset orders "
                  f"{int(separated['same_order'].sum())} of them the same way ({result.same_order_share():.0%}) and "
                  f"separates {int((separated['small_word'] == separated['reference_word']).sum())} the same way "
@@ -102,7 +109,9 @@ def main() -> None:
     domains = evaluations["small"].domains()
     scores = {label: intervals.Scores.from_frame(e.docs) for label, e in evaluations.items()}
     strata = intervals.strata(scores["small"].domains, domains, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
-    result = fidelity.compare(scores["small"], scores["reference"], [run.name for run in runs], strata)
+    names = [run.name for run in runs]
+    result = fidelity.compare(scores["small"], scores["reference"], names, strata, {n: group(n) for n in names},
+                              cfg.evaluate.bootstrap_seed)
     text = report(result, presets)
     out = Path(args.out) / "proxy_fidelity"
     out.mkdir(parents=True, exist_ok=True)

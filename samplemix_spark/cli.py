@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "held-out set (bits per byte)")
     evaluate.add_argument("runs", nargs="+", metavar="RUN", help="warehouse folder of a finished mix run")
     evaluate.add_argument("--names", nargs="+", help="labels for the runs (default: folder names)")
-    evaluate.add_argument("--seeds", nargs="+", type=int, help="proxy seeds (default: evaluate.seeds, 0 1)")
+    evaluate.add_argument("--seeds", nargs="+", type=int, help="proxy seeds (default: evaluate.seeds, 0 1 2)")
     evaluate.add_argument("--preset", help="proxy size: test, cpu, reference or gpu (default: evaluate.preset, cpu)")
     evaluate.add_argument("--no-reference", action="store_true",
                           help="with one RUN: do not build and train the natural-proportions reference mix")
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--taus", nargs="+", type=float, default=[0.2])
     tune.add_argument("--max-repeats", nargs="+", type=_cap, default=[None], metavar="CAP",
                       help="repetition caps to try; 'none' for no cap (default: none)")
-    tune.add_argument("--seeds", nargs="+", type=int, help="proxy seeds (default: evaluate.seeds, 0 1)")
+    tune.add_argument("--seeds", nargs="+", type=int, help="proxy seeds (default: evaluate.seeds, 0 1 2)")
     tune.add_argument("--preset", help="proxy size: test, cpu, reference or gpu (default: evaluate.preset, cpu)")
     tune.add_argument("--out", default="out/tune", help="folder for tune.png and tune.csv (default: out/tune)")
     tune.add_argument("--domains", action="store_true",

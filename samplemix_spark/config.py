@@ -810,9 +810,13 @@ class EvaluateConfig:
 
 @dataclass
 class TuneConfig:
-    """``samplemix tune --method quadmix``: QuaDMix's parameter search (``evaluation.quadmix_search``).
+    """``samplemix tune``: confirmation of every search's choice, and QuaDMix's parameter search
+    (``evaluation.quadmix_search``).
 
-    ``seed`` draws the settings; ``reduced`` shares λ and ω across domains (for tens
+    ``confirm_seeds``: how many fresh seeds the chosen setting and the runner-up (for
+    QuaDMix, the proposal and the best observed setting) are trained on again, to
+    report on the held-out ``report`` half (empty: as many as ``evaluate.seeds``; 0:
+    no confirmation). ``seed`` draws the settings; ``reduced`` shares λ and ω across domains (for tens
     of runs). ``ranges``: ``wide`` (budgets near the corpus size) or ``paper``
     (Algorithm 1's); ``bounds`` overrides any of them, e.g. ``{omega: [0.2, 0.8]}``
     (lam, omega, eta, epsilon, merge). On a corpus above ``sample_docs`` documents
@@ -825,8 +829,13 @@ class TuneConfig:
     sample_docs: int = 1_000_000
     ranges: str = "wide"
     bounds: dict = field(default_factory=dict)
+    confirm_seeds: Optional[int] = None
 
     def __post_init__(self) -> None:
+        if self.confirm_seeds is not None:
+            _require(isinstance(self.confirm_seeds, int) and not isinstance(self.confirm_seeds, bool)
+                     and self.confirm_seeds >= 0, "tune.confirm_seeds",
+                     f"got {self.confirm_seeds!r}, expected a count of fresh seeds (0: no confirmation)")
         _require(isinstance(self.seed, int) and not isinstance(self.seed, bool), "tune.seed",
                  f"got {self.seed!r}, expected an integer")
         _require(isinstance(self.reduced, bool), "tune.reduced", "expected true or false")

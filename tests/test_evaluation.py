@@ -348,8 +348,23 @@ def test_a_mixture_without_code_models_held_out_code_worse(spark, corpus, tmp_pa
     view = summarise(stored, domains=["tech"])
     np.testing.assert_allclose(view["macro"], view["tech"], rtol=1e-12)
     assert set(table["method"]) == {"domain:natural", "domain:manual"} and set(table["seed"]) == {0, 1}
-    # Steps to natural: the first step whose seed-mean per-step macro is at or below natural's final one.
-    curve = table[(table["domain"] == "_all") & (table["scope"] == "subset")].groupby(["run", "step"])["bpb"].mean()
+    # The two held-out halves split every domain's scored documents, within one document of equal size.
+    halves = table[table["scope"].isin(["select", "report"]) & (table["domain"] != "_all")]
+    per_half = halves.groupby(["run", "seed", "domain", "scope"])["docs"].first().unstack("scope")
+    whole = final.groupby(["run", "seed", "domain"])["docs"].first()
+    assert (per_half.sum(axis=1) == whole.reindex(per_half.index)).all()
+    assert ((per_half["select"] - per_half["report"]).abs() <= 1).all()
+    # The summary rests on the report half: its macro is the report rows' seed mean.
+    report_macro = table[(table["scope"] == "report") & (table["domain"] == "_all")].groupby("run")["bpb"].mean()
+    np.testing.assert_allclose(summary["macro"], report_macro.reindex(summary.index), rtol=1e-12)
+    assert (summary["half"] == "report").all() and (summary["docs"] == per_half["report"].groupby(
+        "domain").first().reindex(["business", "tech"]).sum()).all()
+    # Steps to natural, on the report half's per-step documents: the first step whose seed-mean macro is at or
+    # below natural's final one.
+    steps = held.in_half(stored.step_docs, "report")
+    steps = steps[steps["domain"].isin(["business", "tech"])].groupby(["run", "seed", "step", "domain"])[
+        ["bits", "bytes"]].sum()
+    curve = (steps["bits"] / steps["bytes"]).groupby(["run", "seed", "step"]).mean().groupby(["run", "step"]).mean()
     target = curve["natural"].iloc[-1]
     for run in ("natural", "no_code"):
         reached = curve[run][curve[run] <= target + 1e-12]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,3 +76,40 @@ def test_presets_scored_on_different_documents_are_refused():
     b = intervals.Scores.from_frame(other.assign(doc_id=other["doc_id"] + "_"))
     with pytest.raises(ValueError, match="same held-out documents"):
         fidelity.compare(a, b, ["x", "y", "z"], intervals.strata(a.domains, list(DOMAINS), 50))
+
+
+def test_the_mixture_interval_resamples_runs_and_groups_have_their_own_rho():
+    runs = [f"m{i}" for i in range(8)]
+    # Two groups far apart, each ordered alike inside by the reference; the small preset keeps the gap between the
+    # groups, orders group "low" the same way and group "high" in reverse.
+    reference = {r: (0.0 if i < 4 else 0.5) + 0.05 * (i % 4) for i, r in enumerate(runs)}
+    small = {r: (0.0 if i < 4 else 0.5) + 0.05 * ((i % 4) if i < 4 else 3 - (i % 4)) for i, r in enumerate(runs)}
+    big = intervals.Scores.from_frame(_docs(reference, noise=0.01, seed=3, n_seeds=2))
+    sml = intervals.Scores.from_frame(_docs(small, noise=0.01, seed=4, n_seeds=2))
+    strata = intervals.strata(big.domains, list(DOMAINS), samples=400, seed=0)
+    groups = {r: "low" if i < 4 else "high" for i, r in enumerate(runs)}
+    result = fidelity.compare(sml, big, runs, strata, groups, seed=5)
+    assert result.within == {"high": pytest.approx(-1.0), "low": pytest.approx(1.0)}
+    # Independently: scipy's rho over the same resamples of the runs, the undefined ones left out.
+    small_macro = result.runs["small"].to_numpy()
+    ref_macro = result.runs["reference"].to_numpy()
+    picks = np.random.default_rng(5).integers(0, 8, (400, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy warns on the resamples that draw one run only
+        rhos = np.array([stats.spearmanr(small_macro[p], ref_macro[p]).statistic for p in picks])
+    lo, hi = np.percentile(rhos[np.isfinite(rhos)], [2.5, 97.5])
+    assert (result.rho_mix_lo, result.rho_mix_hi) == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
+    # Fixed mixtures hide how much the agreement rests on which mixtures were chosen.
+    assert result.rho_mix_hi - result.rho_mix_lo > result.rho_hi - result.rho_lo
+    assert "resampling documents" in result.rho_text() and "resampling mixtures" in result.rho_text()
+
+
+def test_a_rho_with_nothing_to_rank_is_undefined_not_zero():
+    runs = ["x", "y", "z"]
+    big = intervals.Scores.from_frame(_docs({"x": 0.0, "y": 0.3, "z": 0.6}, noise=0.01, seed=1))
+    flat = intervals.Scores.from_frame(_docs({"x": 0.0, "y": 0.0, "z": 0.0}, noise=0.0, seed=1))
+    strata = intervals.strata(big.domains, list(DOMAINS), samples=100, seed=0)
+    with np.errstate(invalid="ignore"):
+        result = fidelity.compare(flat, big, runs, strata)
+    assert np.isnan(result.rho) and np.isnan(result.rho_lo) and np.isnan(result.rho_mix_hi)
+    assert result.rho_text().startswith("undefined [undefined, undefined]")

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from samplemix_spark.config import build_config
+from samplemix_spark.evaluation import evaluate as ev
+from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation.stream import Copies, training_stream
 from samplemix_spark.evaluation.swarm import by_candidate, candidate_bytes
 from samplemix_spark.evaluation.tune import SEARCHED, Candidate, grid, tune
@@ -39,7 +41,7 @@ def scored(spark, tmp_path_factory):
     source.parent.mkdir(parents=True)
     source.write_text("".join(json.dumps(r) + "\n" for r in _records()))
     cfg = make_config(root / "wh", [source], ingest={"holdout_fraction": 0.15},
-                      evaluate={"preset": "test", "seeds": [0, 1], "domains": ["code"]})
+                      evaluate={"preset": "test", "seeds": [0, 1], "domains": ["code"]}, tune={"confirm_seeds": 0})
     for stage in ("ingest", "quality", "diversity"):
         run_stage(spark, cfg, stage)
     return root, cfg
@@ -72,12 +74,23 @@ def test_a_candidate_stream_equals_the_stream_of_its_written_output(spark, score
 def test_tune_picks_the_setting_that_feeds_the_scored_domain_and_resumes(spark, scored, capsys, caplog):
     root, cfg = scored
     out = root / "out"
-    summary = tune(spark, cfg, grid([0.0, 1.0], [0.2], [None]), out)
+    caplog.set_level(logging.INFO)
+    confirming = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, confirm_seeds=1))
+    summary = tune(spark, confirming, grid([0.0, 1.0], [0.2], [None]), out)
     chosen = summary[summary["chosen"]]
     assert chosen["alpha"].tolist() == [1.0] and not summary["tied"].any()
+    assert chosen["p_best"].iat[0] > 0.9 and summary["p_best"].sum() == pytest.approx(1.0)
     assert capsys.readouterr().out.strip().endswith("--set mixing.alpha=1 --set mixing.tau=0.2")
+    # The chosen setting and the runner-up were trained again on a fresh seed and reported on the report half;
+    # with one fresh seed there is no seed variance, so their difference is undetermined.
+    assert "tune: confirming the choice on fresh seeds: 2 proxies" in caplog.text
+    assert summary["confirmed"].str.contains("on seeds \\[2\\]").all()
+    assert "minus the runner-up: undetermined" in chosen["confirmed"].iat[0]
+    assert (summary["select_docs"] + summary["report_docs"] == len(held.load(ev.held_out_spec(
+        cfg, store_for(spark, cfg)))["code"].doc_ids)).all()
     table = store_for(spark, cfg).read("tune").toPandas()
-    assert len(table) == 2 * 2 * (len(set(table["domain"])))  # 2 settings x 2 seeds x (domains + _all)
+    assert len(table) == 2 * 3 * (len(set(table["domain"])))  # 2 settings x 3 seeds x (domains + _all)
+    table = table[table["seed"] < 2]
     macro = table[table["domain"] == "_all"]
     assert (macro["bpb"].to_numpy() == table[table["domain"] == "code"]["bpb"].to_numpy()).all()
     assert set(table.loc[table["chosen"], "alpha"]) == {1.0}
@@ -90,7 +103,7 @@ def test_tune_picks_the_setting_that_feeds_the_scored_domain_and_resumes(spark, 
     after = rerun[rerun["alpha"] != 0.5].sort_values(["alpha", "seed", "domain"])[["alpha", "seed", "domain", "bpb"]]
     assert before.to_numpy().tolist() == after.to_numpy().tolist()
     assert sorted(again["alpha"]) == [0.0, 0.5, 1.0]
-    caplog.set_level(logging.INFO)
+    caplog.clear()
     tune(spark, cfg, grid([0.0, 0.5, 1.0], [0.2], [None]), out)
     assert "tune: 6 proxies (6 stored); 0 to train" in caplog.text
 
@@ -171,18 +184,33 @@ def test_quadmix_search_trains_each_drawn_setting_writes_tune_quadmix_and_resume
     root, cfg = scored
     # Short proxies: the search's bookkeeping does not depend on their length.
     cfg = dataclasses.replace(cfg, evaluate=dataclasses.replace(cfg.evaluate, seeds=[0], budget_bytes=16384))
-    proposal = tune_quadmix(spark, cfg, 4, root / "out_quadmix")
+    caplog.set_level(logging.INFO)
+    confirming = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, confirm_seeds=1))
+    proposal = tune_quadmix(spark, confirming, 4, root / "out_quadmix")
     table = store_for(spark, cfg).read("tune_quadmix").toPandas().sort_values("sample")
     assert table["sample"].tolist() == [0, 1, 2, 3] and np.isfinite(table["observed_bpb"]).all()
     domains = {r["domain"] for r in store_for(spark, cfg).read("documents").select("domain").distinct().collect()}
     assert set(json.loads(table["parameters"].iat[0])) == {"lam", "omega", *(f"{p}.{d}" for p in ("eta", "epsilon")
                                                                             for d in domains)}
     assert table["loo_error"].nunique() == 1 and table["constant_error"].iat[0] > 0
+    assert (table["shuffled_error_q05"] > 0).all()
     assert table["proposed"].sum() == (0 if proposal.accepted else 1)
+    # The proposal (when accepted) and the best observed setting were trained again on the fresh seed 1 and
+    # reported on the report half.
+    confirmed = store_for(spark, cfg).read("tune_quadmix_confirm").toPandas()
+    named = ["proposal", "best observed"] if proposal.accepted else ["best observed"]
+    assert confirmed["setting"].tolist() == named and (confirmed["seeds"] == 1).all()
+    assert "tune: confirming on fresh seeds: %d proxies" % len(named) in caplog.text
+    assert (confirmed["report_lo"] <= confirmed["report_bpb"]).all()
+    assert (confirmed["report_bpb"] <= confirmed["report_hi"]).all()
+    best = table.loc[table["observed_bpb"].idxmin(), "parameters"]
+    assert json.loads(confirmed.set_index("setting").loc["best observed", "parameters"]) == json.loads(best)
+    fresh = store_for(spark, cfg).read("tune_quadmix_confirm_docs").toPandas()
+    assert set(fresh["seed"]) == {1} and set(fresh["setting"]) == set(named)
     printed = capsys.readouterr().out.strip().splitlines()[-1]
     assert printed.startswith("--set mixing.method=quadmix --set mixing.quadmix.")
     assert (root / "out_quadmix" / "tune_quadmix.csv").exists()
-    caplog.set_level(logging.INFO)
+    caplog.clear()
     tune_quadmix(spark, cfg, 5, root / "out_quadmix")  # one more setting: only its proxy trains
     assert re.search(r"tune: 5 proxies of [0-9,]+ bytes, preset test \(4 stored\); 1 to train", caplog.text)
     again = store_for(spark, cfg).read("tune_quadmix").toPandas().sort_values("sample")

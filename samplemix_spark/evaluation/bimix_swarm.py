@@ -19,7 +19,8 @@ counts (``bimix_counts``), as ``tune`` does. The proportion recorded is the doma
 realised token share of that mixture (sum of count x n_tokens, in ``ingest.tokenizer``'s
 tokens): the unit the design is drawn in and the unit the fitted proportions are
 applied in as domain weights. The loss is the proxy's held-out bits per byte on the
-domain's per-step documents.
+``select`` half of the domain's per-step documents (``holdout.halves``), so that
+``samplemix evaluate`` judges the fitted mix on documents the swarm never chose by.
 Rows go to ``bimix_observations`` after every proxy, keyed by the design, seed and
 a fingerprint of everything else that changes the loss (``swarm.proxy_fingerprint``),
 so a rerun of the mix stage retrains nothing that is still comparable.
@@ -118,8 +119,10 @@ def realised_shares(counts: DataFrame, documents: DataFrame) -> dict[int, dict[s
 
 
 def domain_curves(scores: pd.DataFrame) -> pd.DataFrame:
-    """Trainer rows -> (job, step, domain, bpb) on each domain's per-step documents."""
-    sums = scores[scores["subset"]].groupby(["job", "step", "domain"], as_index=False)[["bits", "bytes"]].sum()
+    """Trainer rows -> (job, step, domain, bpb) on the ``select`` half of each domain's per-step documents (the
+    swarm chooses proportions, so it never sees the ``report`` half that judges them)."""
+    select = held.in_half(scores[scores["subset"]], "select")
+    sums = select.groupby(["job", "step", "domain"], as_index=False)[["bits", "bytes"]].sum()
     return sums.assign(bpb=sums["bits"] / sums["bytes"])[["job", "step", "domain", "bpb"]]
 
 
@@ -172,7 +175,7 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
     mixtures = design(domains, source.bimix_min_proportion)
     mixtures += random_mixtures(domains, source.bimix_min_proportion, extra, cfg.mixing.seed)
     keys = {m.key() for m in mixtures}
-    fingerprint = proxy_fingerprint(cfg, store, holdout, NOT_IN_SWARM)
+    fingerprint = proxy_fingerprint(cfg, store, holdout, NOT_IN_SWARM, {"observed_on": "select"})
     done = _finished(store, fingerprint, keys)
     finished = {(k, int(s)) for k, s in zip(done["design"], done["seed"])}
     store.write(by_candidate(mixture_counts(scored, cfg, mixtures, store.hash_scheme)), "bimix_counts")

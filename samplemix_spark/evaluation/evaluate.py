@@ -9,12 +9,15 @@ the final step. The proxies run here one after another, or as Spark tasks
 - ``proxy_eval``: bits per byte per run, seed, step and domain, with ``scope``
   ``subset`` (the per-step documents, every evaluation step: the curves) or
   ``all`` (every scored document, final step, with its 95% interval
-  ``bpb_lo``/``bpb_hi``); domain ``_all`` is the macro over ``macro_domains``;
+  ``bpb_lo``/``bpb_hi``), or ``select``/``report`` (each held-out half, final
+  step, with its interval; ``holdout.halves``); domain ``_all`` is the macro over
+  ``macro_domains``;
   ``docs`` and ``bytes`` say what each figure rests on.
 - ``proxy_eval_docs``: the final step's bits per scored document.
 - ``proxy_eval_step_docs``: the per-step documents' bits at every evaluation step.
 
-The summary gives each run's final bits per byte with its interval, a paired
+The summary, on the ``report`` half of the scored documents, gives each run's
+final bits per byte with its interval, a paired
 verdict against natural proportions (``intervals``), and the paper's efficiency
 measure with its interval: the steps a run needs on the per-step documents to
 reach the natural-proportions run's final loss there.
@@ -166,12 +169,21 @@ def document_tables(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             scores[scores["subset"]][STEP_DOC_COLUMNS].reset_index(drop=True))
 
 
+FINAL_SCOPES = ("all", *held.HALVES)
+
+
 def curve_rows(scores: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
-    """Bits per byte per (run, seed, step, domain, scope) with its docs and bytes; ``_all`` over ``domains``."""
+    """Bits per byte per (run, seed, step, domain, scope) with its docs and bytes; ``_all`` over ``domains``.
+
+    Scopes: ``subset`` (the per-step documents, every step), and at the final step
+    ``all`` (every scored document) and each held-out half (``select``, ``report``).
+    """
     keys = ["run", "seed", "step", "tokens_seen", "domain"]
-    final = scores["step"] == scores.groupby(["run", "seed"])["step"].transform("max")
+    final = scores[scores["step"] == scores.groupby(["run", "seed"])["step"].transform("max")]
+    half = held.halves(final)
     parts = []
-    for scope, rows in (("subset", scores[scores["subset"]]), ("all", scores[final])):
+    for scope, rows in (("subset", scores[scores["subset"]]), ("all", final),
+                        *((name, final[half == name]) for name in held.HALVES)):
         sums = rows.groupby(keys, as_index=False).agg(docs=("doc_id", "size"), bytes=("bytes", "sum"),
                                                       bits=("bits", "sum"))
         parts.append(sums.assign(scope=scope, bpb=sums["bits"] / sums["bytes"]).drop(columns="bits"))
@@ -184,19 +196,21 @@ def curve_rows(scores: pd.DataFrame, domains: list[str]) -> pd.DataFrame:
 
 def with_intervals(table: pd.DataFrame, docs: pd.DataFrame, domains: list[str], samples: int,
                    seed: int) -> pd.DataFrame:
-    """``bpb_lo``/``bpb_hi`` on the final (``all``) rows: each seed's document-bootstrap interval."""
-    scores = intervals.Scores.from_frame(docs)
-    columns = [(run, s) for run, seeds in scores.per_seed.items() for s in seeds]
-    bits = np.column_stack([scores.per_seed[run][s] for run, s in columns])
-    ratios = intervals.domain_ratios(bits, scores.bytes, intervals.strata(scores.domains, scores.domain_names(),
-                                                                          samples, seed))
-    ratios[MACRO] = np.mean([ratios[d] for d in domains], axis=0)
-    bounds = {(run, s, domain): intervals.interval(draws[:, j])
-              for domain, draws in ratios.items() for j, (run, s) in enumerate(columns)}
-    final = table["scope"] == "all"
-    keys = list(zip(table["run"], table["seed"].astype(int), table["domain"]))
-    table["bpb_lo"] = [bounds[k][0] if f else np.nan for k, f in zip(keys, final)]
-    table["bpb_hi"] = [bounds[k][1] if f else np.nan for k, f in zip(keys, final)]
+    """``bpb_lo``/``bpb_hi`` on the final rows (``all``, ``select``, ``report``): each seed's document-bootstrap
+    interval on the scope's documents."""
+    bounds = {}
+    for scope in FINAL_SCOPES:
+        scores = intervals.Scores.from_frame(held.in_half(docs, None if scope == "all" else scope))
+        columns = [(run, s) for run, seeds in scores.per_seed.items() for s in seeds]
+        bits = np.column_stack([scores.per_seed[run][s] for run, s in columns])
+        ratios = intervals.domain_ratios(bits, scores.bytes, intervals.strata(
+            scores.domains, scores.domain_names(), samples, seed))
+        ratios[MACRO] = np.mean([ratios[d] for d in domains], axis=0)
+        bounds.update({(scope, run, s, domain): intervals.interval(draws[:, j])
+                       for domain, draws in ratios.items() for j, (run, s) in enumerate(columns)})
+    keys = list(zip(table["scope"], table["run"], table["seed"].astype(int), table["domain"]))
+    table["bpb_lo"] = [bounds[k][0] if k in bounds else np.nan for k in keys]
+    table["bpb_hi"] = [bounds[k][1] if k in bounds else np.nan for k in keys]
     return table
 
 
@@ -275,27 +289,31 @@ def _speedup_text(final: int, point: float, lo: float, hi: float) -> str:
 
 
 def summarise(evaluation: Evaluation, samples: int = intervals.SAMPLES, seed: int = 0,
-              domains: Optional[list[str]] = None) -> pd.DataFrame:
+              domains: Optional[list[str]] = None, half: Optional[str] = "report") -> pd.DataFrame:
     """One row per run: final bpb per domain, macro with its 95% interval, docs, and against natural proportions.
 
-    ``domains`` recomputes the macro over other held-out domains (another view of
-    the same proxies, no training); by default the evaluation's own.
+    Every figure rests on the ``report`` half of the scored documents (``half``;
+    None for all of them), so a setting chosen on the ``select`` half is never
+    judged on the documents it was chosen on. ``domains`` recomputes the macro over
+    other held-out domains (another view of the same proxies, no training); by
+    default the evaluation's own.
     """
     domains = domains or evaluation.domains()
+    docs = held.in_half(evaluation.docs, half)
     last = evaluation.proxy_eval[evaluation.proxy_eval["scope"] == "all"]
-    per_domain = last[last["domain"] != MACRO].pivot_table(index="run", columns="domain", values="bpb",
-                                                           aggfunc="mean")
-    scores = intervals.Scores.from_frame(evaluation.docs)
+    sums = docs.groupby(["run", "seed", "domain"])[["bits", "bytes"]].sum()
+    per_domain = (sums["bits"] / sums["bytes"]).groupby(["run", "domain"]).mean().unstack("domain")
+    scores = intervals.Scores.from_frame(docs)
     strata = intervals.strata(scores.domains, domains, samples, seed)
     noise = intervals.seed_noise(scores, strata)
     figures = pd.DataFrame([intervals.run_interval(scores, run, strata, noise) for run in per_domain.index],
                            index=per_domain.index, columns=["macro", "macro_lo", "macro_hi"])
     summary = per_domain.join(figures).assign(docs=sum(len(s.positions) for s in strata),
-                                              seeds=last.groupby("run")["seed"].nunique())
+                                              seeds=docs.groupby("run")["seed"].nunique(), half=half or "all")
     summary.insert(0, "method", last.groupby("run")["method"].first())
     natural = _reference_run(last)
     if natural is not None:
-        reach = _steps_to_natural(evaluation.step_docs, natural, domains, samples, seed)
+        reach = _steps_to_natural(held.in_half(evaluation.step_docs, half), natural, domains, samples, seed)
         summary["steps_to_natural"] = [f"{_steps_text(reach[r][0])} [{_steps_text(reach[r][1])}, "
                                        f"{_steps_text(reach[r][2])}]" for r in summary.index]
         summary["speedup"] = [_speedup_text(reach[r][3], *reach[r][:3]) for r in summary.index]
@@ -350,8 +368,8 @@ def evaluate(spark: SparkSession, cfg: SampleMixConfig, warehouses: list[str], n
     summary = summarise(evaluation, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)
     write_figures(evaluation.proxy_eval, out)
     summary.to_csv(out / "evaluate.csv")
-    log.info("evaluate: final held-out bits per byte (mean over seeds %s) on every scored document, 95%% intervals "
-             "over documents%s; figures in %s\n%s", cfg.evaluate.seeds,
+    log.info("evaluate: final held-out bits per byte (mean over seeds %s) on the report half of the scored "
+             "documents, 95%% intervals over documents%s; figures in %s\n%s", cfg.evaluate.seeds,
              intervals.interval_sources(len(cfg.evaluate.seeds)), out,
              summary.to_string(float_format=lambda v: f"{v:.4f}"))
     return summary

@@ -6,6 +6,15 @@ Both presets score the same runs on the same held-out documents
 bits per byte for every run, hence one Spearman rank correlation between the two
 rankings, and the percentiles of those give its interval.
 
+That interval holds the mixtures fixed: it says how sure the rho of *these*
+mixtures is, not how the agreement would carry to other mixtures. A second
+interval resamples the mixtures (``rho_mix_lo``/``rho_mix_hi``: a bootstrap over
+runs, each preset's macro as scored); with few mixtures it is the wider and the
+more honest one. Rho within each group of mixtures (``groups``, e.g. the
+domain-level methods and SampleMix's alphas) shows whether the agreement comes
+from ordering the groups or from ordering inside them. A rho with no variation
+to rank (every value equal) is undefined, shown as such, never as 0.
+
 Rank correlation weighs every swap alike, including swaps of runs neither preset
 can tell apart. The telling figure is therefore per pair: of the pairs of runs
 the reference separates (its paired interval excludes 0), the share the small
@@ -16,7 +25,8 @@ itself, in the same direction, beyond its own paired interval.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -27,12 +37,20 @@ from samplemix_spark.evaluation import intervals
 
 @dataclass(frozen=True)
 class Fidelity:
-    rho: float
-    rho_lo: float
+    rho: float            # nan: undefined (a preset gives every run the same macro)
+    rho_lo: float         # documents resampled, the mixtures fixed
     rho_hi: float
     runs: pd.DataFrame    # run, small and reference macro with intervals and ranks
     pairs: pd.DataFrame   # run_a, run_b, each preset's paired difference a - b, verdict and agreement
     n_docs: int
+    rho_mix_lo: float = float("nan")   # mixtures resampled, each preset's macros as scored
+    rho_mix_hi: float = float("nan")
+    within: dict = field(default_factory=dict)  # group -> rho over that group's runs (nan: undefined)
+
+    def rho_text(self) -> str:
+        """rho with both intervals, each named for what it resamples."""
+        return (f"{rho_text(self.rho)} [{rho_text(self.rho_lo)}, {rho_text(self.rho_hi)}] resampling documents, "
+                f"[{rho_text(self.rho_mix_lo)}, {rho_text(self.rho_mix_hi)}] resampling mixtures")
 
     def separated(self) -> pd.DataFrame:
         """The pairs the reference calls better or worse (not tied, nor undetermined for want of seeds)."""
@@ -59,6 +77,32 @@ def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (ra * rb).sum(axis=1) / np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
 
 
+def rho_text(value: float) -> str:
+    return "undefined" if not np.isfinite(value) else f"{value:.3f}"
+
+
+def finite_interval(draws: np.ndarray) -> tuple[float, float]:
+    """The percentile interval of the defined draws (nan, nan when none is defined)."""
+    defined = draws[np.isfinite(draws)]
+    return intervals.interval(defined) if len(defined) else (float("nan"), float("nan"))
+
+
+def mixture_interval(small: np.ndarray, reference: np.ndarray, samples: int, seed: int) -> tuple[float, float]:
+    """rho's percentile interval over resamples of the runs (with replacement), each preset's macros fixed."""
+    picks = np.random.default_rng(seed).integers(0, len(small), (samples, len(small)))
+    return finite_interval(row_spearman(small[picks], reference[picks]))
+
+
+def within_groups(small: np.ndarray, reference: np.ndarray, runs: list[str], groups: dict) -> dict[str, float]:
+    """rho over each group's runs (three or more); nan where a group's values do not vary."""
+    out = {}
+    for group in sorted(set(groups.values())):
+        members = [i for i, run in enumerate(runs) if groups.get(run) == group]
+        if len(members) >= 3:
+            out[group] = float(row_spearman(small[None, members], reference[None, members])[0])
+    return out
+
+
 def _aligned(small: intervals.Scores, reference: intervals.Scores, runs: list[str]) -> None:
     if not (np.array_equal(small.doc_ids, reference.doc_ids) and np.array_equal(small.domains, reference.domains)):
         raise ValueError("the two presets were not scored on the same held-out documents")
@@ -70,15 +114,18 @@ def _aligned(small: intervals.Scores, reference: intervals.Scores, runs: list[st
 
 
 def compare(small: intervals.Scores, reference: intervals.Scores, runs: list[str],
-            strata: list[intervals.Stratum]) -> Fidelity:
-    """Rank agreement of ``small`` with ``reference`` over ``runs``, on the documents of ``strata``."""
+            strata: list[intervals.Stratum], groups: Optional[dict] = None, seed: int = 0) -> Fidelity:
+    """Rank agreement of ``small`` with ``reference`` over ``runs``, on the documents of ``strata``;
+    ``groups`` (run -> group name) adds rho within each group, ``seed`` seeds the mixture bootstrap."""
     _aligned(small, reference, runs)
     k = len(runs)
     bits = np.column_stack([small.bits[r] for r in runs] + [reference.bits[r] for r in runs])
     point = intervals.macro_columns(bits, small.bytes, strata, resampled=False)
     draws = intervals.macro_columns(bits, small.bytes, strata)
     rho = float(row_spearman(point[None, :k], point[None, k:])[0])
-    rho_lo, rho_hi = intervals.interval(np.nan_to_num(row_spearman(draws[:, :k], draws[:, k:])))
+    rho_lo, rho_hi = finite_interval(row_spearman(draws[:, :k], draws[:, k:]))
+    mix_lo, mix_hi = mixture_interval(point[:k], point[k:], strata[0].samples, seed)
+    within = within_groups(point[:k], point[k:], runs, groups or {})
     table = pd.DataFrame({"run": runs})
     for name, scores in (("small", small), ("reference", reference)):
         noise = intervals.seed_noise(scores, strata)
@@ -86,7 +133,8 @@ def compare(small: intervals.Scores, reference: intervals.Scores, runs: list[str
         table[[name, f"{name}_lo", f"{name}_hi"]] = pd.DataFrame(figures, index=table.index)
         table[f"{name}_rank"] = table[name].rank(method="min").astype(int)
     n_docs = int(sum(len(s.positions) for s in strata))
-    return Fidelity(rho, rho_lo, rho_hi, table, _pairs(small, reference, runs, strata), n_docs)
+    return Fidelity(rho, rho_lo, rho_hi, table, _pairs(small, reference, runs, strata), n_docs, mix_lo, mix_hi,
+                    within)
 
 
 def _pairs(small: intervals.Scores, reference: intervals.Scores, runs: list[str],

@@ -15,13 +15,26 @@ every run, so curves compare). Each document is its own sequence of at most
 ``doc_bytes`` bytes; a longer one contributes a window that starts at an offset
 hashed from its doc_id (``hashing.HOLDOUT_WINDOW``), so a long header or preamble
 does not stand for the whole document.
+
+Two halves, so that choosing and reporting never rest on the same documents: in
+each domain's hashed order the scored documents alternate between ``select``
+(what ``tune``, the QuaDMix search and the BiMix swarm choose on) and ``report``
+(what their summaries and ``evaluate`` report). Alternating rather than hashing
+each document into a half gives every domain of two or more documents both
+halves, within one document of equal size; and because the per-step documents
+are a prefix of the same order, they split the same way.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Optional
 
+import numpy as np
+import pandas as pd
+
+from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import HOLDOUT_ORDER, HOLDOUT_WINDOW, doc_key
 from samplemix_spark.ingest.holdout import fingerprint, required_fingerprint  # noqa: F401  (re-exported)
 from samplemix_spark.models.byte_lm import SEPARATOR  # noqa: F401  (read as holdout.SEPARATOR)
@@ -89,3 +102,31 @@ def load(held_out: HeldOutSpec) -> dict[str, DomainDocs]:
         chosen[domain] = DomainDocs(tuple(r[1] for r in rows), tuple(r[2] for r in rows),
                                     min(held_out.step_docs, len(rows)))
     return chosen
+
+
+HALVES = ("select", "report")
+
+
+def halves(frame: pd.DataFrame) -> np.ndarray:
+    """``select`` or ``report`` for every row of a frame with ``domain`` and ``doc_id`` (see the module doc)."""
+    docs = frame[["domain", "doc_id"]].drop_duplicates()
+    keys = docs.assign(key=[doc_key(HOLDOUT_ORDER, d) for d in docs["doc_id"]])
+    position = keys.sort_values(["domain", "key", "doc_id"]).groupby("domain").cumcount()
+    half = pd.Series(np.where(position % 2 == 0, HALVES[0], HALVES[1]), index=position.index)
+    by_doc = pd.Series(half.reindex(docs.index).to_numpy(), index=pd.MultiIndex.from_frame(docs))
+    return by_doc.reindex(pd.MultiIndex.from_frame(frame[["domain", "doc_id"]])).to_numpy()
+
+
+def in_half(frame: pd.DataFrame, half: Optional[str]) -> pd.DataFrame:
+    """The rows of ``frame`` whose documents lie in ``half`` (``select`` or ``report``); all of them for None."""
+    if half is None:
+        return frame
+    if half not in HALVES:
+        raise ValueError(f"unknown held-out half {half!r}; expected one of {', '.join(HALVES)}")
+    kept = frame[halves(frame) == half]
+    lacking = sorted(set(frame["domain"]) - set(kept["domain"]))
+    if lacking:
+        raise InputError(f"held-out domains {', '.join(lacking)} have one scored document, so the {half} half has "
+                         "none of them: choosing and reporting on separate halves needs at least 2 per domain; "
+                         "raise ingest.holdout_fraction (or evaluate.max_eval_docs) and rerun ingest")
+    return kept

@@ -53,12 +53,12 @@ def learning_curves(proxy_eval: pd.DataFrame):
 
 
 def final_domain_bars(proxy_eval: pd.DataFrame, reference: str | None = None):
-    """Final bits per byte per held-out domain and run on every scored document, with the 95% document interval.
+    """Final bits per byte per held-out domain and run on the report half, with the 95% document interval.
 
     The value axis spans the data, not 0 upwards, so differences of a few hundredths stay visible;
     the ``reference`` run (natural proportions) is also drawn as a dashed line across each domain.
     """
-    last = proxy_eval[proxy_eval["scope"] == "all"]
+    last = proxy_eval[proxy_eval["scope"] == "report"]
     grouped = last.groupby(["domain", "run"])
     means = grouped["bpb"].mean().unstack("run")
     low, high = grouped["bpb_lo"].mean().unstack("run"), grouped["bpb_hi"].mean().unstack("run")

@@ -177,15 +177,27 @@ def run_on_spark(spark: SparkSession, jobs: list[ProxyJob]) -> pd.DataFrame:
     return spread.mapInPandas(_train_partition, CURVE_SCHEMA).toPandas()
 
 
+def fresh_seeds(cfg) -> tuple[int, ...]:
+    """The seeds a search's choice is confirmed on: ``tune.confirm_seeds`` of them (as many as
+    ``evaluate.seeds`` when unset), after the largest search seed, so none repeats a search proxy."""
+    count = len(cfg.evaluate.seeds) if cfg.tune.confirm_seeds is None else cfg.tune.confirm_seeds
+    start = max(cfg.evaluate.seeds) + 1
+    return tuple(range(start, start + count))
+
+
 def counted_jobs(cfg, store, counts_table: str, names: list[str], finished: Callable[[int, int], bool],
-                 budget: int, held_out: HeldOutSpec) -> tuple[list[ProxyJob], dict[int, tuple[int, int]]]:
+                 budget: int, held_out: HeldOutSpec, seeds: Optional[tuple] = None,
+                 candidates: Optional[list[int]] = None) -> tuple[list[ProxyJob], dict[int, tuple[int, int]]]:
     """Proxies for candidate mixes that were never written out: one per candidate and seed not yet finished.
 
     Each reads the documents table's current files and its candidate's rows of
-    ``counts_table`` (candidate, doc_id, count). Returns the jobs and job -> (candidate, seed).
+    ``counts_table`` (candidate, doc_id, count). ``seeds`` and ``candidates``
+    narrow the search's (``evaluate.seeds``, every name), as a confirmation does.
+    Returns the jobs and job -> (candidate, seed).
     """
     settings = cfg.evaluate
-    pending = [(candidate, seed) for candidate in range(len(names)) for seed in settings.seeds
+    chosen = range(len(names)) if candidates is None else candidates
+    pending = [(candidate, seed) for candidate in chosen for seed in (seeds or settings.seeds)
                if not finished(candidate, seed)]
     if not pending:  # a resumed search with every proxy stored: no aggregate, no file listing
         return [], {}
@@ -245,11 +257,12 @@ def _later_default(key: str, value) -> bool:
     return key in later and value == dataclasses.asdict(MixingConfig())[key]
 
 
-def proxy_fingerprint(cfg, store, holdout: str, searched: tuple) -> str:
+def proxy_fingerprint(cfg, store, holdout: str, searched: tuple, extra: Optional[dict] = None) -> str:
     """Everything besides the ``searched`` mixing settings that changes a candidate proxy's loss, as one hash.
 
     The other mixing settings, the documents and their scores, the held-out set,
-    the preset, byte budget, threads, device and the held-out scoring settings.
+    the preset, byte budget, threads, device and the held-out scoring settings;
+    ``extra``: what else the caller's stored rows depend on.
     """
     import hashlib
 
@@ -263,5 +276,5 @@ def proxy_fingerprint(cfg, store, holdout: str, searched: tuple) -> str:
     parts = {"mixing": mixing, "scores": scores_fingerprint(store, view), "holdout": holdout, "preset": ev.preset,
              "budget": ev.budget_bytes or PRESETS[ev.preset].budget_bytes, "threads": ev.threads,
              "device": ev.device, "doc_bytes": ev.doc_bytes, "max_eval_docs": ev.max_eval_docs,
-             "step_docs": ev.step_docs}
+             "step_docs": ev.step_docs, **(extra or {})}
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()

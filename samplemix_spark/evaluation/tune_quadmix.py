@@ -10,11 +10,18 @@ sample of that size (``hashing.TUNE_SAMPLE``), with the budget scaled to it.
 
 Each finished proxy's per-document bits go to ``tune_quadmix_docs`` at once, under
 a fingerprint of everything but the searched parameters, so a killed search
-resumes. Then the regression and the proposal (``quadmix_search``): the
+resumes. Then the regression and the proposal (``quadmix_search``), fitted on the
+``select`` half of the held-out documents (``holdout.halves``): the
 ``tune_quadmix`` table has one row per setting (its parameters as JSON, the
-observed seed-mean macro bpb, the regression's prediction, its leave-one-out
-error and the constant predictor's), and the proposal is printed as ``--set``
-lines, with the reason it was accepted or refused.
+observed seed-mean macro bpb, the regression's prediction, its held-out error,
+the 5% quantile of that error on shuffled losses that it must beat, and the
+constant predictor's error), and the proposal is printed as ``--set`` lines, with
+the reason it was accepted or refused.
+
+Last, the confirmation (``confirm``): the proposal and the best observed setting
+are trained again on fresh seeds (``tune.confirm_seeds``) and reported on the
+``report`` half, in ``tune_quadmix_confirm``: a proposal is only worth taking if
+it holds up there.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import functools
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -35,9 +44,10 @@ from samplemix_spark.config import MixingConfig, SampleMixConfig, build_config
 from samplemix_spark.errors import InputError
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
-from samplemix_spark.evaluation import proxy_cache, quadmix_search
+from samplemix_spark.evaluation import intervals, proxy_cache, quadmix_search
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import by_candidate, counted_jobs, proxy_fingerprint, train_recording
+from samplemix_spark.evaluation.swarm import (by_candidate, counted_jobs, fresh_seeds, proxy_fingerprint,
+                                              train_recording)
 from samplemix_spark.hashing import TUNE_SAMPLE, uniform
 from samplemix_spark.mixing import quadmix
 from samplemix_spark.mixing.weights import compute_stats, quadmix_inputs, quality_view, scored_documents, weights_frame
@@ -47,8 +57,13 @@ log = logging.getLogger(__name__)
 SEARCHED = ("quadmix", "method", "alpha", "tau", "export_format", "export_path")
 DOCS_SCHEMA = ("sample long, seed long, doc_id string, domain string, bytes long, bits double, "
                "fingerprint string")
+CONFIRM_DOCS_SCHEMA = ("setting string, seed long, doc_id string, domain string, bytes long, bits double, "
+                       "fingerprint string")
+CONFIRM_SCHEMA = ("setting string, parameters string, seeds long, docs long, report_bpb double, report_lo double, "
+                  "report_hi double, vs_best_observed string")
 RESULT_SCHEMA = ("sample long, parameters string, observed_bpb double, predicted_bpb double, seeds long, "
-                 "docs long, model string, loo_error double, constant_error double, proposed boolean")
+                 "docs long, model string, loo_error double, shuffled_error_q05 double, constant_error double, "
+                 "proposed boolean")
 
 
 def setting_mixing(base: MixingConfig, setting: dict, score_columns: tuple = ()) -> MixingConfig:
@@ -144,11 +159,109 @@ def tune_quadmix(spark: SparkSession, cfg: SampleMixConfig, n_samples: int, out:
     store.write(spark.createDataFrame(table, RESULT_SCHEMA), "tune_quadmix")
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "tune_quadmix.csv", index=False)
-    log.info("tune: QuaDMix search over %d settings, macro bpb over %d held-out documents (seed mean of %d)\n%s\n"
-             "tune: %s", n_samples, docs, seeds, table.drop(columns="parameters").to_string(
-                 index=False, float_format=lambda v: f"{v:.4f}"), proposal.reason)
+    log.info("tune: QuaDMix search over %d settings, macro bpb on the select half of the held-out documents (%d "
+             "documents, seed mean of %d)\n%s\ntune: %s", n_samples, docs, seeds, table.drop(columns="parameters")
+             .to_string(index=False, float_format=lambda v: f"{v:.4f}"), proposal.reason)
+    best = scored_settings.iloc[int(np.argmin(scored_observed))].to_dict()
+    confirm(_Confirming(spark, cfg, store, scored, base, spec, fingerprint, scored_domains), proposal, best, out)
     print(" ".join(["--set mixing.method=quadmix", *quadmix_search.set_lines(proposal.setting)]))
     return proposal
+
+
+@dataclass(frozen=True)
+class _Confirming:
+    """What a confirmation trains from: the search's scored documents, settings and held-out set (driver side)."""
+
+    spark: SparkSession
+    cfg: SampleMixConfig
+    store: TableStore
+    scored: DataFrame
+    base: MixingConfig
+    spec: held.HeldOutSpec
+    fingerprint: str
+    domains: list
+
+
+def confirm(on: _Confirming, proposal: quadmix_search.Proposal, best: dict, out: Path) -> Optional[pd.DataFrame]:
+    """Train the proposal and the best observed setting on fresh seeds (``tune.confirm_seeds``) and report both
+    on the ``report`` half: the figures to quote, free of the documents and training luck the search chose by.
+
+    Writes ``tune_quadmix_confirm_docs`` (per document, resumable) and
+    ``tune_quadmix_confirm`` (per setting: report-half macro with its interval, and
+    the proposal minus the best observed setting); returns the latter.
+    """
+    fresh = fresh_seeds(on.cfg)
+    if not fresh:
+        log.info("tune: the proposal is not confirmed on fresh seeds (tune.confirm_seeds: 0)")
+        return None
+    named = {"proposal": proposal.setting, "best observed": best} if proposal.accepted else {"best observed": best}
+    prints = {name: _setting_print(on.fingerprint, setting) for name, setting in named.items()}
+    done = _confirm_done(on.store, prints, fresh)
+    finished = set(zip(done["setting"], done["seed"]))
+    on.store.write(by_candidate(setting_counts(on.scored, on.base, pd.DataFrame(list(named.values())),
+                                               on.store.hash_scheme, tuple(on.cfg.ingest.score_columns))),
+                   "tune_counts")
+    names = list(named)
+    budget = on.cfg.evaluate.budget_bytes or PRESETS[on.cfg.evaluate.preset].budget_bytes
+    jobs, labels = counted_jobs(on.cfg, on.store, "tune_counts", names,
+                                lambda i, seed: (names[i], seed) in finished, budget, on.spec, fresh)
+    log.info(proxy_cache.plan_line("tune: confirming on fresh seeds", len(names) * len(fresh), jobs,
+                                   ev.executor(on.cfg)))
+    rows = {"docs": done}
+
+    def record(curves: pd.DataFrame) -> None:
+        new = _final_rows(curves, labels).rename(columns={"sample": "setting"})
+        new = new.assign(setting=new["setting"].map(dict(enumerate(names))),
+                         fingerprint=lambda t: t["setting"].map(prints))
+        rows["docs"] = pd.concat([rows["docs"], new], ignore_index=True) if len(rows["docs"]) else new
+        on.store.write(on.spark.createDataFrame(rows["docs"], CONFIRM_DOCS_SCHEMA), "tune_quadmix_confirm_docs")
+
+    train_recording(on.spark, ev.executor(on.cfg), jobs, record)
+    table = confirmation_table(rows["docs"], named, on.domains, on.cfg.evaluate.bootstrap,
+                               on.cfg.evaluate.bootstrap_seed)
+    on.store.write(on.spark.createDataFrame(table, CONFIRM_SCHEMA), "tune_quadmix_confirm")
+    table.to_csv(out / "tune_quadmix_confirm.csv", index=False)
+    log.info("tune: confirmed on fresh seeds %s, report half of the held-out documents:\n%s", list(fresh),
+             "\n".join(f"  {r.setting}: {r.report_bpb:.4f} [{r.report_lo:.4f}, {r.report_hi:.4f}] ({r.docs} docs)"
+                       f"{'' if r.vs_best_observed == '-' else '; minus the best observed: ' + r.vs_best_observed}"
+                       for r in table.itertuples()))
+    return table
+
+
+def confirmation_table(docs: pd.DataFrame, named: dict, domains: list[str], samples: int,
+                       seed: int) -> pd.DataFrame:
+    """Per confirmed setting: its fresh proxies' macro bpb on the report half with the 95% interval, and for the
+    proposal the paired difference from the best observed setting."""
+    report = held.in_half(docs.rename(columns={"setting": "run"}), "report")
+    scores = intervals.Scores.from_frame(report)
+    strata = intervals.strata(scores.domains, domains, samples, seed)
+    noise = intervals.seed_noise(scores, strata)
+    rows = []
+    for name, setting in named.items():
+        bpb, lo, hi = intervals.run_interval(scores, name, strata, noise)
+        versus = (intervals.paired_difference(scores, name, "best observed", strata, noise).describe()
+                  if name != "best observed" else "-")
+        rows.append({"setting": name, "parameters": json.dumps(setting, sort_keys=True),
+                     "seeds": len(scores.per_seed[name]), "docs": int(sum(len(s.positions) for s in strata)),
+                     "report_bpb": bpb, "report_lo": lo, "report_hi": hi, "vs_best_observed": versus})
+    return pd.DataFrame(rows)
+
+
+def _setting_print(fingerprint: str, setting: dict) -> str:
+    """A confirmed setting's fingerprint: the search's, and its own parameters."""
+    text = json.dumps([fingerprint, sorted(setting.items())], default=float)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _confirm_done(store: TableStore, prints: dict, seeds: tuple) -> pd.DataFrame:
+    """Stored confirmation rows of these settings (same name and fingerprint) on these seeds."""
+    previous = store.read_if_exists("tune_quadmix_confirm_docs")
+    empty = pd.DataFrame(columns=[c.split()[0] for c in CONFIRM_DOCS_SCHEMA.split(", ")])
+    if previous is None:
+        return empty
+    rows = previous.toPandas()
+    keep = (rows["fingerprint"] == rows["setting"].map(prints)) & rows["seed"].isin(seeds)
+    return rows[keep].reset_index(drop=True) if keep.any() else empty
 
 
 def _fingerprint(cfg: SampleMixConfig, store: TableStore, holdout: str, domains: list[str]) -> str:
@@ -184,8 +297,9 @@ def _final_rows(curves: pd.DataFrame, labels: dict) -> pd.DataFrame:
 
 
 def _macro(docs: pd.DataFrame, domains: list[str], n_samples: int) -> tuple[np.ndarray, int, int]:
-    """Seed-mean macro bpb over ``domains`` per setting, the seeds, and the documents it rests on."""
-    chosen = docs[docs["domain"].isin(domains)]
+    """Seed-mean macro bpb over ``domains`` per setting on the ``select`` half, the seeds, and the documents it
+    rests on."""
+    chosen = held.in_half(docs[docs["domain"].isin(domains)], "select")
     per_domain = chosen.groupby(["sample", "seed", "domain"])[["bits", "bytes"]].sum()
     bpb = (per_domain["bits"] / per_domain["bytes"]).groupby(["sample", "seed"]).mean().groupby("sample").mean()
     seeds = int(chosen.groupby("sample")["seed"].nunique().min())
@@ -212,7 +326,8 @@ def _result_table(settings: pd.DataFrame, observed: np.ndarray, fitted: quadmix_
                           "parameters": [json.dumps(s, sort_keys=True) for s in settings.to_dict("records")],
                           "observed_bpb": observed, "predicted_bpb": predicted, "seeds": seeds, "docs": docs,
                           "model": fitted.model_name, "loo_error": fitted.loo_error,
-                          "constant_error": fitted.constant_error, "proposed": False})
+                          "shuffled_error_q05": fitted.threshold, "constant_error": fitted.constant_error,
+                          "proposed": False})
     if not proposal.accepted:
         table.loc[int(scored_rows[np.argmin(observed[scored_rows])]), "proposed"] = True
     return table

@@ -74,6 +74,8 @@ TABLES: dict[str, str] = {
     "tune_regression": "tune --domains",
     "tune_quadmix": "tune --method quadmix",
     "tune_quadmix_docs": "tune --method quadmix",
+    "tune_quadmix_confirm": "tune --method quadmix",
+    "tune_quadmix_confirm_docs": "tune --method quadmix",
     "bimix_counts": "mix (bimix swarm)",
     "bimix_observations": "mix (bimix swarm)",
     "bimix_fit": "mix (bimix)",
