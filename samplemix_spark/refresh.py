@@ -16,6 +16,11 @@ Driver-side orchestration of the same steps ``samplemix run`` uses:
    recomputed over the whole corpus, since adding documents changes the
    cluster sizes, the normalisation bounds and the softmax normaliser.
 
+Before any of that, a refresh whose quality or embed settings (model, encoder,
+method; ``ROW_SETTINGS``) differ from those the stored rows were computed with
+stops with one line naming the setting: new rows under one model beside old
+rows under another would mix in one table unseen.
+
 Given the same centroids the tables equal those of a full run over the union
 of old and new sources, except that domains from clusters keep the first
 fit's groups, where a full run would fit them again. The increment is cleared
@@ -33,6 +38,7 @@ from pyspark.sql import SparkSession
 
 from samplemix_spark.config import SampleMixConfig
 from samplemix_spark.diversity.domains import unlabelled
+from samplemix_spark.errors import InputError
 from samplemix_spark.pipeline import (
     STAGE_OUTPUT,
     StageResult,
@@ -45,7 +51,7 @@ from samplemix_spark.pipeline import (
 )
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.per_document import PerDocumentStep, run_per_document
-from samplemix_spark.tables.state import StageState
+from samplemix_spark.tables.state import StageState, changed_keys
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,36 @@ def recluster_needed(n_new: int, n_docs: int, cfg: SampleMixConfig, requested: b
     return False
 
 
+# Per stage, the settings its stored rows depend on (None: every one but RUNTIME_ONLY). A refresh under other
+# values would score new documents one way and keep stored rows scored another, in one table.
+ROW_SETTINGS = {"quality": None,
+                "embed": ("method", "encoder", "pooling", "max_tokens", "precision", "storage", "static")}
+RUNTIME_ONLY = ("batch_size", "device")
+SECTIONS = {"quality": "quality", "embed": "diversity"}
+
+
+def row_settings(stage: str, config: dict) -> dict:
+    keys = ROW_SETTINGS[stage]
+    return {k: v for k, v in config.items() if (k in keys if keys else k not in RUNTIME_ONLY)}
+
+
+def check_row_settings(state: StageState, cfg: SampleMixConfig, stages: list[str],
+                       spark: Optional[SparkSession] = None) -> None:
+    """Refuse a refresh whose per-document stages would score new documents under other settings (a model,
+    an encoder, a method) than the stored rows were; one line names the setting and the way out."""
+    for stage, inputs in zip(stages, chained_inputs(cfg, stages, spark)):
+        before = state.recorded_inputs(stage) if stage in ROW_SETTINGS else None
+        if before is None:  # not a scoring stage, or a record from before inputs were kept
+            continue
+        old, new = (row_settings(stage, x.get("config") or {}) for x in (before, inputs))
+        if old != new:
+            changed = ", ".join(f"{SECTIONS[stage]}.{c}" for c in changed_keys(old, new)[:3])
+            raise InputError(f"refresh: {changed} changed since the stored {STAGE_OUTPUT[stage]} rows were "
+                             "written, so new documents would be scored under the new setting beside rows scored "
+                             "under the old one; run `samplemix run` (without --incremental) to score every "
+                             "document again, or `samplemix run --force`")
+
+
 def run_incremental(spark: SparkSession, cfg: SampleMixConfig, recluster: bool = False,
                     planned: Optional[list[tuple[str, Step]]] = None, resplit: bool = False) -> list[StageResult]:
     """Refresh the tables for documents that are new in the sources (see the module docstring).
@@ -76,6 +112,7 @@ def run_incremental(spark: SparkSession, cfg: SampleMixConfig, recluster: bool =
     if not all(store.exists(STAGE_OUTPUT[stage]) for stage, _ in planned):
         log.info("refresh: no complete earlier run in %s: running every stage", cfg.tables.warehouse)
         return execute(spark, cfg, planned, resume=True)
+    check_row_settings(StageState(spark, store), cfg, [stage for stage, _ in planned], spark)
     steps = dict(planned)
     ingest = steps["ingest"].run_resplit if resplit else steps["ingest"].run_increment
     results = [run_step(spark, cfg, steps["ingest"], ingest)]

@@ -7,7 +7,9 @@ import logging
 import os
 import shutil
 
-from samplemix_spark.pipeline import plan, run_pipeline
+import pytest
+
+from samplemix_spark.pipeline import chained_inputs, plan, run_pipeline
 from samplemix_spark.pipeline import execute as execute_stages
 from samplemix_spark.tables import state
 
@@ -85,3 +87,30 @@ def test_a_changed_setting_is_named():
     before = {"config": {"alpha": 0.8, "tau": 0.2}, "previous": "p"}
     after = {"config": {"alpha": 0.5, "tau": 0.2}, "previous": "p"}
     assert state.why_changed("mix", before, after) == "settings changed: alpha: 0.8 -> 0.5"
+
+
+class _Recorded:
+    """A ``StageState`` whose records are the inputs of another config's stages."""
+
+    def __init__(self, cfg, stages):
+        self.inputs = dict(zip(stages, chained_inputs(cfg, stages)))
+
+    def recorded_inputs(self, stage):
+        return self.inputs.get(stage)
+
+
+def test_a_refresh_refuses_to_score_new_documents_under_another_model():
+    from samplemix_spark.config import build_config
+    from samplemix_spark.errors import InputError
+    from samplemix_spark.refresh import check_row_settings
+
+    stages = ["quality", "embed"]
+    stored = _Recorded(build_config({}), stages)
+    # Settings that do not change a row (batch size, device, the number of clusters) refresh as before.
+    check_row_settings(stored, build_config({"quality": {"batch_size": 8}, "diversity": {"k": 7, "device": "cpu"}}),
+                       stages)
+    with pytest.raises(InputError, match=r"^refresh: quality.max_tokens: 512 -> 256 changed since the stored quality "
+                                         r"rows were written.*run `samplemix run` \(without --incremental\)"):
+        check_row_settings(stored, build_config({"quality": {"max_tokens": 256}}), stages)
+    with pytest.raises(InputError, match=r"diversity.pooling: 'auto' -> 'mean' changed since the stored embeddings"):
+        check_row_settings(stored, build_config({"diversity": {"pooling": "mean"}}), stages)

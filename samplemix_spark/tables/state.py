@@ -119,7 +119,7 @@ def why_changed(stage: str, before: Optional[dict], after: dict) -> str:
         return "no record of what its last run was made of"
     reasons = _source_changes(_sources(before), _sources(after))
     if before.get("config") != after.get("config"):
-        changed = _changed_keys(before.get("config"), after.get("config"))
+        changed = changed_keys(before.get("config"), after.get("config"))
         reasons.append(f"settings changed: {', '.join(changed[:5]) or 'the stage section'}")
     if before.get("previous") != after.get("previous") and stage != "ingest":
         reasons.append("an earlier stage changed")
@@ -155,10 +155,10 @@ def _source_changes(before: dict, after: dict) -> list[str]:
     return lines[:5] + ([f"and {len(lines) - 5} more files"] if len(lines) > 5 else [])
 
 
-def _changed_keys(before, after, prefix: str = "") -> list[str]:
+def changed_keys(before, after, prefix: str = "") -> list[str]:
     if isinstance(before, dict) and isinstance(after, dict):
         return [key for k in sorted(set(before) | set(after))
-                for key in _changed_keys(before.get(k), after.get(k), f"{prefix}{k}.")]
+                for key in changed_keys(before.get(k), after.get(k), f"{prefix}{k}.")]
     return [f"{prefix.rstrip('.')}: {before!r} -> {after!r}"] if before != after else []
 
 
