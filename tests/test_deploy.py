@@ -51,3 +51,20 @@ def test_emr_step_runs_an_existing_job_with_the_packed_environment():
 
 def test_build_script_is_valid_bash():
     assert subprocess.run(["bash", "-n", str(REPO / "build.sh")]).returncode == 0
+
+
+# What every shipped cluster sets so the driver stays small and shuffles follow the input (docs/scaling.md).
+SCALING_CONF = {"spark.driver.maxResultSize": "4g", "spark.sql.execution.arrow.pyspark.enabled": "true",
+                "spark.sql.adaptive.enabled": "true", "spark.sql.adaptive.coalescePartitions.enabled": "true",
+                "spark.sql.adaptive.advisoryPartitionSizeInBytes": "256m", "spark.sql.shuffle.partitions": "4000"}
+
+
+def test_every_shipped_cluster_bounds_the_driver_and_sizes_shuffles_to_the_input():
+    jobs = yaml.safe_load((REPO / "resources" / "samplemix_job.yml").read_text())["resources"]["jobs"]
+    clusters = [c["new_cluster"] for job in jobs.values() for c in job["job_clusters"]]
+    assert len(clusters) == 3
+    for cluster in clusters:
+        assert {k: cluster["spark_conf"].get(k) for k in SCALING_CONF} == SCALING_CONF
+    args = json.loads((REPO / "emr" / "steps.json").read_text())[0]["HadoopJarStep"]["Args"]
+    given = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
+    assert {k: given.get(k) for k in SCALING_CONF} == SCALING_CONF
