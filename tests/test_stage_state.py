@@ -65,11 +65,13 @@ def test_a_copied_warehouse_and_its_sources_skip_every_stage_and_a_change_is_nam
     evaluation_corpus.write(first / "src" / "corpus.jsonl", 8)
     monkeypatch.chdir(first)
     cfg = make_config("wh", ["src/corpus.jsonl"])
+    caplog.set_level(logging.INFO)
     run_pipeline(spark, cfg, resume=True)
+    assert "stage ingest: runs: no earlier run in this warehouse" in caplog.text
     copy = tmp_path / "copy"
     shutil.copytree(first, copy, copy_function=shutil.copy)
     monkeypatch.chdir(copy)
-    caplog.set_level(logging.INFO)
+    caplog.clear()
     results = run_pipeline(spark, cfg, resume=True)
     assert results == [] and "up to date, skipped" in caplog.text
     # A source that grows: ingest says which file changed and how, the next stage that an earlier one did.

@@ -116,7 +116,7 @@ def _remote_signature(path: str) -> list:
 def why_changed(stage: str, before: Optional[dict], after: dict) -> str:
     """One line: what differs between a stage's recorded inputs and its current ones."""
     if before is None:
-        return "no record of what its last run was made of"
+        return "its last run was recorded before runs kept what they were made of"
     reasons = _source_changes(_sources(before), _sources(after))
     if before.get("config") != after.get("config"):
         changed = changed_keys(before.get("config"), after.get("config"))
@@ -219,7 +219,10 @@ class StageState:
 
     def why_stale(self, stage: str, inputs: dict) -> str:
         """Why ``stage`` is not current under ``inputs`` (``why_changed``)."""
-        if self.recorded().get(stage) == hash_inputs(inputs):
+        recorded = self.recorded().get(stage)
+        if recorded is None:
+            return "no earlier run in this warehouse"
+        if recorded == hash_inputs(inputs):
             return "its output table is missing"
         return why_changed(stage, self.recorded_inputs(stage), inputs)
 
