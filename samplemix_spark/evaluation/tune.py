@@ -395,7 +395,7 @@ def _finish(summary: pd.DataFrame, out: Path) -> pd.DataFrame:
     log.info("tune: held-out macro bits per byte per setting (seed mean); chosen on the select half (%d documents, "
              "select_bpb), reported on the report half (%d documents, report_bpb with its 95%% interval over "
              "documents%s)\n%s\nagainst the chosen setting, each at the %.4f level that holds over every pair:\n%s\n"
-             "chosen: %s  (probability of being best %.2f; %d other settings worse, %d tied)\n%s; plot %s",
+             "chosen: %s  (probability of being best %.2f; %d other settings worse, %d tied)\n%s\nplot %s",
              int(summary["select_docs"].iat[0]), int(summary["report_docs"].iat[0]),
              intervals.interval_sources(int(summary["seeds"].min())),
              table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), level,
