@@ -51,7 +51,7 @@ from samplemix_spark.pipeline import (
 )
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.per_document import PerDocumentStep, run_per_document
-from samplemix_spark.tables.state import StageState, changed_keys
+from samplemix_spark.tables.state import StageState, changed_keys, stage_inputs
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +85,13 @@ def check_row_settings(state: StageState, cfg: SampleMixConfig, stages: list[str
                        spark: Optional[SparkSession] = None) -> None:
     """Refuse a refresh whose per-document stages would score new documents under other settings (a model,
     an encoder, a method) than the stored rows were; one line names the setting and the way out."""
-    for stage, inputs in zip(stages, chained_inputs(cfg, stages, spark)):
-        before = state.recorded_inputs(stage) if stage in ROW_SETTINGS else None
-        if before is None:  # not a scoring stage, or a record from before inputs were kept
+    for stage in (s for s in stages if s in ROW_SETTINGS):
+        before = state.recorded_inputs(stage)
+        if before is None:  # a record from before inputs were kept
             continue
-        old, new = (row_settings(stage, x.get("config") or {}) for x in (before, inputs))
+        # Only the stage's own settings are compared, so no upstream fingerprint (and no source digest) is needed.
+        current = stage_inputs(stage, cfg, None, spark)
+        old, new = (row_settings(stage, x.get("config") or {}) for x in (before, current))
         if old != new:
             changed = ", ".join(f"{SECTIONS[stage]}.{c}" for c in changed_keys(old, new)[:3])
             raise InputError(f"refresh: {changed} changed since the stored {STAGE_OUTPUT[stage]} rows were "

@@ -219,12 +219,12 @@ class StageState:
 
     def why_stale(self, stage: str, inputs: dict) -> str:
         """Why ``stage`` is not current under ``inputs`` (``why_changed``)."""
-        recorded = self.recorded().get(stage)
-        if recorded is None:
+        row = self._rows().get(stage)  # one read of the table for the fingerprint and its inputs
+        if row is None:
             return "no earlier run in this warehouse"
-        if recorded == hash_inputs(inputs):
+        if row[1] == hash_inputs(inputs):
             return "its output table is missing"
-        return why_changed(stage, self.recorded_inputs(stage), inputs)
+        return why_changed(stage, json.loads(row[5]) if row[5] else None, inputs)
 
 
 def stage_fingerprint(stage: str, cfg, previous: Optional[str], spark: Optional[SparkSession] = None) -> str:
