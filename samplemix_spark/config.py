@@ -91,6 +91,11 @@ class TablesConfig:
     draw and the samples (``hashing``). ``auto`` keeps the scheme the warehouse
     recorded (``v1`` for warehouses from before schemes were recorded) and gives a
     new warehouse, or a rebuild with ``samplemix run --force``, the current ``v2``.
+
+    ``collect_chunk_mb``: the most one Spark job sends to the driver when a stage
+    reads rows there (the k-means sample, quality labels, centroids); larger reads
+    arrive in chunks (``tables.driver_reads``), each at most a quarter of
+    ``spark.driver.maxResultSize`` where the engine sets one.
     """
 
     format: str = "delta"
@@ -98,9 +103,11 @@ class TablesConfig:
     catalog: Optional[str] = None
     prefix: str = ""
     hash_scheme: str = "auto"
+    collect_chunk_mb: int = 64
 
     def __post_init__(self) -> None:
         _require_choice(self.format, "tables.format", TABLE_FORMATS)
+        _require_positive_int(self.collect_chunk_mb, "tables.collect_chunk_mb")
         _require_choice(self.hash_scheme, "tables.hash_scheme", ("auto", "v1", "v2"))
         if self.catalog is not None:
             parts = str(self.catalog).split(".")

@@ -12,14 +12,16 @@ from samplemix_spark.demo.synthetic import write_corpus
 from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.pipeline import run_pipeline, run_stage
 from samplemix_spark.quality.scorer import QualityScorer
-from samplemix_spark.quality.train import holdout_mask
+from samplemix_spark.quality.train import holdout_mask, text_digests
 
 from .conftest import make_config, store_for, write_jsonl
 from .realtext import quality_labels
 
 
 def _heldout_texts(labels_path, fraction=0.25):
+    """The held-out texts in training order: by the SHA-256 of the text."""
     labels = pd.read_json(labels_path, lines=True)
+    labels = labels.assign(digest=text_digests(labels["text"])).sort_values(["digest", "score"], kind="stable")
     return labels["text"][holdout_mask(labels["text"], fraction)].tolist(), labels
 
 
@@ -105,7 +107,8 @@ def test_labels_from_seven_dimensions_and_bad_labels(spark, tmp_path):
     cfg = make_config(tmp_path / "wh", [path])
     train = QualityTrainConfig(labels=[str(path)], dimension_columns=dims)
     labels = load_labels(spark, store_for(spark, cfg), train)
-    assert labels["score"].tolist() == [6 + i % 4 for i in range(30)]
+    assert dict(zip(labels["text"], labels["score"])) == {f"document {i}": 6 + i % 4 for i in range(30)}
+    assert labels["digest"].tolist() == sorted(text_digests(labels["text"]))
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "score": 11}] * 25)
     with pytest.raises(InputError, match="integer in 0..10"):
         load_labels(spark, store_for(spark, cfg), QualityTrainConfig(labels=[str(bad)]))

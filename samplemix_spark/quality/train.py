@@ -1,6 +1,7 @@
 """``samplemix train-quality``: fit the ordinal quality evaluator and report its metrics.
 
-Driver side. Labelled rows are read with Spark and collected; training runs in
+Driver side. Labelled rows are read with Spark, their text cut to what the
+encoder reads, and collected in bounded chunks; training runs in
 torch on the driver's GPU when present, else on its CPU. The held-out split is
 a hash of the text, so the same labels always give the same split.
 
@@ -24,7 +25,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import QualityTrainConfig, SampleMixConfig
@@ -37,6 +38,7 @@ from samplemix_spark.quality import ordinal
 from samplemix_spark.quality.checkpoint import CHECKPOINT_CONFIG, HEAD_FILE, ENCODER_DIR
 from samplemix_spark.quality.metrics import constant_baseline, quality_metrics
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.driver_reads import staged_chunks
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,18 @@ class TrainedVariant:
     seconds: float
 
 
+# Label text is cut in Spark to this many characters per token the encoder reads: it never sees more,
+# and a token of English text spans about 4 characters.
+CHARS_PER_TOKEN = 16
+
+
 def load_labels(spark: SparkSession, store: TableStore, cfg: QualityTrainConfig) -> pd.DataFrame:
-    """text and integer score 0..10 for every labelled row; invalid labels are refused."""
+    """text (cut to what the encoder reads), integer score 0..10 and digest of every labelled row.
+
+    Rows arrive in chunks of at most ``tables.collect_chunk_mb`` (``tables.driver_reads``) and are
+    ordered by the digest of their full text, so training sees the same order on every engine.
+    Invalid labels are refused.
+    """
     if cfg.labels == [ANNOTATIONS_TABLE]:
         frame, text_column, score_column = store.read("annotations"), "text", "score"
     else:
@@ -61,9 +73,14 @@ def load_labels(spark: SparkSession, store: TableStore, cfg: QualityTrainConfig)
         text_column, score_column = cfg.text_column, cfg.score_column
     score = (sum((F.col(c) for c in cfg.dimension_columns[1:]), F.col(cfg.dimension_columns[0]))
              if cfg.dimension_columns and cfg.labels != [ANNOTATIONS_TABLE] else F.col(score_column))
+    text = F.col(text_column).cast("string")
+    cut = F.substring(text, 1, cfg.max_tokens * CHARS_PER_TOKEN)
     try:
-        frame = _bounded(frame, text_column, cfg)
-        labels = frame.select(F.col(text_column).alias("text"), score.cast("double").alias("score")).toPandas()
+        frame, total_bytes = _bounded(frame, text_column, cut, cfg)
+        selected = frame.select(cut.alias("text"), score.cast("double").alias("score"),
+                                F.substring(F.sha2(F.coalesce(text, F.lit("")), 256), 1, 16).alias("digest"))
+        labels = staged_chunks(store, selected, "quality_labels", F.col("digest"), total_bytes,
+                               "train-quality").gather("text", "score", "digest")
     except Exception as exc:  # noqa: BLE001 - engines raise different classes
         raise InputError(f"quality.train.labels: cannot read text {text_column!r} and score "
                          f"{score_column!r} from {cfg.labels}: {str(exc).splitlines()[0][:200]}") from exc
@@ -74,26 +91,43 @@ def load_labels(spark: SparkSession, store: TableStore, cfg: QualityTrainConfig)
                          "score that is not an integer in 0..10")
     if len(labels) < 20:
         raise InputError(f"quality.train.labels: {len(labels)} labelled rows; at least 20 are needed")
+    labels = labels.sort_values(["digest", "score"], kind="stable").reset_index(drop=True)
     return labels.assign(score=labels["score"].astype(int))
 
 
-def _bounded(frame: DataFrame, text_column: str, cfg: QualityTrainConfig) -> DataFrame:
-    """At most about ``max_labels`` rows: a hashed sample by text, so the driver never holds every label."""
-    total = frame.count()
+# Bytes per label row beyond its text in the size estimate: the score, the digest, Arrow offsets.
+_LABEL_ROW_BYTES = 40
+
+
+def _bounded(frame: DataFrame, text_column: str, cut: Column, cfg: QualityTrainConfig) -> tuple[DataFrame, float]:
+    """At most about ``max_labels`` rows (a hashed sample by text, so the driver never holds every label), and
+    the bytes they bring to the driver."""
+    row = frame.agg(F.count(F.lit(1)).alias("rows"),
+                    F.sum(F.coalesce(F.octet_length(cut), F.lit(0))).alias("bytes")).collect()[0]
+    total, text_bytes = row["rows"], float(row["bytes"] or 0) + _LABEL_ROW_BYTES * row["rows"]
     if total <= cfg.max_labels:
-        return frame
+        return frame, text_bytes
     fraction = cfg.max_labels / total
     log.info("train-quality: %d labelled rows; training on a hashed sample of about %d (quality.train.max_labels)",
              total, cfg.max_labels)
     # A null text hashes as "" so the row can still be drawn and refused as a bad label below.
     text = F.coalesce(F.col(text_column).cast("string"), F.lit(""))
-    return frame.filter(uniform(text, cfg.seed, LABEL_SAMPLE, "v2") < F.lit(fraction))
+    return frame.filter(uniform(text, cfg.seed, LABEL_SAMPLE, "v2") < F.lit(fraction)), text_bytes * fraction
+
+
+def text_digests(texts: pd.Series) -> pd.Series:
+    """The first 16 hex digits of SHA-256(text): the digest ``load_labels`` computes in Spark."""
+    return pd.Series([hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts], index=texts.index)
+
+
+def holdout_from_digests(digests: pd.Series, fraction: float) -> np.ndarray:
+    """True for held-out rows: the digest read as a number in [0, 1) below ``fraction``."""
+    return np.asarray([int(d, 16) / 2**64 for d in digests]) < fraction
 
 
 def holdout_mask(texts: pd.Series, fraction: float) -> np.ndarray:
     """True for held-out rows: the first 8 bytes of SHA-256(text) below ``fraction``."""
-    draws = [int.from_bytes(hashlib.sha256(t.encode()).digest()[:8], "big") / 2**64 for t in texts]
-    return np.asarray(draws) < fraction
+    return holdout_from_digests(text_digests(texts), fraction)
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator):
@@ -175,7 +209,8 @@ class QualityTrainer:
         self._frozen_embeddings = None
 
     def run(self, labels: pd.DataFrame) -> dict:
-        test = holdout_mask(labels["text"], self.cfg.holdout_fraction)
+        digests = labels["digest"] if "digest" in labels else text_digests(labels["text"])
+        test = holdout_from_digests(digests, self.cfg.holdout_fraction)
         if test.all() or not test.any():
             raise InputError("quality.train.holdout_fraction leaves no training or no held-out rows")
         train_texts, test_texts = labels["text"][~test].tolist(), labels["text"][test].tolist()

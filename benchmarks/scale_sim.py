@@ -1,0 +1,227 @@
+"""The whole pipeline at two corpus sizes on classic Spark with a small driver: time and memory per stage.
+
+    .venv/bin/python benchmarks/scale_sim.py --sizes 250000 2000000
+    .venv/bin/python benchmarks/scale_sim.py --sizes 20000 --no-evaluate --result-cap 8m   # what CI runs
+
+A generated corpus of short documents (hashed ids, 12 domains of skewed sizes,
+one above 60% of the documents, pseudo-words drawn per domain so clusters form)
+goes through every stage of ``samplemix run`` (ingest with a held-out set,
+heuristic quality, embed with the static encoder, cluster, assign, diversity,
+mix, report), then ``evaluate --preset test`` with one seed, on JVM local Spark
+with ``spark.driver.memory`` and ``spark.driver.maxResultSize`` capped.
+
+Per stage it prints the seconds, the peak resident memory of the driver's whole
+process tree (this process, the JVM and its Python workers; in local mode the
+executors run in that JVM) and the peak JVM heap in use, then for two sizes the
+ratios and the targets: every stage finished; a stage over 60 s at the larger
+size grows at most 9x in time for 8x the documents; the tree's peak grows at
+most 1.3x and stays under 3 GB. ``--json`` keeps the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from samplemix_spark.config import load_config  # noqa: E402
+from samplemix_spark.engine import build_session  # noqa: E402
+from samplemix_spark.pipeline import plan, run_step  # noqa: E402
+
+DOMAINS = 12
+LARGEST_SHARE = 0.62
+WORDS_PER_DOMAIN = 400
+MEDIAN_WORDS = 40
+FILE_DOCS = 100_000
+TIME_GROWTH, MEMORY_GROWTH, MEMORY_CAP_GB, SLOW_STAGE_S = 9.0, 1.3, 3.0, 60.0
+
+
+def domain_shares() -> np.ndarray:
+    """One domain of ``LARGEST_SHARE``, the others halving in size."""
+    rest = 0.5 ** np.arange(DOMAINS - 1)
+    return np.concatenate([[LARGEST_SHARE], (1 - LARGEST_SHARE) * rest / rest.sum()])
+
+
+def _vocabulary(rng: np.random.Generator) -> np.ndarray:
+    letters = np.array(list("abcdefghiklmnoprstuvwy"))
+    lengths = rng.integers(2, 9, DOMAINS * WORDS_PER_DOMAIN)
+    return np.array(["".join(rng.choice(letters, n)) for n in lengths])
+
+
+def write_corpus(folder: Path, n_docs: int, seed: int = 11) -> list[Path]:
+    """Parquet files of ``n_docs`` documents (id, domain, text); each domain draws Zipf-ranked words from its
+    own slice of the vocabulary, with a shared tail, so documents of a domain lie near each other."""
+    rng = np.random.default_rng(seed)
+    vocabulary = _vocabulary(rng)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for first in range(0, n_docs, FILE_DOCS):
+        count = min(FILE_DOCS, n_docs - first)
+        domain = rng.choice(DOMAINS, count, p=domain_shares())
+        lengths = np.clip(rng.lognormal(np.log(MEDIAN_WORDS), 0.6, count), 5, 600).astype(int)
+        ranks = np.minimum(rng.zipf(1.4, lengths.sum()) - 1, 2 * WORDS_PER_DOMAIN - 1)
+        words = vocabulary[(np.repeat(domain, lengths) * WORDS_PER_DOMAIN + ranks) % len(vocabulary)].tolist()
+        ends = np.cumsum(lengths)
+        texts = [" ".join(words[end - n:end]) for end, n in zip(ends, lengths)]
+        ids = [hashlib.blake2b(f"{seed}:{first + i}".encode(), digest_size=8).hexdigest() for i in range(count)]
+        paths.append(folder / f"part-{first // FILE_DOCS:04d}.parquet")
+        pd.DataFrame({"id": ids, "domain": [f"d{d:02d}" for d in domain], "text": texts}).to_parquet(paths[-1])
+    return paths
+
+
+class PeakMemory:
+    """Samples the RSS of this process and all its descendants, and the JVM heap in use, in a thread."""
+
+    def __init__(self, spark, interval: float = 0.2) -> None:
+        self.spark, self.interval = spark, interval
+        self.tree_bytes = self.heap_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        root = psutil.Process()
+        runtime = self.spark._jvm.java.lang.Runtime.getRuntime()  # benchmark only: job code never uses _jvm
+        ticks = 0
+        while not self._stop.is_set():
+            total = 0
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.tree_bytes = max(self.tree_bytes, total)
+            if ticks % 5 == 0:
+                self.heap_bytes = max(self.heap_bytes, runtime.totalMemory() - runtime.freeMemory())
+            ticks += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def settings(work: Path, args: argparse.Namespace) -> list[str]:
+    spark_conf = {"spark.driver.memory": args.driver_memory, "spark.driver.maxResultSize": args.result_cap,
+                  "spark.sql.shuffle.partitions": args.shuffle_partitions, "spark.log.level": "ERROR",
+                  "spark.ui.showConsoleProgress": "false"}
+    encoder = ["diversity.encoder=static", f"diversity.static.path={args.static_path}"] if args.encoder == "static" \
+        else [f"diversity.encoder={args.encoder}"]
+    return [f"ingest.sources=[{work}/data/*.parquet]", "ingest.format=parquet", "ingest.id_column=id",
+            f"ingest.holdout_fraction={args.holdout_fraction}", "engine.kind=jvm-local",
+            f"engine.master=local[{args.cores}]", "engine.spark_conf=" + json.dumps(spark_conf),
+            "tables.format=parquet", f"tables.warehouse={work}/wh", "diversity.niter=10", *encoder,
+            "evaluate.preset=test", "evaluate.seeds=[0]", f"evaluate.out={work}/evaluate", *args.set]
+
+
+def run_size(n_docs: int, args: argparse.Namespace) -> dict:
+    """Every stage at one size in one JVM: {stage: {seconds, tree_mb, heap_mb}}."""
+    from samplemix_spark.evaluation.evaluate import evaluate
+
+    work = Path(args.work) / f"scale_{n_docs}"
+    started = time.perf_counter()
+    write_corpus(work / "data", n_docs)
+    print(f"{n_docs:,} documents generated in {time.perf_counter() - started:.0f} s", flush=True)
+    cfg = load_config(REPO / "conf" / "local.yaml", settings(work, args))
+    spark = build_session(cfg.engine)
+    stages = {}
+    work_items = [(stage, lambda step=step: run_step(spark, cfg, step)) for stage, step in plan(cfg)]
+    if args.evaluate:
+        work_items.append(("evaluate", lambda: evaluate(spark, cfg, [cfg.tables.warehouse], ["samplemix"])))
+    for stage, work_item in work_items:
+        with PeakMemory(spark) as peak:
+            started = time.perf_counter()
+            work_item()
+            seconds = time.perf_counter() - started
+        stages[stage] = {"seconds": round(seconds, 1), "tree_mb": round(peak.tree_bytes / 2**20),
+                         "heap_mb": round(peak.heap_bytes / 2**20)}
+        print(f"{n_docs:>10,}  {stage:<10} {seconds:8.1f} s  tree {stages[stage]['tree_mb']:>6,} MiB  "
+              f"heap {stages[stage]['heap_mb']:>6,} MiB", flush=True)
+    spark.stop()
+    return stages
+
+
+def verdicts(small: dict, large: dict, growth: float) -> list[str]:
+    """One line per target that the two sizes break; empty when every target holds."""
+    broken = []
+    for stage, big in large.items():
+        time_ratio = big["seconds"] / max(small[stage]["seconds"], 1e-9)
+        if big["seconds"] > SLOW_STAGE_S and time_ratio > TIME_GROWTH * growth / 8:
+            broken.append(f"{stage}: time grew {time_ratio:.1f}x")
+        if big["tree_mb"] / small[stage]["tree_mb"] > MEMORY_GROWTH:
+            broken.append(f"{stage}: driver tree grew {big['tree_mb'] / small[stage]['tree_mb']:.2f}x")
+        if big["tree_mb"] > MEMORY_CAP_GB * 1024:
+            broken.append(f"{stage}: driver tree peaked at {big['tree_mb']:,} MiB")
+    return broken
+
+
+def table(sizes: list[int], results: dict) -> str:
+    """A markdown table: per stage the figures at every size and, for two sizes, the ratios."""
+    head = ["stage"] + [f"{label} at {n:,}" for n in sizes for label in ("s", "tree MiB", "heap MiB")]
+    if len(sizes) == 2:
+        head += ["time ratio", "tree ratio"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stage in results[sizes[0]]:
+        cells = [stage]
+        for n in sizes:
+            row = results[n][stage]
+            cells += [f"{row['seconds']:.1f}", f"{row['tree_mb']:,}", f"{row['heap_mb']:,}"]
+        if len(sizes) == 2:
+            small, large = results[sizes[0]][stage], results[sizes[1]][stage]
+            cells += [f"{large['seconds'] / max(small['seconds'], 1e-9):.2f}",
+                      f"{large['tree_mb'] / small['tree_mb']:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[250_000, 2_000_000])
+    parser.add_argument("--no-evaluate", dest="evaluate", action="store_false")
+    parser.add_argument("--driver-memory", default="1g")
+    parser.add_argument("--result-cap", default="64m", help="spark.driver.maxResultSize")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--shuffle-partitions", type=int, default=8)
+    parser.add_argument("--holdout-fraction", type=float, default=0.01)
+    parser.add_argument("--encoder", default="static",
+                        help="static (distilled once from MiniLM under --static-path) or an encoder folder")
+    parser.add_argument("--static-path", default=str(REPO / "out" / "encoders"))
+    parser.add_argument("--work", default=str(REPO / "out" / "scale_sim"))
+    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    os.environ.setdefault("RUST_LOG", "error")
+    results = {n: run_size(n, args) for n in args.sizes}
+    print(table(args.sizes, results))
+    broken = verdicts(results[args.sizes[0]], results[args.sizes[1]], args.sizes[1] / args.sizes[0]) \
+        if len(args.sizes) == 2 else []
+    print("targets: " + ("all hold" if not broken else "; ".join(broken)))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"sizes": args.sizes, "args": vars(args), "stages": results,
+                                               "broken": broken}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
