@@ -10,9 +10,10 @@ heuristic quality, embed with the static encoder, cluster, assign, diversity,
 mix, report), then ``evaluate --preset test`` with one seed, on JVM local Spark
 with ``spark.driver.memory`` and ``spark.driver.maxResultSize`` capped.
 
-Per stage it prints the seconds, the peak resident memory of the driver's whole
-process tree (this process, the JVM and its Python workers; in local mode the
-executors run in that JVM) and the peak JVM heap in use, then for two sizes the
+Per stage it prints the seconds, the peak memory of the driver's whole process
+tree (this process, the JVM and its Python workers; in local mode the executors
+run in that JVM), summed as proportional set sizes so the pages forked Python
+workers share count once, and the peak JVM heap in use, then for two sizes the
 ratios and the targets: every stage finished; a stage over 60 s at the larger
 size grows at most 9x in time for 8x the documents; the tree's peak grows at
 most 1.3x and stays under 3 GB. ``--json`` keeps the figures.
@@ -50,8 +51,9 @@ TIME_GROWTH, MEMORY_GROWTH, MEMORY_CAP_GB, SLOW_STAGE_S = 9.0, 1.3, 3.0, 60.0
 
 
 def domain_shares() -> np.ndarray:
-    """One domain of ``LARGEST_SHARE``, the others halving in size."""
-    rest = 0.5 ** np.arange(DOMAINS - 1)
+    """One domain of ``LARGEST_SHARE``, each of the others 0.7 times the one before (0.3% of the documents for
+    the smallest)."""
+    rest = 0.7 ** np.arange(DOMAINS - 1)
     return np.concatenate([[LARGEST_SHARE], (1 - LARGEST_SHARE) * rest / rest.sum()])
 
 
@@ -82,29 +84,45 @@ def write_corpus(folder: Path, n_docs: int, seed: int = 11) -> list[Path]:
     return paths
 
 
+def _proportional_bytes(process: psutil.Process) -> int:
+    """The process's proportional set size (PSS): a page shared by n processes counts 1/n, so the Python workers
+    PySpark forks from one daemon are not counted several times over; RSS where PSS is not available."""
+    try:
+        return process.memory_full_info().pss
+    except (AttributeError, psutil.AccessDenied):
+        return process.memory_info().rss
+
+
 class PeakMemory:
-    """Samples the RSS of this process and all its descendants, and the JVM heap in use, in a thread."""
+    """Samples, in a thread, the memory of this process and all its descendants (in total, and the peak of each
+    part: this Python driver, the JVM, the Python workers) and the JVM heap in use."""
 
     def __init__(self, spark, interval: float = 0.2) -> None:
         self.spark, self.interval = spark, interval
-        self.tree_bytes = self.heap_bytes = 0
+        self.peaks = {"tree": 0, "python": 0, "jvm": 0, "workers": 0, "heap": 0}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _parts(self, root: psutil.Process) -> dict:
+        parts = {"python": _proportional_bytes(root), "jvm": 0, "workers": 0}
+        for process in root.children(recursive=True):
+            try:
+                part = "jvm" if process.name().startswith("java") else "workers"
+                parts[part] += _proportional_bytes(process)
+            except psutil.Error:
+                pass
+        return parts
 
     def _sample(self) -> None:
         root = psutil.Process()
         runtime = self.spark._jvm.java.lang.Runtime.getRuntime()  # benchmark only: job code never uses _jvm
         ticks = 0
         while not self._stop.is_set():
-            total = 0
-            for process in [root, *root.children(recursive=True)]:
-                try:
-                    total += process.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.tree_bytes = max(self.tree_bytes, total)
+            parts = self._parts(root)
+            parts["tree"] = sum(parts.values())
             if ticks % 5 == 0:
-                self.heap_bytes = max(self.heap_bytes, runtime.totalMemory() - runtime.freeMemory())
+                parts["heap"] = runtime.totalMemory() - runtime.freeMemory()
+            self.peaks = {key: max(value, parts.get(key, 0)) for key, value in self.peaks.items()}
             ticks += 1
             self._stop.wait(self.interval)
 
@@ -116,6 +134,9 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
 
+    def mib(self) -> dict:
+        return {f"{key}_mb": round(value / 2**20) for key, value in self.peaks.items()}
+
 
 def settings(work: Path, args: argparse.Namespace) -> list[str]:
     spark_conf = {"spark.driver.memory": args.driver_memory, "spark.driver.maxResultSize": args.result_cap,
@@ -126,7 +147,8 @@ def settings(work: Path, args: argparse.Namespace) -> list[str]:
     return [f"ingest.sources=[{work}/data/*.parquet]", "ingest.format=parquet", "ingest.id_column=id",
             f"ingest.holdout_fraction={args.holdout_fraction}", "engine.kind=jvm-local",
             f"engine.master=local[{args.cores}]", "engine.spark_conf=" + json.dumps(spark_conf),
-            "tables.format=parquet", f"tables.warehouse={work}/wh", "diversity.niter=10", *encoder,
+            "tables.format=parquet", f"tables.warehouse={work}/wh", "diversity.niter=10",
+            f"diversity.sample_size={args.sample_size}", *encoder,
             "evaluate.preset=test", "evaluate.seeds=[0]", f"evaluate.out={work}/evaluate", *args.set]
 
 
@@ -149,10 +171,9 @@ def run_size(n_docs: int, args: argparse.Namespace) -> dict:
             started = time.perf_counter()
             work_item()
             seconds = time.perf_counter() - started
-        stages[stage] = {"seconds": round(seconds, 1), "tree_mb": round(peak.tree_bytes / 2**20),
-                         "heap_mb": round(peak.heap_bytes / 2**20)}
-        print(f"{n_docs:>10,}  {stage:<10} {seconds:8.1f} s  tree {stages[stage]['tree_mb']:>6,} MiB  "
-              f"heap {stages[stage]['heap_mb']:>6,} MiB", flush=True)
+        stages[stage] = {"seconds": round(seconds, 1), **peak.mib()}
+        print(f"{n_docs:>10,}  {stage:<10} {seconds:8.1f} s  " + "  ".join(
+            f"{key[:-3]} {value:>6,} MiB" for key, value in stages[stage].items() if key != "seconds"), flush=True)
     spark.stop()
     return stages
 
@@ -173,7 +194,8 @@ def verdicts(small: dict, large: dict, growth: float) -> list[str]:
 
 def table(sizes: list[int], results: dict) -> str:
     """A markdown table: per stage the figures at every size and, for two sizes, the ratios."""
-    head = ["stage"] + [f"{label} at {n:,}" for n in sizes for label in ("s", "tree MiB", "heap MiB")]
+    head = ["stage"] + [f"{label} at {n:,}" for n in sizes for label in ("s", "tree MiB", "python / JVM / workers MiB",
+                                                                          "heap MiB")]
     if len(sizes) == 2:
         head += ["time ratio", "tree ratio"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -181,7 +203,8 @@ def table(sizes: list[int], results: dict) -> str:
         cells = [stage]
         for n in sizes:
             row = results[n][stage]
-            cells += [f"{row['seconds']:.1f}", f"{row['tree_mb']:,}", f"{row['heap_mb']:,}"]
+            cells += [f"{row['seconds']:.1f}", f"{row['tree_mb']:,}",
+                      f"{row['python_mb']:,} / {row['jvm_mb']:,} / {row['workers_mb']:,}", f"{row['heap_mb']:,}"]
         if len(sizes) == 2:
             small, large = results[sizes[0]][stage], results[sizes[1]][stage]
             cells += [f"{large['seconds'] / max(small['seconds'], 1e-9):.2f}",
@@ -199,6 +222,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--shuffle-partitions", type=int, default=8)
     parser.add_argument("--holdout-fraction", type=float, default=0.01)
+    parser.add_argument("--sample-size", type=int, default=200_000,
+                        help="diversity.sample_size: below the smaller size, so both sizes collect the same sample")
     parser.add_argument("--encoder", default="static",
                         help="static (distilled once from MiniLM under --static-path) or an encoder folder")
     parser.add_argument("--static-path", default=str(REPO / "out" / "encoders"))
