@@ -75,6 +75,12 @@ def reject_reason(cfg: SampleMixConfig) -> Column:
     return reason
 
 
+# The join hint for a side that grows with the corpus: a sort-merge join, never a broadcast. A broadcast is
+# collected through the driver, and a planner's size estimate can be far below the relation (2M text hashes
+# estimated under the 10 MB threshold collected 92 MiB), past spark.driver.maxResultSize.
+CORPUS_SIZED = "merge"
+
+
 def flag_rows(raw: DataFrame, cfg: SampleMixConfig) -> DataFrame:
     """Add ``doc_id`` and ``reason`` (null = kept) to the mapped source rows."""
     text_hash = F.sha2(F.col("text"), 256)
@@ -112,7 +118,7 @@ def drop_leaks(marked: DataFrame) -> DataFrame:
     kept = F.col("reason").isNull()
     train = (marked.filter(kept & (F.col("split") == "train"))
              .select(F.col("_text_hash").alias("_train_hash")).distinct())
-    joined = marked.join(train, marked["_text_hash"] == train["_train_hash"], "left")
+    joined = marked.join(train.hint(CORPUS_SIZED), marked["_text_hash"] == train["_train_hash"], "left")
     leak = kept & (F.col("split") == "holdout") & F.col("_train_hash").isNotNull()
     return joined.withColumn("reason", F.when(leak, F.lit("holdout_duplicate")).otherwise(F.col("reason"))) \
         .drop("_train_hash")
@@ -131,7 +137,7 @@ def reject_stored_ids(flagged: DataFrame, stored: DataFrame) -> DataFrame:
     held-out source that repeats a training document) must not reach ``holdout``.
     """
     ids = stored.select(F.col("doc_id").alias("_stored_id"))
-    joined = flagged.join(ids, flagged["doc_id"] == ids["_stored_id"], "left")
+    joined = flagged.join(ids.hint(CORPUS_SIZED), flagged["doc_id"] == ids["_stored_id"], "left")
     leak = F.col("reason").isNull() & (F.col("split") == "holdout") & F.col("_stored_id").isNotNull()
     return joined.withColumn("reason", F.when(leak, F.lit("holdout_duplicate")).otherwise(F.col("reason"))) \
         .drop("_stored_id")
@@ -205,7 +211,7 @@ def holdout_overlap(flagged: DataFrame, store: TableStore) -> DataFrame:
     else:
         train = training.mapInArrow(_shingle_batches, SHINGLE_SCHEMA).select("h")
         seen = train.join(distinct, "h", "left_semi").distinct().withColumn("_seen", F.lit(1))
-    return (held.join(seen, "h", "left").groupBy("doc_id")
+    return (held.join(seen.hint(CORPUS_SIZED), "h", "left").groupBy("doc_id")
             .agg(F.count(F.lit(1)).alias("shingles"), F.count("_seen").alias("shared"))
             .withColumn("share", F.col("shared") / F.col("shingles")))
 
