@@ -98,10 +98,10 @@ def centroids_frame(spark: SparkSession, centroids: np.ndarray) -> DataFrame:
 def read_centroids(store: TableStore) -> np.ndarray:
     """(k, dim) float32 centroids ordered by cluster_id, read in chunks of consecutive clusters."""
     table = store.read("centroids")
-    first = table.select("centroid").limit(1).toPandas()
-    if first.empty:
+    shape = table.agg(F.count(F.lit(1)).alias("k"), F.max(F.size("centroid")).alias("dim")).collect()[0]
+    if not shape["k"]:
         raise InputError("the centroids table is empty: run `samplemix cluster` again")
-    k, dim = table.count(), len(first["centroid"].iloc[0])
+    k, dim = shape["k"], shape["dim"]
     chunks = ranged_chunks(store, table, "cluster_id", k, dim * 4 + 8, "centroids")
     centroids = np.empty((k, dim), dtype=np.float32)
     for chunk in chunks.read("cluster_id", "centroid"):
