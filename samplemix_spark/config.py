@@ -133,8 +133,10 @@ class IngestConfig:
     tokenizer: str = DEFAULT_TOKENIZER
     # Above this share of rejected rows the input is taken to be misread (wrong format or mapping).
     max_reject_share: float = 0.5
-    # Held-out evaluation set: a hashed share of the sources' documents, or separate sources.
+    # Held-out evaluation set: a hashed share of the sources' documents, about this many of each domain's, or
+    # separate sources.
     holdout_fraction: float = 0.0
+    holdout_docs: int = 0
     holdout_seed: int = 7
     holdout_sources: list = field(default_factory=list)
     # A held-out document sharing at least this share of its 13-word shingles with training text is rejected.
@@ -156,10 +158,20 @@ class IngestConfig:
                  f"got {self.holdout_fraction!r}, expected a number in [0, 1)")
         _require(_is_number(self.holdout_overlap) and 0 < self.holdout_overlap <= 1, "ingest.holdout_overlap",
                  f"got {self.holdout_overlap!r}, expected a share in (0, 1]")
-        _require(not (self.holdout_fraction and self.holdout_sources), "ingest.holdout_fraction",
-                 "set either ingest.holdout_fraction or ingest.holdout_sources, not both")
+        _require(isinstance(self.holdout_docs, int) and not isinstance(self.holdout_docs, bool)
+                 and self.holdout_docs >= 0, "ingest.holdout_docs",
+                 f"got {self.holdout_docs!r}, expected a whole number of documents per domain (0: off)")
+        chosen = [key for key in ("holdout_fraction", "holdout_docs", "holdout_sources") if getattr(self, key)]
+        _require(len(chosen) <= 1, f"ingest.{chosen[0] if chosen else 'holdout_fraction'}",
+                 f"set one of ingest.holdout_fraction, ingest.holdout_docs and ingest.holdout_sources, not "
+                 f"{' and '.join('ingest.' + key for key in chosen)}")
         _require(isinstance(self.holdout_seed, int) and not isinstance(self.holdout_seed, bool),
                  "ingest.holdout_seed", f"got {self.holdout_seed!r}, expected an integer")
+
+    @property
+    def holds_out(self) -> bool:
+        """Whether ingest splits off a held-out set (by fraction, by documents per domain or by sources)."""
+        return bool(self.holdout_fraction or self.holdout_docs or self.holdout_sources)
 
     def _check_score_columns(self) -> None:
         names = []

@@ -24,8 +24,8 @@ decide which held-out documents are near-copies of training text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import re
 
 import numpy as np
 from pyspark.sql import Column
@@ -97,34 +97,165 @@ def stream_key(seed: int, epoch: int, doc_id: str, replica: int) -> int:
 
 
 SHINGLE_WORDS = 13
-# Words split on an explicit ASCII whitespace class (not str.split's Unicode-wide one), lower-cased first.
-_WORD_SPLIT = re.compile("[\t\n\x0b\f\r ]+")
-_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)
+# Word separators: the ASCII whitespace class [\t\n\x0b\f\r ] (not str.split's Unicode-wide one). In UTF-8
+# these byte values occur only as those characters, so words are cut on bytes.
+_SEPARATOR_BYTES = np.zeros(256, dtype=bool)
+_SEPARATOR_BYTES[[9, 10, 11, 12, 13, 32]] = True
+_MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # combines a window's 13 word hashes
+_BYTE_BASE = 0x100000001B3                    # the polynomial over a word's bytes (odd, so invertible mod 2^64)
+_BYTE_BASE_INVERSE = pow(_BYTE_BASE, -1, 2**64)
+_LENGTH_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
+_BYTE_VALUES = np.arange(1, 257, dtype=np.uint64)  # byte + 1
+# Texts are hashed in runs of about this many bytes: the arrays below take about 40 bytes per text byte.
+SHINGLE_CHUNK_BYTES = 1 << 20
 
 
-def _word_hashes(words: list[str]) -> np.ndarray:
-    """A 64-bit BLAKE2b hash of each word's UTF-8 bytes (each distinct word hashed once)."""
-    unique, inverse = np.unique(np.array(words, dtype=object), return_inverse=True)
-    digests = np.array([int.from_bytes(hashlib.blake2b(w.encode("utf-8"), digest_size=8).digest(), "big")
-                        for w in unique], dtype=np.uint64)
-    return digests[inverse]
+@functools.lru_cache(maxsize=4)
+def _powers(base: int, n: int) -> np.ndarray:
+    """base**0 .. base**(n-1) mod 2^64 (cached: every run of text reuses the table)."""
+    steps = np.full(n, base, dtype=np.uint64)
+    steps[:1] = 1
+    table = np.multiply.accumulate(steps)
+    table.flags.writeable = False
+    return table
+
+
+def _power_table(base: int, n: int) -> np.ndarray:
+    """At least ``n`` powers of ``base``: the cached table for a run of text, a larger one for a longer text."""
+    return _powers(base, max(n, SHINGLE_CHUNK_BYTES + 1))
+
+
+def _fmix64(x: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser: every input bit reaches every output bit."""
+    x = x ^ (x >> np.uint64(33))
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    return x ^ (x >> np.uint64(33))
+
+
+def _word_spans(data: np.ndarray, starts_of_texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) byte of every word in ``data``; no word crosses a text's start."""
+    word_byte = ~_SEPARATOR_BYTES[data]
+    text_start = np.zeros(len(data) + 1, dtype=bool)
+    text_start[starts_of_texts] = True
+    before = np.concatenate(([True], ~word_byte[:-1])) | text_start[:-1]
+    after = np.concatenate((~word_byte[1:], [True])) | text_start[1:]
+    return np.flatnonzero(word_byte & before), np.flatnonzero(word_byte & after) + 1
+
+
+def _polynomial_windows(values: np.ndarray, starts: np.ndarray, ends: np.ndarray, base: int) -> np.ndarray:
+    """For each span [start, end) of ``values``: sum of values[start + j] * base**j, mod 2^64.
+
+    One prefix sum of ``values[i] * base**i`` serves every span: a span's
+    difference of two prefixes carries ``base**start``, which the inverse power
+    removes. So all spans cost a few array operations, whatever their number.
+    """
+    with np.errstate(over="ignore"):
+        terms = values * _power_table(base, len(values))[:len(values)]
+        prefix = np.zeros(len(values) + 1, dtype=np.uint64)
+        np.cumsum(terms, dtype=np.uint64, out=prefix[1:])
+        inverse = pow(base, -1, 2**64)
+        return (prefix[ends] - prefix[starts]) * _power_table(inverse, len(values) + 1)[starts]
+
+
+def _word_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each word: a polynomial over its bytes (each plus one, so a zero byte counts), then mixed
+    with its length through ``_fmix64``."""
+    with np.errstate(over="ignore"):
+        polynomial = _polynomial_windows(_BYTE_VALUES[data], starts, ends, _BYTE_BASE)
+        return _fmix64(polynomial ^ ((ends - starts).astype(np.uint64) * _LENGTH_MIX))
+
+
+def _chunk_shingles(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(text index, shingle hash) of every 13-word window of the texts ``data[offsets[i]:offsets[i+1]]``."""
+    starts, ends = _word_spans(data, offsets[:-1]) if len(data) else (np.zeros(0, np.int64),) * 2
+    windows = len(starts) - SHINGLE_WORDS + 1
+    if windows <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+    words = _word_hashes(data, starts, ends)
+    text_of_word = np.searchsorted(offsets, starts, side="right") - 1
+    first = np.arange(windows)
+    shingles = _polynomial_windows(words, first, first + SHINGLE_WORDS, int(_MULTIPLIER))
+    inside = text_of_word[:windows] == text_of_word[SHINGLE_WORDS - 1:]
+    return text_of_word[:windows][inside], shingles[inside]
+
+
+def _distinct_per_text(texts: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each text's distinct hashes, sorted by text and then by hash."""
+    order = np.lexsort((hashes, texts))
+    texts, hashes = texts[order], hashes[order]
+    first = np.ones(len(hashes), dtype=bool)
+    first[1:] = (texts[1:] != texts[:-1]) | (hashes[1:] != hashes[:-1])
+    return texts[first], hashes[first]
+
+
+def shingle_rows(texts, chunk_bytes: int = SHINGLE_CHUNK_BYTES,
+                 distinct: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The 13-word shingle hashes of every text in a pyarrow string array (or a list of str).
+
+    Returns (row index, hash as int64): with ``distinct``, each text's distinct
+    hashes sorted by row and then by unsigned hash; without, every window in text
+    order (for a caller that only looks hashes up). A null, empty or under-13-word
+    text has none. Texts are lower-cased by pyarrow and cut into words on ASCII
+    whitespace; a word's hash is a polynomial over its bytes, and a window's hash
+    a polynomial over its 13 word hashes (both mod 2^64), so no window is built as
+    a string. Everything runs as numpy array operations over runs of about
+    ``chunk_bytes`` of text, never a Python loop per word or text; the same code
+    runs in every engine's Python workers, so every engine cuts and hashes the
+    same words.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = pa.array(texts, pa.large_string()) if isinstance(texts, list) else texts.cast(pa.large_string())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    lowered = pc.utf8_lower(pc.fill_null(array, ""))
+    offsets = np.frombuffer(lowered.buffers()[1], dtype=np.int64)[lowered.offset:lowered.offset + len(lowered) + 1]
+    data = (np.frombuffer(lowered.buffers()[2], dtype=np.uint8) if lowered.buffers()[2] is not None
+            else np.zeros(0, dtype=np.uint8))
+    rows, hashes = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.uint64)]
+    first = 0
+    while first < len(lowered):
+        last = min(max(int(np.searchsorted(offsets, offsets[first] + chunk_bytes, side="right")) - 1, first + 1),
+                   len(lowered))
+        base = offsets[first]
+        chunk_rows, chunk_hashes = _chunk_shingles(data[base:offsets[last]], offsets[first:last + 1] - base)
+        if distinct:
+            chunk_rows, chunk_hashes = _distinct_per_text(chunk_rows, chunk_hashes)
+        rows.append(chunk_rows + first)
+        hashes.append(chunk_hashes)
+        first = last
+    return np.concatenate(rows).astype(np.int64), np.concatenate(hashes).view(np.int64)
+
+
+class ShingleSet:
+    """A sorted set of shingle hashes to look training shingles up in (executor side).
+
+    A byte table indexed by a hash's top bits (about 32 slots per member, so
+    about 3% of absent hashes pass) answers most lookups with one gather; only
+    those that pass are searched in the sorted hashes.
+    """
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        self.sorted = np.unique(hashes.astype(np.int64))
+        self.bits = int(min(max(np.ceil(np.log2(max(len(self.sorted), 1) * 32)), 10), 28))
+        self.table = np.zeros(1 << self.bits, dtype=bool)
+        self.table[self._slots(self.sorted)] = True
+
+    def _slots(self, hashes: np.ndarray) -> np.ndarray:
+        return (hashes.view(np.uint64) >> np.uint64(64 - self.bits)).astype(np.intp)
+
+    def found(self, hashes: np.ndarray) -> np.ndarray:
+        """The distinct ``hashes`` (int64) that are members."""
+        if not len(self.sorted):
+            return np.zeros(0, dtype=np.int64)
+        maybe = np.unique(hashes[self.table[self._slots(hashes)]])
+        position = np.searchsorted(self.sorted, maybe).clip(max=len(self.sorted) - 1)
+        return maybe[self.sorted[position] == maybe]
 
 
 def shingle_hashes(text: str) -> np.ndarray:
-    """The distinct hashes of a text's lower-cased 13-word windows (int64); empty below 13 words.
-
-    A window's hash combines its 13 word hashes as a polynomial in a fixed odd
-    multiplier (arithmetic mod 2^64), so no window is ever built as a string (a
-    long document's windows as text would be 13 times its size). Python computes
-    it wherever it runs, so every engine cuts and hashes the same words.
-    """
-    words = [w for w in _WORD_SPLIT.split(text.lower()) if w]
-    n = len(words) - SHINGLE_WORDS + 1
-    if n <= 0:
-        return np.zeros(0, dtype=np.int64)
-    hashed = _word_hashes(words)
-    acc = np.zeros(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(SHINGLE_WORDS):
-            acc = acc * _MULTIPLIER + hashed[k:k + n]
-    return np.unique(acc).view(np.int64)
+    """The distinct shingle hashes of one text (int64, in unsigned order); empty below 13 words."""
+    return shingle_rows([text])[1]

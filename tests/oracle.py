@@ -78,3 +78,33 @@ def spark_xxhash64_uniform(doc_id: str, seed: int, purpose: str | None = None) -
     if purpose is not None:
         value = xxhash.xxh64_intdigest(purpose.encode("utf-8"), seed=value)
     return (value >> 11) / float(2**53)
+
+
+_M64 = 2**64
+
+
+def _fmix64(x: int) -> int:
+    for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        x = ((x ^ (x >> 33)) * multiplier) % _M64
+    return x ^ (x >> 33)
+
+
+def shingle_hashes(text: str | None) -> np.ndarray:
+    """The 13-word shingle hashes, one Python loop per byte and word, as int64 in unsigned order.
+
+    Words are the pyarrow-lower-cased text cut on [\\t\\n\\x0b\\f\\r ]; a word is
+    fmix64(sum (byte+1) * 0x100000001B3**i  xor  length * 0xC2B2AE3D27D4EB4F), and a
+    window sum word[i+k] * 0x9E3779B97F4A7C15**k, all mod 2^64.
+    """
+    import re
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lowered = pc.utf8_lower(pa.array([text or ""])).to_pylist()[0]
+    words = [w.encode("utf-8") for w in re.split("[\t\n\x0b\f\r ]+", lowered) if w]
+    hashed = [_fmix64(sum((b + 1) * pow(0x100000001B3, i, _M64) for i, b in enumerate(w)) % _M64
+                      ^ (len(w) * 0xC2B2AE3D27D4EB4F % _M64)) for w in words]
+    windows = {sum(hashed[i + k] * pow(0x9E3779B97F4A7C15, k, _M64) for k in range(13)) % _M64
+               for i in range(len(words) - 12)}
+    return np.array(sorted(windows), dtype=np.uint64).view(np.int64)

@@ -110,6 +110,50 @@ def test_an_incremental_refresh_keeps_new_held_out_documents_out_of_the_mix(spar
     assert not held_ids & (_doc_ids(store, "documents") | _doc_ids(store, "weights") | _doc_ids(store, "output"))
 
 
+def _held_out_by_threshold(doc_ids, domains: pd.Series, thresholds: dict) -> set:
+    from .oracle import HOLDOUT_SPLIT, spark_xxhash64_uniform
+
+    return {d for d, domain in zip(doc_ids, domains)
+            if spark_xxhash64_uniform(d, HOLDOUT["holdout_seed"], HOLDOUT_SPLIT) < thresholds[domain]}
+
+
+def test_holdout_docs_holds_out_about_that_many_per_domain_and_a_refresh_keeps_each_domains_threshold(spark,
+                                                                                                      tmp_path):
+    from samplemix_spark.refresh import run_incremental
+
+    per_domain = 12
+    source = evaluation_corpus.write(tmp_path / "src" / "corpus.jsonl", 60)
+    cfg = make_config(tmp_path / "wh", [source], ingest={"holdout_docs": per_domain, "holdout_seed": 7})
+    for stage in ("ingest", "quality", "diversity", "mix"):
+        run_stage(spark, cfg, stage)
+    store = store_for(spark, cfg)
+    rows = pd.concat([store.read(t).select("doc_id", "domain").toPandas() for t in ("documents", "holdout")])
+    rejected = store.read("rejects").toPandas()
+    # The threshold is per_domain over the domain's valid rows (kept ones plus held-out leak rejects).
+    valid = pd.concat([rows, rejected[rejected["reason"].str.startswith("holdout_")][["doc_id", "domain"]]])
+    counts = valid.groupby("domain")["doc_id"].nunique()
+    stored = store.read("holdout_thresholds").toPandas().set_index("domain")
+    np.testing.assert_allclose(stored["threshold"], np.minimum(1.0, per_domain / counts[stored.index]))
+    first = store.read("holdout").toPandas()
+    assert set(first["doc_id"]) == _held_out_by_threshold(rows["doc_id"], rows["domain"], stored["threshold"])
+    sizes = first.groupby("domain").size()
+    assert set(sizes.index) == set(counts.index) and ((sizes > per_domain / 3) & (sizes < per_domain * 3)).all()
+
+    # Twice the documents land: each domain keeps the threshold it was split with, so nothing stored moves.
+    extra = [r for r in evaluation_corpus.records(120) if r not in evaluation_corpus.records(60)]
+    (tmp_path / "src" / "new.jsonl").write_text("".join(json.dumps(r) + "\n" for r in extra))
+    before = _doc_ids(store, "documents")
+    run_incremental(spark, cfg)
+    after = store.read("holdout_thresholds").toPandas().set_index("domain")["threshold"]
+    assert after.to_dict() == stored["threshold"].to_dict()
+    held = store.read("holdout").toPandas()
+    assert set(first["doc_id"]) <= set(held["doc_id"]) and before <= _doc_ids(store, "documents")
+    new_rows = store.read("documents").select("doc_id", "domain").toPandas()
+    new_rows = pd.concat([new_rows[~new_rows["doc_id"].isin(before)], held[~held["doc_id"].isin(first["doc_id"])]])
+    assert set(held["doc_id"]) - set(first["doc_id"]) == _held_out_by_threshold(new_rows["doc_id"],
+                                                                                  new_rows["domain"], after)
+
+
 def test_a_refresh_refuses_a_changed_split_and_a_resplit_keeps_the_split_clean(spark, tmp_path, caplog):
     from samplemix_spark.refresh import run_incremental
 
@@ -189,8 +233,13 @@ def test_a_held_out_text_that_is_also_a_training_text_is_rejected(spark, tmp_pat
 def test_holdout_settings_are_validated():
     with pytest.raises(ConfigError, match="ingest.holdout_fraction"):
         build_config({"ingest": {"holdout_fraction": 1.0}})
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match="set one of .*not ingest.holdout_fraction and ingest.holdout_sources"):
         build_config({"ingest": {"holdout_fraction": 0.1, "holdout_sources": ["x.jsonl"]}})
+    with pytest.raises(ConfigError, match="not ingest.holdout_fraction and ingest.holdout_docs"):
+        build_config({"ingest": {"holdout_fraction": 0.1, "holdout_docs": 100}})
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match="ingest.holdout_docs"):
+            build_config({"ingest": {"holdout_docs": bad}})
     with pytest.raises(ConfigError, match="evaluate.preset"):
         build_config({"evaluate": {"preset": "huge"}})
     with pytest.raises(ConfigError, match="evaluate.seeds"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from pyspark.sql import functions as F
 
 from samplemix_spark.hashing import COUNT_DRAW, HOLDOUT_SPLIT, KMEANS_SAMPLE, uniform
@@ -97,3 +98,25 @@ def test_a_warehouse_keeps_its_recorded_scheme_until_a_forced_rebuild(spark, tmp
     execute(spark, cfg, plan(cfg, ("ingest", "quality", "diversity", "mix")), resume=False)  # run --force
     assert store.hash_scheme == "v2" and store.read("mix_run").collect()[0]["hash_scheme"] == "v2"
     assert set(store.read(STATE_TABLE).toPandas()["hash_scheme"]) == {"v2"}
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 97, 1 << 20])
+def test_batched_shingles_match_a_per_word_oracle_across_texts_and_runs(chunk_bytes):
+    from samplemix_spark.hashing import ShingleSet, shingle_rows
+
+    rng = np.random.default_rng(3)
+    vocabulary = ["a", "Bé", "ß", "x" * 70, "中文", "w1", "W1", "\x00", "\U0001F600"]
+    separators = [" ", "\t", "\n  ", "\x0b", "\r\n", "\xa0", "\f"]
+    texts = [None if i % 37 == 0 else
+             "".join(rng.choice(vocabulary) + rng.choice(separators) for _ in range(rng.choice([0, 12, 13, 14, 60])))
+             for i in range(120)]
+    rows, hashes = shingle_rows(texts, chunk_bytes=chunk_bytes)
+    assert np.all(np.diff(rows) >= 0)
+    for row, text in enumerate(texts):
+        np.testing.assert_array_equal(hashes[rows == row], oracle.shingle_hashes(text))
+    # Undeduplicated: every window, so the same distinct set per text.
+    all_rows, all_hashes = shingle_rows(texts, chunk_bytes=chunk_bytes, distinct=False)
+    assert len(all_hashes) >= len(hashes)
+    assert set(zip(all_rows.tolist(), all_hashes.tolist())) == set(zip(rows.tolist(), hashes.tolist()))
+    members = ShingleSet(hashes[rows < 60])
+    np.testing.assert_array_equal(np.sort(members.found(all_hashes)), np.unique(hashes[rows < 60]))

@@ -107,7 +107,7 @@ def check_holdout(runs: list[Run]) -> TableStore:
     for name, mark in prints.items():
         if mark in ("", "none") or mark.startswith("0:"):
             raise InputError(f"run {name!r} has no held-out set: set ingest.holdout_fraction (or "
-                             "ingest.holdout_sources) and rerun ingest and the stages after it")
+                             "ingest.holdout_docs or ingest.holdout_sources) and rerun ingest and the stages after it")
     if len(set(prints.values())) > 1:
         raise InputError("the runs were mixed against different held-out sets, so their losses cannot be "
                          f"compared: {', '.join(f'{n} {p}' for n, p in prints.items())}")

@@ -127,6 +127,6 @@ def in_half(frame: pd.DataFrame, half: Optional[str]) -> pd.DataFrame:
     lacking = sorted(set(frame["domain"]) - set(kept["domain"]))
     if lacking:
         raise InputError(f"held-out domains {', '.join(lacking)} have one scored document, so the {half} half has "
-                         "none of them: choosing and reporting on separate halves needs at least 2 per domain; "
-                         "raise ingest.holdout_fraction (or evaluate.max_eval_docs) and rerun ingest")
+                         "none of them: choosing and reporting on separate halves needs at least 2 per domain; raise "
+                         "ingest.holdout_fraction or ingest.holdout_docs (or evaluate.max_eval_docs) and rerun ingest")
     return kept

@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import IngestConfig, SampleMixConfig, score_column_name
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import InputError
-from samplemix_spark.hashing import HOLDOUT_SPLIT, SHINGLE_WORDS, shingle_hashes, uniform
+from samplemix_spark.hashing import HOLDOUT_SPLIT, SHINGLE_WORDS, ShingleSet, shingle_rows, uniform
 from samplemix_spark.ingest.domain_labels import check_domain_classifier, classified, label_domains, labelled
 from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
 from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
@@ -100,17 +100,48 @@ def flag_rows(raw: DataFrame, cfg: SampleMixConfig) -> DataFrame:
     return valid.unionByName(flagged.filter(F.col("reason").isNotNull()))
 
 
-def split_holdout(flagged: DataFrame, ingest: IngestConfig, hash_scheme: str) -> DataFrame:
+def split_holdout(flagged: DataFrame, ingest: IngestConfig, hash_scheme: str,
+                  thresholds: Optional[DataFrame] = None) -> DataFrame:
     """Add ``split`` ('train' or 'holdout'): a hashed share of each domain's kept rows is held out.
 
-    The choice is ``xxhash64(doc_id, holdout_seed) < holdout_fraction``, separate from
-    the mixing seed, so the held-out set does not move when mixing settings change.
+    The choice is ``xxhash64(doc_id, holdout_seed, "holdout-split") < threshold``,
+    separate from the mixing seed, so the held-out set does not move when mixing
+    settings change. The threshold is ``holdout_fraction``, or with
+    ``holdout_docs`` each domain's own (``thresholds``, from ``domain_thresholds``).
     """
     u = uniform(F.col("doc_id"), ingest.holdout_seed, HOLDOUT_SPLIT, hash_scheme)
-    chosen = F.col("reason").isNull() & (u < F.lit(float(ingest.holdout_fraction)))
-    marked = flagged.withColumn("split", F.when(chosen, "holdout").otherwise("train"))
+    if ingest.holdout_docs:
+        named = F.broadcast(thresholds.select(F.col("domain").alias("_t_domain"), F.col("threshold").alias("_t")))
+        flagged = flagged.join(named, flagged["domain"].eqNullSafe(named["_t_domain"]), "left").drop("_t_domain")
+        threshold = F.coalesce(F.col("_t"), F.lit(0.0))
+    else:
+        threshold = F.lit(float(ingest.holdout_fraction))
+    chosen = F.col("reason").isNull() & (u < threshold)
+    marked = flagged.withColumn("split", F.when(chosen, "holdout").otherwise("train")).drop("_t")
     # With hashed ids a repeated text is already a duplicate_text reject: nothing can leak.
-    return drop_leaks(marked) if ingest.id_column and ingest.holdout_fraction else marked
+    return drop_leaks(marked) if ingest.id_column and ingest.holds_out else marked
+
+
+def domain_thresholds(flagged: DataFrame, holdout_docs: int, stored: Optional[DataFrame] = None) -> DataFrame:
+    """(domain, documents, threshold): the hashed share of each domain's valid rows that holds out about
+    ``holdout_docs`` of them (all of a smaller domain).
+
+    A refresh passes the ``stored`` thresholds: a domain keeps the one it was split
+    with, so no stored document moves across the split as the domain grows; only a
+    new domain gets one from its count now. The number held out is binomial around
+    ``holdout_docs`` (about its square root either way), the price of a choice that
+    each row makes alone, on every engine and partitioning.
+    """
+    counts = (flagged.filter(F.col("reason").isNull()).groupBy("domain")
+              .agg(F.count(F.lit(1)).alias("documents")))
+    fresh = counts.withColumn("threshold", F.least(F.lit(1.0), F.lit(float(holdout_docs)) / F.col("documents")))
+    if stored is None:
+        return fresh
+    kept = stored.select(F.col("domain").alias("_s_domain"), F.col("threshold").alias("_s_threshold"))
+    merged = fresh.join(kept, fresh["domain"].eqNullSafe(kept["_s_domain"]), "full")
+    return merged.select(F.coalesce(F.col("domain"), F.col("_s_domain")).alias("domain"),
+                         F.coalesce(F.col("documents"), F.lit(0)).cast("long").alias("documents"),
+                         F.coalesce(F.col("_s_threshold"), F.col("threshold")).alias("threshold"))
 
 
 def drop_leaks(marked: DataFrame) -> DataFrame:
@@ -154,34 +185,28 @@ def _shingle_batches(batches):
     import pyarrow as pa
 
     for batch in batches:
-        ids, hashes = [], []
-        for doc_id, text in zip(batch.column("doc_id").to_pylist(), batch.column("text").to_pylist()):
-            shingles = shingle_hashes(text or "")
-            ids += [doc_id] * len(shingles)
-            hashes.append(shingles)
-        merged = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.int64)
-        yield pa.RecordBatch.from_arrays([pa.array(ids, pa.string()), pa.array(merged, pa.int64())],
+        rows, hashes = shingle_rows(batch.column("text"))
+        yield pa.RecordBatch.from_arrays([batch.column("doc_id").take(pa.array(rows)), pa.array(hashes, pa.int64())],
                                          names=["doc_id", "h"])
 
 
 def _matching_shingles(held: np.ndarray):
-    """mapInArrow function over (doc_id, text) yielding only the shingle hashes found in sorted ``held``.
+    """mapInArrow function over (doc_id, text) yielding only the shingle hashes found in ``held``.
 
     Built on the driver; the closure carries the held-out hashes (at most
     ``BROADCAST_SHINGLES``, 32 MB) to every task, so a training document's
     shingles are matched where they are made and only the few shared ones leave
-    the task, instead of one row per training shingle.
+    the task, instead of one row per training shingle. Each task builds the
+    lookup (``hashing.ShingleSet``) once, at its first batch.
     """
     def matched(batches):
         import pyarrow as pa
 
+        lookup = None
         for batch in batches:
-            found = [np.zeros(0, dtype=np.int64)]
-            for text in batch.column("text").to_pylist():
-                shingles = shingle_hashes(text or "")
-                position = np.searchsorted(held, shingles).clip(max=len(held) - 1)
-                found.append(shingles[held[position] == shingles])
-            yield pa.RecordBatch.from_arrays([pa.array(np.unique(np.concatenate(found)), pa.int64())], names=["h"])
+            lookup = lookup or ShingleSet(held)
+            found = lookup.found(shingle_rows(batch.column("text"), distinct=False)[1])
+            yield pa.RecordBatch.from_arrays([pa.array(found, pa.int64())], names=["h"])
 
     return matched
 
@@ -497,16 +522,27 @@ class IngestStep:
             both = flagged.withColumn("split", F.lit("train")).unionByName(held.withColumn("split", F.lit("holdout")))
             flagged = drop_leaks(both)
         else:
-            flagged = split_holdout(flagged, ingest, store.hash_scheme)
+            flagged = split_holdout(flagged, ingest, store.hash_scheme, self._thresholds(flagged, store, stored))
         if stored is not None:
             flagged = reject_stored_ids(flagged, stored)
-        if ingest.holdout_fraction or ingest.holdout_sources:
+        if ingest.holds_out:
             flagged = reject_near_duplicates(flagged, store, ingest.holdout_overlap)
         return flagged, n_input
 
+    def _thresholds(self, flagged: DataFrame, store: TableStore,
+                    stored: Optional[DataFrame]) -> Optional[DataFrame]:
+        """With ``ingest.holdout_docs``: each domain's threshold, written to ``holdout_thresholds`` (a refresh keeps
+        the stored ones, see ``domain_thresholds``); None otherwise."""
+        holdout_docs = self.cfg.ingest.holdout_docs
+        if not holdout_docs:
+            return None
+        recorded = store.read_if_exists("holdout_thresholds") if stored is not None else None
+        store.write(domain_thresholds(flagged, holdout_docs, recorded), "holdout_thresholds")
+        return store.read("holdout_thresholds")
+
     def _log_near_duplicates(self, store: TableStore) -> None:
         ingest = self.cfg.ingest
-        if not (ingest.holdout_fraction or ingest.holdout_sources):
+        if not ingest.holds_out:
             return
         n_near = store.read("rejects").filter(F.col("reason") == "holdout_near_duplicate").count()
         log.info("ingest: %d held-out documents share at least %.0f%% of their %d-word shingles with training text: "

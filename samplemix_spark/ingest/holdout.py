@@ -30,7 +30,7 @@ from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
 SPLIT_SCHEMA = ("holdout_fraction double, holdout_seed long, holdout_sources string, hash_scheme string, "
-                "id_reader long")
+                "id_reader long, holdout_docs long")
 # 2: a Parquet number used as an id is its shortest text (float64 7.0 -> "7.0", was "7"), and a JSON array
 # or object is an invalid_id reject (was its compact JSON). 1: before that (no id_reader column).
 ID_READER = 2
@@ -54,14 +54,15 @@ def required_fingerprint(store: TableStore, command: str) -> str:
     """The fingerprint of a held-out set that ``command`` needs; refuses a warehouse without one."""
     found = fingerprint(store)
     if found == "none" or found.startswith("0:"):
-        raise InputError(f"{command} needs a held-out set: set ingest.holdout_fraction (or ingest.holdout_sources) "
-                         "and rerun ingest and the stages after it")
+        raise InputError(f"{command} needs a held-out set: set ingest.holdout_fraction, ingest.holdout_docs or "
+                         "ingest.holdout_sources, and rerun ingest and the stages after it")
     return found
 
 
 def split_settings(ingest: IngestConfig, hash_scheme: str) -> dict:
     """The settings that decide which documents are held out, keyed by their config names."""
     return {"ingest.holdout_fraction": float(ingest.holdout_fraction or 0.0),
+            "ingest.holdout_docs": int(ingest.holdout_docs or 0),
             "ingest.holdout_seed": int(ingest.holdout_seed),
             "ingest.holdout_sources": json.dumps(sorted(str(s) for s in ingest.holdout_sources or [])),
             "tables.hash_scheme": hash_scheme}
@@ -70,7 +71,7 @@ def split_settings(ingest: IngestConfig, hash_scheme: str) -> dict:
 def record_split(store: TableStore, settings: dict) -> None:
     """Write the ``holdout_split`` table: the settings the stored held-out table was split with."""
     row = (settings["ingest.holdout_fraction"], settings["ingest.holdout_seed"], settings["ingest.holdout_sources"],
-           settings["tables.hash_scheme"], ID_READER)
+           settings["tables.hash_scheme"], ID_READER, settings["ingest.holdout_docs"])
     store.write(store.spark.createDataFrame([row], SPLIT_SCHEMA), "holdout_split")
 
 
@@ -90,6 +91,7 @@ def check_split_unchanged(store: TableStore, settings: dict, id_column: str | No
                     "taking the configured ones as those of the stored split")
         return
     recorded = {"ingest.holdout_fraction": row["holdout_fraction"], "ingest.holdout_seed": row["holdout_seed"],
+                "ingest.holdout_docs": int(row.asDict().get("holdout_docs") or 0),
                 "ingest.holdout_sources": row["holdout_sources"], "tables.hash_scheme": row["hash_scheme"]}
     changed = [f"{key} {recorded[key]} -> {value}" for key, value in settings.items() if recorded[key] != value]
     if changed:

@@ -44,6 +44,7 @@ TABLES: dict[str, str] = {
     "rejects": "ingest",
     "holdout": "ingest",
     "holdout_split": "ingest",
+    "holdout_thresholds": "ingest",
     "holdout_shingles": "ingest",
     "holdout_overlap": "ingest",
     "increment": "run --incremental",
