@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -159,6 +160,9 @@ def run_size(n_docs: int, args: argparse.Namespace) -> dict:
     work = Path(args.work) / f"scale_{n_docs}"
     started = time.perf_counter()
     write_corpus(work / "data", n_docs)
+    # A warehouse left by an earlier run would hand evaluate its stored proxies: every run starts empty.
+    for leftover in ("wh", "evaluate"):
+        shutil.rmtree(work / leftover, ignore_errors=True)
     print(f"{n_docs:,} documents generated in {time.perf_counter() - started:.0f} s", flush=True)
     cfg = load_config(REPO / "conf" / "local.yaml", settings(work, args))
     spark = build_session(cfg.engine)

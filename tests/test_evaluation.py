@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -480,10 +481,41 @@ def test_evaluate_command_judges_one_run_against_its_natural_reference(spark, co
     table = store_for(spark, cfg).read("proxy_eval").toPandas()
     assert set(table["run"]) == {"wh", "natural"}
     assert list(pd.read_csv(out / "evaluate.csv")["run"]) == ["natural", "wh"]
+    # The reference is counts in the warehouse: no second output, nothing under evaluate.out but the figures.
+    warehouse = Path(cfg.tables.warehouse)
+    assert (warehouse / "reference_natural_reference_counts").exists()
+    assert not (warehouse / "reference_natural_output").exists() and not (out / "reference_natural").exists()
     page = samplemix("report", "--config", str(config), "--html", str(tmp_path / "page" / "report.html"),
                      cwd=tmp_path)
     assert page.returncode == 0, page.stderr[-2000:]
     assert "Proxy evaluation" in (tmp_path / "page" / "report.html").read_text()
+
+
+def test_the_natural_reference_as_counts_streams_what_its_written_mix_would(spark, corpus, tmp_path):
+    from samplemix_spark.evaluation.evaluate import natural_mixing, natural_reference, open_run
+    from samplemix_spark.evaluation.stream import Copies, training_stream
+    from samplemix_spark.mixing import MixStep
+
+    _, cfg = corpus
+    run = open_run(spark, cfg.tables, cfg.tables.warehouse, "wh")
+    counted_cfg = dataclasses.replace(cfg, tables=dataclasses.replace(cfg.tables, warehouse=str(tmp_path / "ev")))
+    reference = natural_reference(spark, counted_cfg, run)
+    written = dataclasses.replace(cfg, mixing=natural_mixing(cfg, run),
+                                  tables=dataclasses.replace(cfg.tables, warehouse=str(tmp_path / "written")))
+    MixStep(written).run(spark, store_for(spark, written), inputs=run.store)
+    assert not (tmp_path / "ev" / "reference_natural_output").exists()
+    files, counts = reference.proxy_files()
+    output = store_for(spark, written).read("output")
+    assert reference.copies_bytes() == output_bytes(store_for(spark, written)) > 0
+    # Its counts are the written mix's: one row per selected document, its copies in the output.
+    rows = reference.store.read("reference_counts").toPandas().set_index("doc_id")["count"].sort_index()
+    copies_per_doc = output.groupBy("doc_id").count().toPandas().set_index("doc_id")["count"].sort_index()
+    pd.testing.assert_series_equal(rows, copies_per_doc, check_dtype=False, check_names=False)
+    copies = Copies(files, counts, 0, reference.copies_bytes())
+    budget = reference.copies_bytes() // 3
+    from_counts = training_stream(copies, budget, seed=4)
+    from_output = training_stream(snapshot_files(store_for(spark, written)), budget, seed=4)
+    assert np.array_equal(from_counts.data, from_output.data)
 
 
 def test_a_rerun_reads_stored_proxies_and_trains_only_what_is_missing(spark, corpus, tmp_path, monkeypatch):

@@ -43,14 +43,15 @@ from typing import Callable, Optional
 import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from samplemix_spark.config import SampleMixConfig, TablesConfig
+from samplemix_spark.config import MixingConfig, SampleMixConfig, TablesConfig
 from samplemix_spark.errors import InputError
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, final_domain_bars, learning_curves, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.swarm import ProxyJob, output_bytes, scores_fingerprint
+from samplemix_spark.evaluation.swarm import ProxyJob, by_candidate, candidate_bytes, output_bytes, scores_fingerprint
 from samplemix_spark.mixing.weights import MixStats, MixStep, quality_view, read_stats
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import snapshot_files
@@ -68,12 +69,28 @@ class Run:
     name: str
     store: TableStore
     stats: MixStats
+    # A mix never written out (the natural reference): its proxies read the documents and ``reference_counts``.
+    counted: bool = False
 
     def inputs(self) -> TableStore:
         """The warehouse this run's documents and held-out set came from (where evaluations of it go)."""
         if not self.stats.inputs:
             return self.store
-        return TableStore(self.store.spark, dataclasses.replace(self.store.cfg, warehouse=self.stats.inputs))
+        return TableStore(self.store.spark, dataclasses.replace(self.store.cfg, warehouse=self.stats.inputs,
+                                                                catalog=None, prefix=""))
+
+    def proxy_files(self) -> tuple[tuple, tuple]:
+        """(files, counts files) this run's proxies read: its output's files; for a counted run the documents'
+        files and its counts' files (``stream.Copies``), which give the stream an output would."""
+        if not self.counted:
+            return tuple(snapshot_files(self.store, "output")), ()
+        return tuple(snapshot_files(self.inputs(), "documents")), tuple(snapshot_files(self.store, REFERENCE_COUNTS))
+
+    def copies_bytes(self) -> int:
+        """Every training copy's bytes (one aggregate)."""
+        if not self.counted:
+            return output_bytes(self.store)
+        return candidate_bytes(self.store, REFERENCE_COUNTS, self.inputs().read("documents")).get(0, 0)
 
     @property
     def method(self) -> str:
@@ -90,15 +107,35 @@ def open_run(spark: SparkSession, tables: TablesConfig, warehouse: str, name: st
     return Run(name, store, read_stats(store))
 
 
-def natural_reference(spark: SparkSession, cfg: SampleMixConfig, run: Run, out: Path) -> Run:
-    """Mix the run's documents in natural domain proportions, with the same token budget, under ``out``."""
-    mixing = dataclasses.replace(cfg.mixing, method="domain", target_tokens=run.stats.target_tokens,
-                                 target_fraction=None, max_repeats=None, export_format=None, export_path=None,
-                                 domain_weights=dataclasses.replace(cfg.mixing.domain_weights, source="natural"))
-    store = TableStore(spark, dataclasses.replace(cfg.tables, warehouse=str(out), catalog=None, prefix=""))
-    log.info("evaluate: mixing the natural-proportions reference of %s into %s", run.name, out)
-    MixStep(dataclasses.replace(cfg, mixing=mixing)).run(spark, store, inputs=run.store)
-    return Run("natural", store, read_stats(store))
+REFERENCE_PREFIX = "reference_natural_"
+REFERENCE_COUNTS = "reference_counts"
+
+
+def natural_mixing(cfg: SampleMixConfig, run: Run) -> MixingConfig:
+    """The mixing settings of ``run``'s natural-proportions reference: domain weights by size, same budget."""
+    return dataclasses.replace(cfg.mixing, method="domain", target_tokens=run.stats.target_tokens,
+                               target_fraction=None, max_repeats=None, export_format=None, export_path=None,
+                               domain_weights=dataclasses.replace(cfg.mixing.domain_weights, source="natural"))
+
+
+def natural_reference(spark: SparkSession, cfg: SampleMixConfig, run: Run) -> Run:
+    """The run's documents mixed in natural domain proportions with the same token budget, as counts only.
+
+    Its ``weights`` and ``mix_run`` go to the evaluation's warehouse under the
+    prefix ``reference_natural_``, and the selected documents' (candidate 0,
+    doc_id, count) to ``reference_natural_reference_counts``; no ``output`` is
+    written. Its proxies read the documents' files and these counts, the stream
+    its output would give (``stream.Copies``, as ``tune`` does), so the reference
+    costs one count per document, not a second copy of the mix.
+    """
+    mixing = natural_mixing(cfg, run)
+    store = TableStore(spark, dataclasses.replace(cfg.tables, prefix=f"{cfg.tables.prefix}{REFERENCE_PREFIX}"))
+    log.info("evaluate: counting the natural-proportions reference of %s into %s", run.name,
+             store.location(REFERENCE_COUNTS))
+    MixStep(dataclasses.replace(cfg, mixing=mixing)).run(spark, store, inputs=run.store, output=False)
+    selected = store.read("weights").filter(F.col("count") > 0)
+    store.write(by_candidate(selected.select(F.lit(0).alias("candidate"), "doc_id", "count")), REFERENCE_COUNTS)
+    return Run("natural", store, read_stats(store), counted=True)
 
 
 def check_holdout(runs: list[Run]) -> TableStore:
@@ -146,17 +183,19 @@ def rests_on(spec: held.HeldOutSpec) -> str:
 def _jobs(cfg: SampleMixConfig, runs: list[Run], spec: held.HeldOutSpec) -> list[ProxyJob]:
     ev = cfg.evaluate
     budget = ev.budget_bytes or PRESETS[ev.preset].budget_bytes
-    files = {run.name: tuple(snapshot_files(run.store, "output")) for run in runs}
-    return [ProxyJob(i, run.name, files[run.name], seed, ev.preset, budget, ev.threads, ev.device, spec)
+    files = {run.name: run.proxy_files() for run in runs}
+    counted = {run.name: 0 if run.counted else -1 for run in runs}
+    return [ProxyJob(i, run.name, files[run.name][0], seed, ev.preset, budget, ev.threads, ev.device, spec,
+                     files[run.name][1], counted[run.name])
             for i, (run, seed) in enumerate((r, s) for r in runs for s in ev.seeds)]
 
 
 def _with_copies_bytes(runs: list[Run]) -> Callable[[list[ProxyJob]], list[ProxyJob]]:
     """Gives jobs about to train their run's output bytes: one aggregate per run that has a proxy to train."""
-    stores = {run.name: run.store for run in runs}
+    by_name = {run.name: run for run in runs}
 
     def prepare(todo: list[ProxyJob]) -> list[ProxyJob]:
-        sizes = {name: output_bytes(stores[name]) for name in sorted({job.run for job in todo})}
+        sizes = {name: by_name[name].copies_bytes() for name in sorted({job.run for job in todo})}
         return [dataclasses.replace(job, copies_bytes=sizes[job.run]) for job in todo]
 
     return prepare
@@ -362,7 +401,7 @@ def evaluate(spark: SparkSession, cfg: SampleMixConfig, warehouses: list[str], n
     out = Path(cfg.evaluate.out)
     runs = [open_run(spark, cfg.tables, w, n) for w, n in zip(warehouses, names)]
     if reference and len(runs) == 1:
-        runs.append(natural_reference(spark, cfg, runs[0], out / "reference_natural"))
+        runs.append(natural_reference(spark, cfg, runs[0]))
     evaluation = score_runs(spark, cfg, runs)
     write_evaluation(TableStore(spark, cfg.tables), evaluation)
     summary = summarise(evaluation, cfg.evaluate.bootstrap, cfg.evaluate.bootstrap_seed)

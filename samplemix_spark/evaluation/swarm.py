@@ -88,9 +88,11 @@ def output_bytes(store) -> int:
     return int(total or 0)
 
 
-def candidate_bytes(store, counts_table: str) -> dict[int, int]:
-    """Every candidate's copies' bytes, from ``counts_table`` and the documents (driver side: a row per candidate)."""
-    sizes = store.read("documents").select("doc_id", _copy_bytes("text").alias("bytes"))
+def candidate_bytes(store, counts_table: str, documents: Optional[DataFrame] = None) -> dict[int, int]:
+    """Every candidate's copies' bytes, from ``counts_table`` and the documents (``store``'s unless given)
+    (driver side: a row per candidate)."""
+    documents = store.read("documents") if documents is None else documents
+    sizes = documents.select("doc_id", _copy_bytes("text").alias("bytes"))
     per_candidate = (store.read(counts_table).join(sizes, "doc_id").groupBy("candidate")
                      .agg(F.sum(F.col("count") * F.col("bytes")).alias("bytes")).collect())
     return {row["candidate"]: int(row["bytes"]) for row in per_candidate}

@@ -289,11 +289,14 @@ class MixStep:
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
 
-    def run(self, spark: SparkSession, store: TableStore, inputs: Optional[TableStore] = None) -> dict[str, int]:
+    def run(self, spark: SparkSession, store: TableStore, inputs: Optional[TableStore] = None,
+            output: bool = True) -> dict[str, int]:
         """Mix the documents and scores of ``inputs`` (default: ``store``) and write the result to ``store``.
 
         Another ``inputs`` store lets one scored corpus feed several mixes (the
-        baselines of an evaluation) without copying documents or scores.
+        baselines of an evaluation) without copying documents or scores. Without
+        ``output`` only ``weights`` and ``mix_run`` are written: the counts, for a
+        reader that takes the text from the documents (``evaluate``'s reference).
         """
         mixing, inputs = self.cfg.mixing, inputs or store
         extra = quadmix.score_columns(mixing) if mixing.method == "quadmix" else []
@@ -315,6 +318,8 @@ class MixStep:
                  stats.target_tokens, stats.n_target_docs, stats.alpha, stats.tau, stats.seed, stats.budget_mode)
         store.write(weights_frame(scored, stats, c, shown), "weights")
         store.write(spark.createDataFrame([dataclasses.astuple(stats)], stats_schema()), "mix_run")
+        if not output:
+            return {"weights": stats.n_source_docs, "output": 0}
         n_files = output_file_count(stats.expected_rows(), stats.expected_tokens(), mixing.output_file_mb)
         store.write(build_output(store.read("weights"), inputs.read("documents"), mixing, n_files), "output")
         n_output = store.read("output").count()

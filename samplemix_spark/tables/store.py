@@ -71,6 +71,7 @@ TABLES: dict[str, str] = {
     "proxy_eval_docs": "evaluate",
     "proxy_eval_step_docs": "evaluate",
     "proxy_eval_curves": "evaluate",
+    "reference_counts": "evaluate (its natural reference, under the prefix reference_natural_)",
     "tune_counts": "tune",
     "tune": "tune",
     "tune_docs": "tune",
