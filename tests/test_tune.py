@@ -71,6 +71,33 @@ def test_a_candidate_stream_equals_the_stream_of_its_written_output(spark, score
     assert np.array_equal(from_counts.data, from_output.data)
 
 
+def test_a_search_above_sample_docs_mixes_a_hashed_sample_with_its_budget_scaled(spark, scored):
+    from samplemix_spark.evaluation.search_sample import search_input
+    from samplemix_spark.evaluation.tune import candidate_counts
+    from samplemix_spark.mixing.weights import scored_documents
+
+    from .oracle import spark_xxhash64_uniform
+
+    _, cfg = scored
+    store = store_for(spark, cfg)
+    everything = scored_documents(store).toPandas()
+    n, tokens = len(everything), float(everything["n_tokens"].sum())
+    whole = search_input(store, cfg, scored_documents(store))
+    assert whole.sample_docs == 0 and whole.fingerprint_parts() == {} and whole.mixing == cfg.mixing
+    small = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, sample_docs=n // 4),
+                                mixing=dataclasses.replace(cfg.mixing, target_tokens=tokens / 2, target_fraction=None))
+    chosen = search_input(store, small, scored_documents(store))
+    sampled = set(chosen.scored.select("doc_id").toPandas()["doc_id"])
+    expected = {d for d in everything["doc_id"]
+                if spark_xxhash64_uniform(d, small.tune.seed, "tune-sample") < (n // 4) / n}
+    assert sampled == expected and 0 < len(sampled) < n
+    assert chosen.fingerprint_parts() == {"sample_docs": n // 4}
+    # Half the corpus's tokens becomes half the sample's.
+    assert chosen.mixing.target_tokens is None and chosen.mixing.target_fraction == pytest.approx(0.5)
+    counts = candidate_counts(chosen.scored, chosen.mixing, [Candidate(0.5, 0.2)], store.hash_scheme).toPandas()
+    assert set(counts["doc_id"]) <= sampled and len(counts) > 0
+
+
 def test_tune_picks_the_setting_that_feeds_the_scored_domain_and_resumes(spark, scored, capsys, caplog):
     root, cfg = scored
     out = root / "out"

@@ -2,7 +2,9 @@
 
 For every candidate setting the counts are computed from the stored scores, as
 ``sweep`` does, and written to the small ``tune_counts`` table (candidate,
-doc_id, count); no output table is written. Each proxy reads the documents
+doc_id, count); no output table is written. On a corpus above
+``tune.sample_docs`` documents the counts are drawn on a hashed sample of that
+size (``search_sample``), the budget scaled with it. Each proxy reads the documents
 table's files and those counts (``stream.Copies``), which gives exactly the
 stream the candidate's ``output`` table would give. Every candidate's proxies
 get the same preset, byte budget and seeds.
@@ -53,6 +55,7 @@ from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, save_figure
 from samplemix_spark.evaluation.proxy import PRESETS
+from samplemix_spark.evaluation.search_sample import search_input
 from samplemix_spark.evaluation.swarm import (by_candidate, counted_jobs, fresh_seeds, proxy_fingerprint,
                                               train_recording)
 from samplemix_spark.mixing.weights import compute_stats, quality_view, scored_documents, weights_frame
@@ -281,12 +284,13 @@ def tune(spark: SparkSession, cfg: SampleMixConfig, candidates: list[Candidate],
     spec = ev.held_out_spec(cfg, store)
     domains = ev.chosen_domains(cfg, spec)
     budget = cfg.evaluate.budget_bytes or PRESETS[cfg.evaluate.preset].budget_bytes
-    fingerprint = proxy_fingerprint(cfg, store, holdout, SEARCHED)
+    searched = search_input(store, cfg, scored_documents(store, quality_view(cfg)))
+    fingerprint = proxy_fingerprint(cfg, store, holdout, SEARCHED, searched.fingerprint_parts())
     fresh = fresh_seeds(cfg)
     wanted = {_key(c, seed) for c in candidates for seed in (*cfg.evaluate.seeds, *fresh)}
     done = _done(store, fingerprint, wanted)
-    scored = scored_documents(store, quality_view(cfg))
-    store.write(by_candidate(candidate_counts(scored, cfg.mixing, candidates, store.hash_scheme)), "tune_counts")
+    store.write(by_candidate(candidate_counts(searched.scored, searched.mixing, candidates, store.hash_scheme)),
+                "tune_counts")
     if cfg.evaluate.preset == "cpu":
         log.info("tune: %s", CPU_PRESET_NOTE)
     log.info("tune: held-out documents scored: %s; the choice is made on the select half and reported on the "

@@ -46,9 +46,9 @@ from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals, proxy_cache, quadmix_search
 from samplemix_spark.evaluation.proxy import PRESETS
+from samplemix_spark.evaluation.search_sample import search_input
 from samplemix_spark.evaluation.swarm import (by_candidate, counted_jobs, fresh_seeds, proxy_fingerprint,
                                               train_recording)
-from samplemix_spark.hashing import TUNE_SAMPLE, uniform
 from samplemix_spark.mixing import quadmix
 from samplemix_spark.mixing.weights import compute_stats, quadmix_inputs, quality_view, scored_documents, weights_frame
 from samplemix_spark.tables import TableStore
@@ -91,20 +91,11 @@ def search_space(cfg: SampleMixConfig, domains: list[str]) -> quadmix_search.Sea
 
 
 def search_scored(store: TableStore, cfg: SampleMixConfig) -> tuple[DataFrame, MixingConfig]:
-    """The scored documents a search mixes (a hashed sample above ``tune.sample_docs``) and the base mixing
-    settings, with an absolute token budget turned into the same share of the sample."""
-    mixing = cfg.mixing
-    scored = scored_documents(store, quality_view(cfg), quadmix.score_columns(mixing), diversity=False)
-    totals = scored.agg(F.count(F.lit(1)).alias("n"), F.sum("n_tokens").cast("double").alias("t")).collect()[0]
-    if totals["n"] <= cfg.tune.sample_docs:
-        return scored, mixing
-    fraction = cfg.tune.sample_docs / totals["n"]
-    log.info("tune: %d documents; the search mixes a hashed sample of about %d (tune.sample_docs)", totals["n"],
-             cfg.tune.sample_docs)
-    sample = scored.filter(uniform(F.col("doc_id"), cfg.tune.seed, TUNE_SAMPLE, store.hash_scheme) < fraction)
-    if mixing.target_tokens is not None:
-        mixing = dataclasses.replace(mixing, target_tokens=None, target_fraction=mixing.target_tokens / totals["t"])
-    return sample, mixing
+    """The scored documents a search mixes (``search_sample``: a hashed sample above ``tune.sample_docs``) and
+    the base mixing settings for them."""
+    scored = scored_documents(store, quality_view(cfg), quadmix.score_columns(cfg.mixing), diversity=False)
+    chosen = search_input(store, cfg, scored)
+    return chosen.scored, chosen.mixing
 
 
 def setting_counts(scored: DataFrame, base: MixingConfig, settings: pd.DataFrame, hash_scheme: str,
