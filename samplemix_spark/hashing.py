@@ -103,7 +103,6 @@ _SEPARATOR_BYTES = np.zeros(256, dtype=bool)
 _SEPARATOR_BYTES[[9, 10, 11, 12, 13, 32]] = True
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # combines a window's 13 word hashes
 _BYTE_BASE = 0x100000001B3                    # the polynomial over a word's bytes (odd, so invertible mod 2^64)
-_BYTE_BASE_INVERSE = pow(_BYTE_BASE, -1, 2**64)
 _LENGTH_MIX = np.uint64(0xC2B2AE3D27D4EB4F)
 _BYTE_VALUES = np.arange(1, 257, dtype=np.uint64)  # byte + 1
 # Texts are hashed in runs of about this many bytes: the arrays below take about 40 bytes per text byte.
@@ -235,12 +234,14 @@ class ShingleSet:
 
     A byte table indexed by a hash's top bits (about 32 slots per member, so
     about 3% of absent hashes pass) answers most lookups with one gather; only
-    those that pass are searched in the sorted hashes.
+    those that pass are searched in the sorted hashes. The table is capped at
+    32 MB, the size of the most hashes a task carries (``BROADCAST_SHINGLES``),
+    where it has 8 slots per member and about 12% pass.
     """
 
     def __init__(self, hashes: np.ndarray) -> None:
         self.sorted = np.unique(hashes.astype(np.int64))
-        self.bits = int(min(max(np.ceil(np.log2(max(len(self.sorted), 1) * 32)), 10), 28))
+        self.bits = int(min(max(np.ceil(np.log2(max(len(self.sorted), 1) * 32)), 10), 25))
         self.table = np.zeros(1 << self.bits, dtype=bool)
         self.table[self._slots(self.sorted)] = True
 

@@ -180,6 +180,10 @@ def _matches(path: str, pattern: list[str]) -> bool:
     return len(parts) >= len(pattern) and all(fnmatch.fnmatchcase(p, q) for p, q in zip(parts, pattern))
 
 
+# Parquet footers read side by side when listing units: each is a round trip to storage (tens of ms on S3).
+FOOTER_READERS = 32
+
+
 def list_units(sources: list[str], fmt: str) -> list[Unit]:
     """Every work unit of the sources, in a fixed order; an unmatched source is an error."""
     require_sources(sources)
@@ -191,12 +195,8 @@ def list_units(sources: list[str], fmt: str) -> list[Unit]:
         paths.extend(files)
     if fmt != "parquet":
         return [Unit(path, fmt) for path in paths]
-    # A footer read is a round trip to storage (tens of ms on S3): thousands of files are read side by side.
     with concurrent.futures.ThreadPoolExecutor(max_workers=FOOTER_READERS) as pool:
         return [unit for units in pool.map(_parquet_units, paths) for unit in units]
-
-
-FOOTER_READERS = 32
 
 
 def _parquet_units(path: str) -> list[Unit]:
