@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import NoReturn, Optional, Sequence
 
@@ -46,6 +47,8 @@ STAGE_HELP = {
 
 # Commands that read finished tables instead of running a stage.
 _TOOLS = ("sql", "compare", "sweep", "evaluate", "tune")
+# Commands that write no table of the configured warehouse, so they take no writer lease.
+_READERS = ("sql", "compare")
 
 
 def _evaluate_overrides(args: argparse.Namespace) -> list[str]:
@@ -161,7 +164,8 @@ def _configure_logging() -> None:
 def _run(args: argparse.Namespace) -> None:
     from samplemix_spark.config import load_config
     from samplemix_spark.engine import build_session
-    from samplemix_spark.pipeline import execute, plan, run_step
+    from samplemix_spark.pipeline import plan
+    from samplemix_spark.tables.lease import writer_lease
 
     extra = _evaluate_overrides(args) if args.command in ("evaluate", "tune") else []
     cfg = load_config(args.config, [*args.overrides, *extra])
@@ -175,6 +179,16 @@ def _run(args: argparse.Namespace) -> None:
     else:
         planned = plan(cfg, () if args.command in _TOOLS else (args.command,))
     spark = build_session(cfg.engine)  # checks passed: missing models, paths or keys fail before this
+    lease = None if args.command in _READERS else writer_lease(spark, cfg.tables, f"samplemix {args.command}")
+    with lease if lease is not None else nullcontext():
+        _dispatch(spark, cfg, args, planned)
+    spark.stop()
+
+
+def _dispatch(spark, cfg, args: argparse.Namespace, planned) -> None:
+    """Run the command's work; under ``_run``'s writer lease when it writes tables."""
+    from samplemix_spark.pipeline import execute, run_step
+
     if args.command == "run" and (args.incremental or args.resplit):
         from samplemix_spark.refresh import run_incremental
 
@@ -221,7 +235,6 @@ def _run(args: argparse.Namespace) -> None:
         if args.names and len(args.names) != len(args.runs):
             raise ConfigError(f"--names gives {len(args.names)} labels for {len(args.runs)} runs")
         compare_runs(spark, args.runs, cfg.tables.format, Path(args.out), args.names)
-    spark.stop()
 
 
 def _sql(spark, cfg, query: str) -> None:

@@ -96,6 +96,9 @@ class TablesConfig:
     reads rows there (the k-means sample, quality labels, centroids); larger reads
     arrive in chunks (``tables.driver_reads``), each at most a quarter of
     ``spark.driver.maxResultSize`` where the engine sets one.
+
+    ``lease_seconds``: how long the writer lease (``tables.lease``) outlives its
+    holder's last renewal; a crashed holder blocks other writers that long.
     """
 
     format: str = "delta"
@@ -104,10 +107,12 @@ class TablesConfig:
     prefix: str = ""
     hash_scheme: str = "auto"
     collect_chunk_mb: int = 64
+    lease_seconds: int = 600
 
     def __post_init__(self) -> None:
         _require_choice(self.format, "tables.format", TABLE_FORMATS)
         _require_positive_int(self.collect_chunk_mb, "tables.collect_chunk_mb")
+        _require_positive_int(self.lease_seconds, "tables.lease_seconds")
         _require_choice(self.hash_scheme, "tables.hash_scheme", ("auto", "v1", "v2"))
         if self.catalog is not None:
             parts = str(self.catalog).split(".")

@@ -68,6 +68,9 @@ def test_killed_run_resumes_to_the_same_tables(reference_run, tmp_path, table):
             DeltaTable(str(path)).to_pyarrow_table()
     result = run_pipeline_cli(tmp_path)
     assert result.returncode == 0, result.stderr
+    # The killed run's lease did not expire yet, but its process is gone: the rerun takes it over.
+    assert "took over the writer lease of `samplemix run` on host" in result.stderr
+    assert "its process is gone" in result.stderr
     for name in COMPARED:
         pd.testing.assert_frame_equal(_table(tmp_path / "wh", name), _table(reference_run / "wh", name))
 

@@ -26,7 +26,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -36,6 +36,9 @@ from samplemix_spark.errors import TableError
 
 log = logging.getLogger(__name__)
 FAULT_ENV = "SAMPLEMIX_FAULT_KILL_DURING_WRITE"
+# The writer lease this process holds, by the location of its ``lease`` table: a check each write
+# runs first, so a command whose lease was taken over writes nothing more (``tables.lease``).
+WRITE_GUARDS: dict[str, Callable[[str], None]] = {}
 
 # Stage outputs, in pipeline order. The producing stage is named so that a
 # missing-table error can say what to run.
@@ -66,6 +69,7 @@ TABLES: dict[str, str] = {
     "report_domains": "report",
     "report_summary": "report",
     "stage_runs": "run",
+    "lease": "any command that writes (the writer lease)",
     "sweep": "sweep",
     "proxy_eval": "evaluate",
     "proxy_eval_docs": "evaluate",
@@ -160,6 +164,9 @@ class TableStore:
     def write(self, df: DataFrame, table: str, partition_by: Optional[Sequence[str]] = None) -> None:
         """Overwrite ``table`` with ``df`` so that readers see the old or the new table, never a mix."""
         location = self.location(table)
+        guard = WRITE_GUARDS.get(self.location("lease"))
+        if guard is not None:
+            guard(table)
         if os.environ.get(FAULT_ENV) == table:
             df = _killed_mid_stream(df, table)
         writer = df.write.mode("overwrite").format(self.cfg.format)
@@ -168,6 +175,25 @@ class TableStore:
         with in_pass(f"writing table {table}"):
             self._save(writer, location)
         log.info("wrote table %s -> %s", table, location)
+
+    def create(self, df: DataFrame, table: str) -> None:
+        """Write ``table`` only if it does not exist yet; the engine refuses the write otherwise."""
+        writer = df.write.mode("error").format(self.cfg.format)
+        location = self.location(table)
+        if self.cfg.catalog:
+            writer.saveAsTable(location)
+        else:
+            writer.save(location)
+
+    def remove_if_only(self, table: str) -> bool:
+        """Delete a local warehouse folder that holds nothing but ``table``; False where it holds more."""
+        folder = None if self.cfg.catalog else local_folder(self.cfg.warehouse)
+        if folder is None or not folder.is_dir():
+            return False
+        if [entry.name for entry in folder.iterdir()] != [f"{self.cfg.prefix}{table}"]:
+            return False
+        shutil.rmtree(folder)
+        return True
 
     def _save(self, writer, location: str) -> None:
         try:
