@@ -5,7 +5,8 @@ Driver-side orchestration of the same steps ``samplemix run`` uses:
 1. ingest adds only documents whose doc_id is not stored yet and lists them in
    the ``increment`` table;
 2. the per-document stages (quality, embed, assign; the ``column`` score
-   methods) compute rows for those documents alone and keep every stored row;
+   methods) compute rows for those documents alone and append them to their
+   tables (on Delta; a re-split or Parquet rewrites them, keeping every stored row);
 3. cluster runs again only with ``--recluster`` or when new documents are more
    than ``diversity.recluster_share`` of the corpus; then assign runs for every
    document against the new centroids;
@@ -129,7 +130,7 @@ def run_incremental(spark: SparkSession, cfg: SampleMixConfig, recluster: bool =
     else:
         refit = "cluster" in steps and recluster_needed(n_new, n_docs, cfg, recluster)
         for stage, step in planned[1:]:
-            results.extend(_refresh_stage(spark, cfg, stage, step, increment, refit))
+            results.extend(_refresh_stage(spark, cfg, stage, step, increment, refit, append=not resplit))
         store.write(increment.limit(0), "increment")
     _record_current(spark, store, cfg, planned, results)
     return results
@@ -145,10 +146,13 @@ def _record_current(spark: SparkSession, store: TableStore, cfg: SampleMixConfig
 
 
 def _refresh_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str, step: Step, increment,
-                   refit: bool) -> list[StageResult]:
+                   refit: bool, append: bool) -> list[StageResult]:
+    """One stage of the refresh; ``append``: documents were only added, so per-document tables grow by the new
+    rows alone (a re-split also removes documents, so it rewrites them)."""
     if stage == "cluster" and not refit:
         log.info("stage cluster: kept the stored centroids")
         return []
     if isinstance(step, PerDocumentStep) and not (stage == "assign" and refit):
-        return [run_step(spark, cfg, step, lambda s, store: run_per_document(s, store, step, increment))]
+        return [run_step(spark, cfg, step,
+                         lambda s, store: run_per_document(s, store, step, increment, append=append))]
     return [run_step(spark, cfg, step)]

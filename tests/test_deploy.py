@@ -68,3 +68,5 @@ def test_every_shipped_cluster_bounds_the_driver_and_sizes_shuffles_to_the_input
     args = json.loads((REPO / "emr" / "steps.json").read_text())[0]["HadoopJarStep"]["Args"]
     given = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "--conf")
     assert {k: given.get(k) for k in SCALING_CONF} == SCALING_CONF
+    # The writer lease is a Delta MERGE, which classic Spark parses only with Delta's SQL extension.
+    assert given["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"

@@ -13,11 +13,13 @@ import re
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from samplemix_spark.diversity.embed import embedding_matrix
-from samplemix_spark.pipeline import run_pipeline
+from samplemix_spark.pipeline import plan, run_pipeline
 from samplemix_spark.refresh import run_incremental
+from samplemix_spark.tables.per_document import run_per_document
 
 from .conftest import make_config, store_for, write_jsonl
 from .realtext import bbc_articles, degrade
@@ -28,6 +30,13 @@ ARTICLES = bbc_articles(330)
 KEYED = {"documents": ["doc_id"], "rejects": ["reason", "doc_id", "text"], "quality": ["doc_id"],
          "assignments": ["doc_id"], "diversity": ["doc_id"], "weights": ["doc_id"], "cluster_stats": ["cluster_id"],
          "report_domains": ["domain"], "output": ["doc_id", "replica"], "centroids": ["cluster_id"]}
+PER_DOCUMENT = ("quality", "embeddings", "assignments")
+
+
+def _files(store, table: str) -> set[str]:
+    from deltalake import DeltaTable
+
+    return set(DeltaTable(store.location(table)).file_uris())
 
 
 def _records(first: int, last: int) -> list[dict]:
@@ -91,6 +100,7 @@ def test_refresh_equals_a_full_run_over_the_union_with_the_same_centroids(spark,
     _land(tmp_path, "b.jsonl", _records(250, 290) + [{"text": ARTICLES[3], "domain": CATEGORIES[3]},
                                                       {"text": "  ", "domain": "tech"}])
     n_before = store.read("documents").count()
+    files_before = {t: _files(store, t) for t in PER_DOCUMENT}
     caplog.set_level(logging.INFO)
     results = run_incremental(spark, cfg)
     assert "assigning them to the stored centroids" in caplog.text
@@ -103,6 +113,10 @@ def test_refresh_equals_a_full_run_over_the_union_with_the_same_centroids(spark,
     assert "cluster" not in {r.stage for r in results}
     pd.testing.assert_frame_equal(_frame(store, "centroids"), centroids_before)
     assert store.read("increment").count() == 0
+    for table, before in files_before.items():  # the stored rows' files stay; one append adds the new rows
+        after = _files(store, table)
+        assert before <= after, table
+        assert sum(pq.ParquetFile(path).metadata.num_rows for path in after - before) == n_new, table
     _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
     # A plain run afterwards finds every stage current for these sources.
     assert run_pipeline(spark, cfg, resume=True) == []
@@ -135,8 +149,10 @@ def test_refresh_killed_after_ingest_scores_the_pending_documents_next_time(spar
     cfg, _ = first_run
     store = store_for(spark, cfg)
     _land(tmp_path, "b.jsonl", _records(250, 290))
-    IngestStep(cfg).run_increment(spark, store)  # a refresh that stopped after its ingest
+    IngestStep(cfg).run_increment(spark, store)  # a refresh that stopped after its ingest ...
     assert store.read("increment").count() == 48
+    quality = dict(plan(cfg))["quality"]  # ... and after appending the new documents' quality rows
+    run_per_document(spark, store, quality, store.read("increment"), append=True)
     run_incremental(spark, cfg)  # finds no new doc_id in the sources, but the pending increment
     _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
 

@@ -3,10 +3,15 @@
 Quality, embed, assign and the ``column`` score methods each turn one row of
 their source table into one row of their output table, independently of every
 other row. ``run_per_document`` writes the output for every source row, or, for
-a refresh, for the documents listed in ``only`` while keeping the stored rows of
-all other documents that are still in the source. Either way the table is
-replaced in one atomic overwrite,
-so a killed refresh leaves the previous table and can simply run again.
+a refresh, for the documents listed in ``only``:
+
+- appended (``append``; a refresh that only adds documents, on Delta): one
+  commit adds the rows of listed documents the table does not hold yet, so a
+  refresh writes the new rows alone, and a killed refresh run again appends only
+  what its first try did not commit;
+- otherwise (a re-split, where documents can leave; Parquet, which has no atomic
+  append) the table is replaced in one atomic overwrite that keeps the stored
+  rows of documents still in the source.
 """
 
 from __future__ import annotations
@@ -37,8 +42,10 @@ class PerDocumentStep:
 
 
 def run_per_document(spark: SparkSession, store: TableStore, step: PerDocumentStep,
-                     only: Optional[DataFrame] = None) -> dict[str, int]:
+                     only: Optional[DataFrame] = None, append: bool = False) -> dict[str, int]:
     """Write ``step.output`` for every source row, or with ``only`` (doc_id) for those rows alone."""
+    if only is not None and append and store.appends_atomically:
+        return _append_new(spark, store, step, only)
     source = store.read(step.source)
     rows = source if only is None else source.join(only, "doc_id", "left_semi")
     # Counting the rows is the lines' one extra cost, so it is skipped when they are off.
@@ -53,3 +60,15 @@ def run_per_document(spark: SparkSession, store: TableStore, step: PerDocumentSt
         store.write(kept.unionByName(fresh), step.output)
     return {step.output: store.read(step.output).count()}
 
+
+def _append_new(spark: SparkSession, store: TableStore, step: PerDocumentStep, only: DataFrame) -> dict[str, int]:
+    """Append the output rows of the listed documents that the output table does not hold yet."""
+    stored = store.read(step.output)
+    pending = only.select("doc_id").join(stored.select("doc_id"), "doc_id", "left_anti")
+    rows = store.read(step.source).join(pending, "doc_id", "left_semi")
+    progress = Progress(step.name, rows.count()) if step.reports_progress and interval_s() > 0 else None
+    fresh = step.transform(spark, store, rows, progress).select(*stored.columns)
+    # The local sort costs little on new rows alone, and keeps the embedded engine (Sail 0.7) from merging the
+    # transform's projections into its append, which then fails to resolve `text` inside a lambda.
+    store.append(fresh.sortWithinPartitions("doc_id"), step.output)
+    return {step.output: store.read(step.output).count()}

@@ -9,8 +9,10 @@ Every write is a whole-table overwrite that readers see atomically:
 - Parquet (local paths only, for JVM runs without Delta jars): the data is written
   to a staging folder and swapped in by directory renames.
 
+A refresh adds rows to the per-document tables by ``append``, one Delta commit.
+
 Fault injection, for tests of the above: with ``SAMPLEMIX_FAULT_KILL_DURING_WRITE``
-set to a table name, the write of that table kills its own process (SIGKILL)
+set to a table name, the write (or append) of that table kills its own process (SIGKILL)
 from inside the write's data stream, after the first record batch has gone to
 the writer and before the commit. On the embedded engine the UDF runs in the
 driver's process, so the whole job dies mid-write, as in a real crash.
@@ -24,9 +26,10 @@ import shutil
 import signal
 import sys
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -164,26 +167,39 @@ class TableStore:
     def write(self, df: DataFrame, table: str, partition_by: Optional[Sequence[str]] = None) -> None:
         """Overwrite ``table`` with ``df`` so that readers see the old or the new table, never a mix."""
         location = self.location(table)
-        guard = WRITE_GUARDS.get(self.location("lease"))
-        if guard is not None:
-            guard(table)
-        if os.environ.get(FAULT_ENV) == table:
-            df = _killed_mid_stream(df, table)
-        writer = df.write.mode("overwrite").format(self.cfg.format)
+        writer = self._checked(df, table).write.mode("overwrite").format(self.cfg.format)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         with in_pass(f"writing table {table}"):
             self._save(writer, location)
         log.info("wrote table %s -> %s", table, location)
 
+    def _checked(self, df: DataFrame, table: str) -> DataFrame:
+        """``df`` once this process may write ``table``: its writer lease holds (if it took one)."""
+        guard = WRITE_GUARDS.get(self.location("lease"))
+        if guard is not None:
+            guard(table)
+        return _killed_mid_stream(df, table) if os.environ.get(FAULT_ENV) == table else df
+
+    @property
+    def appends_atomically(self) -> bool:
+        """Whether ``append`` commits all of its rows or none: Delta and catalog tables, not Parquet."""
+        return self.cfg.format == "delta" or bool(self.cfg.catalog)
+
+    def append(self, df: DataFrame, table: str) -> None:
+        """Add ``df``'s rows to ``table`` in one commit (Delta), which readers see whole or not at all."""
+        if not self.appends_atomically:
+            raise TableError(f"table '{table}': tables.format {self.cfg.format} has no atomic append (Delta has)")
+        location = self.location(table)
+        writer = self._checked(df, table).write.mode("append").format(self.cfg.format)
+        with in_pass(f"appending to table {table}"), self._delta_support():
+            self._commit(writer, location)
+        log.info("appended to table %s -> %s", table, location)
+
     def create(self, df: DataFrame, table: str) -> None:
         """Write ``table`` only if it does not exist yet; the engine refuses the write otherwise."""
-        writer = df.write.mode("error").format(self.cfg.format)
-        location = self.location(table)
-        if self.cfg.catalog:
-            writer.saveAsTable(location)
-        else:
-            writer.save(location)
+        with self._delta_support():
+            self._commit(df.write.mode("error").format(self.cfg.format), self.location(table))
 
     def remove_if_only(self, table: str) -> bool:
         """Delete a local warehouse folder that holds nothing but ``table``; False where it holds more."""
@@ -196,14 +212,25 @@ class TableStore:
         return True
 
     def _save(self, writer, location: str) -> None:
-        try:
-            if self.cfg.catalog:
-                self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.cfg.catalog}")
-                writer.option("overwriteSchema", "true").saveAsTable(location)
-            elif self.cfg.format == "delta":
-                writer.option("overwriteSchema", "true").save(location)
+        with self._delta_support():
+            if self.cfg.format == "delta" or self.cfg.catalog:
+                self._commit(writer.option("overwriteSchema", "true"), location)
             else:
                 self._write_parquet_swapped(writer, location)
+
+    def _commit(self, writer, location: str) -> None:
+        """Save to the catalog name (creating its schema) or the path."""
+        if self.cfg.catalog:
+            self.spark.sql(f"CREATE SCHEMA IF NOT EXISTS {self.cfg.catalog}")
+            writer.saveAsTable(location)
+        else:
+            writer.save(location)
+
+    @contextmanager
+    def _delta_support(self) -> Iterator[None]:
+        """Turn the engine's missing-Delta failure into one line that says what to do."""
+        try:
+            yield
         except Exception as exc:  # noqa: BLE001
             if self.cfg.format == "delta" and "DATA_SOURCE_NOT_FOUND" in str(exc):
                 raise TableError("this engine has no Delta Lake support; add the Delta jars "
