@@ -101,8 +101,10 @@ class WriterLease:
 
     def take(self) -> None:
         """Take the lease, or raise ``LeaseError`` naming its holder."""
-        self._create_if_missing()
         rows = self._rows()
+        if rows is None:
+            self._create()
+            rows = self._rows() or []
         current = _effective(rows)
         reason = current.free_because(time.time(), self.host) if current else "new"
         if current is not None and reason is None:
@@ -164,10 +166,14 @@ class WriterLease:
 
     def read(self) -> Optional[LeaseRow]:
         """The lease as it stands: its one unreleased row, else the latest released one."""
-        return _effective(self._rows())
+        return _effective(self._rows() or [])
 
-    def _rows(self) -> list[LeaseRow]:
-        rows = self.store.read(TABLE).where(f"name = '{ROW}'").collect()
+    def _rows(self) -> Optional[list[LeaseRow]]:
+        """Every row of the lease table; None when the table does not exist yet."""
+        table = self.store.read_if_exists(TABLE)
+        if table is None:
+            return None
+        rows = table.where(f"name = '{ROW}'").collect()
         return [LeaseRow(r["token"], r["holder"], r["host"], int(r["pid"]), float(r["taken_at"]),
                          float(r["expires_at"]), bool(r["released"])) for r in rows]
 
@@ -186,9 +192,8 @@ class WriterLease:
             except Exception as exc:  # noqa: BLE001 - a failed renewal is retried on the next beat
                 log.warning("could not renew the writer lease at %s: %s", self.location, _first_line(exc))
 
-    def _create_if_missing(self) -> None:
-        if self.store.exists(TABLE):
-            return
+    def _create(self) -> None:
+        """Create the table with one free row; a writer that creates it at the same time is no error."""
         free = self._row_sql("", "", "", 0, 0.0, 0.0, True)
         try:
             self.store.create(self.store.spark.sql(free), TABLE)

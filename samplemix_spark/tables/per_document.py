@@ -45,15 +45,14 @@ def run_per_document(spark: SparkSession, store: TableStore, step: PerDocumentSt
                      only: Optional[DataFrame] = None, append: bool = False) -> dict[str, int]:
     """Write ``step.output`` for every source row, or with ``only`` (doc_id) for those rows alone."""
     if only is not None and append and store.appends_atomically:
-        return _append_new(spark, store, step, only)
+        _append_new(spark, store, step, only)
+        return {step.output: store.read(step.output).count()}
     source = store.read(step.source)
     rows = source if only is None else source.join(only, "doc_id", "left_semi")
-    # Counting the rows is the lines' one extra cost, so it is skipped when they are off.
-    progress = Progress(step.name, rows.count()) if step.reports_progress and interval_s() > 0 else None
     if only is None:
-        store.write(step.transform(spark, store, rows, progress), step.output)
+        store.write(step.transform(spark, store, rows, _progress(step, rows)), step.output)
     else:
-        fresh = step.transform(spark, store, rows, progress)
+        fresh = step.transform(spark, store, rows, _progress(step, rows))
         # Rows of documents that left the source (held out by a re-split) go with them.
         kept = (store.read(step.output).join(only, "doc_id", "left_anti")
                 .join(source.select("doc_id"), "doc_id", "left_semi"))
@@ -61,14 +60,17 @@ def run_per_document(spark: SparkSession, store: TableStore, step: PerDocumentSt
     return {step.output: store.read(step.output).count()}
 
 
-def _append_new(spark: SparkSession, store: TableStore, step: PerDocumentStep, only: DataFrame) -> dict[str, int]:
+def _append_new(spark: SparkSession, store: TableStore, step: PerDocumentStep, only: DataFrame) -> None:
     """Append the output rows of the listed documents that the output table does not hold yet."""
     stored = store.read(step.output)
     pending = only.select("doc_id").join(stored.select("doc_id"), "doc_id", "left_anti")
     rows = store.read(step.source).join(pending, "doc_id", "left_semi")
-    progress = Progress(step.name, rows.count()) if step.reports_progress and interval_s() > 0 else None
-    fresh = step.transform(spark, store, rows, progress).select(*stored.columns)
+    fresh = step.transform(spark, store, rows, _progress(step, rows)).select(*stored.columns)
     # The local sort costs little on new rows alone, and keeps the embedded engine (Sail 0.7) from merging the
     # transform's projections into its append, which then fails to resolve `text` inside a lambda.
     store.append(fresh.sortWithinPartitions("doc_id"), step.output)
-    return {step.output: store.read(step.output).count()}
+
+
+def _progress(step: PerDocumentStep, rows: DataFrame) -> Optional[Progress]:
+    # Counting the rows is the lines' one extra cost, so it is skipped when they are off.
+    return Progress(step.name, rows.count()) if step.reports_progress and interval_s() > 0 else None
