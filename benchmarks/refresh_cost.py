@@ -81,7 +81,20 @@ def measure(args: argparse.Namespace) -> dict:
                               if version > versions.get(path.name, -1)) for path in tables(work / "wh")}
     return {"docs": args.docs, "new_docs": n_new, "full_s": round(full_s, 1), "refresh_s": round(refresh_s, 1),
             "tables": {name: {"full_bytes": full_bytes.get(name, 0), "refresh_bytes": written[name]}
-                       for name in sorted(written)}}
+                       for name in sorted(written)},
+            "counts": changed_counts(work / "wh" / "weights", versions["weights"])}
+
+
+def changed_counts(weights: Path, before: int) -> dict:
+    """How much of ``output`` a refresh changes: documents whose count changed between the full run's weights
+    (version ``before``) and the refresh's, and the output rows (copies) added or removed."""
+    from deltalake import DeltaTable
+
+    old, new = (DeltaTable(str(weights), version=v).to_pandas(columns=["doc_id", "count"]).set_index("doc_id")["count"]
+                for v in (before, None))
+    diff = new.sub(old.reindex(new.index).fillna(0))
+    return {"documents": int(len(new)), "changed_documents": int((diff != 0).sum()),
+            "output_rows": int(new.sum()), "changed_rows": int(diff.abs().sum())}
 
 
 def report(result: dict) -> str:
@@ -100,6 +113,10 @@ def report(result: dict) -> str:
                 f"target <= {TIME_SHARE:.0%}: {'met' if time_share <= TIME_SHARE else 'NOT met'})")
     rows.append(f"bytes but output: {bytes_share:.1%} of the full run's (target <= {BYTES_SHARE:.0%}: "
                 f"{'met' if bytes_share <= BYTES_SHARE else 'NOT met'})")
+    counts = result["counts"]
+    rows.append(f"output: {counts['changed_documents']:,} of {counts['documents']:,} documents changed count; "
+                f"{counts['changed_rows']:,} copies added or removed of {counts['output_rows']:,} "
+                f"({counts['changed_rows'] / max(counts['output_rows'], 1):.1%}): the rows a MERGE would write")
     return "\n".join(rows)
 
 

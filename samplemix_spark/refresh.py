@@ -2,8 +2,9 @@
 
 Driver-side orchestration of the same steps ``samplemix run`` uses:
 
-1. ingest adds only documents whose doc_id is not stored yet and lists them in
-   the ``increment`` table;
+1. ingest reads only the source files that are new or changed since the last
+   ingest (``ingest.source_files``), appends their new documents and lists them
+   in the ``increment`` table;
 2. the per-document stages (quality, embed, assign; the ``column`` score
    methods) compute rows for those documents alone and append them to their
    tables (on Delta; a re-split or Parquet rewrites them, keeping every stored row);

@@ -115,14 +115,14 @@ def _shingles(text: str) -> set:
 def test_a_near_duplicate_held_out_document_is_rejected_and_its_overlap_kept(spark, case_root, tmp_path,
                                                                               monkeypatch, broadcast,
                                                                               embedded_results):
-    from samplemix_spark.ingest import documents
+    from samplemix_spark.ingest import decontaminate
 
     from .ingest_cases import DELTA, FRESH, GOOD, NEAR_DELTA, hashed
 
     if broadcast:  # the default path, as every case runs it
         result = embedded_results("holdout_near_duplicate")
     else:  # more held-out shingles than the tasks may carry: every training shingle is joined
-        monkeypatch.setattr(documents, "BROADCAST_SHINGLES", 1)
+        monkeypatch.setattr(decontaminate, "BROADCAST_SHINGLES", 1)
         result = ingest_case(spark, "holdout_near_duplicate", case_root, tmp_path, EMBEDDED, "delta")
     [reject] = result["rejects"]
     assert reject[:2] == ["holdout_near_duplicate", hashed(NEAR_DELTA)]

@@ -45,10 +45,10 @@ def _records(first: int, last: int) -> list[dict]:
     return rows + [{"text": degrade(ARTICLES[i], i), "domain": "spam"} for i in range(first, last, 5)]
 
 
-def _config(warehouse, sources):
+def _config(warehouse, sources, **ingest):
     return make_config(warehouse, sources, quality={"method": "heuristic"},
                        diversity={"method": "kmeans", "max_tokens": 32, "k": 6, "niter": 10},
-                       ingest={"quality_column": None, "diversity_column": None})
+                       ingest={"quality_column": None, "diversity_column": None, **ingest})
 
 
 def _frame(store, table: str) -> pd.DataFrame:
@@ -57,8 +57,8 @@ def _frame(store, table: str) -> pd.DataFrame:
     return frame.sort_values(KEYED.get(table, ["doc_id"])).reset_index(drop=True)
 
 
-def _assert_same_tables(refreshed, reference) -> None:
-    for table, key in KEYED.items():
+def _assert_same_tables(refreshed, reference, more: tuple = ()) -> None:
+    for table, key in [*KEYED.items(), *((t, ["doc_id"]) for t in more)]:
         a, b = _frame(refreshed, table), _frame(reference, table)
         assert list(a[key].itertuples(index=False)) == list(b[key].itertuples(index=False)), table
         pd.testing.assert_frame_equal(a, b[a.columns], check_exact=False, rtol=1e-5, obj=table)
@@ -80,9 +80,9 @@ def _land(tmp_path, name: str, records: list[dict]) -> None:
     write_jsonl(tmp_path / "src" / name, records)
 
 
-def _reference(spark, tmp_path, centroids_from=None):
+def _reference(spark, tmp_path, centroids_from=None, **ingest):
     """A full run over every source; with ``centroids_from``, those centroids instead of fitting."""
-    cfg = _config(tmp_path / "reference", [tmp_path / "src" / "*.jsonl"])
+    cfg = _config(tmp_path / "reference", [tmp_path / "src" / "*.jsonl"], **ingest)
     if centroids_from is None:
         run_pipeline(spark, cfg)
         return store_for(spark, cfg)
@@ -99,24 +99,28 @@ def test_refresh_equals_a_full_run_over_the_union_with_the_same_centroids(spark,
     # 40 new articles and 8 spam pages (14% of the corpus), an old article delivered again and an empty row.
     _land(tmp_path, "b.jsonl", _records(250, 290) + [{"text": ARTICLES[3], "domain": CATEGORIES[3]},
                                                       {"text": "  ", "domain": "tech"}])
-    n_before = store.read("documents").count()
-    files_before = {t: _files(store, t) for t in PER_DOCUMENT}
+    n_before, n_rejects_before = store.read("documents").count(), store.read("rejects").count()
+    files_before = {t: _files(store, t) for t in (*PER_DOCUMENT, "documents", "rejects")}
     caplog.set_level(logging.INFO)
     results = run_incremental(spark, cfg)
     assert "assigning them to the stored centroids" in caplog.text
+    assert "ingest: source files: 1 new, 0 changed, 1 unchanged" in caplog.text  # a.jsonl is not opened
     counted = re.search(r"ingest: (\d+) input rows = (\d+) new documents \+ (\d+) already stored \+ (\d+) rejects",
                         caplog.text)
     n_input, n_new, n_seen, n_rejects = map(int, counted.groups())
-    assert n_input == 300 + 48 + 2 and n_seen == n_before
-    assert n_new == store.read("documents").count() - n_before == 48
-    assert n_rejects == store.read("rejects").count() and n_input == n_new + n_seen + n_rejects
+    assert (n_input, n_new, n_seen, n_rejects) == (48 + 2, 48, 0, 2)  # the old article again is a duplicate
+    assert store.read("documents").count() - n_before == n_new
+    assert store.read("rejects").count() - n_rejects_before == n_rejects
     assert "cluster" not in {r.stage for r in results}
     pd.testing.assert_frame_equal(_frame(store, "centroids"), centroids_before)
     assert store.read("increment").count() == 0
+    added = {"documents": n_new, "rejects": n_rejects, **{t: n_new for t in PER_DOCUMENT}}
     for table, before in files_before.items():  # the stored rows' files stay; one append adds the new rows
         after = _files(store, table)
         assert before <= after, table
-        assert sum(pq.ParquetFile(path).metadata.num_rows for path in after - before) == n_new, table
+        assert sum(pq.ParquetFile(path).metadata.num_rows for path in after - before) == added[table], table
+    files = store.read("source_files").toPandas().set_index("path")
+    assert files["rows"].to_dict() == {str(old): 300, str(tmp_path / "src" / "b.jsonl"): 50}
     _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
     # A plain run afterwards finds every stage current for these sources.
     assert run_pipeline(spark, cfg, resume=True) == []
@@ -177,3 +181,47 @@ def test_a_document_changed_in_the_source_keeps_its_stored_version_with_a_warnin
     assert "no new documents" in caplog.text
     domains = store.read("documents").toPandas().set_index("text")["domain"]
     assert domains[ARTICLES[3]] == CATEGORIES[3]
+
+
+def test_a_changed_source_file_is_read_again_whole_and_its_rejects_replaced(spark, tmp_path, first_run, caplog):
+    cfg, old = first_run
+    store = store_for(spark, cfg)
+    n_before, n_rejects_before = store.read("documents").count(), store.read("rejects").count()
+    write_jsonl(old, _records(0, 270) + [{"text": "", "domain": "tech"}])  # the same file, grown
+    caplog.set_level(logging.INFO)
+    run_incremental(spark, cfg)
+    assert "ingest: source files: 0 new, 1 changed, 0 unchanged" in caplog.text
+    assert re.search(rf"source file {re.escape(str(old))} changed \(size [\d,]+ -> [\d,]+\)", caplog.text)
+    assert (f"325 input rows = 24 new documents + {n_before} already stored + {n_rejects_before + 1} rejects"
+            in caplog.text)
+    assert store.read("rejects").count() == n_rejects_before + 1  # the file's earlier rejects are not repeated
+    _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
+
+
+def _near_copy(text: str) -> str:
+    return text + " The figures were published on Tuesday."
+
+
+def test_a_refresh_keeps_held_out_text_out_of_training_as_a_full_run_does(spark, tmp_path, caplog):
+    """New training text that copies a stored held-out document, exactly or nearly, makes it a reject; a new
+    held-out document that copies stored training text is one. The tables equal a full run's."""
+    held = {"holdout_sources": [str(tmp_path / "held" / "*.jsonl")]}
+    write_jsonl(tmp_path / "src" / "a.jsonl", _records(0, 120))
+    write_jsonl(tmp_path / "held" / "h1.jsonl", [{"text": ARTICLES[i], "domain": "news"} for i in range(300, 306)])
+    cfg = _config(tmp_path / "refresh", [tmp_path / "src" / "*.jsonl"], **held)
+    run_pipeline(spark, cfg)
+    store = store_for(spark, cfg)
+    assert store.read("holdout").count() == 6
+    _land(tmp_path, "b.jsonl", _records(120, 140) + [{"text": ARTICLES[300], "domain": "tech"},
+                                                      {"text": _near_copy(ARTICLES[301]), "domain": "tech"}])
+    write_jsonl(tmp_path / "held" / "h2.jsonl", [{"text": t, "domain": "news"} for t in
+                                                 (ARTICLES[5], _near_copy(ARTICLES[6]), ARTICLES[310])])
+    caplog.set_level(logging.INFO)
+    run_incremental(spark, cfg)
+    assert "ingest: source files: 2 new, 0 changed, 2 unchanged" in caplog.text
+    reasons = store.read("rejects").toPandas().set_index("text")["reason"].to_dict()
+    assert reasons[ARTICLES[300]] == reasons[ARTICLES[5]] == "holdout_duplicate"
+    assert reasons[ARTICLES[301]] == reasons[_near_copy(ARTICLES[6])] == "holdout_near_duplicate"
+    assert set(store.read("holdout").toPandas()["text"]) == {ARTICLES[i] for i in (302, 303, 304, 305, 310)}
+    _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store, **held),
+                        more=("holdout", "holdout_overlap"))

@@ -10,35 +10,33 @@ every mapped column exists somewhere with the right type and that no more than
 mapping, not bad rows).
 
 ``doc_id`` is the configured id column, or the first 128 bits of the SHA-256 of
-the text. With hashed ids a repeated text is an exact duplicate and is rejected
-as ``duplicate_text``; with given ids a repeated id is rejected as
-``duplicate_id``. Among rows that share an id the kept one is chosen by text hash
-and domain, so the choice does not depend on file order or partitioning.
+the text; those 128 bits are also stored as ``text_hash``, so a refresh compares
+new text with stored text without hashing the stored text again. With hashed
+ids a repeated text is an exact duplicate and is rejected as ``duplicate_text``;
+with given ids a repeated id is rejected as ``duplicate_id``. Among rows that
+share an id the kept one is chosen by text hash and domain, so the choice does
+not depend on file order or partitioning.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
+from collections import Counter
 from functools import reduce
 from typing import Optional
 
-import numpy as np
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from samplemix_spark.config import IngestConfig, SampleMixConfig, score_column_name
-from samplemix_spark.engine.progress import Progress
+from samplemix_spark.config import IngestConfig, SampleMixConfig
 from samplemix_spark.errors import InputError
-from samplemix_spark.hashing import HOLDOUT_SPLIT, SHINGLE_WORDS, ShingleSet, shingle_rows, uniform
-from samplemix_spark.ingest.domain_labels import check_domain_classifier, classified, label_domains, labelled
-from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
-from samplemix_spark.ingest.reader import RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
+from samplemix_spark.hashing import HOLDOUT_SPLIT, uniform
+from samplemix_spark.ingest.decontaminate import drop_leaks
+from samplemix_spark.ingest.domain_labels import labelled
+from samplemix_spark.ingest.reader import RAW_DDL, RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
-from samplemix_spark.ingest.tokens import token_count_column, tokenizer_file
-from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import read_table, split_sources
 
 log = logging.getLogger(__name__)
@@ -75,10 +73,9 @@ def reject_reason(cfg: SampleMixConfig) -> Column:
     return reason
 
 
-# The join hint for a side that grows with the corpus: a sort-merge join, never a broadcast. A broadcast is
-# collected through the driver, and a planner's size estimate can be far below the relation (2M text hashes
-# estimated under the 10 MB threshold collected 92 MiB), past spark.driver.maxResultSize.
-CORPUS_SIZED = "merge"
+def stored_hash(text_hash: Column) -> Column:
+    """The text hash ``documents`` stores (``text_hash``): the first 128 bits of the SHA-256, as hashed ids are."""
+    return F.substring(text_hash, 1, 32)
 
 
 def flag_rows(raw: DataFrame, cfg: SampleMixConfig) -> DataFrame:
@@ -144,115 +141,6 @@ def domain_thresholds(flagged: DataFrame, holdout_docs: int, stored: Optional[Da
                          F.coalesce(F.col("_s_threshold"), F.col("threshold")).alias("threshold"))
 
 
-def drop_leaks(marked: DataFrame) -> DataFrame:
-    """Held-out rows whose exact text is also a training document become ``holdout_duplicate`` rejects."""
-    kept = F.col("reason").isNull()
-    train = (marked.filter(kept & (F.col("split") == "train"))
-             .select(F.col("_text_hash").alias("_train_hash")).distinct())
-    joined = marked.join(train.hint(CORPUS_SIZED), marked["_text_hash"] == train["_train_hash"], "left")
-    leak = kept & (F.col("split") == "holdout") & F.col("_train_hash").isNotNull()
-    return joined.withColumn("reason", F.when(leak, F.lit("holdout_duplicate")).otherwise(F.col("reason"))) \
-        .drop("_train_hash")
-
-
-def _write_increment(store: TableStore, new_ids: DataFrame) -> None:
-    """``increment``: these doc_ids, merged with any a killed refresh left behind, so all get scored."""
-    pending = store.read_if_exists("increment")
-    store.write((new_ids if pending is None else new_ids.unionByName(pending)).distinct(), "increment")
-
-
-def reject_stored_ids(flagged: DataFrame, stored: DataFrame) -> DataFrame:
-    """Held-out rows whose doc_id is a stored training document become ``holdout_duplicate`` rejects.
-
-    A refresh keeps every stored document, so a held-out row with a stored id (a
-    held-out source that repeats a training document) must not reach ``holdout``.
-    """
-    ids = stored.select(F.col("doc_id").alias("_stored_id"))
-    joined = flagged.join(ids.hint(CORPUS_SIZED), flagged["doc_id"] == ids["_stored_id"], "left")
-    leak = F.col("reason").isNull() & (F.col("split") == "holdout") & F.col("_stored_id").isNotNull()
-    return joined.withColumn("reason", F.when(leak, F.lit("holdout_duplicate")).otherwise(F.col("reason"))) \
-        .drop("_stored_id")
-
-
-SHINGLE_SCHEMA = "doc_id string, h long"
-# Up to this many distinct held-out shingle hashes (8 bytes each) are broadcast to the training side;
-# above it the check is a shuffle semi-join. Training shingles are never collected.
-BROADCAST_SHINGLES = 4_000_000
-
-
-def _shingle_batches(batches):
-    """mapInArrow function (executor side): (doc_id, text) -> one (doc_id, h) row per distinct shingle."""
-    import pyarrow as pa
-
-    for batch in batches:
-        rows, hashes = shingle_rows(batch.column("text"))
-        yield pa.RecordBatch.from_arrays([batch.column("doc_id").take(pa.array(rows)), pa.array(hashes, pa.int64())],
-                                         names=["doc_id", "h"])
-
-
-def _matching_shingles(held: np.ndarray):
-    """mapInArrow function over (doc_id, text) yielding only the shingle hashes found in ``held``.
-
-    Built on the driver; the closure carries the held-out hashes (at most
-    ``BROADCAST_SHINGLES``, 32 MB) to every task, so a training document's
-    shingles are matched where they are made and only the few shared ones leave
-    the task, instead of one row per training shingle. Each task builds the
-    lookup (``hashing.ShingleSet``) once, at its first batch.
-    """
-    def matched(batches):
-        import pyarrow as pa
-
-        lookup = None
-        for batch in batches:
-            lookup = lookup or ShingleSet(held)
-            found = lookup.found(shingle_rows(batch.column("text"), distinct=False)[1])
-            yield pa.RecordBatch.from_arrays([pa.array(found, pa.int64())], names=["h"])
-
-    return matched
-
-
-def holdout_overlap(flagged: DataFrame, store: TableStore) -> DataFrame:
-    """Per kept held-out document of at least 13 words: its distinct shingles and how many training text shares.
-
-    The held-out shingles are written once (``holdout_shingles``), so the sources
-    are read once for them and once for the training side. Up to
-    ``BROADCAST_SHINGLES`` distinct held-out hashes go to the training side's
-    tasks, which keep only the shared ones; above it, every training shingle goes
-    through a shuffle semi-join.
-    """
-    kept = F.col("reason").isNull()
-    store.write(flagged.filter(kept & (F.col("split") == "holdout")).select("doc_id", "text")
-                .mapInArrow(_shingle_batches, SHINGLE_SCHEMA), "holdout_shingles")
-    held = store.read("holdout_shingles")
-    training = flagged.filter(kept & (F.col("split") == "train")).select("doc_id", "text")
-    distinct = held.select("h").distinct()
-    n_distinct = distinct.count()
-    if n_distinct == 0:
-        seen = distinct.withColumn("_seen", F.lit(1))
-    elif n_distinct <= BROADCAST_SHINGLES:
-        hashes = np.sort(distinct.toPandas()["h"].to_numpy(dtype=np.int64))
-        seen = (training.mapInArrow(_matching_shingles(hashes), "h long").distinct()
-                .withColumn("_seen", F.lit(1)))
-    else:
-        train = training.mapInArrow(_shingle_batches, SHINGLE_SCHEMA).select("h")
-        seen = train.join(distinct, "h", "left_semi").distinct().withColumn("_seen", F.lit(1))
-    return (held.join(seen.hint(CORPUS_SIZED), "h", "left").groupBy("doc_id")
-            .agg(F.count(F.lit(1)).alias("shingles"), F.count("_seen").alias("shared"))
-            .withColumn("share", F.col("shared") / F.col("shingles")))
-
-
-def reject_near_duplicates(flagged: DataFrame, store: TableStore, overlap: float) -> DataFrame:
-    """Held-out documents that share ``overlap`` of their shingles with training text become
-    ``holdout_near_duplicate`` rejects; every held-out document's share is kept in ``holdout_overlap``."""
-    store.write(holdout_overlap(flagged, store), "holdout_overlap")
-    near = (store.read("holdout_overlap").filter(F.col("share") >= F.lit(float(overlap)))
-            .select("doc_id", F.lit(True).alias("_near")))
-    joined = flagged.join(near, "doc_id", "left")
-    leak = F.col("reason").isNull() & (F.col("split") == "holdout") & F.col("_near").isNotNull()
-    return (joined.withColumn("reason", F.when(leak, F.lit("holdout_near_duplicate")).otherwise(F.col("reason")))
-            .drop("_near"))
-
-
 def holdout_rows(flagged: DataFrame) -> DataFrame:
     """The ``holdout`` table's rows: doc_id, domain, text."""
     return flagged.filter(F.col("reason").isNull() & (F.col("split") == "holdout")).select("doc_id", "domain", "text")
@@ -263,7 +151,7 @@ def training_rows(flagged: DataFrame) -> DataFrame:
 
 
 @contextlib.contextmanager
-def _file_errors():
+def file_errors():
     """Turn a reader's file-level failure, raised on an executor, into a one-line InputError."""
     try:
         yield
@@ -397,218 +285,49 @@ def _likely_cause(reason: str) -> str:
 
 
 def summarise(flagged: DataFrame, n_scores: int = 0, n_labels: int = 0) -> list:
-    """Rows and mapped-field flags per reject reason (null = kept), in one aggregate.
+    """Rows and mapped-field flags per reject reason (null = kept), in one aggregate; ``per_file`` splits the
+    same rows by source file.
 
     Each of the ``n_scores`` score columns adds ``has_extra_<i>`` and ``bad_extra_<i>``;
     each of the ``n_labels`` text columns adds ``has_labels_<i>``.
     """
+    return by_reason(per_file(flagged, n_scores, n_labels))
+
+
+def per_file(flagged: DataFrame, n_scores: int = 0, n_labels: int = 0) -> list[dict]:
+    """``summarise``'s aggregate per (reason, source_file): one row per file and reason, which the driver lists
+    anyway (one work unit per file)."""
     flags = [F.sum(F.col(name).cast("long")).alias(name)
              for name in ("has_text", "bad_text", "has_domain", "has_id", "has_q", "bad_q", "has_d", "bad_d")]
     flags += [F.sum(F.col(name)[i].cast("long")).alias(f"{name}_{i}")
               for i in range(n_scores) for name in ("has_extra", "bad_extra")]
     flags += [F.sum(F.col("has_labels")[i].cast("long")).alias(f"has_labels_{i}") for i in range(n_labels)]
-    with _file_errors():
-        return flagged.groupBy("reason").agg(F.count(F.lit(1)).alias("rows"), *flags,
-                                             F.max("fields").alias("fields")).collect()
+    with file_errors():
+        return [row.asDict() for row in flagged.groupBy("reason", "source_file").agg(
+            F.count(F.lit(1)).alias("rows"), *flags, F.max("fields").alias("fields")).collect()]
 
 
-class IngestStep:
-    """Read the sources, count tokens, split rows into documents and rejects."""
-
-    name = "ingest"
-
-    def __init__(self, cfg: SampleMixConfig) -> None:
-        self.cfg = cfg
-
-    def check(self) -> None:
-        tokenizer_file(self.cfg.ingest.tokenizer)
-        if classified(self.cfg):
-            check_domain_classifier(self.cfg.domain)
-
-    def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        flagged, n_input = self._flagged(spark, store)
-        return self._write_all(flagged, n_input, store)
-
-    def _write_all(self, flagged: DataFrame, n_input: int, store: TableStore) -> dict[str, int]:
-        """Write documents, rejects and the held-out set from every flagged row; check conservation."""
-        log.info("ingest: %d input rows checked; writing the tables", n_input)
-        store.write(self._documents(training_rows(flagged)), "documents")
-        n_rejects = self._write_rejects(flagged, store)
-        n_holdout = self._write_holdout(flagged, store)
-        record_split(store, split_settings(self.cfg.ingest, store.hash_scheme))
-        self._log_near_duplicates(store)
-        n_docs = store.read("documents").count()
-        log.info("ingest: %d input rows = %d documents + %d rejects + %d held out", n_input, n_docs, n_rejects,
-                 n_holdout)
-        _check_conservation(n_input, n_docs + n_rejects + n_holdout,
-                            f"{n_docs} kept + {n_rejects} rejected + {n_holdout} held out")
-        if n_docs == 0:
-            raise InputError(f"ingest kept no documents: all {n_input} rows were rejected or held out; "
-                             "see the rejects table for reasons")
-        return {"documents": n_docs, "rejects": n_rejects, "holdout": n_holdout}
-
-    def run_increment(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        """Add only documents whose doc_id is not stored yet; list them in the ``increment`` table.
-
-        Rows are checked and de-duplicated over all current sources exactly as a
-        full ingest does, and the rejects table is rebuilt the same way. A kept
-        row whose doc_id is stored is counted as already stored; if its text or
-        domain differs from the stored version, the stored version stays (a
-        warning says how many; ``samplemix run --force`` takes the new ones).
-        The increment is written first and merged with any increment a killed
-        refresh left behind, so its documents are scored on the next try.
-        """
-        check_split_unchanged(store, split_settings(self.cfg.ingest, store.hash_scheme), self.cfg.ingest.id_column)
-        stored = store.read("documents")
-        flagged, n_input = self._flagged(spark, store, stored)
-        log.info("ingest: %d input rows checked; writing the tables", n_input)
-        kept = training_rows(flagged)
-        new = kept.join(stored.select("doc_id"), "doc_id", "left_anti")
-        n_new, n_seen = _count_new_and_stored(kept, stored)  # before the writes below add the new rows
-        _write_increment(store, new.select("doc_id"))
-        store.write(stored.unionByName(self._documents(new)), "documents")
-        n_rejects = self._write_rejects(flagged, store)
-        keep_labels = self.cfg.domain.method == "clusters" and store.exists("holdout")
-        n_holdout = self._write_holdout(flagged, store, keep_labels)
-        record_split(store, split_settings(self.cfg.ingest, store.hash_scheme))
-        self._log_near_duplicates(store)
-        log.info("ingest: %d input rows = %d new documents + %d already stored + %d rejects + %d held out",
-                 n_input, n_new, n_seen, n_rejects, n_holdout)
-        _check_conservation(n_input, n_new + n_seen + n_rejects + n_holdout,
-                            f"{n_new} new + {n_seen} already stored + {n_rejects} rejected + {n_holdout} held out")
-        return {"increment": store.read("increment").count(), "documents": store.read("documents").count(),
-                "rejects": n_rejects, "holdout": n_holdout}
-
-    def run_resplit(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        """A full ingest under the configured split, listing in ``increment`` the documents not stored before.
-
-        Documents that stay in training keep their doc_id, so the per-document
-        stages that follow compute only the listed ones; rows of documents now
-        held out drop out of those tables (``tables.per_document``).
-        """
-        stored = store.read("documents").select("doc_id")
-        flagged, n_input = self._flagged(spark, store)
-        # Written while ``documents`` still holds the old split: the training documents it does not hold.
-        _write_increment(store, training_rows(flagged).select("doc_id").join(stored, "doc_id", "left_anti"))
-        rows = self._write_all(flagged, n_input, store)
-        n_increment = store.read("increment").count()
-        log.info("ingest: re-split into %d documents and %d held out; %d documents to score", rows["documents"],
-                 rows["holdout"], n_increment)
-        return {"increment": n_increment, **rows}
-
-    def _flagged(self, spark: SparkSession, store: TableStore,
-                 stored: Optional[DataFrame] = None) -> tuple[DataFrame, int]:
-        """Source rows with doc_id, reason and split, and how many there are; checked before documents are written.
-
-        With ``ingest.holdout_sources`` the held-out set is those sources' valid rows
-        (read with the same mapping), else a hashed ``ingest.holdout_fraction`` of the
-        sources' rows. Either way a held-out text that is also a training text is
-        rejected, and so is one that shares ``ingest.holdout_overlap`` of its
-        13-word shingles with training text (``holdout_overlap`` keeps every share).
-        A refresh passes the ``stored`` documents: a held-out row with a stored id
-        is rejected too. A refresh checks every held-out document of the current
-        sources against the training rows of the current sources (not against
-        stored documents whose source files are gone).
-        """
-        ingest, read_domain = self.cfg.ingest, not labelled(self.cfg)
-        flagged = flag_rows(read_raw(spark, ingest, read_domain), self.cfg)
-        n_input = check_flagged(summarise(flagged, len(ingest.score_columns), len(ingest.text_columns)), ingest,
-                                read_domain)
-        if ingest.holdout_sources:
-            given = dataclasses.replace(ingest, sources=ingest.holdout_sources)
-            held = flag_rows(read_raw(spark, given, read_domain), self.cfg)
-            n_input += check_flagged(summarise(held, len(given.score_columns), len(given.text_columns)), given,
-                                     read_domain)
-            both = flagged.withColumn("split", F.lit("train")).unionByName(held.withColumn("split", F.lit("holdout")))
-            flagged = drop_leaks(both)
-        else:
-            flagged = split_holdout(flagged, ingest, store.hash_scheme, self._thresholds(flagged, store, stored))
-        if stored is not None:
-            flagged = reject_stored_ids(flagged, stored)
-        if ingest.holds_out:
-            flagged = reject_near_duplicates(flagged, store, ingest.holdout_overlap)
-        return flagged, n_input
-
-    def _thresholds(self, flagged: DataFrame, store: TableStore,
-                    stored: Optional[DataFrame]) -> Optional[DataFrame]:
-        """With ``ingest.holdout_docs``: each domain's threshold, written to ``holdout_thresholds`` (a refresh keeps
-        the stored ones, see ``domain_thresholds``); None otherwise."""
-        holdout_docs = self.cfg.ingest.holdout_docs
-        if not holdout_docs:
-            return None
-        recorded = store.read_if_exists("holdout_thresholds") if stored is not None else None
-        store.write(domain_thresholds(flagged, holdout_docs, recorded), "holdout_thresholds")
-        return store.read("holdout_thresholds")
-
-    def _log_near_duplicates(self, store: TableStore) -> None:
-        ingest = self.cfg.ingest
-        if not ingest.holds_out:
-            return
-        n_near = store.read("rejects").filter(F.col("reason") == "holdout_near_duplicate").count()
-        log.info("ingest: %d held-out documents share at least %.0f%% of their %d-word shingles with training text: "
-                 "rejected as holdout_near_duplicate (every held-out document's share is in holdout_overlap)",
-                 n_near, 100 * ingest.holdout_overlap, SHINGLE_WORDS)
-
-    def _write_holdout(self, flagged: DataFrame, store: TableStore, keep_labels: bool = False) -> int:
-        """Write the held-out documents (an empty table when no split is configured, so none is stale).
-
-        With ``keep_labels`` (a refresh under ``domain.method: clusters``) a held-out
-        document keeps the domain the stored table gave it, so a refresh never renames one.
-        """
-        rows = holdout_rows(flagged)
-        if classified(self.cfg):
-            rows = label_domains(rows, self.cfg.domain, Progress("ingest: labelling held-out domains", total=0))
-        if keep_labels:
-            stored = store.read("holdout").select("doc_id", F.col("domain").alias("_stored_domain"))
-            rows = (rows.join(stored, "doc_id", "left").withColumn("domain", F.col("_stored_domain"))
-                    .drop("_stored_domain"))
-        with _file_errors():
-            store.write(rows.select("doc_id", "domain", "text"), "holdout")
-        return store.read("holdout").count()
-
-    @staticmethod
-    def _write_rejects(flagged: DataFrame, store: TableStore) -> int:
-        # A row that could not be parsed keeps the start of its raw line as its text.
-        text = F.coalesce(F.col("raw"), F.col("text")).alias("text")
-        rejects = flagged.filter(F.col("reason").isNotNull())
-        with _file_errors():
-            store.write(rejects.select("reason", "doc_id", "domain", text, "source_file", "source_line"), "rejects")
-        return store.read("rejects").count()
-
-    def _documents(self, kept: DataFrame) -> DataFrame:
-        counted = Progress("ingest: counting tokens", total=0)
-        if classified(self.cfg):
-            kept = label_domains(kept, self.cfg.domain, Progress("ingest: labelling domains", total=0))
-        columns = [F.col("doc_id"), F.col("domain"), F.col("text"),
-                   token_count_column(F.col("text"), self.cfg.ingest.tokenizer, counted).alias("n_tokens")]
-        if classified(self.cfg):
-            columns.append(F.col("domain_confidence"))
-        if self.cfg.ingest.quality_column:
-            columns.append(F.col("q_input"))
-        if self.cfg.ingest.diversity_column:
-            columns.append(F.col("d_input"))
-        columns += [F.col("extra")[i].alias(score_column_name(name))
-                    for i, name in enumerate(self.cfg.ingest.score_columns)]
-        columns += [F.col("labels")[i].alias(score_column_name(name))
-                    for i, name in enumerate(self.cfg.ingest.text_columns)]
-        return kept.select(*columns)
+def by_reason(rows: list[dict]) -> list[dict]:
+    """``per_file``'s rows summed over files: one per reason."""
+    merged: dict = {}
+    for row in rows:
+        into = merged.setdefault(row["reason"], {"reason": row["reason"], "fields": None})
+        for key, value in row.items():
+            if key == "fields":
+                into["fields"] = max(filter(None, (into["fields"], value)), default=None)
+            elif key not in ("reason", "source_file"):
+                into[key] = into.get(key, 0) + int(value or 0)
+    return list(merged.values())
 
 
-def _count_new_and_stored(kept: DataFrame, stored: DataFrame) -> tuple[int, int]:
-    """Kept rows whose doc_id is new and whose doc_id is stored, in one pass; warns about changed ones."""
-    old = stored.select("doc_id", F.col("domain").alias("_stored_domain"), F.sha2("text", 256).alias("_stored_hash"))
-    is_new = F.col("_stored_hash").isNull()
-    changed = ~is_new & ((F.col("domain") != F.col("_stored_domain")) | (F.col("_text_hash") != F.col("_stored_hash")))
-    counts = kept.join(old, "doc_id", "left").agg(
-        F.count(F.lit(1)).alias("kept"), F.sum(is_new.cast("long")).alias("new"),
-        F.sum(changed.cast("long")).alias("changed")).collect()[0]
-    n_new, n_changed = int(counts["new"] or 0), int(counts["changed"] or 0)
-    if n_changed:
-        log.warning("ingest: %d stored documents have a different text or domain in the sources now; "
-                    "the refresh keeps the stored versions (samplemix run --force ingests the new ones)", n_changed)
-    return n_new, int(counts["kept"]) - n_new
+def rows_per_file(rows: list[dict]) -> dict[str, int]:
+    """Input rows per source file, from ``per_file``'s rows."""
+    counts: Counter = Counter()
+    for row in rows:
+        counts[row["source_file"]] += int(row["rows"])
+    return dict(counts)
 
 
-def _check_conservation(n_input: int, n_accounted: int, detail: str) -> None:
-    if n_accounted != n_input:
-        raise InputError(f"ingest lost rows: {n_input} in, {detail}")
+def empty_raw(spark: SparkSession) -> DataFrame:
+    """No source rows, in the reader's schema: a refresh with nothing new on one side."""
+    return spark.createDataFrame([], RAW_DDL)

@@ -36,6 +36,7 @@ from pyspark.sql import DataFrame, SparkSession
 from samplemix_spark.config import TablesConfig
 from samplemix_spark.engine.progress import in_pass
 from samplemix_spark.errors import TableError
+from samplemix_spark.tables.files import filesystem_for
 
 log = logging.getLogger(__name__)
 FAULT_ENV = "SAMPLEMIX_FAULT_KILL_DURING_WRITE"
@@ -52,7 +53,9 @@ TABLES: dict[str, str] = {
     "holdout_split": "ingest",
     "holdout_thresholds": "ingest",
     "holdout_shingles": "ingest",
+    "holdout_seen": "ingest",
     "holdout_overlap": "ingest",
+    "source_files": "ingest",
     "increment": "run --incremental",
     "annotations": "annotate",
     "annotation_rejects": "annotate",
@@ -137,6 +140,28 @@ class TableStore:
             raise TableError(f"table '{table}' not found at {location}; run "
                              f"`samplemix {TABLES[table]}` first ({_first_line(exc)})") from exc
         return df
+
+    def pinned(self, table: str) -> DataFrame:
+        """``table`` at its current Delta version: a plan that later writes to the table do not change, since
+        every action re-reads a plain ``read`` (Delta only)."""
+        location = self.location(table)
+        reader = self.spark.read.format("delta").option("versionAsOf", self.version(table))
+        return reader.table(location) if self.cfg.catalog else reader.load(location)
+
+    def version(self, table: str) -> int:
+        """The current version of a Delta ``table``: its newest commit in ``_delta_log`` (the catalog's history for
+        a catalog table)."""
+        location = self.location(table)
+        if self.cfg.catalog:
+            return int(self.spark.sql(f"DESCRIBE HISTORY {location} LIMIT 1").collect()[0]["version"])
+        from pyarrow import fs
+
+        filesystem, inner = filesystem_for(f"{location}/_delta_log")
+        names = [info.base_name for info in filesystem.get_file_info(fs.FileSelector(inner, allow_not_found=True))]
+        versions = [int(name[:-5]) for name in names if name.endswith(".json") and name[:-5].isdigit()]
+        if not versions:
+            raise TableError(f"table '{table}' has no Delta log at {location}; run `samplemix {TABLES[table]}` first")
+        return max(versions)
 
     def read_if_exists(self, table: str) -> Optional[DataFrame]:
         """The table, or None when it has not been written yet."""

@@ -1,0 +1,188 @@
+"""Held-out text stays out of training: exact and near copies of a held-out document become rejects.
+
+An exact copy is a held-out row whose text hash is a training text's
+(``drop_leaks``, reason ``holdout_duplicate``). A near copy is a held-out
+document of at least 13 words that training text shares ``ingest.holdout_overlap``
+of its 13-word shingles with (reason ``holdout_near_duplicate``). Three tables
+hold the check, each sized by the held-out set, never by the corpus:
+
+- ``holdout_shingles`` (doc_id, h): each held-out candidate's distinct shingle hashes;
+- ``holdout_seen`` (h): the held-out hashes that some training text contains;
+- ``holdout_overlap`` (doc_id, shingles, shared, share): computed from the two.
+
+A full ingest writes all three from the sources (``reject_near_duplicates``).
+A refresh (``refresh_overlap``) appends the new candidates' shingles, matches
+new training text against every held-out hash and stored training text against
+the new candidates' hashes only (the one read of stored text a refresh makes,
+and only when it brings new held-out documents), appends the hashes newly seen
+and recomputes ``holdout_overlap``; so a stored held-out document that new
+training text copies is found as well.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from samplemix_spark.hashing import ShingleSet, shingle_rows
+from samplemix_spark.tables import TableStore
+
+# The join hint for a side that grows with the corpus: a sort-merge join, never a broadcast. A broadcast is
+# collected through the driver, and a planner's size estimate can be far below the relation (2M text hashes
+# estimated under the 10 MB threshold collected 92 MiB), past spark.driver.maxResultSize.
+CORPUS_SIZED = "merge"
+SHINGLE_SCHEMA = "doc_id string, h long"
+# Up to this many distinct held-out shingle hashes (8 bytes each) are broadcast to the training side;
+# above it the check is a shuffle semi-join. Training shingles are never collected.
+BROADCAST_SHINGLES = 4_000_000
+
+
+def kept(split: str) -> Column:
+    """Rows that passed every check so far and fall on ``split`` ('train' or 'holdout')."""
+    return F.col("reason").isNull() & (F.col("split") == split)
+
+
+def mark(flagged: DataFrame, found: DataFrame, split: str, reason: str) -> DataFrame:
+    """Kept ``split`` rows whose doc_id is in ``found`` (doc_id) get ``reason``."""
+    ids = found.select(F.col("doc_id").alias("_found")).distinct()
+    joined = flagged.join(ids, flagged["doc_id"] == ids["_found"], "left")
+    hit = kept(split) & F.col("_found").isNotNull()
+    return joined.withColumn("reason", F.when(hit, F.lit(reason)).otherwise(F.col("reason"))).drop("_found")
+
+
+def drop_leaks(marked: DataFrame) -> DataFrame:
+    """Held-out rows whose exact text is also a training document become ``holdout_duplicate`` rejects."""
+    train = marked.filter(kept("train")).select(F.col("_text_hash").alias("_train_hash")).distinct()
+    joined = marked.join(train.hint(CORPUS_SIZED), marked["_text_hash"] == train["_train_hash"], "left")
+    leak = kept("holdout") & F.col("_train_hash").isNotNull()
+    return joined.withColumn("reason", F.when(leak, F.lit("holdout_duplicate")).otherwise(F.col("reason"))) \
+        .drop("_train_hash")
+
+
+def _shingle_batches(batches):
+    """mapInArrow function (executor side): (doc_id, text) -> one (doc_id, h) row per distinct shingle."""
+    import pyarrow as pa
+
+    for batch in batches:
+        rows, hashes = shingle_rows(batch.column("text"))
+        yield pa.RecordBatch.from_arrays([batch.column("doc_id").take(pa.array(rows)), pa.array(hashes, pa.int64())],
+                                         names=["doc_id", "h"])
+
+
+def _matching_shingles(held: np.ndarray):
+    """mapInArrow function over (doc_id, text) yielding only the shingle hashes found in ``held``.
+
+    Built on the driver; the closure carries the held-out hashes (at most
+    ``BROADCAST_SHINGLES``, 32 MB) to every task, so a training document's
+    shingles are matched where they are made and only the few shared ones leave
+    the task, instead of one row per training shingle. Each task builds the
+    lookup (``hashing.ShingleSet``) once, at its first batch.
+    """
+    def matched(batches):
+        import pyarrow as pa
+
+        lookup = None
+        for batch in batches:
+            lookup = lookup or ShingleSet(held)
+            found = lookup.found(shingle_rows(batch.column("text"), distinct=False)[1])
+            yield pa.RecordBatch.from_arrays([pa.array(found, pa.int64())], names=["h"])
+
+    return matched
+
+
+def shingles(rows: DataFrame) -> DataFrame:
+    """(doc_id, h): the distinct shingle hashes of each (doc_id, text) row."""
+    return rows.select("doc_id", "text").mapInArrow(_shingle_batches, SHINGLE_SCHEMA)
+
+
+def seen_shingles(training: DataFrame, held: DataFrame) -> DataFrame:
+    """(h): the distinct hashes of ``held`` that the (doc_id, text) rows of ``training`` contain.
+
+    Up to ``BROADCAST_SHINGLES`` distinct held-out hashes go to the training side's
+    tasks, which keep only the shared ones; above it, every training shingle goes
+    through a shuffle semi-join.
+    """
+    distinct = held.select("h").distinct()
+    n_distinct = distinct.count()
+    if n_distinct == 0:
+        return distinct
+    if n_distinct <= BROADCAST_SHINGLES:
+        hashes = np.sort(distinct.toPandas()["h"].to_numpy(dtype=np.int64))
+        return training.select("doc_id", "text").mapInArrow(_matching_shingles(hashes), "h long").distinct()
+    train = shingles(training).select("h")
+    return train.join(distinct, "h", "left_semi").distinct()
+
+
+def overlap_rows(held: DataFrame, seen: DataFrame) -> DataFrame:
+    """Per held-out document: its distinct shingles, how many training text shares, and the share."""
+    marked = seen.select("h", F.lit(1).alias("_seen"))
+    return (held.join(marked.hint(CORPUS_SIZED), "h", "left").groupBy("doc_id")
+            .agg(F.count(F.lit(1)).alias("shingles"), F.count("_seen").alias("shared"))
+            .withColumn("share", F.col("shared") / F.col("shingles")))
+
+
+def holdout_overlap(flagged: DataFrame, store: TableStore) -> DataFrame:
+    """Per kept held-out document of at least 13 words: its distinct shingles and how many training text shares.
+
+    The held-out shingles and the hashes training text shares are written first
+    (``holdout_shingles``, ``holdout_seen``), so the sources are read once for
+    each side.
+    """
+    store.write(shingles(flagged.filter(kept("holdout"))), "holdout_shingles")
+    held = store.read("holdout_shingles")
+    store.write(seen_shingles(flagged.filter(kept("train")), held), "holdout_seen")
+    return overlap_rows(held, store.read("holdout_seen"))
+
+
+def near_copies(store: TableStore, overlap: float) -> DataFrame:
+    """(doc_id) of the held-out documents whose share in ``holdout_overlap`` reaches ``overlap``."""
+    return store.read("holdout_overlap").filter(F.col("share") >= F.lit(float(overlap))).select("doc_id")
+
+
+def reject_near_duplicates(flagged: DataFrame, store: TableStore, overlap: float) -> DataFrame:
+    """Held-out documents that share ``overlap`` of their shingles with training text become
+    ``holdout_near_duplicate`` rejects; every held-out document's share is kept in ``holdout_overlap``."""
+    store.write(holdout_overlap(flagged, store), "holdout_overlap")
+    return mark(flagged, near_copies(store, overlap), "holdout", "holdout_near_duplicate")
+
+
+def refresh_overlap(flagged: DataFrame, store: TableStore, stored_training: DataFrame) -> None:
+    """Bring the three tables up to date for a refresh's rows (``flagged``) beside ``stored_training``
+    (doc_id, text of the stored training documents); see the module doc.
+
+    A warehouse written before ``holdout_seen`` existed has its stored training
+    text matched against every held-out hash once.
+    """
+    stored_shingles = store.pinned("holdout_shingles")  # as before the append below, whenever it is read
+    candidates = flagged.filter(kept("holdout")).join(stored_shingles.select("doc_id").distinct(), "doc_id",
+                                                      "left_anti")
+    store.append(shingles(candidates), "holdout_shingles")
+    held = store.read("holdout_shingles")
+    first = not store.exists("holdout_seen")
+    new_held = held if first else held.join(candidates.select("doc_id"), "doc_id", "left_semi")
+    seen = seen_shingles(flagged.filter(kept("train")), held)
+    if new_held.limit(1).count():
+        seen = seen.unionByName(seen_shingles(stored_training, new_held))
+    if first:
+        store.write(seen.distinct(), "holdout_seen")
+    else:
+        store.append(seen.distinct().join(store.read("holdout_seen"), "h", "left_anti"), "holdout_seen")
+    store.write(overlap_rows(held, store.read("holdout_seen")), "holdout_overlap")
+
+
+def copied_holdout(new_training: DataFrame, holdout: DataFrame, store: TableStore,
+                   overlap: Optional[float]) -> DataFrame:
+    """(doc_id, reason) of stored held-out documents that a refresh's training rows copy: exactly (their text
+    hash is a new training text's) or, with ``overlap``, nearly (from the updated ``holdout_overlap``)."""
+    hashes = new_training.select(F.substring("_text_hash", 1, 32).alias("_h")).distinct()
+    exact = (holdout.join(hashes, holdout["_stored_hash"] == hashes["_h"], "left_semi")
+             .select("doc_id", F.lit("holdout_duplicate").alias("reason")))
+    if overlap is None:
+        return exact
+    near = (holdout.select("doc_id").join(near_copies(store, overlap), "doc_id", "left_semi")
+            .join(exact.select("doc_id"), "doc_id", "left_anti")
+            .select("doc_id", F.lit("holdout_near_duplicate").alias("reason")))
+    return exact.unionByName(near)
