@@ -14,6 +14,7 @@ import itertools
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from samplemix_spark.diversity.domains import fit_groups, group_names, nearest_group, stable_names
@@ -145,11 +146,19 @@ def test_every_document_gets_its_cluster_group_training_and_held_out(clustered):
 
 
 def test_a_refresh_that_reclusters_keeps_every_label_and_labels_new_documents_by_the_stored_groups(spark, clustered):
+    from deltalake import DeltaTable
+
     root, cfg, _, before = clustered
+    store = store_for(spark, cfg)
+    files_before = {t: set(DeltaTable(store.location(t)).file_uris()) for t in ("documents", "holdout")}
     _land(root / "src" / "b.jsonl", ARTICLES[120:140])
     _land(root / "held" / "b.jsonl", ARTICLES[140:150])
     run_incremental(spark, cfg, recluster=True)
-    after = _tables(store_for(spark, cfg))
+    after = _tables(store)
+    for table, files in files_before.items():  # the new rows' labels are merged into their own files alone
+        now = set(DeltaTable(store.location(table)).file_uris())
+        added = sum(pq.ParquetFile(path).metadata.num_rows for path in now - files)
+        assert files <= now and added == len(after[table]) - len(before[table]), table
     pd.testing.assert_frame_equal(after["domain_groups"].sort_values("group_id").reset_index(drop=True),
                                   before["domain_groups"].sort_values("group_id").reset_index(drop=True))
     for table in ("documents", "holdout"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ from samplemix_spark.pipeline import plan, run_pipeline
 from samplemix_spark.refresh import run_incremental
 from samplemix_spark.tables.per_document import run_per_document
 
-from .conftest import make_config, store_for, write_jsonl
+from .conftest import REPO, make_config, store_for, write_jsonl
 from .realtext import bbc_articles, degrade
 
 CATEGORIES = ("business", "entertainment", "politics", "sport", "tech")
@@ -225,3 +226,39 @@ def test_a_refresh_keeps_held_out_text_out_of_training_as_a_full_run_does(spark,
     assert set(store.read("holdout").toPandas()["text"]) == {ARTICLES[i] for i in (302, 303, 304, 305, 310)}
     _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store, **held),
                         more=("holdout", "holdout_overlap"))
+
+
+@pytest.mark.jvm
+@pytest.mark.skipif(shutil.which("java") is None, reason="classic Spark needs Java")
+def test_a_refresh_on_jvm_spark_equals_a_full_run_over_the_union(tmp_path):
+    """Classic JVM Spark with Parquet tables (which a refresh ingests again whole): the refreshed tables equal
+    the embedded engine's full run over old and new files, held-out set included."""
+    from deltalake import DeltaTable
+
+    from samplemix_spark.demo.synthetic import write_corpus
+
+    from .test_cli import run_pipeline_cli, samplemix
+    from .test_jvm_parity import JVM
+
+    held = ("ingest.holdout_fraction=0.1",)
+    for name in ("jvm", "embedded"):
+        write_corpus(tmp_path / name / "data", 1200, seed=5, n_files=2)
+    first = run_pipeline_cli(tmp_path / "jvm", *held, *JVM)
+    assert first.returncode == 0, first.stderr[-3000:]
+    for name in ("jvm", "embedded"):
+        [new] = write_corpus(tmp_path / name / "new", 120, seed=6, n_files=1)
+        new.rename(tmp_path / name / "data" / "new.jsonl")
+    sets = [f"--set={o}" for o in (f"ingest.sources=[{tmp_path}/jvm/data/*.jsonl]",
+                                   f"tables.warehouse={tmp_path}/jvm/wh", *held, *JVM)]
+    refreshed = samplemix("run", "--incremental", "--config", str(REPO / "conf" / "synthetic.yaml"), *sets,
+                          cwd=tmp_path / "jvm")
+    assert refreshed.returncode == 0, refreshed.stderr[-3000:]
+    assert "the refresh ingests every source again" in refreshed.stderr
+    full = run_pipeline_cli(tmp_path / "embedded", *held)
+    assert full.returncode == 0, full.stderr[-3000:]
+    for table, key in (("documents", ["doc_id"]), ("holdout", ["doc_id"]), ("weights", ["doc_id"]),
+                       ("output", ["doc_id", "replica"])):
+        jvm = pd.read_parquet(tmp_path / "jvm" / "wh" / table).sort_values(key).reset_index(drop=True)
+        embedded = DeltaTable(str(tmp_path / "embedded" / "wh" / table)).to_pandas()
+        embedded = embedded.sort_values(key).reset_index(drop=True)[jvm.columns]
+        pd.testing.assert_frame_equal(jvm, embedded, check_dtype=False, rtol=1e-9, obj=table)

@@ -27,7 +27,8 @@ only new documents and never renames one.
 
 Writes ``documents`` with ``domain`` filled in: one rewrite, after which the
 labels are a column like a source's for every later stage, report, baseline
-and evaluation. Writes ``holdout`` the same way: held-out texts are embedded
+and evaluation; a refresh on Delta sets the new rows' labels with a MERGE, which
+rewrites only the files its ingest appended. Writes ``holdout`` the same way: held-out texts are embedded
 and assigned to the stored centroids on executors, as documents were (their
 vectors are not kept). Writes ``domain_groups`` (group_id, domain, centroid).
 """
@@ -120,6 +121,21 @@ def fill_domain(rows: DataFrame, labels: DataFrame) -> DataFrame:
             .withColumn("domain", F.coalesce(F.col("domain"), F.col("_label"))).select(*rows.columns))
 
 
+def label_rows(store: TableStore, table: str, labels: DataFrame, refresh: bool) -> None:
+    """Give ``table``'s rows without a domain their label from ``labels`` (doc_id, _label).
+
+    A refresh's new rows sit in the files its ingest appended, so on Delta a MERGE
+    that sets the label rewrites those files alone, not the table; a first
+    labelling (every row) or a Parquet warehouse rewrites the table.
+    """
+    rows = store.read(table)
+    if refresh and store.appends_atomically:
+        pending = labels.join(unlabelled(rows).select("doc_id"), "doc_id", "left_semi")
+        store.update(pending, table, "doc_id", {"domain": "_label"})
+    else:
+        store.write(fill_domain(rows, labels), table)
+
+
 def stored_groups(store: TableStore) -> Optional[tuple[np.ndarray, list[str]]]:
     """The stored group centroids and their names, by group_id; None before the first fit."""
     if not store.exists("domain_groups"):
@@ -144,12 +160,12 @@ class DomainGroupsStep:
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
         centroids = read_centroids(store)
         documents = store.read("documents")
-        groups, group_labels = self._groups(spark, store, centroids, documents)
+        groups, group_labels, refresh = self._groups(spark, store, centroids, documents)
         names = np.array(group_labels)[nearest_group(centroids, groups)]
         mapping = spark.createDataFrame(pd.DataFrame({"cluster_id": list(range(len(centroids))),
                                                       "_label": names.tolist()}), "cluster_id int, _label string")
         labels = store.read("assignments").join(mapping, "cluster_id").select("doc_id", "_label")
-        store.write(fill_domain(documents, labels), "documents")
+        label_rows(store, "documents", labels, refresh)
         missing = F.sum(F.col("domain").isNull().cast("long")).alias("missing")
         written = store.read("documents").agg(F.count(F.lit(1)).alias("rows"), missing).collect()[0]
         if written["missing"]:
@@ -160,8 +176,9 @@ class DomainGroupsStep:
                 "domain_groups": len(groups)}
 
     def _groups(self, spark: SparkSession, store: TableStore, centroids: np.ndarray,
-                documents: DataFrame) -> tuple[np.ndarray, list[str]]:
-        """The stored map when documents have labels already (a refresh), else a new fit, stored; with names."""
+                documents: DataFrame) -> tuple[np.ndarray, list[str], bool]:
+        """The stored map when documents have labels already (a refresh), else a new fit, stored; with names,
+        and whether the map was stored (a refresh)."""
         stored = stored_groups(store)
         if stored is not None and documents.filter(F.col("domain").isNotNull()).limit(1).count():
             if stored[0].shape[1] != centroids.shape[1]:
@@ -169,7 +186,7 @@ class DomainGroupsStep:
                                  f"centroids {centroids.shape[1]}: the encoder changed; `samplemix run --force` "
                                  "labels every document again")
             log.info("domains: %d stored groups; labelling the documents without a domain", len(stored[0]))
-            return stored
+            return *stored, True
         diversity, domain = self.cfg.diversity, self.cfg.domain
         sizes = cluster_sizes(store.read("assignments")).set_index("cluster_id")["size"]
         sizes = sizes.reindex(range(len(centroids)), fill_value=0).to_numpy(dtype=np.float64)
@@ -185,7 +202,7 @@ class DomainGroupsStep:
         labels = spark.createDataFrame(pd.DataFrame({"group_id": range(len(names)), "domain": names}),
                                        "group_id int, domain string")
         store.write(frame.join(labels, "group_id").select("group_id", "domain", "centroid"), "domain_groups")
-        return groups, names
+        return groups, names, False
 
     def _label_holdout(self, store: TableStore, centroids: np.ndarray, mapping: DataFrame) -> int:
         """Embed and assign the held-out documents without a label; returns the held-out count."""
@@ -195,5 +212,5 @@ class DomainGroupsStep:
             progress = Progress("domains: embedding held-out documents", total=0)
             vectors = embed_rows(pending, encoder_settings(self.cfg), progress)
             labels = assign_rows(vectors, centroids).join(mapping, "cluster_id").select("doc_id", "_label")
-            store.write(fill_domain(holdout, labels), "holdout")
+            label_rows(store, "holdout", labels, refresh=holdout.filter(F.col("domain").isNotNull()).limit(1).count())
         return store.read("holdout").count()

@@ -144,9 +144,10 @@ class TableStore:
     def pinned(self, table: str) -> DataFrame:
         """``table`` at its current Delta version: a plan that later writes to the table do not change, since
         every action re-reads a plain ``read`` (Delta only)."""
-        location = self.location(table)
-        reader = self.spark.read.format("delta").option("versionAsOf", self.version(table))
-        return reader.table(location) if self.cfg.catalog else reader.load(location)
+        location, version = self.location(table), self.version(table)
+        if self.cfg.catalog:
+            return self.spark.sql(f"SELECT * FROM {location} VERSION AS OF {version}")
+        return self.spark.read.format("delta").option("versionAsOf", version).load(location)
 
     def version(self, table: str) -> int:
         """The current version of a Delta ``table``: its newest commit in ``_delta_log`` (the catalog's history for
@@ -220,6 +221,22 @@ class TableStore:
         with in_pass(f"appending to table {table}"), self._delta_support():
             self._commit(writer, location)
         log.info("appended to table %s -> %s", table, location)
+
+    def update(self, rows: DataFrame, table: str, key: str, columns: dict[str, str]) -> None:
+        """Set ``columns`` (column of ``table`` -> column of ``rows``) on the rows of ``table`` whose ``key`` is in
+        ``rows``: one Delta MERGE, which rewrites only the data files that hold those rows."""
+        if not self.appends_atomically:
+            raise TableError(f"table '{table}': tables.format {self.cfg.format} has no MERGE (Delta has)")
+        view = f"samplemix_update_{uuid.uuid4().hex[:12]}"
+        self._checked(rows, table).createOrReplaceTempView(view)
+        sets = ", ".join(f"{column} = s.{source}" for column, source in columns.items())
+        try:
+            with in_pass(f"updating table {table}"), self._delta_support():
+                self.spark.sql(f"MERGE INTO {self.sql_ref(table)} t USING {view} s ON t.{key} = s.{key} "
+                               f"WHEN MATCHED THEN UPDATE SET {sets}").collect()
+        finally:
+            self.spark.catalog.dropTempView(view)
+        log.info("updated table %s -> %s", table, self.location(table))
 
     def create(self, df: DataFrame, table: str) -> None:
         """Write ``table`` only if it does not exist yet; the engine refuses the write otherwise."""
