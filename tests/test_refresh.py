@@ -162,6 +162,31 @@ def test_refresh_killed_after_ingest_scores_the_pending_documents_next_time(spar
     _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
 
 
+def test_a_refresh_stopped_midway_reads_its_files_again_and_adds_nothing_twice(spark, tmp_path, first_run,
+                                                                               monkeypatch, caplog):
+    from samplemix_spark.tables import TableStore
+
+    cfg, _ = first_run
+    store = store_for(spark, cfg)
+    _land(tmp_path, "b.jsonl", _records(250, 290) + [{"text": "  ", "domain": "tech"}])
+    append = TableStore.append
+
+    def stopped(self, df, table):
+        if table == "rejects":  # after the new documents are stored
+            raise RuntimeError("killed")
+        return append(self, df, table)
+
+    monkeypatch.setattr(TableStore, "append", stopped)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_incremental(spark, cfg)
+    monkeypatch.setattr(TableStore, "append", append)
+    caplog.set_level(logging.INFO)
+    run_incremental(spark, cfg)
+    assert "b.jsonl: its last ingest did not finish: reading it again" in caplog.text
+    assert "49 input rows = 0 new documents + 48 already stored + 1 rejects" in caplog.text
+    _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
+
+
 def test_incremental_on_an_empty_warehouse_is_a_full_run(spark, tmp_path):
     write_jsonl(tmp_path / "src" / "a.jsonl", _records(0, 60))
     cfg = _config(tmp_path / "refresh", [tmp_path / "src" / "*.jsonl"])

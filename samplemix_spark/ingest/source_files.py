@@ -12,7 +12,8 @@ A refresh compares the files listed now with the table:
 - unchanged: the same path, size and digest; not opened;
 - moved: a size and digest stored under a path no longer listed (a copied or
   renamed folder); not opened, and recorded under its new path;
-- changed: a stored path with another size or digest; read again whole;
+- changed: a stored path with another size or digest, or whose last ingest did
+  not finish; read again whole;
 - new: read;
 - gone: a stored path no longer listed; its documents stay.
 
@@ -142,7 +143,10 @@ def plan_files(store: TableStore, ingest: IngestConfig) -> FilePlan:
     vacated = {(r["role"], r["size"], r["digest"]) for r in rows if (r["role"], r["path"]) not in listed_paths}
     for file in listed:
         before = by_path.get((file.role, file.path))
-        if before is not None and (before["size"], before["digest"]) == (file.size, file.digest):
+        if before is not None and before["ingested_at"] is None:
+            log.info("ingest: source file %s: its last ingest did not finish: reading it again", file.path)
+            plan.changed.append(file)
+        elif before is not None and (before["size"], before["digest"]) == (file.size, file.digest):
             plan.unchanged.append(file)
         elif before is not None:
             log.info("ingest: source file %s changed (size %s -> %s%s): reading it again", file.path,
@@ -159,8 +163,14 @@ def plan_files(store: TableStore, ingest: IngestConfig) -> FilePlan:
 
 
 def record_files(store: TableStore, plan: FilePlan, rows_read: dict[str, int],
-                 stored: Optional[DataFrame] = None) -> None:
-    """Write ``source_files``: every listed file, with the rows read from it now or, if unopened, before."""
+                 stored: Optional[DataFrame] = None, pending: bool = False) -> None:
+    """Write ``source_files``: every listed file, with the rows read from it now or, if unopened, before.
+
+    With ``pending`` the files read now get no ``ingested_at``: a refresh records
+    them so before its first append, and again when it is done, so a refresh
+    stopped in between reads them again as changed files (rows it stored count as
+    already stored, its rejects are replaced) instead of as new ones.
+    """
     before = {} if stored is None else {(r["role"], r["size"], r["digest"]): r for r in stored.collect()}
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     records = []
@@ -168,5 +178,5 @@ def record_files(store: TableStore, plan: FilePlan, rows_read: dict[str, int],
         earlier = before.get(file.identity) if file.path not in rows_read else None
         rows = rows_read.get(file.path, earlier["rows"] if earlier else 0)
         records.append((file.role, file.path, file.size, file.digest, int(rows),
-                        earlier["ingested_at"] if earlier else now))
+                        earlier["ingested_at"] if earlier else None if pending else now))
     store.write(store.spark.createDataFrame(records, SCHEMA), TABLE)

@@ -119,18 +119,19 @@ class IngestStep:
         flagged, n_input, files = self._flagged(spark, store, plan, documents, holdout)
         moved = self._copied_holdout(flagged, holdout, store)
         counts = increment.count_rows(flagged)
+        log.info("ingest: %d input rows = %d new documents + %d already stored + %d rejects + %d held out",
+                 n_input, counts["new"], counts["stored"], counts["rejects"], counts["holdout"])
+        increment.check_conservation(n_input, counts["rows"],  # before any write, so a failure leaves none
+                                     f"{counts['new']} new + {counts['stored']} already stored + "
+                                     f"{counts['rejects']} rejected + {counts['holdout']} held out")
+        record_files(store, plan, files, stored_files, pending=True)
         increment.write_increment(store, training_rows(flagged).select("doc_id"))
         store.append(self._documents(training_rows(flagged)), "documents")
         self._add_rejects(flagged, moved, holdout, plan, store)
         self._add_holdout(flagged, moved, store)
         record_split(store, split_settings(ingest, store.hash_scheme))
-        record_files(store, plan, files, stored_files)
+        record_files(store, plan, files, store.read(SOURCE_FILES))
         self._log_near_duplicates(store)
-        log.info("ingest: %d input rows = %d new documents + %d already stored + %d rejects + %d held out",
-                 n_input, counts["new"], counts["stored"], counts["rejects"], counts["holdout"])
-        increment.check_conservation(n_input, counts["rows"],
-                                     f"{counts['new']} new + {counts['stored']} already stored + "
-                                     f"{counts['rejects']} rejected + {counts['holdout']} held out")
         return {"increment": store.read("increment").count(), "documents": store.read("documents").count(),
                 "rejects": store.read("rejects").count(), "holdout": store.read("holdout").count()}
 
