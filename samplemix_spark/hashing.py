@@ -59,6 +59,11 @@ TUNE_SAMPLE = "tune-sample"        # which documents a parameter search mixes, a
 SYSTEMATIC_OFFSET = "systematic-offset"  # the one uniform offset of a systematic rounding
 
 
+def stored_hash(sha256_hex: Column) -> Column:
+    """The first 128 bits of a text's SHA-256 (hex): a hashed ``doc_id``, and the ``text_hash`` documents store."""
+    return F.substring(sha256_hex, 1, 32)
+
+
 def uniform(doc_id: Column, seed: int, purpose: str, scheme: str) -> Column:
     """A uniform number in [0, 1) for ``purpose`` under hash ``scheme`` (see the module doc).
 

@@ -28,9 +28,9 @@ only new documents and never renames one.
 Writes ``documents`` with ``domain`` filled in: one rewrite, after which the
 labels are a column like a source's for every later stage, report, baseline
 and evaluation; a refresh on Delta sets the new rows' labels with a MERGE, which
-rewrites only the files its ingest appended. Writes ``holdout`` the same way: held-out texts are embedded
-and assigned to the stored centroids on executors, as documents were (their
-vectors are not kept). Writes ``domain_groups`` (group_id, domain, centroid).
+rewrites only the files its ingest appended. Writes ``holdout`` the same way:
+held-out texts are embedded and assigned to the stored centroids on executors,
+as documents were (their vectors are not kept). Writes ``domain_groups`` (group_id, domain, centroid).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from samplemix_spark.hashing import ShingleSet, shingle_rows
+from samplemix_spark.hashing import ShingleSet, shingle_rows, stored_hash
 from samplemix_spark.tables import TableStore
 
 # The join hint for a side that grows with the corpus: a sort-merge join, never a broadcast. A broadcast is
@@ -173,13 +173,14 @@ def refresh_overlap(flagged: DataFrame, store: TableStore, stored_training: Data
     store.write(overlap_rows(held, store.read("holdout_seen")), "holdout_overlap")
 
 
-def copied_holdout(new_training: DataFrame, holdout: DataFrame, store: TableStore,
+def copied_holdout(new_training: DataFrame, holdout: DataFrame, store: TableStore, exact_copies: bool,
                    overlap: Optional[float]) -> DataFrame:
-    """(doc_id, reason) of stored held-out documents that a refresh's training rows copy: exactly (their text
-    hash is a new training text's) or, with ``overlap``, nearly (from the updated ``holdout_overlap``)."""
-    hashes = new_training.select(F.substring("_text_hash", 1, 32).alias("_h")).distinct()
-    exact = (holdout.join(hashes, holdout["_stored_hash"] == hashes["_h"], "left_semi")
-             .select("doc_id", F.lit("holdout_duplicate").alias("reason")))
+    """(doc_id, reason) of stored held-out documents (doc_id, _stored_hash) that a refresh's training rows copy:
+    with ``exact_copies``, exactly (their text hash is a new training text's); with ``overlap``, nearly (from the
+    updated ``holdout_overlap``)."""
+    hashes = new_training.select(stored_hash(F.col("_text_hash")).alias("_h")).distinct()
+    exact = (holdout.join(hashes, holdout["_stored_hash"] == hashes["_h"], "left_semi") if exact_copies
+             else holdout.limit(0)).select("doc_id", F.lit("holdout_duplicate").alias("reason"))
     if overlap is None:
         return exact
     near = (holdout.select("doc_id").join(near_copies(store, overlap), "doc_id", "left_semi")

@@ -32,8 +32,8 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.config import IngestConfig, SampleMixConfig
 from samplemix_spark.errors import InputError
-from samplemix_spark.hashing import HOLDOUT_SPLIT, uniform
-from samplemix_spark.ingest.decontaminate import drop_leaks
+from samplemix_spark.hashing import HOLDOUT_SPLIT, stored_hash, uniform
+from samplemix_spark.ingest.decontaminate import drop_leaks, kept
 from samplemix_spark.ingest.domain_labels import labelled
 from samplemix_spark.ingest.reader import RAW_DDL, RAW_SCHEMA, Mapping, file_error_message, list_units, read_units
 from samplemix_spark.ingest.sources import map_columns, read_sources
@@ -73,18 +73,13 @@ def reject_reason(cfg: SampleMixConfig) -> Column:
     return reason
 
 
-def stored_hash(text_hash: Column) -> Column:
-    """The text hash ``documents`` stores (``text_hash``): the first 128 bits of the SHA-256, as hashed ids are."""
-    return F.substring(text_hash, 1, 32)
-
-
 def flag_rows(raw: DataFrame, cfg: SampleMixConfig) -> DataFrame:
     """Add ``doc_id`` and ``reason`` (null = kept) to the mapped source rows."""
     text_hash = F.sha2(F.col("text"), 256)
     flagged = raw.select(
         "*",
         text_hash.alias("_text_hash"),
-        F.coalesce(F.col("source_id"), F.substring(text_hash, 1, 32)).alias("doc_id"),
+        F.coalesce(F.col("source_id"), stored_hash(text_hash)).alias("doc_id"),
         reject_reason(cfg).alias("reason"),
     )
     valid = flagged.filter(F.col("reason").isNull())
@@ -143,11 +138,11 @@ def domain_thresholds(flagged: DataFrame, holdout_docs: int, stored: Optional[Da
 
 def holdout_rows(flagged: DataFrame) -> DataFrame:
     """The ``holdout`` table's rows: doc_id, domain, text."""
-    return flagged.filter(F.col("reason").isNull() & (F.col("split") == "holdout")).select("doc_id", "domain", "text")
+    return flagged.filter(kept("holdout")).select("doc_id", "domain", "text")
 
 
 def training_rows(flagged: DataFrame) -> DataFrame:
-    return flagged.filter(F.col("reason").isNull() & (F.col("split") == "train"))
+    return flagged.filter(kept("train"))
 
 
 @contextlib.contextmanager

@@ -22,8 +22,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from samplemix_spark.errors import InputError
+from samplemix_spark.hashing import stored_hash
 from samplemix_spark.ingest.decontaminate import CORPUS_SIZED, kept
-from samplemix_spark.ingest.documents import stored_hash
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)

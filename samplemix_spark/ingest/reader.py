@@ -184,8 +184,8 @@ def _matches(path: str, pattern: list[str]) -> bool:
 FOOTER_READERS = 32
 
 
-def list_units(sources: list[str], fmt: str) -> list[Unit]:
-    """Every work unit of the sources, in a fixed order; an unmatched source is an error."""
+def list_paths(sources: list[str]) -> list[str]:
+    """Every data file of the sources, in a fixed order; an unmatched source is an error."""
     require_sources(sources)
     paths: list[str] = []
     for source in sources:
@@ -193,6 +193,12 @@ def list_units(sources: list[str], fmt: str) -> list[Unit]:
         if not files:
             raise InputError(f"ingest source {source!r} matches no file")
         paths.extend(files)
+    return paths
+
+
+def list_units(sources: list[str], fmt: str) -> list[Unit]:
+    """Every work unit of the sources, in a fixed order; an unmatched source is an error."""
+    paths = list_paths(sources)
     if fmt != "parquet":
         return [Unit(path, fmt) for path in paths]
     with concurrent.futures.ThreadPoolExecutor(max_workers=FOOTER_READERS) as pool:

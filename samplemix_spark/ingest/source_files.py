@@ -33,8 +33,7 @@ from typing import Optional
 from pyspark.sql import DataFrame
 
 from samplemix_spark.config import IngestConfig
-from samplemix_spark.errors import InputError
-from samplemix_spark.ingest.reader import FOOTER_READERS, expand_source, filesystem_for
+from samplemix_spark.ingest.reader import FOOTER_READERS, filesystem_for, list_paths
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import is_remote, require_sources, split_sources, strip_file_scheme
 from samplemix_spark.tables.state import content_digest
@@ -79,15 +78,9 @@ def tracked(ingest: IngestConfig, sources: list[str]) -> tuple[list[str], list[s
 def list_files(ingest: IngestConfig, sources: list[str], role: str) -> list[SourceFile]:
     """Every data file of the listable ``sources``, identified; an unmatched source is an error."""
     require_sources(sources)
-    paths, _ = tracked(ingest, sources)
-    files = []
-    for source in paths:
-        listed = expand_source(source)
-        if not listed:
-            raise InputError(f"ingest source {source!r} matches no file")
-        with concurrent.futures.ThreadPoolExecutor(max_workers=FOOTER_READERS) as pool:
-            files += list(pool.map(lambda path: identify(path, role), listed))
-    return files
+    paths = tracked(ingest, sources)[0]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=FOOTER_READERS) as pool:
+        return list(pool.map(lambda path: identify(path, role), list_paths(paths) if paths else []))
 
 
 @dataclass
@@ -100,7 +93,6 @@ class FilePlan:
     moved: list[SourceFile] = field(default_factory=list)
     gone: list[dict] = field(default_factory=list)
     engine: dict[str, list[str]] = field(default_factory=dict)
-    first: bool = False  # no table yet: every file is read as changed
 
     def to_read(self, role: str) -> list[str]:
         """The sources to read for ``role``: new and changed files, then the engine-read sources."""
@@ -128,14 +120,20 @@ class FilePlan:
         return ", ".join(parts)
 
 
+def every_file(ingest: IngestConfig) -> FilePlan:
+    """A plan that reads every source, every file as new: a full ingest."""
+    roles = {"train": ingest.sources, "holdout": ingest.holdout_sources or []}
+    return FilePlan(new=[f for role, sources in roles.items() if sources for f in list_files(ingest, sources, role)],
+                    engine={role: tracked(ingest, sources)[1] for role, sources in roles.items() if sources})
+
+
 def plan_files(store: TableStore, ingest: IngestConfig) -> FilePlan:
     """Compare the files listed now with ``source_files`` (see the module doc); logs what changed and why."""
-    roles = {"train": ingest.sources, "holdout": ingest.holdout_sources or []}
-    plan = FilePlan(engine={role: tracked(ingest, sources)[1] for role, sources in roles.items() if sources})
-    listed = [f for role, sources in roles.items() if sources for f in list_files(ingest, sources, role)]
+    plan = every_file(ingest)
+    listed, plan.new = plan.new, []
     stored = store.read_if_exists(TABLE)
-    if stored is None:
-        plan.first, plan.changed = True, listed
+    if stored is None:  # a warehouse from before the table: every file is read again
+        plan.changed = listed
         return plan
     rows = [r.asDict() for r in stored.collect()]
     by_path = {(r["role"], r["path"]): r for r in rows}

@@ -20,17 +20,17 @@ from pyspark.sql import functions as F
 from samplemix_spark.config import SampleMixConfig, score_column_name
 from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import InputError
-from samplemix_spark.hashing import SHINGLE_WORDS
+from samplemix_spark.hashing import SHINGLE_WORDS, stored_hash
 from samplemix_spark.ingest import increment
 from samplemix_spark.ingest.decontaminate import (copied_holdout, drop_leaks, kept, mark, near_copies,
                                                   refresh_overlap, reject_near_duplicates)
 from samplemix_spark.ingest.documents import (by_reason, check_flagged, domain_thresholds, empty_raw, file_errors,
                                               flag_rows, holdout_rows, per_file, read_raw, rows_per_file,
-                                              split_holdout, stored_hash, training_rows)
+                                              split_holdout, training_rows)
 from samplemix_spark.ingest.domain_labels import check_domain_classifier, classified, label_domains, labelled
 from samplemix_spark.ingest.holdout import check_split_unchanged, record_split, split_settings
 from samplemix_spark.ingest.source_files import TABLE as SOURCE_FILES
-from samplemix_spark.ingest.source_files import FilePlan, list_files, plan_files, record_files, tracked
+from samplemix_spark.ingest.source_files import FilePlan, every_file, plan_files, record_files
 from samplemix_spark.ingest.tokens import token_count_column, tokenizer_file
 from samplemix_spark.tables import TableStore
 
@@ -52,19 +52,11 @@ class IngestStep:
             check_domain_classifier(self.cfg.domain)
 
     def run(self, spark: SparkSession, store: TableStore) -> dict[str, int]:
-        plan = self._every_file()
+        plan = every_file(self.cfg.ingest)
         flagged, n_input, files = self._flagged(spark, store, plan)
         rows = self._write_all(flagged, n_input, store)
         record_files(store, plan, files)
         return rows
-
-    def _every_file(self) -> FilePlan:
-        """A plan that reads every source: a full ingest."""
-        ingest = self.cfg.ingest
-        roles = {"train": ingest.sources, "holdout": ingest.holdout_sources or []}
-        listed = [f for role, sources in roles.items() if sources for f in list_files(ingest, sources, role)]
-        engine = {role: tracked(ingest, sources)[1] for role, sources in roles.items() if sources}
-        return FilePlan(new=listed, engine=engine, first=True)
 
     def _write_all(self, flagged: DataFrame, n_input: int, store: TableStore) -> dict[str, int]:
         """Write documents, rejects and the held-out set from every flagged row; check conservation."""
@@ -143,7 +135,7 @@ class IngestStep:
         held out drop out of those tables (``tables.per_document``).
         """
         stored = store.read("documents").select("doc_id")
-        plan = self._every_file()
+        plan = every_file(self.cfg.ingest)
         flagged, n_input, files = self._flagged(spark, store, plan)
         # Written while ``documents`` still holds the old split: the training documents it does not hold.
         increment.write_increment(store, training_rows(flagged).select("doc_id").join(stored, "doc_id",
@@ -196,7 +188,7 @@ class IngestStep:
             flagged = drop_leaks(both)
         else:
             flagged = split_holdout(flagged, ingest, store.hash_scheme, self._thresholds(flagged, store, refresh))
-        if refresh and ingest.holds_out and (ingest.id_column or ingest.holdout_sources):
+        if refresh and ingest.holds_out and self._copies_cross_the_split:
             flagged = mark(flagged, increment.copies_of_stored_training(flagged, documents), "holdout",
                            "holdout_duplicate")
         if not ingest.holds_out:
@@ -207,12 +199,17 @@ class IngestStep:
         return mark(flagged, near_copies(store, ingest.holdout_overlap), "holdout", "holdout_near_duplicate"), \
             n_input, files
 
+    @property
+    def _copies_cross_the_split(self) -> bool:
+        """Whether a text can be training and held out at once: with hashed ids and a hashed split the same
+        text is the same doc_id on the same side, so a stored doc_id already catches an exact copy."""
+        return bool(self.cfg.ingest.id_column or self.cfg.ingest.holdout_sources)
+
     def _copied_holdout(self, flagged: DataFrame, holdout: DataFrame, store: TableStore) -> DataFrame:
         """(doc_id, reason) of stored held-out documents that the refresh's training rows copy."""
         ingest = self.cfg.ingest
-        stored = holdout.select("doc_id", stored_hash(F.sha2(F.col("text"), 256)).alias("_stored_hash"))
-        return copied_holdout(flagged.filter(kept("train")), stored, store,
-                              ingest.holdout_overlap if ingest.holds_out else None)
+        return copied_holdout(flagged.filter(kept("train")), increment.stored_keys(None, holdout), store,
+                              self._copies_cross_the_split, ingest.holdout_overlap if ingest.holds_out else None)
 
     def _thresholds(self, flagged: DataFrame, store: TableStore, refresh: bool) -> Optional[DataFrame]:
         """With ``ingest.holdout_docs``: each domain's threshold, written to ``holdout_thresholds`` (a refresh keeps

@@ -142,8 +142,8 @@ class TableStore:
         return df
 
     def pinned(self, table: str) -> DataFrame:
-        """``table`` at its current Delta version: a plan that later writes to the table do not change, since
-        every action re-reads a plain ``read`` (Delta only)."""
+        """``table`` at its current Delta version, which later writes to it do not change; a plain ``read`` is
+        read again at every action, so it would see them (Delta only)."""
         location, version = self.location(table), self.version(table)
         if self.cfg.catalog:
             return self.spark.sql(f"SELECT * FROM {location} VERSION AS OF {version}")
