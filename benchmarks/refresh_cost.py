@@ -12,7 +12,8 @@ refreshes the warehouse. Bytes are the sizes of the data files each commit adds,
 read from the tables' Delta logs: the full run's are every table's files at its
 end; the refresh's are the files its commits add. Targets (issue: a refresh that
 costs the new data): the refresh takes at most 10% of the full run's seconds and
-writes at most 5% of its bytes over every table but ``output``.
+writes at most 5% of its bytes over every table but ``output``, which a refresh
+changes by one MERGE of the copies whose count changed (its rows and files are reported).
 """
 
 from __future__ import annotations
@@ -37,13 +38,16 @@ from scale_sim import write_corpus  # noqa: E402
 TIME_SHARE, BYTES_SHARE = 0.10, 0.05
 
 
+def log_actions(table: Path) -> dict[int, list[dict]]:
+    """The actions of each commit of a Delta table, by version."""
+    return {int(entry.stem): [json.loads(line) for line in entry.read_text().splitlines() if line.strip()]
+            for entry in sorted((table / "_delta_log").glob("*.json"))}
+
+
 def commits(table: Path) -> dict[int, int]:
     """Bytes of the data files each commit of a Delta table adds, by version."""
-    added = {}
-    for entry in sorted((table / "_delta_log").glob("*.json")):
-        actions = [json.loads(line) for line in entry.read_text().splitlines() if line.strip()]
-        added[int(entry.stem)] = sum(a["add"]["size"] for a in actions if "add" in a)
-    return added
+    return {version: sum(a["add"]["size"] for a in actions if "add" in a)
+            for version, actions in log_actions(table).items()}
 
 
 def live_bytes(table: Path) -> int:
@@ -82,7 +86,8 @@ def measure(args: argparse.Namespace) -> dict:
     return {"docs": args.docs, "new_docs": n_new, "full_s": round(full_s, 1), "refresh_s": round(refresh_s, 1),
             "tables": {name: {"full_bytes": full_bytes.get(name, 0), "refresh_bytes": written[name]}
                        for name in sorted(written)},
-            "counts": changed_counts(work / "wh" / "weights", versions["weights"])}
+            "counts": changed_counts(work / "wh" / "weights", versions["weights"]),
+            "output_merge": merge_metrics(work / "wh" / "output", versions["output"])}
 
 
 def changed_counts(weights: Path, before: int) -> dict:
@@ -95,6 +100,20 @@ def changed_counts(weights: Path, before: int) -> dict:
     diff = new.sub(old.reindex(new.index).fillna(0))
     return {"documents": int(len(new)), "changed_documents": int((diff != 0).sum()),
             "output_rows": int(new.sum()), "changed_rows": int(diff.abs().sum())}
+
+
+def merge_metrics(output: Path, before: int) -> dict:
+    """Rows and files of the refresh's MERGE into ``output`` (its commit after version ``before``)."""
+    for version, actions in log_actions(output).items():
+        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+        if version <= before:
+            continue
+        if info.get("operation") == "MERGE":
+            metrics = info["operationMetrics"]
+            return {key: int(metrics[key]) for key in ("numTargetRowsInserted", "numTargetRowsDeleted",
+                                                       "numTargetRowsCopied", "numTargetFilesRemoved",
+                                                       "numTargetFilesAdded", "numTargetBytesAdded")}
+    return {}
 
 
 def report(result: dict) -> str:
@@ -116,7 +135,14 @@ def report(result: dict) -> str:
     counts = result["counts"]
     rows.append(f"output: {counts['changed_documents']:,} of {counts['documents']:,} documents changed count; "
                 f"{counts['changed_rows']:,} copies added or removed of {counts['output_rows']:,} "
-                f"({counts['changed_rows'] / max(counts['output_rows'], 1):.1%}): the rows a MERGE would write")
+                f"({counts['changed_rows'] / max(counts['output_rows'], 1):.1%})")
+    merge, full_output = result.get("output_merge") or {}, result["tables"]["output"]["full_bytes"]
+    if merge:
+        rows.append(f"output MERGE: {merge['numTargetRowsInserted']:,} copies inserted, "
+                    f"{merge['numTargetRowsDeleted']:,} deleted, {merge['numTargetRowsCopied']:,} copied with them; "
+                    f"{merge['numTargetFilesRemoved']:,} files rewritten as {merge['numTargetFilesAdded']:,}, "
+                    f"{merge['numTargetBytesAdded']:,} bytes ({merge['numTargetBytesAdded'] / max(full_output, 1):.1%} "
+                    "of the full run's output)")
     return "\n".join(rows)
 
 

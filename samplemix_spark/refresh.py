@@ -16,7 +16,9 @@ Driver-side orchestration of the same steps ``samplemix run`` uses:
    (it runs even when the only new documents are held out);
 5. cluster statistics, diversity, weights, counts and the report are
    recomputed over the whole corpus, since adding documents changes the
-   cluster sizes, the normalisation bounds and the softmax normaliser.
+   cluster sizes, the normalisation bounds and the softmax normaliser;
+   on Delta, ``output`` then gets one MERGE that adds and removes only the
+   copies whose count changed (``mixing.output.output_changes``).
 
 Before any of that, a refresh whose quality or embed settings (model, encoder,
 method; ``ROW_SETTINGS``) differ from those the stored rows were computed with
@@ -156,4 +158,6 @@ def _refresh_stage(spark: SparkSession, cfg: SampleMixConfig, stage: str, step: 
     if isinstance(step, PerDocumentStep) and not (stage == "assign" and refit):
         return [run_step(spark, cfg, step,
                          lambda s, store: run_per_document(s, store, step, increment, append=append))]
+    if stage == "mix":  # stored copies are still right when documents were only added: MERGE the changed counts
+        return [run_step(spark, cfg, step, lambda s, store: step.run(s, store, merge_output=append))]
     return [run_step(spark, cfg, step)]

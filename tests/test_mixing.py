@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from samplemix_spark.demo.synthetic import write_corpus
 from samplemix_spark.errors import InputError
 from samplemix_spark.mixing import read_stats
-from samplemix_spark.mixing.output import build_output
+from samplemix_spark.mixing.output import build_output, output_changes
 from samplemix_spark.pipeline import run_pipeline, run_stage
 
 from . import oracle
@@ -241,3 +241,23 @@ def test_partition_sort_matches_a_code_point_sort_across_batches_and_keeps_the_s
     pd.testing.assert_frame_equal(got[["_key", "doc_id", "replica"]].reset_index(drop=True),
                                   expected[["_key", "doc_id", "replica"]].reset_index(drop=True))
     assert sorted(got["text"]) == sorted(table.column("text").to_pylist())
+
+
+def test_output_changes_add_and_remove_exactly_the_copies_whose_count_changed(spark):
+    held = {"a": 3, "b": 1, "gone": 2, "same": 2}  # copies in the output now
+    wanted = {"a": 1, "b": 3, "new": 2, "same": 2, "zero": 0}  # counts of the new weights
+    texts = spark.createDataFrame([(d, "web", f"text of {d}", 7) for d in wanted],
+                                  "doc_id string, domain string, text string, n_tokens int")
+    output = spark.createDataFrame([(d, "web", f"text of {d}", 7, r) for d, n in held.items() for r in range(n)],
+                                   "doc_id string, domain string, text string, n_tokens int, replica int")
+    weights = spark.createDataFrame(list(wanted.items()), "doc_id string, count int")
+    rows = output_changes(output, weights, texts).toPandas()
+    changes = dict(zip(zip(rows.doc_id, rows.replica), rows["_action"]))
+    expected = {}
+    for doc in held.keys() | wanted.keys():
+        before, after = held.get(doc, 0), wanted.get(doc, 0)
+        expected.update({(doc, r): "insert" for r in range(before, after)})
+        expected.update({(doc, r): "delete" for r in range(after, before)})
+    assert changes == expected and len(rows) == len(expected)
+    inserted = rows[rows["_action"] == "insert"]
+    assert (inserted.text == "text of " + inserted.doc_id).all() and (inserted.n_tokens == 7).all()

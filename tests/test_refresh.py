@@ -47,7 +47,8 @@ def _records(first: int, last: int) -> list[dict]:
 
 
 def _config(warehouse, sources, **ingest):
-    return make_config(warehouse, sources, quality={"method": "heuristic"},
+    # Small output files, so that a refresh's MERGE can keep the files that hold no removed copy.
+    return make_config(warehouse, sources, quality={"method": "heuristic"}, mixing={"output_file_mb": 0.05},
                        diversity={"method": "kmeans", "max_tokens": 32, "k": 6, "niter": 10},
                        ingest={"quality_column": None, "diversity_column": None, **ingest})
 
@@ -101,9 +102,11 @@ def test_refresh_equals_a_full_run_over_the_union_with_the_same_centroids(spark,
     _land(tmp_path, "b.jsonl", _records(250, 290) + [{"text": ARTICLES[3], "domain": CATEGORIES[3]},
                                                       {"text": "  ", "domain": "tech"}])
     n_before, n_rejects_before = store.read("documents").count(), store.read("rejects").count()
-    files_before = {t: _files(store, t) for t in (*PER_DOCUMENT, "documents", "rejects")}
+    files_before = {t: _files(store, t) for t in (*PER_DOCUMENT, "documents", "rejects", "output")}
+    counts_before = _counts(store)
     caplog.set_level(logging.INFO)
     results = run_incremental(spark, cfg)
+    _assert_output_merged(store, counts_before, files_before.pop("output"))
     assert "assigning them to the stored centroids" in caplog.text
     assert "ingest: source files: 1 new, 0 changed, 1 unchanged" in caplog.text  # a.jsonl is not opened
     counted = re.search(r"ingest: (\d+) input rows = (\d+) new documents \+ (\d+) already stored \+ (\d+) rejects",
@@ -125,6 +128,28 @@ def test_refresh_equals_a_full_run_over_the_union_with_the_same_centroids(spark,
     _assert_same_tables(store, _reference(spark, tmp_path, centroids_from=store))
     # A plain run afterwards finds every stage current for these sources.
     assert run_pipeline(spark, cfg, resume=True) == []
+
+
+def _counts(store) -> pd.Series:
+    return store.read("weights").select("doc_id", "count").toPandas().set_index("doc_id")["count"]
+
+
+def _assert_output_merged(store, counts_before: pd.Series, files_before: set) -> None:
+    """The refresh's one commit to ``output`` is a MERGE that inserts and deletes exactly the copies whose count
+    changed, and rewrites only the files that held a deleted copy."""
+    from deltalake import DeltaTable
+
+    change = _counts(store).sub(counts_before.reindex(_counts(store).index).fillna(0))
+    [commit] = [c for c in DeltaTable(store.location("output")).history(2) if c["operation"] == "MERGE"]
+    metrics = commit["operationMetrics"]
+    assert metrics["numTargetRowsInserted"] == change.clip(lower=0).sum() > 0
+    assert metrics["numTargetRowsDeleted"] == (-change).clip(lower=0).sum() > 0
+    deleted = {(doc, replica) for doc, n in change[change < 0].items()
+               for replica in range(int(counts_before[doc]) + int(n), int(counts_before[doc]))}
+    holding = {path for path in files_before
+               if deleted & set(pq.read_table(path, columns=["doc_id", "replica"]).to_pandas().itertuples(index=False))}
+    assert 0 < len(holding) < len(files_before)
+    assert files_before - _files(store, "output") == holding
 
 
 def test_large_refresh_reclusters_and_equals_a_plain_full_run(spark, tmp_path, first_run, caplog):

@@ -25,11 +25,12 @@ class SwarmThenMix:
     def __init__(self, cfg: SampleMixConfig) -> None:
         self.cfg = cfg
 
-    def run(self, spark: SparkSession, store: TableStore, inputs: Optional[TableStore] = None) -> dict[str, int]:
+    def run(self, spark: SparkSession, store: TableStore, inputs: Optional[TableStore] = None,
+            merge_output: bool = False) -> dict[str, int]:
         from samplemix_spark.evaluation.bimix_swarm import observe
 
         observe(spark, inputs or store, self.cfg)
-        return MixStep(self.cfg).run(spark, store, inputs)
+        return MixStep(self.cfg).run(spark, store, inputs, merge_output=merge_output)
 
 
 def mix_step(cfg: SampleMixConfig):

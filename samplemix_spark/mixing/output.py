@@ -98,6 +98,29 @@ def build_output(weights: DataFrame, documents: DataFrame, cfg: MixingConfig, n_
     return lay_out(copies, cfg, n_files)
 
 
+def output_changes(output: DataFrame, weights: DataFrame, documents: DataFrame) -> DataFrame:
+    """The copies to insert into and delete from ``output`` so that it holds ``count`` copies of every document
+    of ``weights``: OUTPUT_COLUMNS plus ``_action`` ('insert' or 'delete'), for ``TableStore.apply_changes``.
+
+    What ``output`` holds is read from the table itself (replicas 0..n-1 of a document),
+    not from an earlier ``weights``, so a change stopped before its commit is found
+    again whole on the next run. A document that left ``weights`` loses its copies.
+    """
+    held = output.groupBy("doc_id").agg((F.max("replica") + 1).alias("held"))
+    wanted = weights.select("doc_id", "count")
+    both = held.join(wanted, "doc_id", "full")
+    changed = (both.select("doc_id", *(F.coalesce(c, F.lit(0)).alias(c) for c in ("held", "count")))
+               .filter(F.col("held") != F.col("count")))
+    texts = documents.select("doc_id", "domain", "text", "n_tokens")
+    inserted = changed.filter(F.col("count") > F.col("held")).join(texts, "doc_id").select(
+        *OUTPUT_COLUMNS[:-1], F.explode(F.sequence(F.col("held"), F.col("count") - 1)).alias("replica"),
+        F.lit("insert").alias("_action"))
+    deleted = changed.filter(F.col("held") > F.col("count")).select(
+        "doc_id", *(F.lit(None).cast(output.schema[c].dataType).alias(c) for c in ("domain", "text", "n_tokens")),
+        F.explode(F.sequence(F.col("count"), F.col("held") - 1)).alias("replica"), F.lit("delete").alias("_action"))
+    return inserted.unionByName(deleted)
+
+
 def export_output(output: DataFrame, cfg: MixingConfig, n_files: int) -> None:
     """Write the output as JSON lines or Parquet files for trainers that do not read Delta."""
     writer = lay_out(output.select(*OUTPUT_COLUMNS), cfg, n_files).write.mode("overwrite")

@@ -25,7 +25,7 @@ from samplemix_spark.errors import InputError, TableError
 from samplemix_spark.hashing import COUNT_DRAW, CURRENT_SCHEME, PERPLEXITY_SAMPLE, uniform
 from samplemix_spark.ingest.holdout import fingerprint
 from samplemix_spark.mixing import budget, formulas, quadmix
-from samplemix_spark.mixing.output import build_output, export_output, output_file_count
+from samplemix_spark.mixing.output import build_output, export_output, output_changes, output_file_count
 from samplemix_spark.mixing.rounding import systematic_counts
 from samplemix_spark.tables import TableStore
 
@@ -290,13 +290,15 @@ class MixStep:
         self.cfg = cfg
 
     def run(self, spark: SparkSession, store: TableStore, inputs: Optional[TableStore] = None,
-            output: bool = True) -> dict[str, int]:
+            output: bool = True, merge_output: bool = False) -> dict[str, int]:
         """Mix the documents and scores of ``inputs`` (default: ``store``) and write the result to ``store``.
 
         Another ``inputs`` store lets one scored corpus feed several mixes (the
         baselines of an evaluation) without copying documents or scores. Without
         ``output`` only ``weights`` and ``mix_run`` are written: the counts, for a
         reader that takes the text from the documents (``evaluate``'s reference).
+        With ``merge_output`` (a refresh that only added documents, so stored copies
+        are still right) a Delta ``output`` gets a MERGE of the copies whose count changed.
         """
         mixing, inputs = self.cfg.mixing, inputs or store
         extra = quadmix.score_columns(mixing) if mixing.method == "quadmix" else []
@@ -321,7 +323,11 @@ class MixStep:
         if not output:
             return {"weights": stats.n_source_docs, "output": 0}
         n_files = output_file_count(stats.expected_rows(), stats.expected_tokens(), mixing.output_file_mb)
-        store.write(build_output(store.read("weights"), inputs.read("documents"), mixing, n_files), "output")
+        if merge_output and store.appends_atomically and store.exists("output"):
+            store.apply_changes(output_changes(store.read("output"), store.read("weights"), inputs.read("documents")),
+                                "output", ["doc_id", "replica"])
+        else:
+            store.write(build_output(store.read("weights"), inputs.read("documents"), mixing, n_files), "output")
         n_output = store.read("output").count()
         if mixing.export_format:
             export_output(store.read("output"), mixing, n_files)

@@ -225,18 +225,34 @@ class TableStore:
     def update(self, rows: DataFrame, table: str, key: str, columns: dict[str, str]) -> None:
         """Set ``columns`` (column of ``table`` -> column of ``rows``) on the rows of ``table`` whose ``key`` is in
         ``rows``: one Delta MERGE, which rewrites only the data files that hold those rows."""
+        sets = ", ".join(f"{column} = s.{source}" for column, source in columns.items())
+        self._merge(rows, table, f"t.{key} = s.{key}", f"WHEN MATCHED THEN UPDATE SET {sets}", "updating")
+
+    def apply_changes(self, changes: DataFrame, table: str, keys: Sequence[str]) -> None:
+        """Delete and insert rows of ``table`` in one Delta MERGE on ``keys``: a row of ``changes`` whose
+        ``_action`` is 'delete' removes the row with its keys, one whose ``_action`` is 'insert' is added.
+
+        Readers see the table before or after every change, never between; only the
+        data files that hold deleted rows are rewritten.
+        """
+        columns = [c for c in changes.columns if c != "_action"]
+        on = " AND ".join(f"t.{key} = s.{key}" for key in keys)
+        clauses = (f"WHEN MATCHED AND s._action = 'delete' THEN DELETE "
+                   f"WHEN NOT MATCHED AND s._action = 'insert' THEN INSERT ({', '.join(columns)}) "
+                   f"VALUES ({', '.join(f's.{c}' for c in columns)})")
+        self._merge(changes, table, on, clauses, "changing")
+
+    def _merge(self, rows: DataFrame, table: str, on: str, clauses: str, verb: str) -> None:
         if not self.appends_atomically:
             raise TableError(f"table '{table}': tables.format {self.cfg.format} has no MERGE (Delta has)")
-        view = f"samplemix_update_{uuid.uuid4().hex[:12]}"
+        view = f"samplemix_merge_{uuid.uuid4().hex[:12]}"
         self._checked(rows, table).createOrReplaceTempView(view)
-        sets = ", ".join(f"{column} = s.{source}" for column, source in columns.items())
         try:
-            with in_pass(f"updating table {table}"), self._delta_support():
-                self.spark.sql(f"MERGE INTO {self.sql_ref(table)} t USING {view} s ON t.{key} = s.{key} "
-                               f"WHEN MATCHED THEN UPDATE SET {sets}").collect()
+            with in_pass(f"{verb} table {table}"), self._delta_support():
+                self.spark.sql(f"MERGE INTO {self.sql_ref(table)} t USING {view} s ON {on} {clauses}").collect()
         finally:
             self.spark.catalog.dropTempView(view)
-        log.info("updated table %s -> %s", table, self.location(table))
+        log.info("merged into table %s -> %s", table, self.location(table))
 
     def create(self, df: DataFrame, table: str) -> None:
         """Write ``table`` only if it does not exist yet; the engine refuses the write otherwise."""
