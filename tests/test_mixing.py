@@ -94,6 +94,17 @@ def test_output_repeats_each_document_count_times(spark, scored_warehouse, corpu
     assert (texts == corpus[1].loc[texts.index, "text"]).all()
 
 
+def test_the_mix_joins_the_scores_once_into_mix_scores(spark, scored_warehouse, corpus):
+    cfg, weights = _mix(spark, scored_warehouse, corpus, seed=3)
+    scores = store_for(spark, cfg).read("mix_scores").toPandas().set_index("doc_id").sort_index()
+    assert list(scores.index) == list(weights.index)  # a row per document, each once
+    raw = corpus[1].loc[scores.index]
+    np.testing.assert_array_equal(scores["q"], raw["quality_score"])
+    np.testing.assert_array_equal(scores["d"], raw["diversity_score"])
+    assert (scores["domain"] == raw["domain"]).all() and (scores["n_tokens"] == weights["n_tokens"]).all()
+    assert "text" not in scores.columns
+
+
 def test_same_seed_same_counts_and_different_seed_different_counts(spark, scored_warehouse, corpus):
     _, first = _mix(spark, scored_warehouse, corpus, seed=1)
     _, again = _mix(spark, scored_warehouse, corpus, seed=1)

@@ -46,6 +46,7 @@ from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation.proxy import PRESETS
+from samplemix_spark.evaluation.search_sample import SEARCH_SCORES
 from samplemix_spark.evaluation.swarm import by_candidate, counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.hashing import SWARM_DESIGN, purpose_seed
 from samplemix_spark.tables import TableStore
@@ -165,12 +166,12 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
 
     ``extra`` adds that many random mixtures to the design (``samplemix tune --domains``).
     """
-    from samplemix_spark.mixing.weights import quality_view, scored_documents
+    from samplemix_spark.mixing.weights import quality_view, scored_documents, stored_scores
 
     holdout = held.required_fingerprint(store, "mixing.domain_weights.source 'bimix' without observations")
     settings, source = cfg.evaluate, cfg.mixing.domain_weights
     preset, budget = settings.preset, settings.budget_bytes or PRESETS[settings.preset].budget_bytes
-    scored = scored_documents(store, quality_view(cfg))
+    scored = stored_scores(store, scored_documents(store, quality_view(cfg)), SEARCH_SCORES)
     domains = sorted(r["domain"] for r in scored.select("domain").distinct().collect())
     mixtures = design(domains, source.bimix_min_proportion)
     mixtures += random_mixtures(domains, source.bimix_min_proportion, extra, cfg.mixing.seed)

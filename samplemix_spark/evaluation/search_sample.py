@@ -23,9 +23,13 @@ from pyspark.sql import functions as F
 
 from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.hashing import TUNE_SAMPLE, uniform
+from samplemix_spark.mixing.weights import stored_scores
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
+
+# The scored documents (or their sample) a search mixes, written once per search.
+SEARCH_SCORES = "search_scores"
 
 
 @dataclass(frozen=True)
@@ -42,15 +46,16 @@ class SearchInput:
 
 
 def search_input(store: TableStore, cfg: SampleMixConfig, scored: DataFrame) -> SearchInput:
-    """``scored`` whole up to ``tune.sample_docs`` documents, above it a hashed sample (one aggregate)."""
+    """``scored`` whole up to ``tune.sample_docs`` documents, above it a hashed sample (one aggregate); either is
+    written once as the narrow ``search_scores`` table, which every candidate's aggregates then scan."""
     mixing = cfg.mixing
     totals = scored.agg(F.count(F.lit(1)).alias("n"), F.sum("n_tokens").cast("double").alias("t")).collect()[0]
     if totals["n"] <= cfg.tune.sample_docs:
-        return SearchInput(scored, mixing)
+        return SearchInput(stored_scores(store, scored, SEARCH_SCORES), mixing)
     fraction = cfg.tune.sample_docs / totals["n"]
     log.info("tune: %d documents; the search mixes a hashed sample of about %d (tune.sample_docs)", totals["n"],
              cfg.tune.sample_docs)
     sample = scored.filter(uniform(F.col("doc_id"), cfg.tune.seed, TUNE_SAMPLE, store.hash_scheme) < fraction)
     if mixing.target_tokens is not None:
         mixing = dataclasses.replace(mixing, target_tokens=None, target_fraction=mixing.target_tokens / totals["t"])
-    return SearchInput(sample, mixing, cfg.tune.sample_docs)
+    return SearchInput(stored_scores(store, sample, SEARCH_SCORES), mixing, cfg.tune.sample_docs)

@@ -1,10 +1,10 @@
 """Mix step: scores -> sampling weights -> integer counts -> exploded output dataset.
 
-Driver side: three global aggregates over the narrow scored table (no text)
-give min/max of q and d with the corpus size, then max p, then the softmax
-normaliser. Their values are fed back as literals into native column
-expressions (``formulas``), so executors do all per-row work with no Python UDF
-and no unpartitioned window.
+Driver side: the scores are joined to the documents once, into the narrow
+``mix_scores`` table (no text); three global aggregates over it give min/max of
+q and d with the corpus size, then max p, then the softmax normaliser. Their
+values are fed back as literals into native column expressions (``formulas``),
+so executors do all per-row work with no Python UDF and no unpartitioned window.
 """
 
 from __future__ import annotations
@@ -175,6 +175,17 @@ def scored_documents(store: TableStore, view: QualityView | str = "integer", ext
     return scored.join(d, "doc_id", "left")
 
 
+def stored_scores(store: TableStore, scored: DataFrame, table: str = "mix_scores") -> DataFrame:
+    """``scored`` written once as the narrow ``table`` of ``store`` and read back.
+
+    The global aggregates (three, one more per cap round, about eight for QuaDMix)
+    and every candidate of a search then scan doc_id, domain, n_tokens, q and d
+    instead of joining documents, quality and diversity again for each.
+    """
+    store.write(scored, table)
+    return store.read(table)
+
+
 def _count_if(condition: Column) -> Column:
     return F.sum(F.when(condition, 1).otherwise(0))
 
@@ -302,7 +313,7 @@ class MixStep:
         """
         mixing, inputs = self.cfg.mixing, inputs or store
         extra = quadmix.score_columns(mixing) if mixing.method == "quadmix" else []
-        scored = scored_documents(inputs, quality_view(self.cfg), extra, needs_diversity(mixing))
+        scored = stored_scores(store, scored_documents(inputs, quality_view(self.cfg), extra, needs_diversity(mixing)))
         stats = dataclasses.replace(compute_stats(scored, mixing, store.hash_scheme), holdout=fingerprint(inputs),
                                     inputs="" if inputs is store else inputs.location("documents").rsplit("/", 1)[0])
         c, shown = None, None

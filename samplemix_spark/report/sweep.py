@@ -25,7 +25,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import MixingConfig
-from samplemix_spark.mixing.weights import QualityView, compute_stats, scored_documents, weights_frame
+from samplemix_spark.mixing.weights import QualityView, compute_stats, scored_documents, stored_scores, weights_frame
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def sweep_point(scored, cfg: MixingConfig, hash_scheme: str) -> pd.DataFrame:
 def run_sweep(spark: SparkSession, store: TableStore, base: MixingConfig, alphas: list[float], taus: list[float],
               fractions: list[float], out: Path, view: Optional[QualityView] = None) -> pd.DataFrame:
     """One row per (alpha, tau, target_fraction, domain); also written as the ``sweep`` table and a plot."""
-    scored = scored_documents(store, view or base.quality_source)
+    scored = stored_scores(store, scored_documents(store, view or base.quality_source), "sweep_scores")
     rows = []
     for alpha, tau, fraction in itertools.product(alphas, taus, fractions):
         cfg = dataclasses.replace(base, alpha=alpha, tau=tau, target_fraction=fraction, target_tokens=None)
