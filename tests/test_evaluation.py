@@ -307,6 +307,9 @@ def test_every_held_out_document_is_scored_on_its_own_bytes(spark, corpus):
         for text, window in zip(texts, chosen.texts):
             data = text.encode("utf-8")
             assert window == data if len(data) <= 700 else (len(window) == 700 and window in data)
+    # Proxies read only those documents, written once to holdout_scored.
+    scored = store_for(spark, cfg).read("holdout_scored").toPandas()
+    assert sorted(scored["doc_id"]) == sorted(d for c in docs.values() for d in c.doc_ids)
     scores = run_job(_job(cfg, spark, 0, spec=spec))
     final = scores[scores["step"] == scores["step"].max()]
     steps = sorted(set(scores["step"]))
@@ -318,6 +321,23 @@ def test_every_held_out_document_is_scored_on_its_own_bytes(spark, corpus):
     early = scores[scores["step"] == steps[0]]
     assert sorted(early["doc_id"]) == sorted(d for c in docs.values() for d in c.doc_ids[:c.n_step])
     assert early["subset"].all() and final["subset"].sum() == len(early)
+
+
+def test_scored_candidates_are_each_domains_first_documents_in_hashed_order(spark):
+    # 400 documents in "big" (where only the keys below a share are ranked), 30 in "mid", 2 in "tiny";
+    # every seventh text is empty or null and cannot be scored.
+    sizes = {"big": 400, "mid": 30, "tiny": 2}
+    rows = [(f"{domain}-{i}", domain, None if i % 14 == 0 else "" if i % 7 == 0 else f"text {i}")
+            for domain, n in sizes.items() for i in range(1, n + 1)]
+    holdout = spark.createDataFrame(rows, "doc_id string, domain string, text string")
+    chosen = held.scored_candidates(holdout, max_docs=5).toPandas()
+    expected = []
+    for domain in sizes:
+        ids = [d for d, dom, text in rows if dom == domain and text]
+        expected += sorted(ids, key=lambda d: (held.doc_key(held.HOLDOUT_ORDER, d), d))[:5]
+    assert sorted(chosen["doc_id"]) == sorted(expected)
+    assert (chosen["text"] == "text " + chosen["doc_id"].str.split("-").str[1]).all()
+    assert held._key_limit(sizes["big"], 5) < "g" == held._key_limit(sizes["mid"], 5)
 
 
 def test_padding_and_separator_bytes_are_not_scored():

@@ -157,9 +157,10 @@ def check_holdout(runs: list[Run]) -> TableStore:
 
 
 def held_out_spec(cfg: SampleMixConfig, store: TableStore) -> held.HeldOutSpec:
-    """The held-out documents of ``store`` as this config scores them."""
+    """The held-out documents of ``store`` as this config scores them, written once to the ``holdout_scored``
+    table of ``cfg``'s warehouse (where the evaluation's own tables go)."""
     ev = cfg.evaluate
-    return held.spec(store, ev.doc_bytes, ev.max_eval_docs, ev.step_docs)
+    return held.spec(store, ev.doc_bytes, ev.max_eval_docs, ev.step_docs, TableStore(store.spark, cfg.tables))
 
 
 def chosen_domains(cfg: SampleMixConfig, spec: held.HeldOutSpec) -> list[str]:

@@ -79,6 +79,7 @@ TABLES: dict[str, str] = {
     "lease": "any command that writes (the writer lease)",
     "sweep": "sweep",
     "sweep_scores": "sweep",
+    "holdout_scored": "evaluate, tune, mix (bimix swarm): the held-out documents proxies are scored on",
     "proxy_eval": "evaluate",
     "proxy_eval_docs": "evaluate",
     "proxy_eval_step_docs": "evaluate",
