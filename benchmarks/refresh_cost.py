@@ -105,9 +105,7 @@ def changed_counts(weights: Path, before: int) -> dict:
 def merge_metrics(output: Path, before: int) -> dict:
     """Rows and files of the refresh's MERGE into ``output`` (its commit after version ``before``)."""
     for version, actions in log_actions(output).items():
-        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
-        if version <= before:
-            continue
+        info = next((a["commitInfo"] for a in actions if "commitInfo" in a), {}) if version > before else {}
         if info.get("operation") == "MERGE":
             metrics = info["operationMetrics"]
             return {key: int(metrics[key]) for key in ("numTargetRowsInserted", "numTargetRowsDeleted",

@@ -96,9 +96,10 @@ def scored_candidates(holdout: DataFrame, max_docs: int) -> DataFrame:
     below 2e-11 (below 1e-14 from ``max_docs`` 256 up); the rank is taken over
     the keys below that share alone, so no task sorts a whole large domain.
     """
-    keyed = (holdout.where(F.col("text").isNotNull() & (F.col("text") != ""))
-             .select("doc_id", "domain", _order_key(F.col("doc_id")).alias("_key")))
-    counts = {r["domain"]: r["n"] for r in keyed.groupBy("domain").agg(F.count(F.lit(1)).alias("n")).collect()}
+    with_text = holdout.where(F.col("text").isNotNull() & (F.col("text") != ""))
+    # Counted before the key exists, so the count pass runs no Python UDF on any engine.
+    counts = {r["domain"]: r["n"] for r in with_text.groupBy("domain").agg(F.count(F.lit(1)).alias("n")).collect()}
+    keyed = with_text.select("doc_id", "domain", _order_key(F.col("doc_id")).alias("_key"))
     limits = F.create_map(*(F.lit(x) for domain, n in counts.items() for x in (domain, _key_limit(n, max_docs))))
     limit = limits[F.col("domain")] if counts else F.lit("g")
     ranked = keyed.where(F.col("_key") < limit).withColumn(
