@@ -87,6 +87,23 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_writes_nothing_more(s
     newcomer.release()
 
 
+def test_a_killed_holders_lease_on_this_host_is_taken_over_at_once(spark, tmp_path, caplog):
+    killed = subprocess.Popen(["sleep", "60"])
+    killed.kill()
+    killed.wait()
+    holder = _lease(spark, tmp_path, "samplemix run", seconds=600)
+    holder.pid = killed.pid  # the row a `samplemix run` killed with SIGKILL leaves: unreleased, far from expiry
+    holder.take()
+    WRITE_GUARDS.pop(holder.location)
+    newcomer = _lease(spark, tmp_path, "samplemix run")
+    with caplog.at_level("WARNING"):
+        newcomer.take()
+    assert f"took over the writer lease of `samplemix run` on host {socket.gethostname()} (pid {killed.pid})" \
+        in caplog.text and "its process is gone" in caplog.text
+    assert newcomer.read().token == newcomer.token
+    newcomer.release()
+
+
 def test_the_heartbeat_keeps_a_short_lease_past_its_length(spark, tmp_path):
     holder = _lease(spark, tmp_path, "samplemix run", seconds=3)
     with holder:

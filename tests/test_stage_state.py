@@ -116,3 +116,6 @@ def test_a_refresh_refuses_to_score_new_documents_under_another_model():
         check_row_settings(stored, build_config({"quality": {"max_tokens": 256}}), stages)
     with pytest.raises(InputError, match=r"diversity.pooling: 'auto' -> 'mean' changed since the stored embeddings"):
         check_row_settings(stored, build_config({"diversity": {"pooling": "mean"}}), stages)
+    with pytest.raises(InputError, match=r"^refresh: diversity.encoder: .* -> '/models/e5' changed since the stored "
+                                         r"embeddings rows were written[^\n]*$"):
+        check_row_settings(stored, build_config({"diversity": {"encoder": "/models/e5"}}), stages)
