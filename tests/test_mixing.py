@@ -183,18 +183,38 @@ def test_missing_scores_are_refused(spark, tmp_path, corpus):
         run_stage(spark, cfg, "mix")
 
 
-@pytest.mark.parametrize("export_format", ["jsonl", "parquet"])
-def test_export_writes_every_output_row(spark, scored_warehouse, corpus, tmp_path, export_format):
-    export = tmp_path / "export"
-    cfg, weights = _mix(spark, scored_warehouse, corpus, export_format=export_format, export_path=str(export))
+def _exported_files(export, export_format) -> list[pd.DataFrame]:
     if export_format == "jsonl":
-        rows = [json.loads(line) for path in export.glob("*.json") for line in path.read_text().splitlines()]
-        exported = pd.DataFrame(rows)
-    else:
-        exported = pd.read_parquet(export)
+        return [pd.DataFrame([json.loads(line) for line in path.read_text().splitlines()],
+                             columns=["doc_id", "domain", "text", "n_tokens", "replica"])
+                for path in sorted(export.glob("*.json"))]
+    return [pd.read_parquet(path) for path in sorted(export.glob("*.parquet"))]
+
+
+@pytest.mark.parametrize("export_format", ["jsonl", "parquet"])
+def test_export_writes_every_output_row_in_the_outputs_order(spark, scored_warehouse, corpus, tmp_path,
+                                                              export_format):
+    import pyarrow.parquet as pq
+    from deltalake import DeltaTable
+
+    export = tmp_path / "export"
+    cfg, weights = _mix(spark, scored_warehouse, corpus, export_format=export_format, export_path=str(export),
+                        shuffle=True, output_file_mb=0.5)
+    files = _exported_files(export, export_format)
+    exported = pd.concat(files, ignore_index=True)
     assert list(exported.columns) == ["doc_id", "domain", "text", "n_tokens", "replica"]
     assert len(exported) == weights["count"].sum()
     assert exported.groupby("doc_id").size().to_dict() == weights.loc[weights["count"] > 0, "count"].to_dict()
+    # Every export file holds runs of output files' rows, each file's rows in their order there.
+    output_files = DeltaTable(store_for(spark, cfg).location("output")).file_uris()
+    assert len(output_files) >= 3
+    where = {}
+    for number, uri in enumerate(output_files):
+        rows = pq.read_table(uri.removeprefix("file://"), columns=["doc_id", "replica"]).to_pylist()
+        where.update({(r["doc_id"], r["replica"]): (number, position) for position, r in enumerate(rows)})
+    for frame in files:
+        places = pd.DataFrame([where[key] for key in zip(frame["doc_id"], frame["replica"])], columns=["file", "at"])
+        assert places.groupby("file")["at"].apply(lambda at: at.is_monotonic_increasing).all()
 
 
 def test_output_file_count_follows_output_size(spark, scored_warehouse, corpus):

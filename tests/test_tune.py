@@ -98,6 +98,49 @@ def test_a_search_above_sample_docs_mixes_a_hashed_sample_with_its_budget_scaled
     assert set(counts["doc_id"]) <= sampled and len(counts) > 0
 
 
+def test_the_swarm_sample_keeps_every_domain_a_floor_of_documents(spark, scored):
+    from pyspark.sql import functions as F
+
+    from samplemix_spark.evaluation.bimix_swarm import Mixture, mixture_counts
+    from samplemix_spark.evaluation.search_sample import domain_floor_input
+    from samplemix_spark.mixing.weights import scored_documents
+
+    from .oracle import spark_xxhash64_uniform
+
+    _, cfg = scored
+    store = store_for(spark, cfg)
+    # One domain keeps 12 documents: a rare domain beside a large one.
+    skewed = scored_documents(store).where((F.col("domain") == "code") | (F.col("doc_id") < F.lit("4")))
+    everything = skewed.toPandas()
+    sizes = everything.groupby("domain").size()
+    rare, large = sizes.idxmin(), sizes.idxmax()
+    assert sizes[rare] * 3 < sizes[large]
+    n, target = len(everything), len(everything) // 4
+    small = dataclasses.replace(cfg, tune=dataclasses.replace(cfg.tune, sample_docs=target),
+                                mixing=dataclasses.replace(cfg.mixing, target_tokens=2.0 * everything["n_tokens"].sum(),
+                                                           target_fraction=None))
+    chosen = domain_floor_input(store, small, skewed)
+    rates = {d: min(1.0, max(target / n, target / len(sizes) / k)) for d, k in sizes.items()}
+    expected = {d for d, domain in zip(everything["doc_id"], everything["domain"])
+                if spark_xxhash64_uniform(d, small.tune.seed, "tune-sample") < rates[domain]}
+    sampled = chosen.scored.toPandas()
+    assert set(sampled["doc_id"]) == expected
+    # The rare domain is drawn at a higher rate than the corpus-wide one, the large one at that rate.
+    assert rates[rare] > target / n and rates[large] == target / n
+    assert sampled["domain"].value_counts()[rare] >= 0.5 * min(sizes[rare], target / len(sizes))
+    assert chosen.fingerprint_parts() == {"sample_docs": target, "sample_floor": "per domain"}
+    assert chosen.mixing.target_fraction == pytest.approx(2.0)
+    # Each domain's token share in a mixture's counts follows the mixture, whatever rate the domain was drawn at.
+    proportions = {d: 0.5 if d == rare else 0.5 / (len(sizes) - 1) for d in sizes.index}
+    counts = mixture_counts(chosen.scored, chosen.mixing, [Mixture("even", proportions)], store.hash_scheme)
+    counted = counts.toPandas().merge(sampled, on="doc_id")
+    tokens = (counted["count"] * counted["n_tokens"]).groupby(counted["domain"]).sum()
+    assert set(counted["doc_id"]) <= expected
+    assert tokens[rare] / tokens.sum() == pytest.approx(0.5, abs=0.1)
+    whole = domain_floor_input(store, cfg, skewed)
+    assert whole.sample_docs == 0 and whole.fingerprint_parts() == {} and whole.scored.count() == n
+
+
 def test_tune_picks_the_setting_that_feeds_the_scored_domain_and_resumes(spark, scored, capsys, caplog):
     root, cfg = scored
     out = root / "out"

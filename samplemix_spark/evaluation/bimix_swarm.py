@@ -15,7 +15,10 @@ at varied proportions, losses read at several step counts) and Olmix's swarms:
 
 A mixture's documents are drawn by the domain-weight sampler (``baselines.sampler``)
 with the final mix's token budget, and the proxies read the documents plus the
-counts (``bimix_counts``), as ``tune`` does. The proportion recorded is the domain's
+counts (``bimix_counts``), as ``tune`` does. Above ``tune.sample_docs`` documents the
+mixtures are drawn on a hashed sample in which every domain keeps at least
+``sample_docs / domains`` documents or all of its own (``search_sample.domain_floor_input``),
+so ``bimix_counts`` holds mixtures x the sample, never mixtures x the corpus. The proportion recorded is the domain's
 realised token share of that mixture (sum of count x n_tokens, in ``ingest.tokenizer``'s
 tokens): the unit the design is drawn in and the unit the fitted proportions are
 applied in as domain weights. The loss is the proxy's held-out bits per byte on the
@@ -41,12 +44,12 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from samplemix_spark.config import SampleMixConfig
+from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation.proxy import PRESETS
-from samplemix_spark.evaluation.search_sample import SEARCH_SCORES
+from samplemix_spark.evaluation.search_sample import domain_floor_input
 from samplemix_spark.evaluation.swarm import by_candidate, counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.hashing import SWARM_DESIGN, purpose_seed
 from samplemix_spark.tables import TableStore
@@ -95,12 +98,12 @@ def random_mixtures(domains: list[str], floor: float, n: int, seed: int) -> list
             for k in range(n)]
 
 
-def mixture_counts(scored: DataFrame, cfg: SampleMixConfig, mixtures: list[Mixture], hash_scheme: str) -> DataFrame:
-    """(candidate, doc_id, count) of every mixture, drawn by the domain-weight sampler at the mix's budget."""
+def mixture_counts(scored: DataFrame, mixing: MixingConfig, mixtures: list[Mixture], hash_scheme: str) -> DataFrame:
+    """(candidate, doc_id, count) of every mixture, drawn by the domain-weight sampler at the ``mixing`` budget."""
     from samplemix_spark.mixing.baselines.sampler import domain_count_column, tokens_by_domain
     from samplemix_spark.mixing.weights import compute_stats, weights_frame
 
-    stats = compute_stats(scored, cfg.mixing, hash_scheme)
+    stats = compute_stats(scored, mixing, hash_scheme)
     tokens, _ = tokens_by_domain(scored, F.lit(True))
     frames = []
     for i, mixture in enumerate(mixtures):
@@ -166,20 +169,22 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
 
     ``extra`` adds that many random mixtures to the design (``samplemix tune --domains``).
     """
-    from samplemix_spark.mixing.weights import quality_view, scored_documents, stored_scores
+    from samplemix_spark.mixing.weights import quality_view, scored_documents
 
     holdout = held.required_fingerprint(store, "mixing.domain_weights.source 'bimix' without observations")
     settings, source = cfg.evaluate, cfg.mixing.domain_weights
     preset, budget = settings.preset, settings.budget_bytes or PRESETS[settings.preset].budget_bytes
-    scored = stored_scores(store, scored_documents(store, quality_view(cfg)), SEARCH_SCORES)
+    searched = domain_floor_input(store, cfg, scored_documents(store, quality_view(cfg)))
+    scored = searched.scored
     domains = sorted(r["domain"] for r in scored.select("domain").distinct().collect())
     mixtures = design(domains, source.bimix_min_proportion)
     mixtures += random_mixtures(domains, source.bimix_min_proportion, extra, cfg.mixing.seed)
     keys = {m.key() for m in mixtures}
-    fingerprint = proxy_fingerprint(cfg, store, holdout, NOT_IN_SWARM, {"observed_on": "select"})
+    fingerprint = proxy_fingerprint(cfg, store, holdout, NOT_IN_SWARM,
+                                    {"observed_on": "select", **searched.fingerprint_parts()})
     done = _finished(store, fingerprint, keys)
     finished = {(k, int(s)) for k, s in zip(done["design"], done["seed"])}
-    store.write(by_candidate(mixture_counts(scored, cfg, mixtures, store.hash_scheme)), "bimix_counts")
+    store.write(by_candidate(mixture_counts(scored, searched.mixing, mixtures, store.hash_scheme)), "bimix_counts")
     shares = realised_shares(store.read("bimix_counts"), store.read("documents"))
     spec = ev.held_out_spec(cfg, store)
     jobs, labels = counted_jobs(cfg, store, "bimix_counts", [m.name for m in mixtures],

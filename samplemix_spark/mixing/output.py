@@ -121,9 +121,18 @@ def output_changes(output: DataFrame, weights: DataFrame, documents: DataFrame) 
     return inserted.unionByName(deleted)
 
 
-def export_output(output: DataFrame, cfg: MixingConfig, n_files: int) -> None:
-    """Write the output as JSON lines or Parquet files for trainers that do not read Delta."""
-    writer = lay_out(output.select(*OUTPUT_COLUMNS), cfg, n_files).write.mode("overwrite")
+def export_output(output: DataFrame, cfg: MixingConfig, n_files: int, laid_out: bool = True) -> None:
+    """Write the output as JSON lines or Parquet files for trainers that do not read Delta.
+
+    An ``output`` this mix wrote whole is already laid out (``lay_out``), so it is
+    exported as it is read: the text is not shuffled a second time, and each
+    export file holds runs of an output file's rows in that file's order (how an
+    engine's reader splits or packs the files decides where the runs meet). An
+    ``output`` changed by a refresh's MERGE (``laid_out`` False) holds its added
+    copies in files of their own, so it is laid out again.
+    """
+    rows = output.select(*OUTPUT_COLUMNS)
+    writer = (rows if laid_out else lay_out(rows, cfg, n_files)).write.mode("overwrite")
     if cfg.export_format == "jsonl":
         writer.json(cfg.export_path)
     else:

@@ -334,14 +334,15 @@ class MixStep:
         if not output:
             return {"weights": stats.n_source_docs, "output": 0}
         n_files = output_file_count(stats.expected_rows(), stats.expected_tokens(), mixing.output_file_mb)
-        if merge_output and store.appends_atomically and store.exists("output"):
+        merged = merge_output and store.appends_atomically and store.exists("output")
+        if merged:
             store.apply_changes(output_changes(store.read("output"), store.read("weights"), inputs.read("documents")),
                                 "output", ["doc_id", "replica"])
         else:
             store.write(build_output(store.read("weights"), inputs.read("documents"), mixing, n_files), "output")
         n_output = store.read("output").count()
         if mixing.export_format:
-            export_output(store.read("output"), mixing, n_files)
+            export_output(store.read("output"), mixing, n_files, laid_out=not merged)
         return {"weights": stats.n_source_docs, "output": n_output}
 
 
