@@ -25,6 +25,7 @@ from samplemix_spark.evaluation.evaluate import Evaluation, evaluate, summarise
 from samplemix_spark.evaluation.proxy import PRESETS, unigram_bits_per_byte
 from samplemix_spark.evaluation.stream import training_stream
 from samplemix_spark.evaluation.swarm import ProxyJob, output_bytes, run_job
+from samplemix_spark.ingest.holdout import _key_limit
 from samplemix_spark.pipeline import run_stage
 from samplemix_spark.tables.files import snapshot_files
 
@@ -231,6 +232,37 @@ def test_a_held_out_text_that_is_also_a_training_text_is_rejected(spark, tmp_pat
     assert overlap.max() > 0.9 and overlap.min() == 0.0
 
 
+def test_the_near_copy_check_covers_the_held_out_documents_evaluate_can_score(spark, tmp_path):
+    """With evaluate.max_eval_docs 4 the check covers the first 8 held-out documents in the scored order; the
+    others stay held out unchecked, and only checked ones are scored."""
+    records = evaluation_corpus.records(20)
+    train = evaluation_corpus.write(tmp_path / "src" / "train.jsonl", 20)
+    given = tmp_path / "eval" / "eval.jsonl"
+    given.parent.mkdir()
+    held_out = [{**records[i], "domain": "tech", "text": records[i]["text"] + " Held-out edition."} if i % 2 else
+                {"text": f"A fresh held-out report, number {i}, on matters no training document covers at all, "
+                         f"told in its own words {i} times over.", "domain": "tech", "quality_score": 5.0,
+                 "diversity_score": 0.5} for i in range(24)]
+    given.write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    cfg = make_config(tmp_path / "wh", [train], ingest={"holdout_sources": [str(given)]},
+                      evaluate={"max_eval_docs": 4})
+    run_stage(spark, cfg, "ingest")
+    store = store_for(spark, cfg)
+    holdout = store.read("holdout").toPandas()
+    near = store.read("rejects").where("reason = 'holdout_near_duplicate'").toPandas()
+    every = pd.concat([holdout[["doc_id", "text"]], near[["doc_id", "text"]]])
+    assert len(every) == 24
+    ordered = sorted(every["doc_id"], key=lambda d: (held.doc_key(held.HOLDOUT_ORDER, d), d))
+    checked = set(ordered[:8])
+    copies = set(every.loc[every["text"].str.endswith("Held-out edition."), "doc_id"])
+    assert set(store.read("holdout_overlap").toPandas()["doc_id"]) == checked
+    assert set(near["doc_id"]) == copies & checked and copies - checked
+    assert set(holdout["doc_id"]) == set(every["doc_id"]) - (copies & checked)
+    clean = [d for d in ordered if d in checked - copies]
+    held.spec(store, 4096, 4, 2)
+    assert sorted(store.read("holdout_scored").toPandas()["doc_id"]) == sorted(clean[:4])
+
+
 def test_holdout_settings_are_validated():
     with pytest.raises(ConfigError, match="ingest.holdout_fraction"):
         build_config({"ingest": {"holdout_fraction": 1.0}})
@@ -337,7 +369,7 @@ def test_scored_candidates_are_each_domains_first_documents_in_hashed_order(spar
         expected += sorted(ids, key=lambda d: (held.doc_key(held.HOLDOUT_ORDER, d), d))[:5]
     assert sorted(chosen["doc_id"]) == sorted(expected)
     assert (chosen["text"] == "text " + chosen["doc_id"].str.split("-").str[1]).all()
-    assert held._key_limit(sizes["big"], 5) < "g" == held._key_limit(sizes["mid"], 5)
+    assert _key_limit(sizes["big"], 5) < "g" == _key_limit(sizes["mid"], 5)
 
 
 def test_padding_and_separator_bytes_are_not_scored():

@@ -28,17 +28,17 @@ are a prefix of the same order, they split the same way.
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import HOLDOUT_ORDER, HOLDOUT_WINDOW, doc_key
+from samplemix_spark.ingest.holdout import checked_documents, first_in_order
 from samplemix_spark.ingest.holdout import fingerprint, required_fingerprint  # noqa: F401  (re-exported)
 from samplemix_spark.models.byte_lm import SEPARATOR  # noqa: F401  (read as holdout.SEPARATOR)
 from samplemix_spark.tables import TableStore
@@ -73,53 +73,30 @@ def spec(store: TableStore, doc_bytes: int, max_docs: int, step_docs: int,
     ``store``'s), that table's files and the scoring settings (driver side).
 
     Every proxy then reads at most domains x ``max_docs`` documents instead of the
-    whole held-out table, and ``load`` picks the same documents from either.
+    whole held-out table, and ``load`` picks the same documents from either. Only
+    documents the near-copy check covered (``holdout_overlap``) are scored.
     """
     out = out or store
-    out.write(scored_candidates(store.read("holdout"), max_docs), SCORED_TABLE)
+    out.write(scored_candidates(store.read("holdout"), max_docs, checked_documents(store)), SCORED_TABLE)
     return HeldOutSpec(tuple(snapshot_files(out, SCORED_TABLE)), doc_bytes, max_docs, step_docs)
 
 
 SCORED_TABLE = "holdout_scored"
-# Standard deviations of room above ``max_docs`` in the share of a domain's keys that is ranked.
-_ROOM_SIGMAS = 8
 
 
-def scored_candidates(holdout: DataFrame, max_docs: int) -> DataFrame:
-    """doc_id, domain, text of each domain's first ``max_docs`` documents with text in ``HOLDOUT_ORDER``
-    (executor-side work; the driver collects one count per domain).
+def scored_candidates(holdout: DataFrame, max_docs: int, checked: Optional[DataFrame] = None) -> DataFrame:
+    """doc_id, domain, text of each domain's first ``max_docs`` documents with text in ``HOLDOUT_ORDER``, among
+    the ``checked`` ones (doc_id) when given (executor-side work; the driver collects one count per domain).
 
-    The order key is BLAKE2b, which Spark cannot compute natively, so a pandas UDF
-    writes it as 16 hex digits (which sort as the number). A domain's keys are
-    uniform, so its first ``max_docs`` lie below a share sized from its count
-    (``max_docs`` plus about eight standard deviations of room) but for a chance
-    below 2e-11 (below 1e-14 from ``max_docs`` 256 up); the rank is taken over
-    the keys below that share alone, so no task sorts a whole large domain.
+    ``checked`` is ingest's ``holdout_checked``: the held-out documents its
+    near-copy check covered, so a document it never compared with training text
+    is never scored. The choice itself is ``ingest.holdout.first_in_order``.
     """
     with_text = holdout.where(F.col("text").isNotNull() & (F.col("text") != ""))
-    # Counted before the key exists, so the count pass runs no Python UDF on any engine.
-    counts = {r["domain"]: r["n"] for r in with_text.groupBy("domain").agg(F.count(F.lit(1)).alias("n")).collect()}
-    keyed = with_text.select("doc_id", "domain", _order_key(F.col("doc_id")).alias("_key"))
-    limits = F.create_map(*(F.lit(x) for domain, n in counts.items() for x in (domain, _key_limit(n, max_docs))))
-    limit = limits[F.col("domain")] if counts else F.lit("g")
-    ranked = keyed.where(F.col("_key") < limit).withColumn(
-        "_rank", F.row_number().over(Window.partitionBy("domain").orderBy("_key", "doc_id")))
-    chosen = ranked.where(F.col("_rank") <= max_docs).select("doc_id")
+    if checked is not None:
+        with_text = with_text.join(checked.select("doc_id"), "doc_id", "left_semi")
+    chosen = first_in_order(with_text, max_docs)
     return holdout.join(F.broadcast(chosen), "doc_id").select("doc_id", "domain", "text")
-
-
-def _key_limit(n: int, max_docs: int) -> str:
-    """The hex key below which a domain of ``n`` documents keeps about ``max_docs`` plus room (all if few)."""
-    share = (max_docs + _ROOM_SIGMAS * math.sqrt(max_docs) + 16) / max(n, 1)
-    return "g" if share >= 1 else f"{int(share * 2**64):016x}"
-
-
-def _order_key(doc_id: Column) -> Column:
-    @F.pandas_udf("string")
-    def keys(ids: pd.Series) -> pd.Series:
-        return pd.Series([f"{doc_key(HOLDOUT_ORDER, d):016x}" for d in ids], dtype=object)
-
-    return keys(doc_id)
 
 
 def window(doc_id: str, data: bytes, doc_bytes: int) -> bytes:

@@ -1,22 +1,33 @@
 """Held-out text stays out of training: exact and near copies of a held-out document become rejects.
 
 An exact copy is a held-out row whose text hash is a training text's
-(``drop_leaks``, reason ``holdout_duplicate``). A near copy is a held-out
-document of at least 13 words that training text shares ``ingest.holdout_overlap``
-of its 13-word shingles with (reason ``holdout_near_duplicate``). Three tables
-hold the check, each sized by the held-out set, never by the corpus:
+(``drop_leaks``, reason ``holdout_duplicate``); every held-out row is checked
+for one. A near copy is a held-out document of at least 13 words that training
+text shares ``ingest.holdout_overlap`` of its 13-word shingles with (reason
+``holdout_near_duplicate``). That check covers the held-out documents that can be
+scored: each domain's first ``CHECK_ROOM`` x ``evaluate.max_eval_docs`` in the
+order ``evaluate`` scores them (``holdout.first_in_order``; the room is for
+near copies found among them). So its shingles are bounded by domains x
+``max_eval_docs``, not by the held-out set, which on a lake can be tens of
+millions of documents. The others stay held out, unchecked, and are never
+scored: ``evaluate`` scores only documents of ``holdout_overlap``. Three tables
+hold the check:
 
-- ``holdout_shingles`` (doc_id, h): each held-out candidate's distinct shingle hashes;
+- ``holdout_shingles`` (doc_id, h): each checked document's distinct shingle
+  hashes; a document too short for a shingle has one row with a null h, so the
+  table lists every checked document;
 - ``holdout_seen`` (h): the held-out hashes that some training text contains;
-- ``holdout_overlap`` (doc_id, shingles, shared, share): computed from the two.
+- ``holdout_overlap`` (doc_id, shingles, shared, share): computed from the two,
+  one row per checked document (share 0 for one without shingles).
 
 A full ingest writes all three from the sources (``reject_near_duplicates``).
-A refresh (``refresh_overlap``) appends the new candidates' shingles, matches
-new training text against every held-out hash and stored training text against
-the new candidates' hashes only (the one read of stored text a refresh makes,
-and only when it brings new held-out documents), appends the hashes newly seen
-and recomputes ``holdout_overlap``; so a stored held-out document that new
-training text copies is found as well.
+A refresh (``refresh_overlap``) checks the documents that entered the checked
+prefix (new held-out documents, or stored ones when ``max_eval_docs`` grew):
+it appends their shingles, matches new training text against every held-out
+hash and stored training text against the new candidates' hashes only (the one
+read of stored text a refresh makes, and only when it brings new candidates),
+appends the hashes newly seen and recomputes ``holdout_overlap``; so a stored
+held-out document that new training text copies is found as well.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from samplemix_spark.hashing import ShingleSet, shingle_rows, stored_hash
+from samplemix_spark.ingest.holdout import first_in_order
 from samplemix_spark.tables import TableStore
 
 # The join hint for a side that grows with the corpus: a sort-merge join, never a broadcast. A broadcast is
@@ -38,6 +50,11 @@ SHINGLE_SCHEMA = "doc_id string, h long"
 # Up to this many distinct held-out shingle hashes (8 bytes each) are broadcast to the training side;
 # above it the check is a shuffle semi-join. Training shingles are never collected.
 BROADCAST_SHINGLES = 4_000_000
+# The near-copy check covers this many times ``evaluate.max_eval_docs`` held-out documents per domain, so that
+# up to half of them can be near copies before ``evaluate`` runs short of checked documents to score.
+CHECK_ROOM = 2
+# The kept held-out rows of a full ingest, staged so the checked prefix is chosen without reading the sources again.
+CANDIDATES = "holdout_candidates"
 
 
 def kept(split: str) -> Column:
@@ -63,13 +80,16 @@ def drop_leaks(marked: DataFrame) -> DataFrame:
 
 
 def _shingle_batches(batches):
-    """mapInArrow function (executor side): (doc_id, text) -> one (doc_id, h) row per distinct shingle."""
+    """mapInArrow function (executor side): (doc_id, text) -> one (doc_id, h) row per distinct shingle, and one
+    (doc_id, null) row for a document without any (too short), so every document checked is listed."""
     import pyarrow as pa
 
     for batch in batches:
         rows, hashes = shingle_rows(batch.column("text"))
-        yield pa.RecordBatch.from_arrays([batch.column("doc_id").take(pa.array(rows)), pa.array(hashes, pa.int64())],
-                                         names=["doc_id", "h"])
+        bare = np.setdiff1d(np.arange(batch.num_rows), rows)
+        ids = batch.column("doc_id").take(pa.array(np.concatenate([rows, bare]).astype(np.int64)))
+        h = pa.concat_arrays([pa.array(hashes, pa.int64()), pa.nulls(len(bare), pa.int64())])
+        yield pa.RecordBatch.from_arrays([ids, h], names=["doc_id", "h"])
 
 
 def _matching_shingles(held: np.ndarray):
@@ -105,7 +125,7 @@ def seen_shingles(training: DataFrame, held: DataFrame) -> DataFrame:
     tasks, which keep only the shared ones; above it, every training shingle goes
     through a shuffle semi-join.
     """
-    distinct = held.select("h").distinct()
+    distinct = held.where(F.col("h").isNotNull()).select("h").distinct()
     n_distinct = distinct.count()
     if n_distinct == 0:
         return distinct
@@ -117,21 +137,36 @@ def seen_shingles(training: DataFrame, held: DataFrame) -> DataFrame:
 
 
 def overlap_rows(held: DataFrame, seen: DataFrame) -> DataFrame:
-    """Per held-out document: its distinct shingles, how many training text shares, and the share."""
+    """Per checked document: its distinct shingles, how many training text shares, and the share (0 without any)."""
     marked = seen.select("h", F.lit(1).alias("_seen"))
     return (held.join(marked.hint(CORPUS_SIZED), "h", "left").groupBy("doc_id")
-            .agg(F.count(F.lit(1)).alias("shingles"), F.count("_seen").alias("shared"))
-            .withColumn("share", F.col("shared") / F.col("shingles")))
+            .agg(F.count("h").alias("shingles"), F.count("_seen").alias("shared"))
+            .withColumn("share", F.when(F.col("shingles") > 0, F.col("shared") / F.col("shingles"))
+                        .otherwise(F.lit(0.0))))
 
 
-def holdout_overlap(flagged: DataFrame, store: TableStore) -> DataFrame:
-    """Per kept held-out document of at least 13 words: its distinct shingles and how many training text shares.
+def checked_prefix(held_out: DataFrame, per_domain: int) -> DataFrame:
+    """(doc_id) of the held-out (doc_id, domain) rows the near-copy check covers (see the module doc).
 
-    The held-out shingles and the hashes training text shares are written first
-    (``holdout_shingles``, ``holdout_seen``), so the sources are read once for
-    each side.
+    Rows without a domain yet (domains from a classifier are labelled after the
+    check) are all covered: which of them are scored is not known here.
     """
-    store.write(shingles(flagged.filter(kept("holdout"))), "holdout_shingles")
+    unlabelled = held_out.where(F.col("domain").isNull()).select("doc_id")
+    return first_in_order(held_out.select("doc_id", "domain"), per_domain).unionByName(unlabelled)
+
+
+def holdout_overlap(flagged: DataFrame, store: TableStore, per_domain: int) -> DataFrame:
+    """Per checked held-out document: its distinct shingles and how many training text shares.
+
+    The kept held-out rows are staged once (``holdout_candidates``), so the
+    sources are read once for each side while the checked prefix is chosen
+    from them; then the checked documents' shingles and the hashes training
+    text shares are written (``holdout_shingles``, ``holdout_seen``).
+    """
+    store.write(flagged.filter(kept("holdout")).select("doc_id", "domain", "text"), CANDIDATES)
+    candidates = store.read(CANDIDATES)
+    checked = candidates.join(F.broadcast(checked_prefix(candidates, per_domain)), "doc_id", "left_semi")
+    store.write(shingles(checked), "holdout_shingles")
     held = store.read("holdout_shingles")
     store.write(seen_shingles(flagged.filter(kept("train")), held), "holdout_seen")
     return overlap_rows(held, store.read("holdout_seen"))
@@ -142,23 +177,28 @@ def near_copies(store: TableStore, overlap: float) -> DataFrame:
     return store.read("holdout_overlap").filter(F.col("share") >= F.lit(float(overlap))).select("doc_id")
 
 
-def reject_near_duplicates(flagged: DataFrame, store: TableStore, overlap: float) -> DataFrame:
-    """Held-out documents that share ``overlap`` of their shingles with training text become
-    ``holdout_near_duplicate`` rejects; every held-out document's share is kept in ``holdout_overlap``."""
-    store.write(holdout_overlap(flagged, store), "holdout_overlap")
+def reject_near_duplicates(flagged: DataFrame, store: TableStore, overlap: float, per_domain: int) -> DataFrame:
+    """Checked held-out documents (``per_domain`` per domain) that share ``overlap`` of their shingles with
+    training text become ``holdout_near_duplicate`` rejects; every checked document's share is kept in
+    ``holdout_overlap``."""
+    store.write(holdout_overlap(flagged, store, per_domain), "holdout_overlap")
     return mark(flagged, near_copies(store, overlap), "holdout", "holdout_near_duplicate")
 
 
-def refresh_overlap(flagged: DataFrame, store: TableStore, stored_training: DataFrame) -> None:
+def refresh_overlap(flagged: DataFrame, store: TableStore, stored_training: DataFrame, stored_holdout: DataFrame,
+                    per_domain: int) -> None:
     """Bring the three tables up to date for a refresh's rows (``flagged``) beside ``stored_training``
-    (doc_id, text of the stored training documents); see the module doc.
+    (doc_id, text of the stored training documents) and ``stored_holdout`` (doc_id, domain, text); see the
+    module doc.
 
     A warehouse written before ``holdout_seen`` existed has its stored training
     text matched against every held-out hash once.
     """
     stored_shingles = store.pinned("holdout_shingles")  # as before the append below, whenever it is read
-    candidates = flagged.filter(kept("holdout")).join(stored_shingles.select("doc_id").distinct(), "doc_id",
-                                                      "left_anti")
+    held_out = flagged.filter(kept("holdout")).select("doc_id", "domain", "text").unionByName(
+        stored_holdout.select("doc_id", "domain", "text"))
+    candidates = (held_out.join(F.broadcast(checked_prefix(held_out, per_domain)), "doc_id", "left_semi")
+                  .join(stored_shingles.select("doc_id").distinct(), "doc_id", "left_anti"))
     store.append(shingles(candidates), "holdout_shingles")
     held = store.read("holdout_shingles")
     first = not store.exists("holdout_seen")

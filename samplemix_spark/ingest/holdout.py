@@ -21,19 +21,26 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from typing import Optional
 
+import pandas as pd
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from samplemix_spark.config import IngestConfig
 from samplemix_spark.errors import InputError
+from samplemix_spark.hashing import HOLDOUT_ORDER, doc_key
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
 SPLIT_SCHEMA = ("holdout_fraction double, holdout_seed long, holdout_sources string, hash_scheme string, "
-                "id_reader long, holdout_docs long")
+                "id_reader long, holdout_docs long, checked_per_domain long")
 # 2: a Parquet number used as an id is its shortest text (float64 7.0 -> "7.0", was "7"), and a JSON array
 # or object is an invalid_id reject (was its compact JSON). 1: before that (no id_reader column).
 ID_READER = 2
+# Standard deviations of room above ``per_domain`` in the share of a domain's keys that is ranked.
+_ROOM_SIGMAS = 8
 
 
 def fingerprint(store: TableStore) -> str:
@@ -68,11 +75,22 @@ def split_settings(ingest: IngestConfig, hash_scheme: str) -> dict:
             "tables.hash_scheme": hash_scheme}
 
 
-def record_split(store: TableStore, settings: dict) -> None:
-    """Write the ``holdout_split`` table: the settings the stored held-out table was split with."""
+def record_split(store: TableStore, settings: dict, checked_per_domain: int) -> None:
+    """Write the ``holdout_split`` table: the settings the stored held-out table was split with, and how many
+    held-out documents per domain the near-copy check covers."""
     row = (settings["ingest.holdout_fraction"], settings["ingest.holdout_seed"], settings["ingest.holdout_sources"],
-           settings["tables.hash_scheme"], ID_READER, settings["ingest.holdout_docs"])
+           settings["tables.hash_scheme"], ID_READER, settings["ingest.holdout_docs"], checked_per_domain)
     store.write(store.spark.createDataFrame([row], SPLIT_SCHEMA), "holdout_split")
+
+
+def checked_documents(store: TableStore) -> Optional[DataFrame]:
+    """(doc_id) of the held-out documents the near-copy check covered (``holdout_overlap``), the only ones that
+    may be scored; None for a warehouse whose check covered every held-out document (written before the check
+    was bounded: its ``holdout_overlap`` leaves out the documents too short for a shingle)."""
+    split = store.read_if_exists("holdout_split")
+    if split is None or "checked_per_domain" not in split.columns or not store.exists("holdout_overlap"):
+        return None
+    return store.read("holdout_overlap").select("doc_id")
 
 
 def check_split_unchanged(store: TableStore, settings: dict, id_column: str | None = None) -> None:
@@ -98,3 +116,41 @@ def check_split_unchanged(store: TableStore, settings: dict, id_column: str | No
         raise InputError(f"the held-out split changed since it was made ({'; '.join(changed)}): a refresh would "
                          "move documents across the split. Re-split with `samplemix run --resplit` (keeps the "
                          "scores and embeddings of documents that stay in training), or restore the settings")
+
+
+def first_in_order(rows: DataFrame, per_domain: int) -> DataFrame:
+    """(doc_id) of each domain's first ``per_domain`` (doc_id, domain) rows in ``HOLDOUT_ORDER``: the held-out
+    documents that are scored (``evaluation.holdout``) and those the near-copy check covers
+    (``decontaminate``). Executor-side work; the driver collects one count per domain.
+
+    The order key is BLAKE2b, which Spark cannot compute natively, so a pandas UDF
+    writes it as 16 hex digits (which sort as the number). A domain's keys are
+    uniform, so its first ``per_domain`` lie below a share sized from its count
+    (``per_domain`` plus about eight standard deviations of room) but for a chance
+    below 2e-11 (below 1e-14 from ``per_domain`` 256 up); the rank is taken over
+    the keys below that share alone, so no task sorts a whole large domain. Rows
+    without a domain are left out.
+    """
+    rows = rows.where(F.col("domain").isNotNull())
+    # Counted before the key exists, so the count pass runs no Python UDF on any engine.
+    counts = {r["domain"]: r["n"] for r in rows.groupBy("domain").agg(F.count(F.lit(1)).alias("n")).collect()}
+    keyed = rows.select("doc_id", "domain", _order_key(F.col("doc_id")).alias("_key"))
+    limits = F.create_map(*(F.lit(x) for domain, n in counts.items() for x in (domain, _key_limit(n, per_domain))))
+    limit = limits[F.col("domain")] if counts else F.lit("g")
+    ranked = keyed.where(F.col("_key") < limit).withColumn(
+        "_rank", F.row_number().over(Window.partitionBy("domain").orderBy("_key", "doc_id")))
+    return ranked.where(F.col("_rank") <= per_domain).select("doc_id")
+
+
+def _key_limit(n: int, per_domain: int) -> str:
+    """The hex key below which a domain of ``n`` documents keeps about ``per_domain`` plus room (all if few)."""
+    share = (per_domain + _ROOM_SIGMAS * math.sqrt(per_domain) + 16) / max(n, 1)
+    return "g" if share >= 1 else f"{int(share * 2**64):016x}"
+
+
+def _order_key(doc_id: Column) -> Column:
+    @F.pandas_udf("string")
+    def keys(ids: pd.Series) -> pd.Series:
+        return pd.Series([f"{doc_key(HOLDOUT_ORDER, d):016x}" for d in ids], dtype=object)
+
+    return keys(doc_id)

@@ -22,7 +22,7 @@ from samplemix_spark.engine.progress import Progress
 from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import SHINGLE_WORDS, stored_hash
 from samplemix_spark.ingest import increment
-from samplemix_spark.ingest.decontaminate import (copied_holdout, drop_leaks, kept, mark, near_copies,
+from samplemix_spark.ingest.decontaminate import (CHECK_ROOM, copied_holdout, drop_leaks, kept, mark, near_copies,
                                                   refresh_overlap, reject_near_duplicates)
 from samplemix_spark.ingest.documents import (by_reason, check_flagged, domain_thresholds, empty_raw, file_errors,
                                               flag_rows, holdout_rows, per_file, read_raw, rows_per_file,
@@ -64,7 +64,7 @@ class IngestStep:
         store.write(self._documents(training_rows(flagged)), "documents")
         n_rejects = self._write_rejects(flagged, store)
         n_holdout = self._write_holdout(flagged, store)
-        record_split(store, split_settings(self.cfg.ingest, store.hash_scheme))
+        record_split(store, split_settings(self.cfg.ingest, store.hash_scheme), self._checked_per_domain)
         self._log_near_duplicates(store)
         n_docs = store.read("documents").count()
         log.info("ingest: %d input rows = %d documents + %d rejects + %d held out", n_input, n_docs, n_rejects,
@@ -121,7 +121,7 @@ class IngestStep:
         store.append(self._documents(training_rows(flagged)), "documents")
         self._add_rejects(flagged, moved, holdout, plan, store)
         self._add_holdout(flagged, moved, store)
-        record_split(store, split_settings(ingest, store.hash_scheme))
+        record_split(store, split_settings(ingest, store.hash_scheme), self._checked_per_domain)
         record_files(store, plan, files, store.read(SOURCE_FILES))
         self._log_near_duplicates(store)
         return {"increment": store.read("increment").count(), "documents": store.read("documents").count(),
@@ -194,8 +194,9 @@ class IngestStep:
         if not ingest.holds_out:
             return flagged, n_input, files
         if not refresh:
-            return reject_near_duplicates(flagged, store, ingest.holdout_overlap), n_input, files
-        refresh_overlap(flagged, store, documents.select("doc_id", "text"))
+            return reject_near_duplicates(flagged, store, ingest.holdout_overlap, self._checked_per_domain), \
+                n_input, files
+        refresh_overlap(flagged, store, documents.select("doc_id", "text"), holdout, self._checked_per_domain)
         return mark(flagged, near_copies(store, ingest.holdout_overlap), "holdout", "holdout_near_duplicate"), \
             n_input, files
 
@@ -221,14 +222,22 @@ class IngestStep:
         store.write(domain_thresholds(flagged, holdout_docs, recorded), "holdout_thresholds")
         return store.read("holdout_thresholds")
 
+    @property
+    def _checked_per_domain(self) -> int:
+        """How many held-out documents per domain the near-copy check covers (``decontaminate``'s module doc)."""
+        return CHECK_ROOM * self.cfg.evaluate.max_eval_docs
+
     def _log_near_duplicates(self, store: TableStore) -> None:
         ingest = self.cfg.ingest
         if not ingest.holds_out:
             return
         n_near = store.read("rejects").filter(F.col("reason") == "holdout_near_duplicate").count()
+        n_checked = store.read("holdout_overlap").count()
         log.info("ingest: %d held-out documents share at least %.0f%% of their %d-word shingles with training text: "
-                 "rejected as holdout_near_duplicate (every held-out document's share is in holdout_overlap)",
-                 n_near, 100 * ingest.holdout_overlap, SHINGLE_WORDS)
+                 "rejected as holdout_near_duplicate; the check covered the %d that evaluate can score (up to %d "
+                 "per domain, %d x evaluate.max_eval_docs), whose shares are in holdout_overlap", n_near,
+                 100 * ingest.holdout_overlap, SHINGLE_WORDS, n_checked + n_near, self._checked_per_domain,
+                 CHECK_ROOM)
 
     def _holdout_rows(self, flagged: DataFrame) -> DataFrame:
         rows = holdout_rows(flagged)

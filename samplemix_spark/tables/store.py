@@ -55,6 +55,7 @@ TABLES: dict[str, str] = {
     "holdout_shingles": "ingest",
     "holdout_seen": "ingest",
     "holdout_overlap": "ingest",
+    "holdout_candidates": "ingest",
     "source_files": "ingest",
     "increment": "run --incremental",
     "annotations": "annotate",
