@@ -17,6 +17,11 @@ workers share count once, and the peak JVM heap in use, then for two sizes the
 ratios and the targets: every stage finished; a stage over 60 s at the larger
 size grows at most 9x in time for 8x the documents; the tree's peak grows at
 most 1.3x and stays under 3 GB. ``--json`` keeps the figures.
+
+The driver runs with ``SMALL_DRIVER_CONF`` and ``SMALL_DRIVER_ENV`` (the JVM's
+collector, code cache and Netty pools, Python workers that exit after their task,
+fewer glibc arenas), settings that suit any local-mode driver; ``--no-small-driver``
+leaves them out.
 """
 
 from __future__ import annotations
@@ -139,10 +144,23 @@ class PeakMemory:
         return {f"{key}_mb": round(value / 2**20) for key, value in self.peaks.items()}
 
 
+# A local-mode driver runs the executors' work too; these keep what that work leaves behind from piling up:
+# a serial collector and a smaller code cache beside the 1 GiB heap, Netty's buffer pools on the heap (capped)
+# rather than in direct memory (not capped), and Python workers that exit after their task instead of idling
+# with their models loaded.
+SMALL_DRIVER_CONF = {"spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:ReservedCodeCacheSize=96m "
+                                                      "-Dio.netty.allocator.numDirectArenas=1",
+                     "spark.network.io.preferDirectBufs": "false", "spark.shuffle.io.preferDirectBufs": "false",
+                     "spark.python.worker.reuse": "false"}
+# glibc gives every thread that allocates its own arena of up to 64 MiB: the JVM's and Arrow's threads would
+# otherwise each keep one. Read by the JVM and the Python workers, which inherit this process's environment.
+SMALL_DRIVER_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
 def settings(work: Path, args: argparse.Namespace) -> list[str]:
     spark_conf = {"spark.driver.memory": args.driver_memory, "spark.driver.maxResultSize": args.result_cap,
                   "spark.sql.shuffle.partitions": args.shuffle_partitions, "spark.log.level": "ERROR",
-                  "spark.ui.showConsoleProgress": "false"}
+                  "spark.ui.showConsoleProgress": "false", **(SMALL_DRIVER_CONF if args.small_driver else {})}
     encoder = ["diversity.encoder=static", f"diversity.static.path={args.static_path}"] if args.encoder == "static" \
         else [f"diversity.encoder={args.encoder}"]
     return [f"ingest.sources=[{work}/data/*.parquet]", "ingest.format=parquet", "ingest.id_column=id",
@@ -234,6 +252,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", default=str(REPO / "out" / "scale_sim"))
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
+    parser.add_argument("--no-small-driver", dest="small_driver", action="store_false",
+                        help="leave out SMALL_DRIVER_CONF and SMALL_DRIVER_ENV (the JVM's and PySpark's defaults)")
     return parser.parse_args(argv)
 
 
@@ -241,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("RUST_LOG", "error")
+    if args.small_driver:
+        os.environ.update(SMALL_DRIVER_ENV)
     results = {n: run_size(n, args) for n in args.sizes}
     print(table(args.sizes, results))
     broken = verdicts(results[args.sizes[0]], results[args.sizes[1]], args.sizes[1] / args.sizes[0]) \
