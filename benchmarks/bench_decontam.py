@@ -126,9 +126,11 @@ def spark_seconds(sizes: list[float], held_texts: list[str], work: Path) -> list
         path = work / f"flagged{i}.parquet"
         pd.DataFrame({"doc_id": [f"{i:09d}" for i in range(len(split))], "text": texts + held_texts,
                       "split": split}).to_parquet(path, row_group_size=BATCH_ROWS)
-        flagged = spark.read.parquet(str(path)).withColumn("reason", F.lit(None).cast("string"))
+        flagged = (spark.read.parquet(str(path)).withColumn("reason", F.lit(None).cast("string"))
+                   .withColumn("domain", F.lit("all")))
         started = time.perf_counter()
-        store.write(decontaminate.holdout_overlap(flagged, store), "holdout_overlap")
+        # Every held-out document checked, as with a held-out set within domains x 2 x evaluate.max_eval_docs.
+        store.write(decontaminate.holdout_overlap(flagged, store, len(held_texts)), "holdout_overlap")
         seconds = time.perf_counter() - started
         if i:
             results.append((_mb(texts), seconds,
