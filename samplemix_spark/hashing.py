@@ -240,8 +240,10 @@ class ShingleSet:
     A byte table indexed by a hash's top bits (about 32 slots per member, so
     about 3% of absent hashes pass) answers most lookups with one gather; only
     those that pass are searched in the sorted hashes. The table is capped at
-    32 MB, the size of the most hashes a task carries (``BROADCAST_SHINGLES``),
-    where it has 8 slots per member and about 12% pass.
+    32 MB, the size of the most hashes a task closure carries
+    (``decontaminate.BROADCAST_SHINGLES``), where it has 8 slots per member and
+    about 12% pass; at the most a task reads from files (``TASK_SHINGLES``, 32M)
+    it has one slot per member and about 63% pass.
     """
 
     def __init__(self, hashes: np.ndarray) -> None:

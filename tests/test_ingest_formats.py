@@ -111,19 +111,25 @@ def _shingles(text: str) -> set:
     return {" ".join(words[i:i + 13]) for i in range(len(words) - 12)}
 
 
-@pytest.mark.parametrize("broadcast", [True, False], ids=["matched-in-task", "semi-join"])
+@pytest.mark.parametrize("path", ["closure", "files", "semi-join"],
+                         ids=["matched-in-task", "read-in-task", "semi-join"])
 def test_a_near_duplicate_held_out_document_is_rejected_and_its_overlap_kept(spark, case_root, tmp_path,
-                                                                              monkeypatch, broadcast,
+                                                                              monkeypatch, path,
                                                                               embedded_results):
     from samplemix_spark.ingest import decontaminate
 
     from .ingest_cases import DELTA, FRESH, GOOD, NEAR_DELTA, hashed
 
-    if broadcast:  # the default path, as every case runs it
+    if path == "closure":  # the default path, as every case runs it
         result = embedded_results("holdout_near_duplicate")
-    else:  # more held-out shingles than the tasks may carry: every training shingle is joined
+    else:  # more held-out shingles than a closure may carry: the tasks read them, or every training shingle is joined
         monkeypatch.setattr(decontaminate, "BROADCAST_SHINGLES", 1)
+        if path == "semi-join":
+            monkeypatch.setattr(decontaminate, "TASK_SHINGLES", 1)
+        decontaminate._file_lookup.cache_clear()
         result = ingest_case(spark, "holdout_near_duplicate", case_root, tmp_path, EMBEDDED, "delta")
+        # The embedded engine runs Python UDFs in this process: the tasks read the files, or never did.
+        assert (decontaminate._file_lookup.cache_info().misses > 0) == (path == "files")
     [reject] = result["rejects"]
     assert reject[:2] == ["holdout_near_duplicate", hashed(NEAR_DELTA)]
     training = set().union(*(_shingles(t) for t in GOOD + [DELTA]))

@@ -32,7 +32,8 @@ held-out document that new training text copies is found as well.
 
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Optional, Sequence, Union
 
 import numpy as np
 from pyspark.sql import Column, DataFrame
@@ -41,15 +42,18 @@ from pyspark.sql import functions as F
 from samplemix_spark.hashing import ShingleSet, shingle_rows, stored_hash
 from samplemix_spark.ingest.holdout import first_in_order
 from samplemix_spark.tables import TableStore
+from samplemix_spark.tables.files import parquet_files, snapshot_files
 
 # The join hint for a side that grows with the corpus: a sort-merge join, never a broadcast. A broadcast is
 # collected through the driver, and a planner's size estimate can be far below the relation (2M text hashes
 # estimated under the 10 MB threshold collected 92 MiB), past spark.driver.maxResultSize.
 CORPUS_SIZED = "merge"
 SHINGLE_SCHEMA = "doc_id string, h long"
-# Up to this many distinct held-out shingle hashes (8 bytes each) are broadcast to the training side;
-# above it the check is a shuffle semi-join. Training shingles are never collected.
+# Up to this many distinct held-out shingle hashes (8 bytes each) travel in the training side's task closure.
 BROADCAST_SHINGLES = 4_000_000
+# Above that and up to this many (256 MB), each training-side task reads them from ``holdout_shingles``' files
+# itself; above it the check is a shuffle semi-join. Training shingles are never collected.
+TASK_SHINGLES = 32_000_000
 # The near-copy check covers this many times ``evaluate.max_eval_docs`` held-out documents per domain, so that
 # up to half of them can be near copies before ``evaluate`` runs short of checked documents to score.
 CHECK_ROOM = 2
@@ -92,25 +96,37 @@ def _shingle_batches(batches):
         yield pa.RecordBatch.from_arrays([ids, h], names=["doc_id", "h"])
 
 
-def _matching_shingles(held: np.ndarray):
+def _matching_shingles(held: Union[np.ndarray, tuple]):
     """mapInArrow function over (doc_id, text) yielding only the shingle hashes found in ``held``.
 
     Built on the driver; the closure carries the held-out hashes (at most
-    ``BROADCAST_SHINGLES``, 32 MB) to every task, so a training document's
-    shingles are matched where they are made and only the few shared ones leave
-    the task, instead of one row per training shingle. Each task builds the
-    lookup (``hashing.ShingleSet``) once, at its first batch.
+    ``BROADCAST_SHINGLES``, 32 MB), or the data files of ``holdout_shingles`` to
+    read them from (up to ``TASK_SHINGLES``), to every task, so a training
+    document's shingles are matched where they are made and only the few shared
+    ones leave the task, instead of one row per training shingle. Each task
+    builds the lookup (``hashing.ShingleSet``) once, at its first batch.
     """
     def matched(batches):
         import pyarrow as pa
 
         lookup = None
         for batch in batches:
-            lookup = lookup or ShingleSet(held)
+            lookup = lookup or (ShingleSet(held) if isinstance(held, np.ndarray) else _file_lookup(held))
             found = lookup.found(shingle_rows(batch.column("text"), distinct=False)[1])
             yield pa.RecordBatch.from_arrays([pa.array(found, pa.int64())], names=["h"])
 
     return matched
+
+
+@functools.lru_cache(maxsize=1)
+def _file_lookup(files: tuple) -> ShingleSet:
+    """Executor side: the lookup of every non-null ``h`` of the ``holdout_shingles`` data files ``files``, read
+    a row group at a time; kept for the next task a reused Python worker runs, so a worker reads them once."""
+    parts = [np.zeros(0, dtype=np.int64)]
+    for handle in parquet_files(files):
+        for group in range(handle.num_row_groups):
+            parts.append(handle.read_row_group(group, columns=["h"]).column("h").drop_null().to_numpy())
+    return ShingleSet(np.concatenate(parts).astype(np.int64))
 
 
 def shingles(rows: DataFrame) -> DataFrame:
@@ -118,20 +134,25 @@ def shingles(rows: DataFrame) -> DataFrame:
     return rows.select("doc_id", "text").mapInArrow(_shingle_batches, SHINGLE_SCHEMA)
 
 
-def seen_shingles(training: DataFrame, held: DataFrame) -> DataFrame:
+def seen_shingles(training: DataFrame, held: DataFrame, files: Sequence[str] = ()) -> DataFrame:
     """(h): the distinct hashes of ``held`` that the (doc_id, text) rows of ``training`` contain.
 
     Up to ``BROADCAST_SHINGLES`` distinct held-out hashes go to the training side's
-    tasks, which keep only the shared ones; above it, every training shingle goes
-    through a shuffle semi-join.
+    tasks in their closure; up to ``TASK_SHINGLES`` the tasks read them from
+    ``files`` (``held``'s data files, when it is ``holdout_shingles`` as stored);
+    either way the tasks keep only the shared ones. Above that, or without
+    ``files``, every training shingle goes through a shuffle semi-join.
     """
     distinct = held.where(F.col("h").isNotNull()).select("h").distinct()
     n_distinct = distinct.count()
     if n_distinct == 0:
         return distinct
+    text = training.select("doc_id", "text")
     if n_distinct <= BROADCAST_SHINGLES:
         hashes = np.sort(distinct.toPandas()["h"].to_numpy(dtype=np.int64))
-        return training.select("doc_id", "text").mapInArrow(_matching_shingles(hashes), "h long").distinct()
+        return text.mapInArrow(_matching_shingles(hashes), "h long").distinct()
+    if files and n_distinct <= TASK_SHINGLES:
+        return text.mapInArrow(_matching_shingles(tuple(files)), "h long").distinct()
     train = shingles(training).select("h")
     return train.join(distinct, "h", "left_semi").distinct()
 
@@ -168,7 +189,8 @@ def holdout_overlap(flagged: DataFrame, store: TableStore, per_domain: int) -> D
     checked = candidates.join(F.broadcast(checked_prefix(candidates, per_domain)), "doc_id", "left_semi")
     store.write(shingles(checked), "holdout_shingles")
     held = store.read("holdout_shingles")
-    store.write(seen_shingles(flagged.filter(kept("train")), held), "holdout_seen")
+    store.write(seen_shingles(flagged.filter(kept("train")), held, snapshot_files(store, "holdout_shingles")),
+                "holdout_seen")
     return overlap_rows(held, store.read("holdout_seen"))
 
 
@@ -203,7 +225,7 @@ def refresh_overlap(flagged: DataFrame, store: TableStore, stored_training: Data
     held = store.read("holdout_shingles")
     first = not store.exists("holdout_seen")
     new_held = held if first else held.join(candidates.select("doc_id"), "doc_id", "left_semi")
-    seen = seen_shingles(flagged.filter(kept("train")), held)
+    seen = seen_shingles(flagged.filter(kept("train")), held, snapshot_files(store, "holdout_shingles"))
     if new_held.limit(1).count():
         seen = seen.unionByName(seen_shingles(stored_training, new_held))
     if first:
