@@ -18,10 +18,9 @@ ratios and the targets: every stage finished; a stage over 60 s at the larger
 size grows at most 9x in time for 8x the documents; the tree's peak grows at
 most 1.3x and stays under 3 GB. ``--json`` keeps the figures.
 
-The driver runs with ``SMALL_DRIVER_CONF`` and ``SMALL_DRIVER_ENV`` (the JVM's
+``--small-driver`` adds ``SMALL_DRIVER_CONF`` and ``SMALL_DRIVER_ENV`` (the JVM's
 collector, code cache and Netty pools, Python workers that exit after their task,
-fewer glibc arenas), settings that suit any local-mode driver; ``--no-small-driver``
-leaves them out.
+fewer glibc arenas): a lower peak for a slower ingest (docs/scaling.md has both runs).
 """
 
 from __future__ import annotations
@@ -147,7 +146,7 @@ class PeakMemory:
 # A local-mode driver runs the executors' work too; these keep what that work leaves behind from piling up:
 # a serial collector and a smaller code cache beside the 1 GiB heap, Netty's buffer pools on the heap (capped)
 # rather than in direct memory (not capped), and Python workers that exit after their task instead of idling
-# with their models loaded.
+# with their models loaded. The last costs time: every task starts a worker and loads its models again.
 SMALL_DRIVER_CONF = {"spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:ReservedCodeCacheSize=96m "
                                                       "-Dio.netty.allocator.numDirectArenas=1",
                      "spark.network.io.preferDirectBufs": "false", "spark.shuffle.io.preferDirectBufs": "false",
@@ -252,8 +251,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", default=str(REPO / "out" / "scale_sim"))
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
-    parser.add_argument("--no-small-driver", dest="small_driver", action="store_false",
-                        help="leave out SMALL_DRIVER_CONF and SMALL_DRIVER_ENV (the JVM's and PySpark's defaults)")
+    parser.add_argument("--small-driver", action="store_true",
+                        help="add SMALL_DRIVER_CONF and SMALL_DRIVER_ENV to the JVM's and PySpark's defaults")
     return parser.parse_args(argv)
 
 
