@@ -166,14 +166,16 @@ def overlap_rows(held: DataFrame, seen: DataFrame) -> DataFrame:
                         .otherwise(F.lit(0.0))))
 
 
-def checked_prefix(held_out: DataFrame, per_domain: int) -> DataFrame:
-    """(doc_id) of the held-out (doc_id, domain) rows the near-copy check covers (see the module doc).
+def checked_rows(held_out: DataFrame, per_domain: int) -> DataFrame:
+    """The held-out (doc_id, domain, text) rows the near-copy check covers (see the module doc).
 
     Rows without a domain yet (domains from a classifier are labelled after the
-    check) are all covered: which of them are scored is not known here.
+    check) are all covered: which of them are scored is not known here. Only the
+    chosen doc_ids of the others (at most domains x ``per_domain``) are broadcast.
     """
-    unlabelled = held_out.where(F.col("domain").isNull()).select("doc_id")
-    return first_in_order(held_out.select("doc_id", "domain"), per_domain).unionByName(unlabelled)
+    chosen = first_in_order(held_out.select("doc_id", "domain"), per_domain)
+    labelled = held_out.where(F.col("domain").isNotNull()).join(F.broadcast(chosen), "doc_id", "left_semi")
+    return labelled.unionByName(held_out.where(F.col("domain").isNull()))
 
 
 def holdout_overlap(flagged: DataFrame, store: TableStore, per_domain: int) -> DataFrame:
@@ -185,9 +187,7 @@ def holdout_overlap(flagged: DataFrame, store: TableStore, per_domain: int) -> D
     text shares are written (``holdout_shingles``, ``holdout_seen``).
     """
     store.write(flagged.filter(kept("holdout")).select("doc_id", "domain", "text"), CANDIDATES)
-    candidates = store.read(CANDIDATES)
-    checked = candidates.join(F.broadcast(checked_prefix(candidates, per_domain)), "doc_id", "left_semi")
-    store.write(shingles(checked), "holdout_shingles")
+    store.write(shingles(checked_rows(store.read(CANDIDATES), per_domain)), "holdout_shingles")
     held = store.read("holdout_shingles")
     store.write(seen_shingles(flagged.filter(kept("train")), held, snapshot_files(store, "holdout_shingles")),
                 "holdout_seen")
@@ -219,8 +219,8 @@ def refresh_overlap(flagged: DataFrame, store: TableStore, stored_training: Data
     stored_shingles = store.pinned("holdout_shingles")  # as before the append below, whenever it is read
     held_out = flagged.filter(kept("holdout")).select("doc_id", "domain", "text").unionByName(
         stored_holdout.select("doc_id", "domain", "text"))
-    candidates = (held_out.join(F.broadcast(checked_prefix(held_out, per_domain)), "doc_id", "left_semi")
-                  .join(stored_shingles.select("doc_id").distinct(), "doc_id", "left_anti"))
+    candidates = checked_rows(held_out, per_domain).join(stored_shingles.select("doc_id").distinct(), "doc_id",
+                                                         "left_anti")
     store.append(shingles(candidates), "holdout_shingles")
     held = store.read("holdout_shingles")
     first = not store.exists("holdout_seen")
