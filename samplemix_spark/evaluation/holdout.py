@@ -88,9 +88,9 @@ def scored_candidates(holdout: DataFrame, max_docs: int, checked: Optional[DataF
     """doc_id, domain, text of each domain's first ``max_docs`` documents with text in ``HOLDOUT_ORDER``, among
     the ``checked`` ones (doc_id) when given (executor-side work; the driver collects one count per domain).
 
-    ``checked`` is ingest's ``holdout_checked``: the held-out documents its
-    near-copy check covered, so a document it never compared with training text
-    is never scored. The choice itself is ``ingest.holdout.first_in_order``.
+    ``checked`` is ``ingest.holdout.checked_documents``: the held-out documents
+    ingest's near-copy check covered, so a document it never compared with
+    training text is never scored. The choice itself is ``ingest.holdout.first_in_order``.
     """
     with_text = holdout.where(F.col("text").isNotNull() & (F.col("text") != ""))
     if checked is not None:

@@ -234,10 +234,9 @@ class IngestStep:
         n_near = store.read("rejects").filter(F.col("reason") == "holdout_near_duplicate").count()
         n_checked = store.read("holdout_overlap").count()
         log.info("ingest: %d held-out documents share at least %.0f%% of their %d-word shingles with training text: "
-                 "rejected as holdout_near_duplicate; the check covered the %d that evaluate can score (up to %d "
-                 "per domain, %d x evaluate.max_eval_docs), whose shares are in holdout_overlap", n_near,
-                 100 * ingest.holdout_overlap, SHINGLE_WORDS, n_checked + n_near, self._checked_per_domain,
-                 CHECK_ROOM)
+                 "rejected as holdout_near_duplicate; the check covered %d held-out documents, those evaluate can "
+                 "score (up to %d per domain, %d x evaluate.max_eval_docs), whose shares are in holdout_overlap",
+                 n_near, 100 * ingest.holdout_overlap, SHINGLE_WORDS, n_checked, self._checked_per_domain, CHECK_ROOM)
 
     def _holdout_rows(self, flagged: DataFrame) -> DataFrame:
         rows = holdout_rows(flagged)
