@@ -17,9 +17,9 @@ budget is then missed by about that fraction's share of the rounding).
 Python side (executors and the driver, no Spark), ``doc_key`` gives a document a
 64-bit key for one named purpose (``HOLDOUT_ORDER``, ``HOLDOUT_WINDOW``): the
 purpose is part of the hashed text, so two purposes never share a key and a
-choice made for one purpose is independent of every other. ``stream_key`` orders
-a proxy's training copies, and ``shingle_hashes`` gives the 13-word shingles that
-decide which held-out documents are near-copies of training text.
+choice made for one purpose is independent of every other. ``shingle_hashes``
+gives the 13-word shingles that decide which held-out documents are near-copies
+of training text. ``stream_key`` (Spark side) orders a proxy's training copies.
 """
 
 from __future__ import annotations
@@ -95,10 +95,14 @@ def doc_key(purpose: str, doc_id: str, seed: int = 0) -> int:
     return int.from_bytes(digest, "big")
 
 
-def stream_key(seed: int, epoch: int, doc_id: str, replica: int) -> int:
-    """The order of a proxy's training copies: one key per (seed, epoch, document, replica)."""
-    digest = hashlib.blake2b(f"{seed}:{epoch}:{replica}:{doc_id}".encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+def stream_key(seed: Column, epoch: Column, doc_id: Column, replica: Column) -> Column:
+    """The order of a proxy's training copies: ``xxhash64(seed, epoch, doc_id, replica)`` as a signed 64-bit
+    key, ascending (Spark side, the same on every engine).
+
+    The arguments are cast to fixed types (long, int, string, int) because xxhash64
+    hashes a value's binary form: an int and a long of equal value hash apart.
+    """
+    return F.xxhash64(seed.cast("long"), epoch.cast("int"), doc_id.cast("string"), replica.cast("int"))
 
 
 SHINGLE_WORDS = 13

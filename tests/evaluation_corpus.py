@@ -84,14 +84,24 @@ def proxy_jobs(root) -> list:
             for i, seed in enumerate((0, 1))]
 
 
+def staged_jobs(spark, root, engine: str) -> list:
+    """``proxy_jobs`` with their streams staged by ``spark`` in a Parquet warehouse of their own under ``root``."""
+    from samplemix_spark.config import TablesConfig
+    from samplemix_spark.evaluation.swarm import staged
+    from samplemix_spark.tables import TableStore
+
+    store = TableStore(spark, TablesConfig(warehouse=f"{root}/streams-{engine}", format="parquet"))
+    return staged(store, proxy_jobs(root))
+
+
 def main(root: str) -> None:
-    """Train the two proxies of ``proxy_jobs`` as Spark tasks on JVM local Spark; save their curves."""
+    """Stage and train the two proxies of ``proxy_jobs`` as Spark tasks on JVM local Spark; save their curves."""
     from samplemix_spark.config import EngineConfig
     from samplemix_spark.engine import build_session
     from samplemix_spark.evaluation.swarm import run_on_spark
 
     spark = build_session(EngineConfig(kind="jvm-local", master="local[2]"))
-    run_on_spark(spark, proxy_jobs(root)).to_parquet(f"{root}/spark_curves.parquet")
+    run_on_spark(spark, staged_jobs(spark, root, "jvm")).to_parquet(f"{root}/spark_curves.parquet")
     spark.stop()
 
 

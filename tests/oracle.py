@@ -80,6 +80,23 @@ def spark_xxhash64_uniform(doc_id: str, seed: int, purpose: str | None = None) -
     return (value >> 11) / float(2**53)
 
 
+def spark_stream_key(seed: int, epoch: int, doc_id: str, replica: int) -> int:
+    """``xxhash64(long seed, int epoch, doc_id, int replica)`` as Spark's signed 64-bit value (the stream order).
+
+    A long is hashed as eight little-endian bytes, an int as four, a string as its
+    UTF-8 bytes, each with the previous hash as seed, starting from 42.
+    """
+    import struct
+
+    import xxhash
+
+    value = xxhash.xxh64_intdigest(struct.pack("<q", seed), seed=42)
+    value = xxhash.xxh64_intdigest(struct.pack("<i", epoch), seed=value)
+    value = xxhash.xxh64_intdigest(doc_id.encode("utf-8"), seed=value)
+    value = xxhash.xxh64_intdigest(struct.pack("<i", replica), seed=value)
+    return value - 2**64 if value >= 2**63 else value
+
+
 _M64 = 2**64
 
 

@@ -23,8 +23,8 @@ from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals
 from samplemix_spark.evaluation.evaluate import Evaluation, evaluate, summarise
 from samplemix_spark.evaluation.proxy import PRESETS, unigram_bits_per_byte
-from samplemix_spark.evaluation.stream import training_stream
-from samplemix_spark.evaluation.swarm import ProxyJob, output_bytes, run_job
+from samplemix_spark.evaluation.stream import Copies, read_stream, training_stream
+from samplemix_spark.evaluation.swarm import ProxyJob, output_bytes, run_job, staged
 from samplemix_spark.ingest.holdout import _key_limit
 from samplemix_spark.pipeline import run_stage
 from samplemix_spark.tables.files import snapshot_files
@@ -285,9 +285,10 @@ def test_the_stream_reads_the_current_snapshot_in_an_order_the_layout_cannot_cha
     plain = store_for(spark, _mix(spark, cfg, tmp_path / "b", shuffle=False))
     files_a, files_b = snapshot_files(shuffled), snapshot_files(plain)
     assert len(files_a) > 1 == len(files_b)
-    a, b = training_stream(files_a, 50_000, seed=3), training_stream(files_b, 50_000, seed=3)
+    streams = _staging(spark, tmp_path)
+    a, b = (training_stream(streams, Copies(tuple(files)), 50_000, seed=3) for files in (files_a, files_b))
     assert len(a.data) == 50_001 and np.array_equal(a.data, b.data)
-    assert not np.array_equal(a.data, training_stream(files_a, 50_000, seed=4).data)
+    assert not np.array_equal(a.data, training_stream(streams, Copies(tuple(files_a)), 50_000, 4).data)
     # A rewrite leaves the old version's files in the Delta folder; the stream must not read them.
     _mix(spark, cfg, tmp_path / "a", shuffle=True, output_file_mb=0.05, seed=99)
     current = snapshot_files(shuffled)
@@ -295,15 +296,15 @@ def test_the_stream_reads_the_current_snapshot_in_an_order_the_layout_cannot_cha
     assert set(current) == set(DeltaTable(str(tmp_path / "a" / "output")).file_uris()) and len(on_disk) > len(current)
 
 
-def test_the_stream_cycles_through_a_small_output_and_counts_epochs(spark, corpus):
+def test_the_stream_cycles_through_a_small_output_and_counts_epochs(spark, corpus, tmp_path):
     _, cfg = corpus
-    files = snapshot_files(store_for(spark, cfg))
+    files, streams = Copies(tuple(snapshot_files(store_for(spark, cfg)))), _staging(spark, tmp_path)
     total = sum(len(t.encode()) + len(held.SEPARATOR)
                 for t in store_for(spark, cfg).read("output").toPandas()["text"])
     assert output_bytes(store_for(spark, cfg)) == total  # what the driver hands each proxy
-    stream = training_stream(files, int(total * 2.5), seed=0)
+    stream = training_stream(streams, files, int(total * 2.5), seed=0)
     assert stream.epochs == pytest.approx(2.5, rel=1e-6)
-    first = training_stream(files, total - 1, seed=0).data
+    first = training_stream(streams, files, total - 1, seed=0).data
     assert np.array_equal(stream.data[:total], first)
     assert not np.array_equal(stream.data[total:2 * total], first)  # the next epoch has its own order
 
@@ -312,10 +313,22 @@ def _spec(spark, cfg, doc_bytes: int = 4096, max_docs: int = 2000, step_docs: in
     return held.spec(store_for(spark, cfg), doc_bytes, max_docs, step_docs)
 
 
+def _staging(spark, root: Path):
+    """A warehouse of its own for staged proxy streams (``proxy_copies``)."""
+    from samplemix_spark.config import TablesConfig
+    from samplemix_spark.tables import TableStore
+
+    return TableStore(spark, TablesConfig(warehouse=str(root / "streams")))
+
+
 def _job(cfg, spark, seed: int, store=None, spec=None, budget_bytes: int = PRESETS["test"].budget_bytes) -> ProxyJob:
+    """One proxy of the corpus' output, its stream staged."""
+    import tempfile
+
     files = tuple(snapshot_files(store or store_for(spark, cfg)))
-    return ProxyJob(0, "run", files, seed, "test", budget_bytes, threads=2, device="cpu",
-                    held_out=spec or _spec(spark, cfg))
+    job = ProxyJob(0, "run", files, seed, "test", budget_bytes, threads=2, device="cpu",
+                   held_out=spec or _spec(spark, cfg))
+    return staged(_staging(spark, Path(tempfile.mkdtemp())), [job])[0]
 
 
 def _final_bpb(scores: pd.DataFrame) -> pd.Series:
@@ -401,7 +414,7 @@ def test_a_trained_proxy_beats_a_byte_unigram_model_on_every_held_out_domain(spa
     _, cfg = corpus
     job = _job(cfg, spark, seed=0)
     final = _final_bpb(run_job(job))
-    train = training_stream(list(job.files), job.budget_bytes, job.seed).data
+    train = read_stream(job.stream_files, job.job, job.budget_bytes, job.copies_bytes).data
     for domain, docs in held.load(job.held_out).items():
         unigram = unigram_bits_per_byte(train, np.frombuffer(held.SEPARATOR.join(docs.texts), dtype=np.uint8))
         assert final[domain] < unigram - 0.3, (domain, final[domain], unigram)
@@ -544,8 +557,8 @@ def test_evaluate_command_judges_one_run_against_its_natural_reference(spark, co
 
 
 def test_the_natural_reference_as_counts_streams_what_its_written_mix_would(spark, corpus, tmp_path):
+    """No second output: the reference is counts, and a proxy of it reads a staged table about its budget."""
     from samplemix_spark.evaluation.evaluate import natural_mixing, natural_reference, open_run
-    from samplemix_spark.evaluation.stream import Copies, training_stream
     from samplemix_spark.mixing import MixStep
 
     _, cfg = corpus
@@ -564,9 +577,16 @@ def test_the_natural_reference_as_counts_streams_what_its_written_mix_would(spar
     copies_per_doc = output.groupBy("doc_id").count().toPandas().set_index("doc_id")["count"].sort_index()
     pd.testing.assert_series_equal(rows, copies_per_doc, check_dtype=False, check_names=False)
     copies = Copies(files, counts, 0, reference.copies_bytes())
-    budget = reference.copies_bytes() // 3
-    from_counts = training_stream(copies, budget, seed=4)
-    from_output = training_stream(snapshot_files(store_for(spark, written)), budget, seed=4)
+    budget = reference.copies_bytes() // 20
+    streams = _staging(spark, tmp_path)
+    from_counts = training_stream(streams, copies, budget, seed=4)
+    # The proxy's input: the staged rows, about twice its budget, never the mix.
+    staged = streams.read("proxy_copies").toPandas()
+    staged_bytes = sum(len(text.encode()) + len(held.SEPARATOR) for text in staged["text"])
+    longest = max(len(text.encode()) for text in output.toPandas()["text"]) + len(held.SEPARATOR)
+    assert budget < staged_bytes <= 4 * (budget + 1) + 2 * longest < reference.copies_bytes() / 2
+    assert len(staged) < output.count() / 4
+    from_output = training_stream(streams, Copies(tuple(snapshot_files(store_for(spark, written)))), budget, seed=4)
     assert np.array_equal(from_counts.data, from_output.data)
 
 

@@ -97,19 +97,25 @@ def test_model_quality_scores_on_jvm_local_equal_direct_scoring(quality_checkpoi
     np.testing.assert_allclose(jvm_model.loc[texts, "quality_expected"], expected, rtol=1e-5)
 
 
-def test_proxies_run_as_spark_tasks_give_the_losses_of_a_sequential_run(tmp_path):
+def test_proxies_run_as_spark_tasks_give_the_losses_of_a_sequential_run(spark, tmp_path):
+    """JVM Spark stages the streams and trains the proxies as tasks; the embedded engine stages the same streams
+    and trains them one after another."""
     import subprocess
     import sys
 
     from samplemix_spark.evaluation.swarm import run_local
 
-    from .evaluation_corpus import proxy_jobs
+    from .evaluation_corpus import staged_jobs
 
     result = subprocess.run([sys.executable, "-m", "tests.evaluation_corpus", str(tmp_path)], cwd=REPO,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     on_spark = pd.read_parquet(tmp_path / "spark_curves.parquet")
-    sequential = run_local(proxy_jobs(tmp_path))
+    sequential = run_local(staged_jobs(spark, tmp_path, "embedded"))
+    jvm, embedded = (pd.read_parquet(tmp_path / f"streams-{engine}" / "proxy_copies") for engine in ("jvm", "embedded"))
+    staged_key = ["job", "epoch", "key", "doc_id", "replica"]
+    pd.testing.assert_frame_equal(jvm.sort_values(staged_key).reset_index(drop=True),
+                                  embedded.sort_values(staged_key).reset_index(drop=True), check_dtype=False)
     key = ["job", "step", "doc_id"]
     # Two proxies, four domains: 3 per-step documents at each of the first 3 evaluations, 6 at the last.
     assert len(sequential) == 2 * 4 * (3 * 3 + 6)

@@ -1,7 +1,9 @@
-"""The proxy's training stream read in two passes (keys, then only the texts it needs) against the full order.
+"""The proxy's training stream: chosen in Spark into the small ``proxy_copies`` table, read by the proxy.
 
-Pure pyarrow files, no engine: the oracle builds every copy of the mix, sorts all
-of them by ``stream_key`` and takes the prefix, which is what the stream means.
+The oracle builds every copy of the mix, sorts all of them by the stream key
+(xxhash64 recomputed with the xxhash package, ``oracle.spark_stream_key``) and
+takes the prefix, which is what the stream means. The staged table must give
+that prefix while holding about the budget's bytes, not the mix's.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from samplemix_spark.evaluation.stream import Copies, training_stream
-from samplemix_spark.hashing import stream_key
+from samplemix_spark.config import TablesConfig
+from samplemix_spark.evaluation.stream import (STREAM_TABLE, Copies, StreamRequest, key_cap, read_stream, stage,
+                                               training_stream)
 from samplemix_spark.models.byte_lm import SEPARATOR
+from samplemix_spark.tables import TableStore
+
+from .oracle import spark_stream_key
 
 N_DOCS = 120
 
@@ -40,7 +46,16 @@ def files(tmp_path_factory):
     counts = root / "counts.parquet"
     pq.write_table(pa.table({"candidate": pa.array([r[0] for r in rows], pa.int64()), "doc_id": [r[1] for r in rows],
                              "count": pa.array([r[2] for r in rows], pa.int64())}), counts, row_group_size=20)
-    return str(documents), str(counts)
+    output = root / "output.parquet"
+    copies = [(d, r, texts[d]) for d, n in _counts(1).items() for r in range(n)]
+    pq.write_table(pa.table({"doc_id": [c[0] for c in copies], "replica": pa.array([c[1] for c in copies], pa.int32()),
+                             "text": [c[2] for c in copies]}), output, row_group_size=25)
+    return str(documents), str(counts), str(output)
+
+
+@pytest.fixture()
+def store(spark, tmp_path):
+    return TableStore(spark, TablesConfig(warehouse=str(tmp_path / "wh"), format="parquet"))
 
 
 def _oracle(counts: dict[str, int], budget: int, seed: int) -> tuple[bytes, int]:
@@ -48,52 +63,77 @@ def _oracle(counts: dict[str, int], budget: int, seed: int) -> tuple[bytes, int]
     copies = [(d, r) for d, n in counts.items() for r in range(n)]
     total = sum(len(texts[d].encode()) + len(SEPARATOR) for d, _ in copies)
     while len(data) < budget + 1:
-        order = sorted(copies, key=lambda c: stream_key(seed, epoch, c[0], c[1]))
+        order = sorted(copies, key=lambda c: spark_stream_key(seed, epoch, c[0], c[1]))
         data += b"".join(texts[d].encode() + SEPARATOR for d, _ in order)
         epoch += 1
     return data[:budget + 1], total
 
 
 @pytest.mark.parametrize("budget", [300, 5_000, 60_000])
-def test_a_candidate_stream_is_the_prefix_of_its_full_hashed_order(files, budget):
-    documents, counts = files
+def test_a_candidate_stream_is_the_prefix_of_its_full_hashed_order(files, store, budget):
+    documents, counts, _ = files
     expected, total = _oracle(_counts(2), budget, seed=11)
-    stream = training_stream(Copies((documents,), (counts,), 2, total), budget, seed=11)
+    stream = training_stream(store, Copies((documents,), (counts,), 2, total), budget, seed=11)
     assert stream.data.tobytes() == expected
     assert stream.epochs == pytest.approx((budget + 1) / total)
 
 
-def test_an_output_stream_measures_its_own_bytes_when_the_driver_did_not(files, tmp_path):
-    texts, counts = _texts(), _counts(1)
-    rows = [(d, r, texts[d]) for d, n in counts.items() for r in range(n)]
-    output = tmp_path / "output.parquet"
-    pq.write_table(pa.table({"doc_id": [r[0] for r in rows], "replica": pa.array([r[1] for r in rows], pa.int64()),
-                             "text": [r[2] for r in rows]}), output, row_group_size=25)
-    expected, total = _oracle(counts, 7_000, seed=3)
-    stream = training_stream([str(output)], 7_000, seed=3)
-    assert stream.data.tobytes() == expected and stream.epochs == pytest.approx(7_001 / total)
+def test_an_output_stream_is_the_same_prefix_and_its_bytes_are_measured_in_spark(files, store):
+    documents, counts, output = files
+    expected, total = _oracle(_counts(1), 7_000, seed=3)
+    from_output = training_stream(store, Copies((output,)), 7_000, seed=3)
+    from_counts = training_stream(store, Copies((documents,), (counts,), 1), 7_000, seed=3)
+    assert from_output.data.tobytes() == expected == from_counts.data.tobytes()
+    assert from_output.epochs == pytest.approx(7_001 / total) == from_counts.epochs
 
 
-def test_a_proxy_reads_only_its_candidates_row_groups_and_the_text_it_needs(files, monkeypatch):
-    documents, counts = files
-    reads: list[tuple[str, tuple]] = []
-    original = pq.ParquetFile.read_row_group
+def test_the_staged_table_holds_about_the_budget_not_the_mix(files, store):
+    """Several proxies staged together: each one's rows cover its budget with at most about twice its bytes,
+    and a proxy reads only its own row groups."""
+    documents, counts, _ = files
+    texts = _texts()
+    budget = 400
+    requests = [StreamRequest(job, Copies((documents,), (counts,), job % 4), seed=job, budget_bytes=budget)
+                for job in range(8)]
+    placed = stage(store, requests)
+    table = store.read(STREAM_TABLE).toPandas()
+    longest = max(len(t.encode()) for t in texts.values()) + len(SEPARATOR)
+    for request in requests:
+        mine = table[table["job"] == request.job]
+        counts = _counts(request.copies.candidate)
+        mix_bytes = sum((len(texts[d].encode()) + len(SEPARATOR)) * n for d, n in counts.items())
+        staged_bytes = sum(len(t.encode()) + len(SEPARATOR) for t in mine["text"])
+        assert budget + 1 <= staged_bytes <= 4 * (budget + 1) + 2 * longest < mix_bytes
+        files_, total = placed[request.job]
+        assert total == mix_bytes
+        expected, _ = _oracle(counts, budget, seed=request.seed)
+        assert read_stream(files_, request.job, budget, total).data.tobytes() == expected
 
-    def counting(self, group, columns=None, **kwargs):
-        reads.append((self.metadata.num_rows, group, tuple(columns or ())))
-        return original(self, group, columns=columns, **kwargs)
 
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group", counting)
-    _, total = _oracle(_counts(0), 300, seed=1)
-    training_stream(Copies((documents,), (counts,), 0, total), 300, seed=1)
-    n_counts = pq.ParquetFile(counts).metadata.num_rows
-    counts_groups = {g for rows, g, _ in reads if rows == n_counts}
-    candidate_zero = -(-len(_counts(0)) // 20) + 1  # its row groups, plus one it may share with candidate 1
-    assert 0 < len(counts_groups) <= candidate_zero < pq.ParquetFile(counts).num_row_groups
-    text_groups = {g for rows, g, cols in reads if rows == N_DOCS and "text" in cols}
-    assert 0 < len(text_groups) < pq.ParquetFile(documents).num_row_groups
+def test_a_short_last_epoch_is_staged_again_with_a_wider_threshold(files, store, monkeypatch):
+    """A threshold far too small for the budget is widened until the kept copies cover it; the stream is unchanged."""
+    from samplemix_spark.evaluation import stream as stream_module
+
+    documents, counts, _ = files
+    expected, total = _oracle(_counts(3), 3_000, seed=5)
+    monkeypatch.setattr(stream_module, "_MARGIN", 0.01)
+    writes = []
+    original = stream_module._write_kept
+    monkeypatch.setattr(stream_module, "_write_kept", lambda *a: writes.append(1) or original(*a))
+    stream = training_stream(store, Copies((documents,), (counts,), 3, total), 3_000, seed=5)
+    assert stream.data.tobytes() == expected and len(writes) > 1
 
 
-def test_a_candidate_without_measured_bytes_is_refused():
-    with pytest.raises(ValueError, match="total_bytes"):
-        Copies(("documents.parquet",), ("counts.parquet",), 0)
+def test_key_caps_order_like_the_keys_they_bound():
+    assert key_cap(1.0) == 2**63 - 1 and key_cap(0.0) == -2**63 - 1
+    assert key_cap(0.25) < key_cap(0.5) < key_cap(0.75) and key_cap(0.5) == -1
+
+
+def test_a_mix_without_copies_or_text_is_refused(files, store):
+    from samplemix_spark.errors import TableError
+
+    with pytest.raises(TableError, match="no data files"):
+        training_stream(store, Copies(()), 300, seed=1)
+    documents, counts, _ = files
+    with pytest.raises(TableError, match="holds no text"):
+        training_stream(store, Copies((documents,), (counts,), candidate=99), 300, seed=1)

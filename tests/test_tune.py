@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from samplemix_spark.config import build_config
+from samplemix_spark.config import TablesConfig, build_config
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation.stream import Copies, training_stream
@@ -18,6 +18,7 @@ from samplemix_spark.evaluation.swarm import by_candidate, candidate_bytes
 from samplemix_spark.evaluation.tune import SEARCHED, Candidate, grid, tune
 from samplemix_spark.mixing import MixStep
 from samplemix_spark.pipeline import run_stage
+from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import snapshot_files
 
 from . import evaluation_corpus
@@ -66,8 +67,9 @@ def test_a_candidate_stream_equals_the_stream_of_its_written_output(spark, score
     total = sum(len(t.encode()) + 2 for t in output["text"])
     assert candidate_bytes(store, "tune_counts")[1] == total
     copies = Copies(tuple(snapshot_files(store, "documents")), tuple(snapshot_files(store, "tune_counts")), 1, total)
-    from_counts = training_stream(copies, 40_000, seed=2)
-    from_output = training_stream(snapshot_files(store_for(spark, written)), 40_000, seed=2)
+    streams = TableStore(spark, TablesConfig(warehouse=str(tmp_path / "streams")))
+    from_counts = training_stream(streams, copies, 40_000, seed=2)
+    from_output = training_stream(streams, Copies(tuple(snapshot_files(store_for(spark, written)))), 40_000, seed=2)
     assert np.array_equal(from_counts.data, from_output.data)
 
 

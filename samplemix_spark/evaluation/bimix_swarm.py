@@ -201,7 +201,7 @@ def observe(spark: SparkSession, store: TableStore, cfg: SampleMixConfig,
         store.write(spark.createDataFrame(observed[0][OBSERVATION_COLUMNS], OBSERVATION_SCHEMA),
                     "bimix_observations")
 
-    train_recording(spark, ev.executor(cfg), jobs, record)
+    train_recording(store, ev.executor(cfg), jobs, record)
     steps = source.bimix_target_steps or dataclasses.replace(PRESETS[preset], budget_bytes=budget).steps()
     return observed[0], float(steps)
 

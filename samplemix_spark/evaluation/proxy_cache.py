@@ -11,7 +11,9 @@ under a fingerprint of everything that decides them:
   deterministic, so a run mixed again from the same scores gives the same proxy;
 - the seed, the preset (its name and every hyperparameter), the byte budget,
   threads and device;
-- the held-out scoring: ``evaluate.doc_bytes``, ``max_eval_docs``, ``step_docs``.
+- the held-out scoring: ``evaluate.doc_bytes``, ``max_eval_docs``, ``step_docs``;
+- the stream's order (``stream.STREAM_VERSION``): proxies stored under an earlier
+  order train once more.
 
 A proxy whose fingerprint is stored is read back instead of trained (training is
 deterministic on CPU, so the rows are the ones it would produce), a killed
@@ -32,6 +34,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from samplemix_spark.evaluation.proxy import PRESETS
+from samplemix_spark.evaluation.stream import STREAM_VERSION
 from samplemix_spark.evaluation.swarm import CURVE_COLUMNS, CURVE_SCHEMA, ProxyJob, train_recording
 from samplemix_spark.tables import TableStore
 
@@ -60,7 +63,8 @@ def fingerprint(job: ProxyJob, identity: str) -> str:
     spec = job.held_out
     parts = {"mix": identity, "seed": job.seed, "preset": dataclasses.asdict(PRESETS[job.preset]),
              "budget": job.budget_bytes, "threads": job.threads, "device": job.device,
-             "doc_bytes": spec.doc_bytes, "max_docs": spec.max_docs, "step_docs": spec.step_docs}
+             "doc_bytes": spec.doc_bytes, "max_docs": spec.max_docs, "step_docs": spec.step_docs,
+             "stream": STREAM_VERSION}
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=8).hexdigest()
 
 
@@ -115,6 +119,6 @@ def train_missing(store: TableStore, jobs: list[ProxyJob], prints: dict[int, str
         kept["rows"] = pd.concat([kept["rows"], new], ignore_index=True) if len(kept["rows"]) else new
         store.write(store.spark.createDataFrame(kept["rows"], SCHEMA), TABLE)
 
-    train_recording(store.spark, executor, todo, record)
+    train_recording(store, executor, todo, record)
     wanted = pd.DataFrame({"job": list(prints), "fingerprint": list(prints.values())})
     return wanted.merge(kept["rows"], on="fingerprint")[CURVE_COLUMNS]

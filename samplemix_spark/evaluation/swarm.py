@@ -1,21 +1,21 @@
 """Many proxies, one per (run, seed): on the driver one after another, or one per Spark task.
 
-Driver side: ``ProxyJob`` describes a proxy (which output files, seed, preset,
-budget) and is plain data, so it travels to an executor as JSON. ``run_local``
-trains the jobs in this process; ``run_on_spark`` builds a one-row-per-job
-DataFrame, range-partitions it so that each job gets its own task, and maps it
-through a pandas function. A job names files, never carries text, so the task
-closure stays small however large the held-out set is. It also carries its
-copies' total bytes, one Spark aggregate per run or per candidate
-(``output_bytes``, ``candidate_bytes``), so no proxy reads every text to learn
-it; counts tables are written grouped by candidate (``by_candidate``), so a
-proxy reads only its candidate's row groups.
+Driver side: ``ProxyJob`` describes a proxy (which output or counts files, seed,
+preset, budget) and is plain data, so it travels to an executor as JSON.
+``staged`` chooses every job's training copies in Spark into the small
+``proxy_copies`` table (``stream.stage``) and points the jobs at its files; it
+also gives them their copies' total bytes, one Spark aggregate per run or per
+candidate (``output_bytes``, ``candidate_bytes``) unless the caller measured
+them. ``run_local`` trains the jobs in this process; ``run_on_spark`` builds a
+one-row-per-job DataFrame, range-partitions it so that each job gets its own
+task, and maps it through a pandas function. A job names files, never carries
+text, so the task closure stays small however large the held-out set is.
 
-Executor side: ``run_job`` reads the job's training bytes from the output
-table's or the documents table's files (``stream.training_stream``, which reads
-only the copies and documents the budget needs) and its held-out documents from the
-``holdout`` table's files (``holdout.load``), trains the proxy (``proxy.train``)
-and returns one row per scored document and evaluation step, with its speed.
+Executor side: ``run_job`` reads the job's rows of the staged table
+(``stream.read_stream``: about its byte budget, never the mix) and its held-out
+documents from the ``holdout_scored`` table's files (``holdout.load``), trains
+the proxy (``proxy.train``) and returns one row per scored document and
+evaluation step, with its speed.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from samplemix_spark.evaluation.holdout import HeldOutSpec, load
-from samplemix_spark.models.byte_lm import SEPARATOR
+from samplemix_spark.evaluation.stream import STREAM_VERSION, copy_bytes
 from samplemix_spark.tables.files import snapshot_files
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,8 @@ class ProxyJob:
     counts_files: tuple = ()
     candidate: int = -1
     copies_bytes: int = 0  # every training copy's bytes, measured on the driver (``copies_bytes``)
+    # The ``proxy_copies`` table's files once the stream is staged (``staged``): the job's rows are its stream.
+    stream_files: tuple = ()
 
     def copies(self):
         """Where this job's training copies come from (executor side)."""
@@ -74,17 +76,12 @@ class ProxyJob:
         data = json.loads(text)
         held_out = HeldOutSpec(**{**data["held_out"], "files": tuple(data["held_out"]["files"])})
         return cls(**{**data, "files": tuple(data["files"]), "counts_files": tuple(data["counts_files"]),
-                      "held_out": held_out})
-
-
-def _copy_bytes(text: str):
-    """A copy's bytes in a training stream: its UTF-8 text and the separator."""
-    return F.octet_length(text) + len(SEPARATOR)
+                      "stream_files": tuple(data["stream_files"]), "held_out": held_out})
 
 
 def output_bytes(store) -> int:
     """Every copy's bytes in ``store``'s output (driver side: one aggregate row)."""
-    total = store.read("output").agg(F.sum(_copy_bytes("text")).alias("bytes")).collect()[0]["bytes"]
+    total = store.read("output").agg(F.sum(copy_bytes("text")).alias("bytes")).collect()[0]["bytes"]
     return int(total or 0)
 
 
@@ -92,14 +89,15 @@ def candidate_bytes(store, counts_table: str, documents: Optional[DataFrame] = N
     """Every candidate's copies' bytes, from ``counts_table`` and the documents (``store``'s unless given)
     (driver side: a row per candidate)."""
     documents = store.read("documents") if documents is None else documents
-    sizes = documents.select("doc_id", _copy_bytes("text").alias("bytes"))
+    sizes = documents.select("doc_id", copy_bytes("text").alias("bytes"))
     per_candidate = (store.read(counts_table).join(sizes, "doc_id").groupBy("candidate")
                      .agg(F.sum(F.col("count") * F.col("bytes")).alias("bytes")).collect())
     return {row["candidate"]: int(row["bytes"]) for row in per_candidate}
 
 
 def by_candidate(counts: DataFrame) -> DataFrame:
-    """A counts table's rows grouped by candidate inside each file, so a proxy skips other candidates' row groups."""
+    """A counts table's rows grouped by candidate inside each file, so a reader of one candidate (a filter on
+    ``candidate``) skips the others' row groups by their statistics."""
     return counts.sortWithinPartitions("candidate", "doc_id")
 
 
@@ -107,10 +105,13 @@ def run_job(job: ProxyJob, say: Optional[Callable[[str], None]] = None,
             on_evaluation: Optional[Callable[[int, int, float], None]] = None) -> pd.DataFrame:
     """Train one proxy; one row per scored held-out document and evaluation step (``CURVE_SCHEMA``)."""
     from samplemix_spark.evaluation.proxy import PRESETS, SCORE_COLUMNS, train
-    from samplemix_spark.evaluation.stream import training_stream
+    from samplemix_spark.evaluation.stream import read_stream
 
+    if not job.stream_files:
+        raise ValueError(f"proxy job {job.job} ({job.run}, seed {job.seed}) has no staged stream: pass it "
+                         "through swarm.staged first")
     preset = dataclasses.replace(PRESETS[job.preset], budget_bytes=job.budget_bytes)
-    stream = training_stream(job.copies(), preset.budget_bytes, job.seed)
+    stream = read_stream(job.stream_files, job.job, preset.budget_bytes, job.copies_bytes)
     result = train(stream.data, load(job.held_out), preset, job.seed, threads=job.threads, device=job.device,
                    log=say, on_evaluation=on_evaluation)
     curve = pd.DataFrame(result.scores, columns=SCORE_COLUMNS)
@@ -211,13 +212,24 @@ def counted_jobs(cfg, store, counts_table: str, names: list[str], finished: Call
     return jobs, dict(enumerate(pending))
 
 
-def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob],
-                    record: Callable[[pd.DataFrame], None]) -> None:
-    """Train ``jobs`` and hand each batch of curves to ``record`` as it finishes.
+def staged(store, jobs: list[ProxyJob]) -> list[ProxyJob]:
+    """``jobs`` with their streams chosen in Spark into ``store``'s ``proxy_copies`` table (driver side;
+    ``stream.stage``), so each proxy reads about its budget, never the mix."""
+    from samplemix_spark.evaluation.stream import StreamRequest, stage
+
+    placed = stage(store, [StreamRequest(job.job, job.copies(), job.seed, job.budget_bytes) for job in jobs])
+    return [dataclasses.replace(job, stream_files=placed[job.job][0], copies_bytes=placed[job.job][1])
+            for job in jobs]
+
+
+def train_recording(store, executor: str, jobs: list[ProxyJob], record: Callable[[pd.DataFrame], None]) -> None:
+    """Stage ``jobs``' streams in ``store``, train them and hand each batch of curves to ``record`` as it
+    finishes.
 
     Locally that is after every proxy, so a killed search resumes without retraining
     finished proxies; as Spark tasks, after the whole batch.
     """
+    jobs = staged(store, jobs)
     if executor == "local":
         clock = ProxyClock(len(jobs))
 
@@ -231,7 +243,7 @@ def train_recording(spark: SparkSession, executor: str, jobs: list[ProxyJob],
             record(run_local([job], i, len(jobs), on_evaluation=first_steps))
             log.info(clock.proxy_done(time.perf_counter() - started))
     elif jobs:
-        record(run_on_spark(spark, jobs))
+        record(run_on_spark(store.spark, jobs))
 
 
 def scores_fingerprint(store, view=None) -> str:
@@ -263,7 +275,8 @@ def proxy_fingerprint(cfg, store, holdout: str, searched: tuple, extra: Optional
     """Everything besides the ``searched`` mixing settings that changes a candidate proxy's loss, as one hash.
 
     The other mixing settings, the documents and their scores, the held-out set,
-    the preset, byte budget, threads, device and the held-out scoring settings;
+    the preset, byte budget, threads, device, the held-out scoring settings and the
+    stream's order (``stream.STREAM_VERSION``);
     ``extra``: what else the caller's stored rows depend on.
     """
     import hashlib
@@ -278,5 +291,5 @@ def proxy_fingerprint(cfg, store, holdout: str, searched: tuple, extra: Optional
     parts = {"mixing": mixing, "scores": scores_fingerprint(store, view), "holdout": holdout, "preset": ev.preset,
              "budget": ev.budget_bytes or PRESETS[ev.preset].budget_bytes, "threads": ev.threads,
              "device": ev.device, "doc_bytes": ev.doc_bytes, "max_eval_docs": ev.max_eval_docs,
-             "step_docs": ev.step_docs, **(extra or {})}
+             "step_docs": ev.step_docs, "stream": STREAM_VERSION, **(extra or {})}
     return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()

@@ -342,7 +342,7 @@ class _Search:
             self.state["summary"] = _write(self.store, self.state["docs"], self.state["domains"], self.cfg,
                                            self.state["fresh"])
 
-        train_recording(self.spark, executor, jobs, record)
+        train_recording(self.store, executor, jobs, record)
 
     def summary(self) -> pd.DataFrame:
         if self.state["summary"] is None:  # every proxy was stored already

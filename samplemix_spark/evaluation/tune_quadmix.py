@@ -140,7 +140,7 @@ def tune_quadmix(spark: SparkSession, cfg: SampleMixConfig, n_samples: int, out:
         rows["docs"] = _typed(pd.concat([rows["docs"], new], ignore_index=True) if len(rows["docs"]) else new)
         store.write(spark.createDataFrame(rows["docs"], DOCS_SCHEMA), "tune_quadmix_docs")
 
-    train_recording(spark, executor, jobs, record)
+    train_recording(store, executor, jobs, record)
     observed, seeds, docs = _macro(rows["docs"], scored_domains, n_samples)
     scored_rows = _scored(observed)
     scored_settings, scored_observed = settings.iloc[scored_rows].reset_index(drop=True), observed[scored_rows]
@@ -207,7 +207,7 @@ def confirm(on: _Confirming, proposal: quadmix_search.Proposal, best: dict, out:
         rows["docs"] = pd.concat([rows["docs"], new], ignore_index=True) if len(rows["docs"]) else new
         on.store.write(on.spark.createDataFrame(rows["docs"], CONFIRM_DOCS_SCHEMA), "tune_quadmix_confirm_docs")
 
-    train_recording(on.spark, ev.executor(on.cfg), jobs, record)
+    train_recording(on.store, ev.executor(on.cfg), jobs, record)
     table = confirmation_table(rows["docs"], named, on.domains, on.cfg.evaluate.bootstrap,
                                on.cfg.evaluate.bootstrap_seed)
     on.store.write(on.spark.createDataFrame(table, CONFIRM_SCHEMA), "tune_quadmix_confirm")

@@ -81,6 +81,7 @@ TABLES: dict[str, str] = {
     "sweep": "sweep",
     "sweep_scores": "sweep",
     "holdout_scored": "evaluate, tune, mix (bimix swarm): the held-out documents proxies are scored on",
+    "proxy_copies": "evaluate, tune, mix (bimix swarm): the copies each proxy trains on, about its byte budget",
     "proxy_eval": "evaluate",
     "proxy_eval_docs": "evaluate",
     "proxy_eval_step_docs": "evaluate",
@@ -202,7 +203,7 @@ class TableStore:
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         with in_pass(f"writing table {table}"):
-            self._save(writer, location)
+            self._save(writer, location, df.schema)
         log.info("wrote table %s -> %s", table, location)
 
     def _checked(self, df: DataFrame, table: str) -> DataFrame:
@@ -274,12 +275,12 @@ class TableStore:
         shutil.rmtree(folder)
         return True
 
-    def _save(self, writer, location: str) -> None:
+    def _save(self, writer, location: str, schema=None) -> None:
         with self._delta_support():
             if self.cfg.format == "delta" or self.cfg.catalog:
                 self._commit(writer.option("overwriteSchema", "true"), location)
             else:
-                self._write_parquet_swapped(writer, location)
+                self._write_parquet_swapped(writer, location, schema)
 
     def _commit(self, writer, location: str) -> None:
         """Save to the catalog name (creating its schema) or the path."""
@@ -300,7 +301,7 @@ class TableStore:
                                  "(engine.spark_conf) or set tables.format=parquet") from exc
             raise
 
-    def _write_parquet_swapped(self, writer, location: str) -> None:
+    def _write_parquet_swapped(self, writer, location: str, schema=None) -> None:
         target = local_folder(location)
         if target is None:
             log.warning("parquet overwrite of %s is not atomic on remote storage; use delta", location)
@@ -312,6 +313,8 @@ class TableStore:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)  # the old table is untouched
             raise
+        if not staging.exists() and schema is not None:
+            _write_empty(staging, schema)  # the embedded engine writes no folder for no rows
         retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         if target.exists():
             target.rename(retired)
@@ -345,3 +348,12 @@ def _killed_mid_stream(df: DataFrame, table: str) -> DataFrame:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def _write_empty(folder: Path, schema) -> None:
+    """A Parquet table of no rows with ``schema`` (a Spark StructType), so readers find its columns."""
+    import pyarrow.parquet as pq
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    folder.mkdir(parents=True)
+    pq.write_table(to_arrow_schema(schema).empty_table(), folder / "part-00000-empty.parquet")
