@@ -18,7 +18,8 @@ Driver side (``stage``): one Spark job per batch of proxies computes every
 copy's key for each proxy and keeps every copy of the proxy's whole epochs and,
 of its last epoch, the copies whose key lies under a threshold of about twice
 the budget's share of the mix. The kept copies and their text go to the
-``proxy_copies`` table, range-partitioned by proxy (``job``). A proxy whose kept
+``proxy_copies`` table, each proxy's rows (``job``) in one file and grouped
+inside it. A proxy whose kept
 copies fall short of its budget gets its threshold widened by the shortfall, and
 the table is written again. The copies under a threshold are, in key order, exactly the first
 copies of the full order, so the threshold never changes the stream; and the
@@ -165,7 +166,7 @@ def _measured_bytes(spark, copies: Copies) -> int:
 
 
 def _write_kept(store, requests: list[StreamRequest], totals: dict, thresholds: dict) -> None:
-    """One table of every request's kept copies, a range of partitions per proxy."""
+    """One table of every request's kept copies, each proxy's rows in one file, grouped by proxy inside it."""
     groups: dict[tuple, list[tuple]] = {}
     for r in requests:
         groups.setdefault((r.copies.files, r.copies.counts_files), []).extend(
@@ -175,7 +176,8 @@ def _write_kept(store, requests: list[StreamRequest], totals: dict, thresholds: 
     frame = frames[0]
     for other in frames[1:]:
         frame = frame.unionByName(other)
-    spread = frame.repartitionByRange(min(len(requests), 1000), "job").sortWithinPartitions("job", "epoch", "key")
+    # Hash partitions, not ranges: a range partitioning would scan the mix once more to sample its bounds.
+    spread = frame.repartition(min(len(requests), 1000), "job").sortWithinPartitions("job", "epoch", "key")
     store.write(spread, STREAM_TABLE)
 
 
