@@ -69,8 +69,15 @@ def _oracle(counts: dict[str, int], budget: int, seed: int) -> tuple[bytes, int]
     return data[:budget + 1], total
 
 
-@pytest.mark.parametrize("budget", [300, 5_000, 60_000])
-def test_a_candidate_stream_is_the_prefix_of_its_full_hashed_order(files, store, budget):
+@pytest.mark.parametrize("budget,texts_by", [(300, "broadcast ids"), (5_000, "broadcast ids"),
+                                             (60_000, "broadcast ids"), (5_000, "shuffle")])
+def test_a_candidate_stream_is_the_prefix_of_its_full_hashed_order(files, store, budget, texts_by, monkeypatch):
+    """The kept copies' text comes from the documents filtered by their broadcast ids, or, when those ids are
+    too many for one driver read, from a shuffle join: the same stream either way."""
+    from samplemix_spark.evaluation import stream as stream_module
+
+    if texts_by == "shuffle":
+        monkeypatch.setattr(stream_module, "_ID_BYTES", 2**40)
     documents, counts, _ = files
     expected, total = _oracle(_counts(2), budget, seed=11)
     stream = training_stream(store, Copies((documents,), (counts,), 2, total), budget, seed=11)

@@ -171,7 +171,7 @@ def _write_kept(store, requests: list[StreamRequest], totals: dict, thresholds: 
     for r in requests:
         groups.setdefault((r.copies.files, r.copies.counts_files), []).extend(
             _plan_rows(r, totals[r.job], thresholds[r.job]))
-    frames = [_kept(store.spark, files, counts, store.spark.createDataFrame(rows, PLAN_SCHEMA))
+    frames = [_kept(store, files, counts, store.spark.createDataFrame(rows, PLAN_SCHEMA))
               for (files, counts), rows in sorted(groups.items())]
     frame = frames[0]
     for other in frames[1:]:
@@ -181,13 +181,14 @@ def _write_kept(store, requests: list[StreamRequest], totals: dict, thresholds: 
     store.write(spread, STREAM_TABLE)
 
 
-def _kept(spark, files: tuple, counts_files: tuple, plan):
+def _kept(store, files: tuple, counts_files: tuple, plan):
     """(job, epoch, key, doc_id, replica, text) of the copies under each plan row's cap."""
     from pyspark.sql import functions as F
 
     from samplemix_spark.hashing import stream_key
     from samplemix_spark.mixing.output import explode_copies
 
+    spark = store.spark
     key = stream_key(F.col("seed"), F.col("epoch"), F.col("doc_id"), F.col("replica"))
     replica = F.col("replica").cast("int").alias("replica")
     if not counts_files:
@@ -197,8 +198,33 @@ def _kept(spark, files: tuple, counts_files: tuple, plan):
     counts = spark.read.parquet(*counts_files).where(F.col("count") > 0).join(F.broadcast(plan), "candidate")
     keyed = explode_copies(counts, ["job", "seed", "epoch", "cap", "doc_id"]).withColumn("key", key)
     kept = keyed.where(F.col("key") <= F.col("cap")).select("job", "epoch", "key", "doc_id", replica)
-    texts = spark.read.parquet(*files).select("doc_id", "text")
-    return kept.join(texts, "doc_id").select(*STAGED_COLUMNS)
+    return kept.join(_kept_texts(store, files, kept), "doc_id").select(*STAGED_COLUMNS)
+
+
+# Bytes a broadcast doc_id takes on the driver and in every task (a hashed id of 32 characters and its row).
+_ID_BYTES = 64
+
+
+def _kept_texts(store, files: tuple, kept):
+    """(doc_id, text) of the documents the kept copies name.
+
+    Only those documents' text should cross the network, so their ids (a narrow
+    pass over the counts) are broadcast to filter the documents as they are read,
+    when they fit in one driver read (``tables.driver_reads.chunk_limit``); the
+    documents table would otherwise be shuffled whole, text and all, for a few
+    thousand copies.
+    """
+    from pyspark.sql import functions as F
+
+    from samplemix_spark.tables.driver_reads import chunk_limit
+
+    texts = store.spark.read.parquet(*files).select("doc_id", "text")
+    ids = kept.select("doc_id").distinct()
+    if ids.count() * _ID_BYTES > chunk_limit(store):
+        log.info("proxy streams: the kept copies name too many documents to broadcast; joining their text by a "
+                 "shuffle")
+        return texts
+    return texts.join(F.broadcast(ids), "doc_id", "left_semi")
 
 
 def _short_of_budget(store, requests: list[StreamRequest], totals: dict, thresholds: dict) -> dict[int, float]:
