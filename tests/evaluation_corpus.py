@@ -55,7 +55,8 @@ def write(path, per_domain: int = 80):
 
 
 def proxy_jobs(root) -> list:
-    """Two test-preset proxy jobs over a Parquet output file and a held-out file written here.
+    """Two test-preset proxy jobs and a held-out file written here: one reads a Parquet output file, the other
+    a candidate's rows of a counts file with a documents file (the copies of a mix never written out).
 
     Shared by the in-process run and the JVM-local subprocess (``python -m
     tests.evaluation_corpus ROOT``), which trains the same jobs as Spark tasks.
@@ -70,18 +71,24 @@ def proxy_jobs(root) -> list:
 
     rows = records(30)
     train, held = rows[::2], rows[1::2]
-    path = Path(root) / "output" / "part-0.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"doc_id": [f"d{i}" for i in range(len(train))], "replica": 0,
-                  "text": [r["text"] for r in train]}).to_parquet(path)
-    holdout = Path(root) / "holdout" / "part-0.parquet"
-    holdout.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"doc_id": [f"h{i}" for i in range(len(held))], "domain": [r["domain"] for r in held],
-                  "text": [r["text"] for r in held]}).to_parquet(holdout)
-    spec = HeldOutSpec((str(holdout),), doc_bytes=1024, max_docs=6, step_docs=3)
+    ids, texts = [f"d{i}" for i in range(len(train))], [r["text"] for r in train]
+    files = {}
+    for name, frame in {"output": pd.DataFrame({"doc_id": ids, "replica": 0, "text": texts}),
+                        "documents": pd.DataFrame({"doc_id": ids, "text": texts}),
+                        "counts": pd.DataFrame({"candidate": 3, "doc_id": ids[::2], "count": [1, 2] * (len(ids) // 4)
+                                                + [1] * (len(ids[::2]) - 2 * (len(ids) // 4))}),
+                        "holdout": pd.DataFrame({"doc_id": [f"h{i}" for i in range(len(held))],
+                                                 "domain": [r["domain"] for r in held],
+                                                 "text": [r["text"] for r in held]})}.items():
+        files[name] = Path(root) / name / "part-0.parquet"
+        files[name].parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(files[name])
+    spec = HeldOutSpec((str(files["holdout"]),), doc_bytes=1024, max_docs=6, step_docs=3)
     budget = PRESETS["test"].budget_bytes // 2
-    return [ProxyJob(i, "run", (str(path),), seed, "test", budget, threads=2, device="cpu", held_out=spec)
-            for i, seed in enumerate((0, 1))]
+    common = dict(preset="test", budget_bytes=budget, threads=2, device="cpu", held_out=spec)
+    return [ProxyJob(0, "run", (str(files["output"]),), seed=0, **common),
+            ProxyJob(1, "candidate", (str(files["documents"]),), seed=1, counts_files=(str(files["counts"]),),
+                     candidate=3, **common)]
 
 
 def staged_jobs(spark, root, engine: str) -> list:

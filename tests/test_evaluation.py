@@ -650,7 +650,7 @@ def test_the_demo_study_and_the_fidelity_study_run_and_share_their_proxies(corpu
         done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--config", str(config),
                                "--out", str(tmp_path / "study"), "--set", "evaluate.budget_bytes=32768", *args],
                               cwd=tmp_path, capture_output=True,
-                              text=True, timeout=900)  # about 200 s alone; far more when the 2 cores are shared
+                              text=True, timeout=900)  # about 40 s alone; several times that on 2 shared cores
         assert done.returncode == 0, done.stderr[-3000:]
         return done
 

@@ -98,8 +98,9 @@ def test_model_quality_scores_on_jvm_local_equal_direct_scoring(quality_checkpoi
 
 
 def test_proxies_run_as_spark_tasks_give_the_losses_of_a_sequential_run(spark, tmp_path):
-    """JVM Spark stages the streams and trains the proxies as tasks; the embedded engine stages the same streams
-    and trains them one after another."""
+    """JVM Spark stages the streams (one from an output, one from a candidate's counts, whose text is joined
+    through broadcast ids) and trains the proxies as tasks; the embedded engine stages the same streams and
+    trains them one after another."""
     import subprocess
     import sys
 
