@@ -153,16 +153,31 @@ def copy_bytes(text):
     return F.octet_length(text) + len(SEPARATOR)
 
 
+def output_copies_bytes(output) -> int:
+    """Every copy's bytes of an output frame (doc_id, replica, text) (driver side: one aggregate row)."""
+    from pyspark.sql import functions as F
+
+    return int(output.agg(F.sum(copy_bytes("text")).alias("bytes")).collect()[0]["bytes"] or 0)
+
+
+def counted_copies_bytes(counts, documents) -> dict[int, int]:
+    """Every candidate's copies' bytes, from counts (candidate, doc_id, count) and the documents
+    (driver side: a row per candidate)."""
+    from pyspark.sql import functions as F
+
+    sizes = documents.select("doc_id", copy_bytes("text").alias("bytes"))
+    per_candidate = (counts.join(sizes, "doc_id").groupBy("candidate")
+                     .agg(F.sum(F.col("count") * F.col("bytes")).alias("bytes")).collect())
+    return {row["candidate"]: int(row["bytes"]) for row in per_candidate}
+
+
 def _measured_bytes(spark, copies: Copies) -> int:
     from pyspark.sql import functions as F
 
     if not copies.counts_files:
-        frame = spark.read.parquet(*copies.files).select(copy_bytes("text").alias("bytes"))
-    else:
-        counts = spark.read.parquet(*copies.counts_files).where(F.col("candidate") == copies.candidate)
-        texts = spark.read.parquet(*copies.files).select("doc_id", copy_bytes("text").alias("size"))
-        frame = counts.join(texts, "doc_id").select((F.col("count") * F.col("size")).alias("bytes"))
-    return int(frame.agg(F.sum("bytes").alias("bytes")).collect()[0]["bytes"] or 0)
+        return output_copies_bytes(spark.read.parquet(*copies.files))
+    counts = spark.read.parquet(*copies.counts_files).where(F.col("candidate") == copies.candidate)
+    return counted_copies_bytes(counts, spark.read.parquet(*copies.files)).get(copies.candidate, 0)
 
 
 def _write_kept(store, requests: list[StreamRequest], totals: dict, thresholds: dict) -> None:

@@ -3,10 +3,10 @@
 Driver side: ``ProxyJob`` describes a proxy (which output or counts files, seed,
 preset, budget) and is plain data, so it travels to an executor as JSON.
 ``staged`` chooses every job's training copies in Spark into the small
-``proxy_copies`` table (``stream.stage``) and points the jobs at its files; it
-also gives them their copies' total bytes, one Spark aggregate per run or per
-candidate (``output_bytes``, ``candidate_bytes``) unless the caller measured
-them. ``run_local`` trains the jobs in this process; ``run_on_spark`` builds a
+``proxy_copies`` table (``stream.stage``) and points the jobs at its files. Their
+copies' total bytes come from one Spark aggregate per run or per candidate
+(``output_bytes``, ``candidate_bytes``; ``stage`` measures them itself where the
+caller did not). ``run_local`` trains the jobs in this process; ``run_on_spark`` builds a
 one-row-per-job DataFrame, range-partitions it so that each job gets its own
 task, and maps it through a pandas function. A job names files, never carries
 text, so the task closure stays small however large the held-out set is.
@@ -29,10 +29,9 @@ from typing import Callable, Iterator, Optional
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from samplemix_spark.evaluation.holdout import HeldOutSpec, load
-from samplemix_spark.evaluation.stream import STREAM_VERSION, copy_bytes
+from samplemix_spark.evaluation.stream import STREAM_VERSION, counted_copies_bytes, output_copies_bytes
 from samplemix_spark.tables.files import snapshot_files
 
 log = logging.getLogger(__name__)
@@ -81,18 +80,14 @@ class ProxyJob:
 
 def output_bytes(store) -> int:
     """Every copy's bytes in ``store``'s output (driver side: one aggregate row)."""
-    total = store.read("output").agg(F.sum(copy_bytes("text")).alias("bytes")).collect()[0]["bytes"]
-    return int(total or 0)
+    return output_copies_bytes(store.read("output"))
 
 
 def candidate_bytes(store, counts_table: str, documents: Optional[DataFrame] = None) -> dict[int, int]:
     """Every candidate's copies' bytes, from ``counts_table`` and the documents (``store``'s unless given)
     (driver side: a row per candidate)."""
-    documents = store.read("documents") if documents is None else documents
-    sizes = documents.select("doc_id", copy_bytes("text").alias("bytes"))
-    per_candidate = (store.read(counts_table).join(sizes, "doc_id").groupBy("candidate")
-                     .agg(F.sum(F.col("count") * F.col("bytes")).alias("bytes")).collect())
-    return {row["candidate"]: int(row["bytes"]) for row in per_candidate}
+    return counted_copies_bytes(store.read(counts_table),
+                                store.read("documents") if documents is None else documents)
 
 
 def by_candidate(counts: DataFrame) -> DataFrame:
