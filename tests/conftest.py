@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("RUST_LOG", "warn,sail_common::actor=error")
+# Every JVM a test starts (local Spark in this process or a subprocess, a standalone cluster's
+# master, workers and executors) lives for seconds on tiny data, where the optimising JIT compiler's
+# work is never paid back: the quick tier alone and one GC thread cut their CPU time by a third to a
+# half on two cores.
+# Compilation tiers change speed, never results.
+os.environ.setdefault("JAVA_TOOL_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 
 from samplemix_spark.config import EngineConfig, SampleMixConfig, build_config  # noqa: E402
 from samplemix_spark.engine import build_session  # noqa: E402
@@ -18,19 +23,18 @@ from .realtext import quality_labels  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # pyspark 3.5 (the Spark of EMR 7 and of Databricks LTS before 17), installed beside the
-# main environment by the README's test command: `pip install --target` it, then put it
-# first on PYTHONPATH so a subprocess's classic JVM Spark is 3.5 while the test itself
-# keeps pyspark 4.
+# main environment by the README's test command with `pip install --target`: the Spark of
+# the 3.5 standalone cluster in test_pipeline_parity.py, while the tests keep pyspark 4.
 PYSPARK35 = Path(os.environ.get("SAMPLEMIX_PYSPARK35", REPO / ".venv" / "spark35"))
 
 
-def pyspark35_env() -> dict[str, str]:
-    """The environment of a subprocess that runs classic Spark 3.5."""
-    if not (PYSPARK35 / "pyspark").is_dir():
+def spark35_home() -> Path:
+    """The SPARK_HOME of pyspark 3.5; fails with the command that installs it when it is missing."""
+    home = PYSPARK35 / "pyspark"
+    if not home.is_dir():
         pytest.fail(f"pyspark 3.5 is not installed at {PYSPARK35}: run the README's test command, or point "
                     "SAMPLEMIX_PYSPARK35 at a `pip install --target` folder holding pyspark 3.5 and py4j")
-    path = [str(PYSPARK35), *filter(None, [os.environ.get("PYTHONPATH")])]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    return home
 
 
 # The longest modules (whole pipelines on JVM Spark and a standalone cluster) start first, so

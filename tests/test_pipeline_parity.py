@@ -7,11 +7,12 @@ escaped and raw, a gzip file) go through every stage of ``conf/local.yaml`` on
 both engines. The JVM run uses other partitions and Arrow batches of 7 rows, so
 equal embeddings also show that a vector does not depend on its batch-mates.
 
-One more run goes through ``spark-submit jobs/run_pipeline.py`` to a standalone
-cluster on loopback (a master and two workers, each its own JVM) with
-``build.sh --emr cpu``'s packed environment shipped as ``--archives
-...#environment``, as an EMR step does; there pyspark comes from the cluster's
-Spark, since the packed environment has none. (The same submission with the
+Classic Spark 4 runs locally. Spark 3.5 (EMR 7, Databricks LTS before 17) runs
+as an EMR step does: ``spark-submit jobs/run_pipeline.py`` to a standalone
+cluster on loopback (a master and two workers, each its own JVM, all Spark 3.5)
+with ``build.sh --emr cpu``'s packed environment shipped as ``--archives
+...#environment``; there pyspark comes from the cluster's Spark, since the packed
+environment has none. (The same submission with the
 driver's environment adds nothing this run does not check: the executors' Python
 is the only difference, and the packed one is the harder case.)
 """
@@ -31,8 +32,8 @@ import pandas as pd
 import pytest
 from deltalake import DeltaTable
 
-from .conftest import REPO, pyspark35_env
-from .standalone import SPARK_SUBMIT, cluster_env, standalone_cluster
+from .conftest import REPO, spark35_home
+from .standalone import cluster_env, standalone_cluster
 from .ingest_cases import ASTRAL
 from .test_cli import samplemix
 from .test_quickstart import NPM_DIR
@@ -64,9 +65,8 @@ def _planted(folder: Path, texts: list[str]) -> None:
         json.dumps({"text": f"{t} \U0001f600", "domain": "planted"}) + "\n" for t in texts[4:9]).encode()))
 
 
-# Classic Spark 4 (this environment's pyspark) and Spark 3.5 (EMR 7, Databricks LTS before 17), local;
-# a standalone cluster with the packed environment.
-RUNTIMES = ["jvm", "jvm35", "standalone-packed"]
+# Classic Spark 4 (this environment's pyspark), local; a Spark 3.5 standalone cluster with the packed environment.
+RUNTIMES = ["jvm", "standalone35-packed"]
 
 
 @pytest.fixture(scope="module")
@@ -102,16 +102,16 @@ def packed_env(tmp_path_factory):
     return archive
 
 
-def _submit(root: Path, runtime: str, master: str, packed: Path) -> subprocess.CompletedProcess:
+def _submit(root: Path, runtime: str, master: str, packed: Path, spark_home: Path) -> subprocess.CompletedProcess:
     """``spark-submit jobs/run_pipeline.py`` to ``master``: the EMR step's command line."""
     # SPARK_CONNECT_MODE_ENABLED: left behind by a process that opened a Connect session (this
     # one has, for the embedded run); the job must still use spark-submit's classic session.
-    env = {**cluster_env(), "SAMPLEMIX_PROGRESS_S": "0.5", "SPARK_CONNECT_MODE_ENABLED": "1"}
+    env = {**cluster_env(spark_home), "SAMPLEMIX_PROGRESS_S": "0.5", "SPARK_CONNECT_MODE_ENABLED": "1"}
     python = ["--archives", f"{packed}#environment", "--conf", "spark.pyspark.python=./environment/bin/python",
               "--conf", f"spark.pyspark.driver.python={sys.executable}"]
     sets = [f"--set=tables.warehouse={root}/{runtime}", "--set=tables.format=parquet", f"--set={SPARK_CONF}"]
     # Both executors are registered before the first job, so tasks go to both workers.
-    command = [str(SPARK_SUBMIT), "--master", master, "--conf", "spark.executor.memory=1g",
+    command = [str(spark_home / "bin" / "spark-submit"), "--master", master, "--conf", "spark.executor.memory=1g",
                "--conf", "spark.scheduler.minRegisteredResourcesRatio=1.0", *python,
                str(REPO / "jobs" / "run_pipeline.py"), *_run(root)[1:], *sets]
     return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
@@ -121,14 +121,14 @@ def _submit(root: Path, runtime: str, master: str, packed: Path) -> subprocess.C
 def runs(root, request):
     runtime = request.param
     if runtime.startswith("standalone"):
-        with standalone_cluster(root / f"cluster-{runtime}") as master:
-            result = _submit(root, runtime, master, request.getfixturevalue("packed_env"))
-        engine = "engine: existing (pyspark 4."
+        home = spark35_home()
+        with standalone_cluster(root / f"cluster-{runtime}", spark_home=home) as master:
+            result = _submit(root, runtime, master, request.getfixturevalue("packed_env"), home)
+        engine = "engine: existing (pyspark 3.5."
     else:
-        env, version = (pyspark35_env(), "3.5.") if runtime == "jvm35" else (None, "4.")
         result = samplemix(*_run(root), f"--set=tables.warehouse={root}/{runtime}", *[f"--set={o}" for o in JVM],
-                           cwd=root, env=env)
-        engine = f"engine: jvm-local (pyspark {version}"
+                           cwd=root)
+        engine = "engine: jvm-local (pyspark 4."
     # spark-submit merges the Python driver's stderr into its stdout.
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
