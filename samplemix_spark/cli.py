@@ -155,8 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s samplemix %(message)s", datefmt="%H:%M:%S")
-    # The embedded engine logs through RUST_LOG; its shutdown notice is not a warning for users.
-    os.environ.setdefault("RUST_LOG", "warn,sail_common::actor=error")
     for noisy in ("py4j", "pyspark", "faiss.loader"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -92,6 +92,9 @@ def _use_driver_python_for_workers() -> None:
 
 SAIL_SESSION_TIMEOUT_ENV = "SAIL_SPARK__SESSION_TIMEOUT_SECS"
 SAIL_SESSION_TIMEOUT_S = 30 * 24 * 3600
+# The embedded engine logs through RUST_LOG. Neither its shutdown notice nor its notice that a join hint
+# is a no-op (the jobs hint broadcasts that JVM Spark follows and Sail plans itself) is a warning for users.
+SAIL_LOG = "warn,sail_common::actor=error,sail_plan::resolver::query::misc=error"
 
 
 def _embedded_url() -> str:
@@ -99,6 +102,7 @@ def _embedded_url() -> str:
     global _embedded_server
     with _server_lock:
         if _embedded_server is None:
+            os.environ.setdefault("RUST_LOG", SAIL_LOG)
             try:
                 from pysail.spark import SparkConnectServer
             except ImportError as exc:  # pragma: no cover - depends on the install
