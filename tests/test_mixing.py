@@ -252,10 +252,15 @@ def test_shuffled_output_files_are_written_in_shuffle_key_order(spark, scored_wa
         assert keys == sorted(keys), path
 
 
-def test_partition_sort_matches_a_code_point_sort_across_batches_and_keeps_the_schema():
+@pytest.mark.parametrize("slice_bytes", [None, 5_000], ids=["rows-bound", "bytes-bound"])
+def test_partition_sort_matches_a_code_point_sort_across_batches_and_keeps_the_schema(monkeypatch, slice_bytes):
     import pyarrow as pa
 
+    from samplemix_spark.mixing import output
     from samplemix_spark.mixing.output import _SORTED_BATCH_ROWS, _sort_partition
+
+    if slice_bytes:  # slices cut by their text's bytes: many more of them, the same order
+        monkeypatch.setattr(output, "_SORTED_BATCH_BYTES", slice_bytes)
 
     rng = np.random.default_rng(3)
     n = _SORTED_BATCH_ROWS + 5000
@@ -267,11 +272,19 @@ def test_partition_sort_matches_a_code_point_sort_across_batches_and_keeps_the_s
                       "_key": pa.array(rng.integers(-3, 3, n), pa.int64())})
     batches = list(_sort_partition(table.to_batches(max_chunksize=999)))
     assert all(batch.schema == table.schema for batch in batches) and len(batches) > 1
+    if slice_bytes:
+        text_bytes = [sum(len(v.encode()) for name in ("doc_id", "text") for v in batch.column(name).to_pylist())
+                      for batch in batches]
+        assert max(text_bytes) <= slice_bytes
     got = pa.Table.from_batches(batches).to_pandas()
     expected = table.to_pandas().sort_values(["_key", "doc_id", "replica", "text"], kind="stable")
     pd.testing.assert_frame_equal(got[["_key", "doc_id", "replica"]].reset_index(drop=True),
                                   expected[["_key", "doc_id", "replica"]].reset_index(drop=True))
-    assert sorted(got["text"]) == sorted(table.column("text").to_pylist())
+    # Every row leaves whole: its text still names the row it came with.
+    source = table.to_pandas().set_index("text")
+    assert sorted(got["text"]) == sorted(source.index)
+    pd.testing.assert_frame_equal(got.set_index("text")[["_key", "doc_id", "replica"]],
+                                  source.loc[got["text"], ["_key", "doc_id", "replica"]])
 
 
 def test_output_changes_add_and_remove_exactly_the_copies_whose_count_changed(spark):

@@ -57,37 +57,76 @@ def lay_out(copies: DataFrame, cfg: MixingConfig, n_files: int) -> DataFrame:
 
 
 _SORT_KEYS = [("_key", "ascending"), ("doc_id", "ascending"), ("replica", "ascending")]
-# Rows per batch handed back to the engine: bounds the memory of each take.
+# Rows and string bytes per batch handed back to the engine: they bound the memory of each gather whatever
+# the documents' sizes, and keep a batch's strings far below the 2 GiB that 32-bit offsets address.
 _SORTED_BATCH_ROWS = 65_536
+_SORTED_BATCH_BYTES = 32 * 2**20
 
 
 def _sort_partition(batches):
     """Executor side: the whole partition (one output file's rows) sorted by (key, doc_id, replica).
 
+    Only the three key columns are sorted. The rows are then gathered from the
+    batches as they arrived, one slice of the order at a time, so a worker holds
+    the file's rows once plus a few copies of one slice, not whole copies of the
+    file as sorting the table itself does.
+
     Arrow sorts strings by UTF-8 bytes, which is code point order, and the three
     keys are unique per row, so the order does not depend on how rows arrived.
-    Strings are widened to 64-bit offsets while the partition is one table (a
-    file's text can pass 2 GiB) and narrowed again per returned batch.
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    batches = list(batches)
+    batches = [batch for batch in batches if batch.num_rows]
     if not batches:
         return
-    schema = batches[0].schema
-    table = pa.Table.from_batches(batches).cast(_with_large_strings(schema)).combine_chunks()
-    order = pc.sort_indices(table, sort_keys=_SORT_KEYS)
-    for start in range(0, len(order), _SORTED_BATCH_ROWS):
-        part = table.take(order.slice(start, _SORTED_BATCH_ROWS)).cast(schema)
-        yield from part.to_batches()
+    keys = pa.Table.from_batches([batch.select([name for name, _ in _SORT_KEYS]) for batch in batches])
+    order = pc.sort_indices(keys, sort_keys=_SORT_KEYS).to_numpy().astype(np.int64)
+    starts = np.cumsum([0] + [batch.num_rows for batch in batches])
+    for rows in _slices(order, _string_bytes(batches)[order]):
+        yield from _gather(batches, starts, rows).to_batches()
 
 
-def _with_large_strings(schema):
+def _string_bytes(batches: list):
+    """Each row's bytes of string data, over the concatenated batches."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def row_bytes(batch):
+        lengths = [pc.binary_length(column).fill_null(0).to_numpy().astype(np.int64)
+                   for column in batch.columns if pa.types.is_string(column.type)]
+        return np.sum(lengths, axis=0) if lengths else np.zeros(batch.num_rows, np.int64)
+    return np.concatenate([row_bytes(batch) for batch in batches])
+
+
+def _slices(order, sizes):
+    """Consecutive runs of ``order`` of at most _SORTED_BATCH_ROWS rows and _SORTED_BATCH_BYTES (or one row)."""
+    import numpy as np
+
+    total = np.cumsum(sizes)
+    begin = 0
+    while begin < len(order):
+        before = total[begin - 1] if begin else 0
+        end = int(np.searchsorted(total, before + _SORTED_BATCH_BYTES, side="right"))
+        end = min(max(end, begin + 1), begin + _SORTED_BATCH_ROWS)
+        yield order[begin:end]
+        begin = end
+
+
+def _gather(batches: list, starts, rows):
+    """The partition's rows at positions ``rows`` (indices over the concatenated batches), in that order."""
+    import numpy as np
     import pyarrow as pa
 
-    return pa.schema([field.with_type(pa.large_string()) if pa.types.is_string(field.type) else field
-                      for field in schema])
+    owner = np.searchsorted(starts, rows, side="right") - 1
+    by_owner = np.argsort(owner, kind="stable")
+    owners, firsts = np.unique(owner[by_owner], return_index=True)
+    parts = np.split(rows[by_owner], firsts[1:])
+    pieces = [batches[b].take(pa.array(part - starts[b])) for b, part in zip(owners, parts)]
+    # The pieces hold the slice's rows grouped by batch; taking by the inverse permutation restores the order.
+    return pa.Table.from_batches(pieces, batches[0].schema).take(pa.array(np.argsort(by_owner)))
 
 
 def build_output(weights: DataFrame, documents: DataFrame, cfg: MixingConfig, n_files: int = 1) -> DataFrame:
