@@ -70,3 +70,19 @@ def test_the_layer_check_sees_imports_inside_functions(tmp_path):
     sample = tmp_path / "lazy.py"
     sample.write_text("def f():\n    from samplemix_spark.evaluation import tune\n")
     assert _imports(sample) == [("samplemix_spark.evaluation", 2)]
+
+
+def test_the_driver_of_a_run_and_an_evaluation_imports_no_torch():
+    """torch is a few hundred MiB of a driver's memory: only the code that runs a model (on executors, or on
+    a driver that trains a proxy itself) imports it, lazily."""
+    import subprocess
+    import sys
+
+    modules = ["samplemix_spark.cli", "samplemix_spark.pipeline", "samplemix_spark.evaluation.evaluate",
+               "samplemix_spark.evaluation.tune", "samplemix_spark.evaluation.tune_quadmix",
+               "samplemix_spark.evaluation.bimix_swarm", "samplemix_spark.evaluation.fidelity"]
+    probe = f"import sys\nfor m in {modules!r}:\n    __import__(m)\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            cwd=PACKAGE.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"

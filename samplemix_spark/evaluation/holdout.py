@@ -40,7 +40,7 @@ from samplemix_spark.errors import InputError
 from samplemix_spark.hashing import HOLDOUT_ORDER, HOLDOUT_WINDOW, doc_key
 from samplemix_spark.ingest.holdout import checked_documents, first_in_order
 from samplemix_spark.ingest.holdout import fingerprint, required_fingerprint  # noqa: F401  (re-exported)
-from samplemix_spark.models.byte_lm import SEPARATOR  # noqa: F401  (read as holdout.SEPARATOR)
+from samplemix_spark.models.proxy_presets import SEPARATOR  # noqa: F401  (read as holdout.SEPARATOR)
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import parquet_files, snapshot_files
 

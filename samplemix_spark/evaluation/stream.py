@@ -44,7 +44,7 @@ from typing import Iterator
 import numpy as np
 
 from samplemix_spark.errors import TableError
-from samplemix_spark.models.byte_lm import SEPARATOR
+from samplemix_spark.models.proxy_presets import SEPARATOR
 
 log = logging.getLogger(__name__)
 

@@ -276,7 +276,7 @@ def proxy_fingerprint(cfg, store, holdout: str, searched: tuple, extra: Optional
     """
     import hashlib
 
-    from samplemix_spark.evaluation.proxy import PRESETS
+    from samplemix_spark.models.proxy_presets import PRESETS
     from samplemix_spark.mixing.weights import quality_view
 
     ev = cfg.evaluate

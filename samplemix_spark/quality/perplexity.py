@@ -80,7 +80,7 @@ def _training_bytes(documents: DataFrame, need: int, seed: int, hash_scheme: str
 
     Only the rows under a hash threshold reach the driver: about twice the budget.
     """
-    from samplemix_spark.models.byte_lm import SEPARATOR
+    from samplemix_spark.models.proxy_presets import SEPARATOR
 
     keyed = documents.select("doc_id", "text", uniform(F.col("doc_id"), seed, PERPLEXITY_ORDER,
                                                        hash_scheme).alias("u"))
@@ -206,7 +206,7 @@ def bits_per_byte_column(text: Column, half: Column, start: Column, files: tuple
 
     @F.pandas_udf("double")
     def score(batches: Iterator[tuple[pd.Series, pd.Series, pd.Series]]) -> Iterator[pd.Series]:
-        from samplemix_spark.models.byte_lm import PRESETS
+        from samplemix_spark.models.proxy_presets import PRESETS
         from samplemix_spark.models.cache import cached
 
         models = cached(("perplexity", files, device), lambda: _load_models(files, settings.preset, device))
