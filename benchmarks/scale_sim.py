@@ -14,7 +14,8 @@ Per stage it prints the seconds, the peak memory of the driver's whole process
 tree (this process, the JVM and its Python workers; in local mode the executors
 run in that JVM), summed as proportional set sizes so the pages forked Python
 workers share count once, and the peak JVM heap in use, then for two sizes the
-ratios and the targets: every stage finished; a stage over 60 s at the larger
+ratios and the targets (each size runs in a process of its own, so in a JVM and a
+Python driver of its own, as a job would): every stage finished; a stage over 60 s at the larger
 size grows at most 9x in time for 8x the documents; the tree's peak grows at
 most 1.3x and stays under 3 GB. ``--json`` keeps the figures.
 
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -144,11 +146,18 @@ class PeakMemory:
 
 
 # A local-mode driver runs the executors' work too; these keep what that work leaves behind from piling up:
-# a serial collector and a smaller code cache beside the 1 GiB heap, Netty's buffer pools on the heap (capped)
-# rather than in direct memory (not capped), and Python workers that exit after their task instead of idling
-# with their models loaded. The last costs time: every task starts a worker and loads its models again.
+# a serial collector and a smaller code cache beside the heap; Netty's buffer pools (Spark's network and the
+# Arrow buffers that carry batches to and from Python workers) in one direct arena of 1 MiB chunks, so a
+# larger buffer is allocated and freed rather than pooled; the JDK's per-thread cache of temporary direct
+# buffers capped at 256 KiB a buffer; shuffle and RPC buffers on the heap (capped) rather than in direct
+# memory (not capped); and Python workers that exit after their task instead of idling with their models
+# loaded. The last costs time: every task starts a worker and loads its models again. The heap is committed
+# and touched whole at start (-Xms as large as the heap), so the JVM's share is set by spark.driver.memory
+# and not by how much of it a corpus happens to fill.
 SMALL_DRIVER_CONF = {"spark.driver.extraJavaOptions": "-XX:+UseSerialGC -XX:ReservedCodeCacheSize=96m "
-                                                      "-Dio.netty.allocator.numDirectArenas=1",
+                                                      "-Dio.netty.allocator.numDirectArenas=1 "
+                                                      "-Dio.netty.allocator.maxOrder=7 "
+                                                      "-Djdk.nio.maxCachedBufferSize=262144 -XX:+AlwaysPreTouch",
                      "spark.network.io.preferDirectBufs": "false", "spark.shuffle.io.preferDirectBufs": "false",
                      "spark.python.worker.reuse": "false"}
 # glibc gives every thread that allocates its own arena of up to 64 MiB: the JVM's and Arrow's threads would
@@ -160,6 +169,11 @@ def settings(work: Path, args: argparse.Namespace) -> list[str]:
     spark_conf = {"spark.driver.memory": args.driver_memory, "spark.driver.maxResultSize": args.result_cap,
                   "spark.sql.shuffle.partitions": args.shuffle_partitions, "spark.log.level": "ERROR",
                   "spark.ui.showConsoleProgress": "false", **(SMALL_DRIVER_CONF if args.small_driver else {})}
+    fixed_heap = f"-Xms{args.driver_memory}" if args.small_driver else ""
+    java_options = " ".join(filter(None, [spark_conf.get("spark.driver.extraJavaOptions"), fixed_heap,
+                                          args.java_options]))
+    if java_options:
+        spark_conf["spark.driver.extraJavaOptions"] = java_options
     encoder = ["diversity.encoder=static", f"diversity.static.path={args.static_path}"] if args.encoder == "static" \
         else [f"diversity.encoder={args.encoder}"]
     return [f"ingest.sources=[{work}/data/*.parquet]", "ingest.format=parquet", "ingest.id_column=id",
@@ -197,6 +211,19 @@ def run_size(n_docs: int, args: argparse.Namespace) -> dict:
             f"{key[:-3]} {value:>6,} MiB" for key, value in stages[stage].items() if key != "seconds"), flush=True)
     spark.stop()
     return stages
+
+
+def run_in_own_process(n_docs: int, args: argparse.Namespace, argv: list[str]) -> dict:
+    """``run_size`` in a fresh Python process, so each size gets a JVM and a driver of its own, as a job does.
+
+    PySpark keeps its JVM after ``spark.stop()`` and starts the next session in it: in one process the larger
+    size would be measured in a JVM that had already grown on the smaller one.
+    """
+    figures = Path(args.work) / f"scale_{n_docs}.json"
+    figures.unlink(missing_ok=True)
+    # Later options win: this size alone, its figures to their own file.
+    subprocess.run([sys.executable, __file__, *argv, "--sizes", str(n_docs), "--json", str(figures)], check=True)
+    return json.loads(figures.read_text())["stages"][str(n_docs)]
 
 
 def verdicts(small: dict, large: dict, growth: float) -> list[str]:
@@ -251,6 +278,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--work", default=str(REPO / "out" / "scale_sim"))
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override")
+    parser.add_argument("--java-options", default="", help="more JVM options for the driver, after the others")
     parser.add_argument("--small-driver", action="store_true",
                         help="add SMALL_DRIVER_CONF and SMALL_DRIVER_ENV to the JVM's and PySpark's defaults")
     return parser.parse_args(argv)
@@ -262,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RUST_LOG", "error")
     if args.small_driver:
         os.environ.update(SMALL_DRIVER_ENV)
-    results = {n: run_size(n, args) for n in args.sizes}
+    if len(args.sizes) == 1:
+        results = {args.sizes[0]: run_size(args.sizes[0], args)}
+    else:
+        results = {n: run_in_own_process(n, args, sys.argv[1:] if argv is None else argv) for n in args.sizes}
     print(table(args.sizes, results))
     broken = verdicts(results[args.sizes[0]], results[args.sizes[1]], args.sizes[1] / args.sizes[0]) \
         if len(args.sizes) == 2 else []
