@@ -48,10 +48,10 @@ from samplemix_spark.config import MixingConfig, SampleMixConfig
 from samplemix_spark.errors import ConfigError, InputError
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
-from samplemix_spark.models.proxy_presets import PRESETS
 from samplemix_spark.evaluation.search_sample import domain_floor_input
 from samplemix_spark.evaluation.swarm import by_candidate, counted_jobs, proxy_fingerprint, train_recording
 from samplemix_spark.hashing import SWARM_DESIGN, purpose_seed
+from samplemix_spark.models.proxy_presets import PRESETS
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)

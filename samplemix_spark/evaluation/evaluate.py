@@ -50,9 +50,9 @@ from samplemix_spark.errors import InputError
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals, proxy_cache
 from samplemix_spark.evaluation.plots import MACRO, final_domain_bars, learning_curves, save_figure
-from samplemix_spark.models.proxy_presets import PRESETS
 from samplemix_spark.evaluation.swarm import ProxyJob, by_candidate, candidate_bytes, output_bytes, scores_fingerprint
 from samplemix_spark.mixing.weights import MixStats, MixStep, quality_view, read_stats
+from samplemix_spark.models.proxy_presets import PRESETS
 from samplemix_spark.tables import TableStore
 from samplemix_spark.tables.files import snapshot_files
 

@@ -33,9 +33,9 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from samplemix_spark.models.proxy_presets import PRESETS
 from samplemix_spark.evaluation.stream import STREAM_VERSION
 from samplemix_spark.evaluation.swarm import CURVE_COLUMNS, CURVE_SCHEMA, ProxyJob, train_recording
+from samplemix_spark.models.proxy_presets import PRESETS
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)

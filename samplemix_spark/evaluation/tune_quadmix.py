@@ -45,12 +45,12 @@ from samplemix_spark.errors import InputError
 from samplemix_spark.evaluation import evaluate as ev
 from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals, proxy_cache, quadmix_search
-from samplemix_spark.models.proxy_presets import PRESETS
 from samplemix_spark.evaluation.search_sample import search_input
 from samplemix_spark.evaluation.swarm import (by_candidate, counted_jobs, fresh_seeds, proxy_fingerprint,
                                               train_recording)
 from samplemix_spark.mixing import quadmix
 from samplemix_spark.mixing.weights import compute_stats, quadmix_inputs, quality_view, scored_documents, weights_frame
+from samplemix_spark.models.proxy_presets import PRESETS
 from samplemix_spark.tables import TableStore
 
 log = logging.getLogger(__name__)
