@@ -33,6 +33,7 @@ from _study import configure_logging, mix_methods, study_arguments
 
 from samplemix_spark.config import load_config
 from samplemix_spark.engine import build_session
+from samplemix_spark.evaluation import holdout as held
 from samplemix_spark.evaluation import intervals
 from samplemix_spark.evaluation.evaluate import Evaluation, evaluate, summarise
 from samplemix_spark.tables import TableStore
@@ -45,8 +46,9 @@ VIEWS = {HEADLINE: None, SECOND: ["code", "news", "speeches"]}
 
 
 def versus_lines(evaluation: Evaluation, versus: str, domains: list[str], settings) -> str:
-    """Every run's paired difference (macro bpb, run minus ``versus``) with its interval, one line each."""
-    scores = intervals.Scores.from_frame(evaluation.docs)
+    """Every run's paired difference (macro bpb, run minus ``versus``) with its interval, one line each, on the
+    ``report`` half of the scored documents, as the summary beside it."""
+    scores = intervals.Scores.from_frame(held.in_half(evaluation.docs, "report"))
     if versus not in scores.bits:
         return f"(no run {versus} in this evaluation)"
     strata = intervals.strata(scores.domains, domains, settings.bootstrap, settings.bootstrap_seed)

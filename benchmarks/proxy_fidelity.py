@@ -1,19 +1,21 @@
 """How far the cpu proxy preset's ranking of mixtures agrees with a larger reference proxy's: docs/evaluation.md.
 
     .venv/bin/samplemix demo-data && .venv/bin/samplemix run --config conf/local.yaml
-    .venv/bin/python benchmarks/proxy_fidelity.py        # cpu x 2 seeds, reference x 1 seed: 1-2 h on 2 cores
+    .venv/bin/python benchmarks/proxy_fidelity.py        # cpu x 2 seeds, reference x 2 seeds: about 2.5 h on 2 cores
+    .venv/bin/python benchmarks/proxy_fidelity.py --reference-seeds 0   # about 70 min; no reference pair verdicts
 
 Ranks the demo study's mixtures (``_study.METHODS``: natural proportions,
 entropy weights, the quality threshold, SampleMix at alpha 0, 0.5, 0.8 and 1,
 and BiMix when its swarm is stored in ``bimix_observations``) with two proxy
 presets on the same held-out documents: the small one users run (``cpu``, two
-seeds) and a reference (``reference``: 9.5x the parameters, 2x the bytes, one
-seed). Prints the plan first (proxies, bytes, stored, expected time from
-bytes/s measured here), then per mixture each preset's macro bits per byte and
-rank, Spearman's rho between the rankings with a document-bootstrap interval and
-a mixture-bootstrap one, rho within the domain-level and the SampleMix mixtures,
-and the pairs: of the pairs the reference separates beyond its paired interval,
-how many the small preset orders the same way, and how many it separates itself.
+seeds) and a reference (``reference``: 9.5x the parameters, 2x the bytes, two
+seeds by default; with one, its pair verdicts are undetermined). Prints the
+plan first (proxies, bytes, stored, expected time from bytes/s measured here),
+then per mixture each preset's macro bits per byte and rank, Spearman's rho
+between the rankings with a document-bootstrap interval and a mixture-bootstrap
+one, rho within the domain-level and the SampleMix mixtures, and the pairs: of
+the pairs the reference separates beyond its paired interval, how many the
+small preset orders the same way, and how many it separates itself.
 
 Resumable per proxy: the proxies are stored in ``warehouse/proxy_eval_curves``
 and shared with ``evaluate_demo.py`` (whose cpu seeds 0 and 1 are these), so a
