@@ -74,6 +74,16 @@ def test_equal_candidates_are_seldom_called_worse_than_the_chosen_one():
     assert len(set(chosen)) >= 6
 
 
+def test_one_seed_per_candidate_leaves_the_best_and_every_comparison_undetermined():
+    """Far apart on the documents, but with one seed each nothing says how much of that is training luck."""
+    rng = np.random.default_rng(11)
+    _, summary = mark_choice(_search(rng, _held_out(rng, 30), [0.0, 0.3, 0.3], [0]), DOMAINS, samples=300)
+    assert summary.loc[summary["chosen"], "alpha"].tolist() == [0.0]
+    assert summary["p_best"].isna().all()
+    others = summary[~summary["chosen"]]
+    assert not summary["tied"].any() and others["vs_chosen"].str.startswith("undetermined").all()
+
+
 def test_a_truly_better_candidate_is_chosen_likely_best_and_the_rest_worse():
     rng = np.random.default_rng(7)
     held_out = _held_out(rng, 40)

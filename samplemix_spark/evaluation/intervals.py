@@ -259,10 +259,13 @@ def probability_best(scores: Scores, runs: Sequence[str], strata: list[Stratum],
     Each resample draws the documents (the stratified bootstrap) and each run's
     training noise: a normal shift with the standard error of its seed mean under
     the pooled seed variance (with two or three seeds a resample of the seeds
-    themselves would understate it). Without an estimate of seed variance only the
-    documents are drawn.
+    themselves would understate it). Without an estimate of seed variance (one seed
+    per run) every share is NaN: drawing the documents alone would make a run whose
+    lead is training luck look certain to be best.
     """
     runs = list(runs)
+    if noise.df < 1:
+        return {run: float("nan") for run in runs}
     draws = macro_columns(np.column_stack([scores.bits[r] for r in runs]), scores.bytes, strata)
     spread = np.array([noise.standard_error(len(scores.per_seed[r])) or 0.0 for r in runs])
     draws = draws + np.random.default_rng(seed).standard_normal(draws.shape) * spread

@@ -20,7 +20,9 @@ Choosing and reporting rest on different documents (``holdout.halves``). On the
 each candidate's probability of being best is estimated (``p_best``: documents
 resampled, training noise drawn from the pooled seed variance), and every other
 candidate is compared with the chosen one at a level that holds over every pair
-(``intervals.comparisons_level``): ``tied`` unless that interval says worse. The
+(``intervals.comparisons_level``): ``tied`` when that interval holds 0. With one
+seed per candidate there is no seed variance to draw from: ``p_best`` is NaN and
+every comparison is undetermined, neither tied nor worse. The
 figures reported are the ``report`` half's. Then the chosen candidate and the
 runner-up are trained again on fresh seeds (``tune.confirm_seeds``), and their
 macro on the ``report`` half, with the paired difference between them, is the
@@ -187,7 +189,7 @@ def mark_choice(docs: pd.DataFrame, domains: list[str], samples: int = intervals
     differences = {run: intervals.paired_difference(select.scores, run, best, select.strata, select.noise, level)
                    for run in runs if run != best}
     summary["chosen"] = summary["run"] == best
-    summary["tied"] = [run != best and differences[run].word != "worse" for run in runs]
+    summary["tied"] = [run != best and differences[run].word == "tied" for run in runs]
     summary["vs_chosen"] = [differences[run].describe() if run != best else "-" for run in runs]
     report = _half_scores(searched, "report", domains, samples, seed)
     figures = [intervals.run_interval(report.scores, run, report.strata, report.noise) for run in runs]
@@ -392,20 +394,23 @@ def _finish(summary: pd.DataFrame, out: Path) -> pd.DataFrame:
     best = summary[summary["chosen"]].iloc[0]
     choice = _candidate(best)
     table = summary.drop(columns=["confirmed", "vs_chosen"])
-    worse = int((~summary["chosen"] & ~summary["tied"]).sum())
+    words = summary.loc[~summary["chosen"], "vs_chosen"].str.split().str[0]
+    p_best = float(best["p_best"])
     level = intervals.comparisons_level(len(summary))
     confirmed = summary.loc[summary["confirmed"] != "-"]
     lines = [f"  {_candidate(r).as_set()}: {r['confirmed']}" for _, r in confirmed.iterrows()]
     log.info("tune: held-out macro bits per byte per setting (seed mean); chosen on the select half (%d documents, "
              "select_bpb), reported on the report half (%d documents, report_bpb with its 95%% interval over "
              "documents%s)\n%s\nagainst the chosen setting, each at the %.4f level that holds over every pair:\n%s\n"
-             "chosen: %s  (probability of being best %.2f; %d other settings worse, %d tied)\n%s\nplot %s",
+             "chosen: %s  (probability of being best %s; other settings: %d worse, %d tied, %d undetermined)"
+             "\n%s\nplot %s",
              int(summary["select_docs"].iat[0]), int(summary["report_docs"].iat[0]),
              intervals.interval_sources(int(summary["seeds"].min())),
              table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), level,
              "\n".join(f"  {_candidate(r).as_set()}: {r['vs_chosen']}"
                        for _, r in summary[~summary["chosen"]].iterrows()) or "  (no other setting)",
-             choice.as_set(), float(best["p_best"]), worse, int(summary["tied"].sum()),
+             choice.as_set(), "undefined with one seed per setting" if np.isnan(p_best) else f"{p_best:.2f}",
+             int((words == "worse").sum()), int((words == "tied").sum()), int((words == "undetermined").sum()),
              "confirmed on fresh seeds, report half:\n" + "\n".join(lines) if lines
              else "not confirmed on fresh seeds (tune.confirm_seeds: 0)", out / "tune.png")
     print(choice.as_set())
