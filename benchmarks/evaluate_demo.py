@@ -1,7 +1,7 @@
 """Proxy evaluation of the methods on the quick-start corpus: the demo study in docs/evaluation.md.
 
     .venv/bin/samplemix demo-data && .venv/bin/samplemix run --config conf/local.yaml
-    .venv/bin/python benchmarks/evaluate_demo.py                    # cpu preset, seeds 0 1 2: about 45 min on 2 cores
+    .venv/bin/python benchmarks/evaluate_demo.py                    # cpu preset, seeds 0 1 2: about 1 h on 2 cores
     .venv/bin/python benchmarks/evaluate_demo.py --preset gpu       # on a GPU machine
     .venv/bin/python benchmarks/evaluate_demo.py --summary-only     # the tables again, from what is stored
     .venv/bin/python benchmarks/evaluate_demo.py --summary-only --versus quadmix   # paired against another run
