@@ -40,7 +40,7 @@ PRESETS = {
                   learning_rate=2e-3),
     # The fidelity reference on CPU (benchmarks/proxy_fidelity.py): 9.5x the cpu preset's parameters and
     # 2x its bytes, the same context and step count; scored at the final step only, since only its
-    # final ranking is used. About 8 minutes per proxy on 2 CPU cores.
+    # final ranking is used. 6 to 8 minutes per proxy on 2 CPU cores.
     "reference": Preset("reference", d_model=256, n_layer=3, n_head=8, context=128, batch_size=32,
                         budget_bytes=4 << 20, learning_rate=1e-3, evaluations=1),
     # Tens of millions of parameters for a GPU (Olmix's swarm uses 14M): 25M here.
