@@ -62,11 +62,6 @@ def print_plan(spark, presets: dict, runs) -> dict:
     return plans
 
 
-def separates(words: pd.Series) -> pd.Series:
-    """Whether each verdict separates the pair: ``tied`` and ``undetermined`` (one seed per run) do not."""
-    return words.isin(["better", "worse"])
-
-
 def report(result: fidelity.Fidelity, presets: dict) -> str:
     small, ref = (f"{label} ({cfg.evaluate.preset}, seeds {cfg.evaluate.seeds})" for label, cfg in presets.items())
     separated = result.separated()
@@ -80,15 +75,15 @@ def report(result: fidelity.Fidelity, presets: dict) -> str:
                  f"separates {int((separated['small_word'] == separated['reference_word']).sum())} the same way "
                  f"itself ({result.resolved_share():.0%}); of all {len(result.pairs)} pairs it orders "
                  f"{int(result.pairs['same_order'].sum())} as the reference's estimates do and separates "
-                 f"{int(separates(result.pairs['small_word']).sum())}")
+                 f"{int(fidelity.separates(result.pairs['small_word']).sum())}")
     lines = [header, result.runs.to_string(index=False, float_format=lambda v: f"{v:.4f}"), rho, agreement]
     pairs = result.pairs.assign(kind=[kind(a, b) for a, b in zip(result.pairs["run_a"], result.pairs["run_b"])])
     by_kind = pairs.groupby("kind").apply(lambda g: pd.Series({
-        "pairs": len(g), "reference_separates": int(separates(g["reference_word"]).sum()),
-        "small_same_order": int((separates(g["reference_word"]) & g["same_order"]).sum()),
-        "small_separates_same_way": int((separates(g["reference_word"])
+        "pairs": len(g), "reference_separates": int(fidelity.separates(g["reference_word"]).sum()),
+        "small_same_order": int((fidelity.separates(g["reference_word"]) & g["same_order"]).sum()),
+        "small_separates_same_way": int((fidelity.separates(g["reference_word"])
                                          & (g["small_word"] == g["reference_word"])).sum()),
-        "small_separates": int(separates(g["small_word"]).sum()),
+        "small_separates": int(fidelity.separates(g["small_word"]).sum()),
         "same_order_of_estimates": int(g["same_order"].sum())}), include_groups=False)
     lines += ["\nby what the pair differs in\n" + by_kind.to_string(),
               "\npairs (a minus b, macro bpb; negative: a is better)\n"

@@ -54,7 +54,7 @@ class Fidelity:
 
     def separated(self) -> pd.DataFrame:
         """The pairs the reference calls better or worse (not tied, nor undetermined for want of seeds)."""
-        return self.pairs[self.pairs["reference_word"].isin(["better", "worse"])]
+        return self.pairs[separates(self.pairs["reference_word"])]
 
     def same_order_share(self) -> float:
         """Of the pairs the reference separates, the share the small preset orders the same way."""
@@ -67,6 +67,11 @@ class Fidelity:
         if not len(separated):
             return float("nan")
         return float((separated["small_word"] == separated["reference_word"]).mean())
+
+
+def separates(words: pd.Series) -> pd.Series:
+    """Whether each pair verdict separates its pair: ``tied`` and ``undetermined`` (one seed per run) do not."""
+    return words.isin(["better", "worse"])
 
 
 def row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
